@@ -1,0 +1,47 @@
+# Test helpers.
+#
+# fot_add_test(name SOURCES ... LIBS ... LABELS ...)
+#   One GoogleTest executable; every test case becomes a ctest entry (gtest_discover_tests)
+#   carrying LABELS. FOT_SOURCE_DIR and FOT_TEST_DATA are defined for the sources.
+# fot_add_mpi_test(name SOURCES ... LIBS ... NP 2 4 LABELS ...)
+#   One executable with tests/mpi_gtest_main.cpp, one ctest entry per process count, run
+#   under mpirun with --oversubscribe, root allowed, and a timeout so a deadlock fails.
+include(GoogleTest)
+find_package(GTest REQUIRED)
+
+set(FOT_TEST_DATA ${PROJECT_SOURCE_DIR}/tests/data)
+
+function(fot_add_test name)
+  cmake_parse_arguments(A "" "TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
+  if(NOT A_TIMEOUT)
+    set(A_TIMEOUT 300)
+  endif()
+  add_executable(${name} ${A_SOURCES})
+  target_link_libraries(${name} PRIVATE ${A_LIBS} GTest::gtest GTest::gtest_main fot_options)
+  target_compile_definitions(${name} PRIVATE
+    FOT_SOURCE_DIR="${PROJECT_SOURCE_DIR}" FOT_TEST_DATA="${FOT_TEST_DATA}"
+    FOT_BINARY_DIR="${PROJECT_BINARY_DIR}" FOTRT_EXE="$<TARGET_FILE:fotrt>")
+  gtest_discover_tests(${name}
+    PROPERTIES LABELS "${A_LABELS}" TIMEOUT ${A_TIMEOUT}
+    DISCOVERY_TIMEOUT 60)
+endfunction()
+
+function(fot_add_mpi_test name)
+  cmake_parse_arguments(A "" "TIMEOUT" "SOURCES;LIBS;NP;LABELS" ${ARGN})
+  if(NOT A_TIMEOUT)
+    set(A_TIMEOUT 120)
+  endif()
+  add_executable(${name} ${A_SOURCES} ${PROJECT_SOURCE_DIR}/tests/mpi_gtest_main.cpp)
+  target_link_libraries(${name} PRIVATE ${A_LIBS} GTest::gtest MPI::MPI_CXX fot_options)
+  target_compile_definitions(${name} PRIVATE
+    FOT_SOURCE_DIR="${PROJECT_SOURCE_DIR}" FOT_TEST_DATA="${FOT_TEST_DATA}"
+    FOT_BINARY_DIR="${PROJECT_BINARY_DIR}" FOTRT_EXE="$<TARGET_FILE:fotrt>")
+  foreach(np IN LISTS A_NP)
+    add_test(NAME ${name}_np${np}
+             COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${np} --oversubscribe
+                     ${MPIEXEC_PREFLAGS} $<TARGET_FILE:${name}> ${MPIEXEC_POSTFLAGS})
+    set_tests_properties(${name}_np${np} PROPERTIES
+      LABELS "mpi;${A_LABELS}" TIMEOUT ${A_TIMEOUT} PROCESSORS ${np}
+      ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMP_NUM_THREADS=1")
+  endforeach()
+endfunction()

@@ -1,0 +1,71 @@
+#include "runtime/core/tensor.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <sstream>
+
+#include "runtime/core/status.h"
+
+namespace fot {
+
+int64_t shape_numel(const Shape& s) {
+    int64_t n = 1;
+    for (int64_t d : s) n *= d;
+    return n;
+}
+
+std::string shape_str(const Shape& s) {
+    std::ostringstream os;
+    os << "[";
+    for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
+    os << "]";
+    return os.str();
+}
+
+Buffer::Buffer(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape)) {
+    for (int64_t d : shape_) FOT_CHECK(d >= 0, "negative dimension in shape ", shape_str(shape_));
+    size_t bytes = nbytes();
+    size_t rounded = (bytes + 63) / 64 * 64;
+    if (rounded == 0) rounded = 64;
+    data_ = std::aligned_alloc(64, rounded);
+    if (!data_) {
+        FOT_THROW("out of host memory allocating ", bytes, " bytes for a ", dtype_name(dtype_),
+                  " tensor of shape ", shape_str(shape_));
+    }
+    std::memset(data_, 0, rounded);
+    free_ = [](void* p) { std::free(p); };
+}
+
+Buffer::Buffer(void* data, DType dtype, Shape shape, Device device,
+               std::function<void(void*)> free_fn)
+    : data_(data), dtype_(dtype), shape_(std::move(shape)), device_(device),
+      free_(std::move(free_fn)) {}
+
+Buffer::~Buffer() { release(); }
+
+void Buffer::release() {
+    if (data_ && free_) free_(data_);
+    data_ = nullptr;
+}
+
+Buffer::Buffer(Buffer&& o) noexcept
+    : data_(o.data_), dtype_(o.dtype_), shape_(std::move(o.shape_)), device_(o.device_),
+      free_(std::move(o.free_)) {
+    o.data_ = nullptr;
+}
+
+Buffer& Buffer::operator=(Buffer&& o) noexcept {
+    if (this != &o) {
+        release();
+        data_ = o.data_;
+        dtype_ = o.dtype_;
+        shape_ = std::move(o.shape_);
+        device_ = o.device_;
+        free_ = std::move(o.free_);
+        o.data_ = nullptr;
+    }
+    return *this;
+}
+
+}  // namespace fot
