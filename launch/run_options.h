@@ -1,0 +1,22 @@
+// The run options shared by every model-running subcommand (logits, generate, score, passkey,
+// serve, bench): one table of flags and one rule for combining them with a run YAML.
+//
+// Precedence: defaults < the YAML given with --config < each flag given on the command line.
+// resolve_run_config() validates the result and checks that the model directory exists and
+// holds a config.json; every error is a fot::Error naming the flag, the YAML key or the path.
+#pragma once
+
+#include "config/run_config.h"
+#include "launch/args.h"
+
+namespace fot::cli {
+
+// Declares --config, --model, --backend, --dtype, --threads, --tp, --mp, --retrieval, --k,
+// --mem-dtype, --mem-capacity, --mem-capacity-bytes, --last-context-length, --log-level.
+void add_run_options(Args& args);
+
+// Builds the RunConfig from parsed `args` (which must have had add_run_options()). Throws
+// fot::Error on any invalid value or a missing/unusable model directory.
+RunConfig resolve_run_config(const Args& args);
+
+}  // namespace fot::cli
