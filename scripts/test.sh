@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs dependencies, builds everything from scratch and runs every test: this is what CI
+# runs (.ci/run). Two builds:
+#   1. build/asan: CPU-only with AddressSanitizer; runs the checkpoint-reader tests (label io),
+#      which feed corrupt files to the parsers.
+#   2. build/ci: the full build (CUDA kernels compiled and linked when nvcc exists); runs every
+#      test except those labelled gpu (they skip without a device anyway). Its ctest summary
+#      is the last thing printed.
+# Environment: BUILD_ROOT (default build), JOBS (default nproc).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+
+root=${BUILD_ROOT:-build}
+jobs=${JOBS:-$(nproc)}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# Tests measure correctness, not speed: keep thread counts small on small machines.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-2}
+
+start=$(date +%s)
+rm -rf "$root/asan" "$root/ci"
+
+echo "== test.sh: AddressSanitizer build (checkpoint readers)"
+cmake -S . -B "$root/asan" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFOT_CUDA=OFF \
+    -DFOT_SANITIZE=address -DFOT_BUILD_BENCH=OFF -DFOT_NATIVE=OFF
+cmake --build "$root/asan" -j"$jobs" --target fotrt io_parsers_test io_checkpoint_test io_cli_test
+(cd "$root/asan" && ASAN_OPTIONS=detect_leaks=0 ctest -L io --output-on-failure -j"$jobs")
+
+echo "== test.sh: full build"
+cmake -S . -B "$root/ci" -G Ninja -DCMAKE_BUILD_TYPE=Release
+cmake --build "$root/ci" -j"$jobs"
+echo "== test.sh: builds done after $(( $(date +%s) - start )) s"
+cd "$root/ci"
+ctest --output-on-failure -LE gpu -j"$jobs"
