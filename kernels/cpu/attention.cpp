@@ -1,0 +1,160 @@
+// Attention partials over blocks of keys with an online softmax (flash-attention order).
+// Work is split over (head, block of queries); keys stream in blocks that are widened to
+// f32 once per (head, query block) when stored in bf16/f16.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "kernels/cpu/ops.h"
+
+namespace fot::kernels::cpu {
+namespace {
+
+constexpr int64_t kQueryBlock = 16;
+constexpr int64_t kKeyBlock = 128;
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+inline float dot(const float* a, const float* b, int64_t n) {
+    float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t i = 0; i < n; ++i) acc += a[i] * b[i];
+    return acc;
+}
+
+// The f32 rows [j0, j0 + n) of head h: a pointer into `base` when already f32, else widened
+// into `scratch`.
+const float* key_rows(const void* base, DType dtype, int64_t head_offset, int64_t j0, int64_t n,
+                      int64_t D, float* scratch) {
+    const size_t esz = dtype_size(dtype);
+    const char* p = static_cast<const char*>(base) + static_cast<size_t>(head_offset + j0 * D) * esz;
+    if (dtype == DType::kF32) return reinterpret_cast<const float*>(p);
+    convert_to_f32(p, dtype, scratch, static_cast<size_t>(n * D));
+    return scratch;
+}
+
+}  // namespace
+
+void attn_partial_init(float* part, int64_t H, int64_t T, int64_t D) {
+    const int64_t row = D + 2;
+    for (int64_t i = 0; i < H * T; ++i) {
+        float* r = part + i * row;
+        std::memset(r, 0, sizeof(float) * D);
+        r[D] = kNegInf;
+        r[D + 1] = 0.f;
+    }
+}
+
+void attn_accumulate(float* part, const float* q, int64_t q_stride, const void* k, const void* v,
+                     DType kv_dtype, int64_t kv_head_stride, int64_t H, int64_t T, int64_t S,
+                     int64_t D, float scale, int64_t causal_offset) {
+    if (S <= 0 || T <= 0) return;
+    const int64_t nqb = (T + kQueryBlock - 1) / kQueryBlock;
+    const int64_t row = D + 2;
+#pragma omp parallel
+    {
+        std::vector<float> kbuf, vbuf;
+        if (kv_dtype != DType::kF32) {
+            kbuf.resize(static_cast<size_t>(kKeyBlock * D));
+            vbuf.resize(static_cast<size_t>(kKeyBlock * D));
+        }
+        float scores[kKeyBlock];
+#pragma omp for collapse(2) schedule(dynamic, 1)
+        for (int64_t h = 0; h < H; ++h) {
+            for (int64_t qb = 0; qb < nqb; ++qb) {
+                const int64_t t0 = qb * kQueryBlock;
+                const int64_t t1 = std::min(T, t0 + kQueryBlock);
+                // Last key any query of this block may see.
+                const int64_t jlast = std::min(S - 1, (t1 - 1) + std::min(causal_offset, S));
+                const int64_t head_off = h * kv_head_stride;
+                for (int64_t j0 = 0; j0 <= jlast; j0 += kKeyBlock) {
+                    const int64_t nk = std::min(kKeyBlock, jlast + 1 - j0);
+                    const float* kr = key_rows(k, kv_dtype, head_off, j0, nk, D, kbuf.data());
+                    const float* vr = key_rows(v, kv_dtype, head_off, j0, nk, D, vbuf.data());
+                    for (int64_t t = t0; t < t1; ++t) {
+                        // Keys j <= t + causal_offset are visible.
+                        int64_t jend = j0 + nk;
+                        if (causal_offset < S) jend = std::min(jend, t + causal_offset + 1);
+                        const int64_t n = jend - j0;
+                        if (n <= 0) continue;
+                        const float* qt = q + t * q_stride + h * D;
+                        float bmax = kNegInf;
+                        for (int64_t j = 0; j < n; ++j) {
+                            scores[j] = dot(qt, kr + j * D, D) * scale;
+                            bmax = std::max(bmax, scores[j]);
+                        }
+                        float* st = part + (h * T + t) * row;
+                        const float m_old = st[D];
+                        const float m_new = std::max(m_old, bmax);
+                        const float corr = (m_old == kNegInf) ? 0.f : std::exp(m_old - m_new);
+                        float lsum = 0.f;
+                        for (int64_t j = 0; j < n; ++j) {
+                            scores[j] = std::exp(scores[j] - m_new);
+                            lsum += scores[j];
+                        }
+                        if (corr != 1.f) {
+                            for (int64_t d = 0; d < D; ++d) st[d] *= corr;
+                        }
+                        for (int64_t j = 0; j < n; ++j) {
+                            const float p = scores[j];
+                            const float* vj = vr + j * D;
+#pragma omp simd
+                            for (int64_t d = 0; d < D; ++d) st[d] += p * vj[d];
+                        }
+                        st[D] = m_new;
+                        st[D + 1] = st[D + 1] * corr + lsum;
+                    }
+                }
+            }
+        }
+    }
+}
+
+void attn_partial_merge(float* out, const float* parts, int64_t R, int64_t H, int64_t T,
+                        int64_t D) {
+    const int64_t row = D + 2;
+    const int64_t rows = H * T;
+#pragma omp parallel for schedule(static) if (rows * R * D > 65536)
+    for (int64_t i = 0; i < rows; ++i) {
+        float M = kNegInf;
+        for (int64_t r = 0; r < R; ++r) M = std::max(M, parts[(r * rows + i) * row + D]);
+        float acc[1024];
+        float L = 0.f;
+        std::fill(acc, acc + D, 0.f);
+        if (M != kNegInf) {
+            for (int64_t r = 0; r < R; ++r) {
+                const float* p = parts + (r * rows + i) * row;
+                if (p[D] == kNegInf) continue;
+                const float w = std::exp(p[D] - M);
+                L += p[D + 1] * w;
+                for (int64_t d = 0; d < D; ++d) acc[d] += p[d] * w;
+            }
+        }
+        float* o = out + i * row;
+        std::copy(acc, acc + D, o);
+        o[D] = M;
+        o[D + 1] = L;
+    }
+}
+
+void attn_partial_finalize(float* out, int64_t out_stride, const float* part, int64_t H,
+                           int64_t T, int64_t D) {
+    const int64_t row = D + 2;
+#pragma omp parallel for schedule(static) if (H * T * D > 65536)
+    for (int64_t t = 0; t < T; ++t) {
+        for (int64_t h = 0; h < H; ++h) {
+            const float* p = part + (h * T + t) * row;
+            float* o = out + t * out_stride + h * D;
+            const float L = p[D + 1];
+            if (L > 0.f) {
+                const float inv = 1.0f / L;
+                for (int64_t d = 0; d < D; ++d) o[d] = p[d] * inv;
+            } else {
+                std::memset(o, 0, sizeof(float) * D);
+            }
+        }
+    }
+}
+
+}  // namespace fot::kernels::cpu

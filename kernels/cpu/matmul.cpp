@@ -1,0 +1,71 @@
+// GEMM against torch Linear weights (N, K). f32 weights go straight to BLAS. bf16/f16
+// weights are widened to f32 one tile of rows at a time (for many tokens) or row by row
+// inside a dot-product loop (for few tokens, i.e. decode), so no full f32 copy exists.
+#include <cblas.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "kernels/cpu/ops.h"
+
+namespace fot::kernels::cpu {
+namespace {
+
+constexpr int64_t kSmallT = 4;    // at or below: fused convert + dot (memory-bound decode)
+constexpr int64_t kTileRows = 256;  // rows of w widened per sgemm otherwise
+
+void matmul_lowp_small(float* out, const float* x, const void* w, DType w_dtype, int64_t T,
+                       int64_t N, int64_t K) {
+    const size_t esz = dtype_size(w_dtype);
+#pragma omp parallel
+    {
+        std::vector<float> row(static_cast<size_t>(K));
+#pragma omp for schedule(static)
+        for (int64_t n = 0; n < N; ++n) {
+            convert_to_f32(static_cast<const char*>(w) + static_cast<size_t>(n * K) * esz,
+                           w_dtype, row.data(), K);
+            for (int64_t t = 0; t < T; ++t) {
+                const float* xr = x + t * K;
+                float acc = 0.f;
+                for (int64_t k = 0; k < K; ++k) acc += xr[k] * row[k];
+                out[t * N + n] = acc;
+            }
+        }
+    }
+}
+
+void matmul_lowp_tiled(float* out, const float* x, const void* w, DType w_dtype, int64_t T,
+                       int64_t N, int64_t K) {
+    const size_t esz = dtype_size(w_dtype);
+    std::vector<float> tile(static_cast<size_t>(std::min(N, kTileRows) * K));
+    for (int64_t n0 = 0; n0 < N; n0 += kTileRows) {
+        const int64_t nt = std::min(kTileRows, N - n0);
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < nt; ++r) {
+            convert_to_f32(static_cast<const char*>(w) + static_cast<size_t>((n0 + r) * K) * esz,
+                           w_dtype, tile.data() + r * K, K);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(T),
+                    static_cast<int>(nt), static_cast<int>(K), 1.0f, x, static_cast<int>(K),
+                    tile.data(), static_cast<int>(K), 0.0f, out + n0, static_cast<int>(N));
+    }
+}
+
+}  // namespace
+
+void matmul(float* out, const float* x, const void* w, DType w_dtype, int64_t T, int64_t N,
+            int64_t K) {
+    if (T == 0 || N == 0) return;
+    if (w_dtype == DType::kF32) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(T),
+                    static_cast<int>(N), static_cast<int>(K), 1.0f, x, static_cast<int>(K),
+                    static_cast<const float*>(w), static_cast<int>(K), 0.0f, out,
+                    static_cast<int>(N));
+    } else if (T <= kSmallT) {
+        matmul_lowp_small(out, x, w, w_dtype, T, N, K);
+    } else {
+        matmul_lowp_tiled(out, x, w, w_dtype, T, N, K);
+    }
+}
+
+}  // namespace fot::kernels::cpu

@@ -1,0 +1,191 @@
+// Exact top-k memory retrieval: per (head, query) selection of the K best keys, the global
+// threshold over all ranks' candidates, and attention over the survivors.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "kernels/cpu/ops.h"
+
+namespace fot::kernels::cpu {
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+constexpr int64_t kKeyBlock = 256;
+
+struct Cand {
+    float score;
+    int64_t pos;
+    int64_t row;
+};
+
+// a before b in the candidate order.
+inline bool better(float sa, int64_t pa, float sb, int64_t pb) {
+    return sa > sb || (sa == sb && pa < pb);
+}
+
+inline float dot(const float* a, const float* b, int64_t n) {
+    float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t i = 0; i < n; ++i) acc += a[i] * b[i];
+    return acc;
+}
+
+inline bool passes(float s, int64_t p, float ts, int64_t tp) {
+    return s > ts || (s == ts && p <= tp);
+}
+
+}  // namespace
+
+void memory_topk(float* scores, int64_t* rows, int64_t* positions, const float* q,
+                 int64_t q_stride, const void* k, DType k_dtype, int64_t k_head_stride,
+                 const int64_t* row_pos, int64_t H, int64_t T, int64_t S, int64_t D, int64_t K,
+                 float scale) {
+    const size_t esz = dtype_size(k_dtype);
+#pragma omp parallel
+    {
+        std::vector<float> kbuf(static_cast<size_t>(kKeyBlock * D));
+        std::vector<Cand> heap;
+        heap.reserve(static_cast<size_t>(K) + 1);
+        // Heap top = worst kept candidate.
+        auto worse_first = [](const Cand& a, const Cand& b) {
+            return better(a.score, a.pos, b.score, b.pos);
+        };
+#pragma omp for collapse(2) schedule(dynamic, 4)
+        for (int64_t h = 0; h < H; ++h) {
+            for (int64_t t = 0; t < T; ++t) {
+                heap.clear();
+                const float* qt = q + t * q_stride + h * D;
+                for (int64_t j0 = 0; j0 < S; j0 += kKeyBlock) {
+                    const int64_t n = std::min(kKeyBlock, S - j0);
+                    const char* src = static_cast<const char*>(k) +
+                                      static_cast<size_t>(h * k_head_stride + j0 * D) * esz;
+                    const float* kr;
+                    if (k_dtype == DType::kF32) {
+                        kr = reinterpret_cast<const float*>(src);
+                    } else {
+                        convert_to_f32(src, k_dtype, kbuf.data(), static_cast<size_t>(n * D));
+                        kr = kbuf.data();
+                    }
+                    for (int64_t j = 0; j < n; ++j) {
+                        const float s = dot(qt, kr + j * D, D) * scale;
+                        const int64_t p = row_pos[j0 + j];
+                        if (static_cast<int64_t>(heap.size()) < K) {
+                            heap.push_back({s, p, j0 + j});
+                            std::push_heap(heap.begin(), heap.end(), worse_first);
+                        } else if (better(s, p, heap.front().score, heap.front().pos)) {
+                            std::pop_heap(heap.begin(), heap.end(), worse_first);
+                            heap.back() = {s, p, j0 + j};
+                            std::push_heap(heap.begin(), heap.end(), worse_first);
+                        }
+                    }
+                }
+                std::sort_heap(heap.begin(), heap.end(), worse_first);  // best first
+                const int64_t base = (h * T + t) * K;
+                for (int64_t i = 0; i < K; ++i) {
+                    if (i < static_cast<int64_t>(heap.size())) {
+                        scores[base + i] = heap[i].score;
+                        rows[base + i] = heap[i].row;
+                        positions[base + i] = heap[i].pos;
+                    } else {
+                        scores[base + i] = kNegInf;
+                        rows[base + i] = -1;
+                        positions[base + i] = -1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+void topk_threshold(float* thr_score, int64_t* thr_pos, const float* scores,
+                    const int64_t* positions, int64_t R, int64_t H, int64_t T, int64_t K) {
+#pragma omp parallel
+    {
+        std::vector<Cand> all;
+#pragma omp for collapse(2) schedule(static)
+        for (int64_t h = 0; h < H; ++h) {
+            for (int64_t t = 0; t < T; ++t) {
+                all.clear();
+                for (int64_t r = 0; r < R; ++r) {
+                    const int64_t base = ((r * H + h) * T + t) * K;
+                    for (int64_t i = 0; i < K; ++i) {
+                        if (positions[base + i] >= 0) {
+                            all.push_back({scores[base + i], positions[base + i], 0});
+                        }
+                    }
+                }
+                const int64_t o = h * T + t;
+                if (static_cast<int64_t>(all.size()) < K) {
+                    thr_score[o] = kNegInf;
+                    thr_pos[o] = std::numeric_limits<int64_t>::max();
+                    continue;
+                }
+                std::nth_element(all.begin(), all.begin() + (K - 1), all.end(),
+                                 [](const Cand& a, const Cand& b) {
+                                     return better(a.score, a.pos, b.score, b.pos);
+                                 });
+                thr_score[o] = all[K - 1].score;
+                thr_pos[o] = all[K - 1].pos;
+            }
+        }
+    }
+}
+
+void attn_accumulate_selected(float* part, const void* v, DType v_dtype, int64_t v_head_stride,
+                              const float* scores, const int64_t* rows, const int64_t* positions,
+                              const float* thr_score, const int64_t* thr_pos, int64_t H,
+                              int64_t T, int64_t D, int64_t K) {
+    const size_t esz = dtype_size(v_dtype);
+    const int64_t row = D + 2;
+#pragma omp parallel
+    {
+        std::vector<float> vrow(static_cast<size_t>(D));
+#pragma omp for collapse(2) schedule(static)
+        for (int64_t h = 0; h < H; ++h) {
+            for (int64_t t = 0; t < T; ++t) {
+                const int64_t o = h * T + t, base = o * K;
+                float* st = part + o * row;
+                float m_new = st[D];
+                int64_t n = 0;
+                for (int64_t i = 0; i < K; ++i) {
+                    if (rows[base + i] < 0) continue;
+                    if (!passes(scores[base + i], positions[base + i], thr_score[o], thr_pos[o])) {
+                        continue;
+                    }
+                    m_new = std::max(m_new, scores[base + i]);
+                    ++n;
+                }
+                if (n == 0) continue;
+                const float m_old = st[D];
+                const float corr = (m_old == kNegInf) ? 0.f : std::exp(m_old - m_new);
+                for (int64_t d = 0; d < D; ++d) st[d] *= corr;
+                float l = st[D + 1] * corr;
+                for (int64_t i = 0; i < K; ++i) {
+                    if (rows[base + i] < 0) continue;
+                    if (!passes(scores[base + i], positions[base + i], thr_score[o], thr_pos[o])) {
+                        continue;
+                    }
+                    const float p = std::exp(scores[base + i] - m_new);
+                    l += p;
+                    const char* src = static_cast<const char*>(v) +
+                                      static_cast<size_t>(h * v_head_stride + rows[base + i] * D) *
+                                          esz;
+                    const float* vr;
+                    if (v_dtype == DType::kF32) {
+                        vr = reinterpret_cast<const float*>(src);
+                    } else {
+                        convert_to_f32(src, v_dtype, vrow.data(), static_cast<size_t>(D));
+                        vr = vrow.data();
+                    }
+                    for (int64_t d = 0; d < D; ++d) st[d] += p * vr[d];
+                }
+                st[D] = m_new;
+                st[D + 1] = l;
+            }
+        }
+    }
+}
+
+}  // namespace fot::kernels::cpu

@@ -1,0 +1,118 @@
+// fotrt generate: greedy or sampled generation after a (long) prompt.
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+
+#include <nlohmann/json.hpp>
+
+#include "launch/args.h"
+#include "launch/commands.h"
+#include "launch/run_options.h"
+#include "parallel/mpi_session.h"
+#include "runtime/core/logging.h"
+#include "runtime/jobs/generate_job.h"
+
+namespace fot::cli {
+
+int cmd_generate(const Argv& argv) {
+    Args args("fotrt generate",
+              "Feeds the prompt in one model call, then generates one token per call with the\n"
+              "local cache and the FoT memory (flushing the local cache into memory every W\n"
+              "tokens, as the reference). Greedy unless --temperature > 0.",
+              {"fotrt generate --model M --prompt 'The capital of France is' --max-new-tokens 8",
+               "fotrt generate --model M --ids prompt.json --max-new-tokens 16 --json",
+               "fotrt generate --model M --prompt-file book.txt --temperature 0.7 --top-p 0.9 "
+               "--seed 1"});
+    args.option("ids", "IDS.json", "prompt token ids: a flat JSON list");
+    args.option("prompt", "TEXT", "prompt text (tokenized with the model's tokenizer.model)");
+    args.option("prompt-file", "FILE", "read the prompt text from a file");
+    args.option("max-new-tokens", "N", "tokens to generate", "16");
+    args.option("temperature", "T", "sampling temperature; 0 = greedy", "0");
+    args.option("top-p", "P", "nucleus sampling: keep the most likely tokens up to mass P", "1");
+    args.option("seed", "S", "random seed for sampling", "0");
+    args.flag("ignore-eos", "keep generating after the end-of-sequence token");
+    args.flag("json", "print a JSON object with new_tokens (and text when a tokenizer exists)");
+    add_run_options(args);
+    if (!args.parse(argv)) return 0;
+    RunConfig run = resolve_run_config(args);
+    const int inputs = args.has("ids") + args.has("prompt") + args.has("prompt-file");
+    FOT_CHECK(inputs == 1, "fotrt generate: give exactly one of --ids, --prompt, --prompt-file");
+
+    GenerateOptions go;
+    go.max_new_tokens = args.get_int("max-new-tokens", 16);
+    FOT_CHECK(go.max_new_tokens >= 0, "fotrt generate: --max-new-tokens must be >= 0");
+    go.sampling.temperature = args.get_double("temperature", 0.0);
+    FOT_CHECK(go.sampling.temperature >= 0.0, "fotrt generate: --temperature must be >= 0");
+    go.sampling.top_p = args.get_double("top-p", 1.0);
+    FOT_CHECK(go.sampling.top_p > 0.0 && go.sampling.top_p <= 1.0,
+              "fotrt generate: --top-p must be in (0, 1]");
+    go.sampling.seed = static_cast<uint64_t>(args.get_int("seed", 0));
+    go.ignore_eos = args.has("ignore-eos");
+    const bool json = args.has("json");
+
+    auto world = parallel::make_world_communicator();
+    auto session = open_session(run, *world);
+    FOT_CHECK(session->world.dp() == 1, "fotrt generate runs one prompt: use --tp x --mp = ",
+              world->size(), " ranks (got dp=", session->world.dp(), ")");
+    const bool root = session->is_root();
+    const bool text_mode = !args.has("ids");
+    std::vector<int32_t> prompt;
+    if (root) {
+        if (args.has("ids")) {
+            prompt = read_ids_json(args.get("ids"));
+        } else {
+            std::string text = args.get("prompt");
+            if (args.has("prompt-file")) {
+                std::ifstream in(args.get("prompt-file"), std::ios::binary);
+                FOT_CHECK(in, "cannot read --prompt-file ", args.get("prompt-file"));
+                text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+            }
+            prompt = session->get_tokenizer().encode(text, /*add_bos=*/true);
+        }
+    }
+    broadcast_ids(*world, prompt);
+
+    // Text mode streams tokens to stdout as they come.
+    std::string printed;
+    std::vector<int32_t> so_far;
+    if (root && text_mode && !json) {
+        go.on_token = [&](int32_t tok) {
+            so_far.push_back(tok);
+            std::string all = session->get_tokenizer().decode(so_far);
+            if (all.size() >= printed.size() && all.compare(0, printed.size(), printed) == 0) {
+                std::fwrite(all.data() + printed.size(), 1, all.size() - printed.size(), stdout);
+                std::fflush(stdout);
+                printed = all;
+            }
+        };
+    }
+    GenerateResult r = run_generate_job(*session, prompt, go);
+    if (!root) return 0;
+    const int64_t n = static_cast<int64_t>(r.new_tokens.size());
+    if (json) {
+        nlohmann::json j;
+        j["prompt_tokens"] = prompt.size();
+        j["new_tokens"] = r.new_tokens;
+        if (text_mode || session->tokenizer) j["text"] = session->get_tokenizer().decode(r.new_tokens);
+        j["stopped_at_eos"] = r.stopped_at_eos;
+        j["memory_tokens"] = session->model->memory_tokens();
+        j["local_tokens"] = session->model->local_tokens(0);
+        j["prefill_seconds"] = r.prefill_seconds;
+        j["decode_ms_per_token"] = n > 1 ? 1000.0 * r.decode_seconds / (n - 1) : 0.0;
+        std::cout << j.dump() << std::endl;
+    } else if (text_mode) {
+        std::cout << std::endl;
+    } else {
+        for (int64_t i = 0; i < n; ++i) std::cout << (i ? " " : "") << r.new_tokens[i];
+        std::cout << std::endl;
+    }
+    FOT_LOG(kInfo) << "prompt " << prompt.size() << " tokens in " << r.prefill_seconds
+                   << " s; " << n << " new tokens"
+                   << (n > 1 ? ", " + std::to_string(1000.0 * r.decode_seconds / (n - 1)) +
+                                   " ms/token"
+                             : std::string());
+    return 0;
+}
+
+}  // namespace fot::cli

@@ -1,0 +1,99 @@
+// fotrt: the command-line entry point. Dispatches to a subcommand; every error ends as one
+// line on stderr and a non-zero exit code.
+#include <cstdio>
+#include <exception>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "launch/commands.h"
+#include "parallel/mpi_session.h"
+#include "runtime/core/logging.h"
+#include "runtime/core/status.h"
+
+namespace {
+
+struct Command {
+    const char* name;
+    int (*run)(const fot::cli::Argv&);
+    const char* summary;
+};
+
+const Command kCommands[] = {
+    {"logits", fot::cli::cmd_logits,
+     "write the float32 [n, vocab] logits of one forward over a long input"},
+    {"generate", fot::cli::cmd_generate,
+     "generate text or token ids after a long prompt (greedy or sampled)"},
+    {"inspect", fot::cli::cmd_inspect,
+     "print a model's configuration, parameter count and memory cost per token"},
+    {"convert", fot::cli::cmd_convert,
+     "convert a checkpoint (PyTorch .bin or safetensors) to sharded safetensors"},
+};
+
+// Messages are printed on one line: embedded newlines would break log parsing.
+std::string one_line(std::string s) {
+    for (char& ch : s) {
+        if (ch == '\n' || ch == '\r') ch = ' ';
+    }
+    return s;
+}
+
+void print_usage() {
+    std::cout << "usage: fotrt <command> [options]\n\n"
+                 "fotrt runs LongLLaMA (Focused Transformer) models over very long inputs on a\n"
+                 "CPU, a GPU or a cluster launched with mpirun.\n\ncommands:\n";
+    for (const auto& c : kCommands) {
+        std::string n = c.name;
+        std::cout << "  " << n << std::string(n.size() < 12 ? 12 - n.size() : 1, ' ') << c.summary
+                  << "\n";
+    }
+    std::cout << "\nRun 'fotrt <command> --help' for the options and examples of a command.\n"
+                 "Environment: FOT_LOG_LEVEL=error|warn|info|debug (default info).\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 2) {
+        print_usage();
+        return 2;
+    }
+    std::string name = argv[1];
+    if (name == "--help" || name == "-h" || name == "help") {
+        print_usage();
+        return 0;
+    }
+    if (name == "--version") {
+        std::cout << "fotrt 0.1.0\n";
+        return 0;
+    }
+    std::vector<std::string> args(argv + 2, argv + argc);
+    for (const auto& c : kCommands) {
+        if (name != c.name) continue;
+        // Errors end the whole job: one line (with the rank prefix in multi-rank runs), then
+        // MPI_Abort so no peer is left waiting in a collective.
+        std::string failure;
+        try {
+            fot::parallel::MpiSession mpi(&argc, &argv);
+            try {
+                return c.run(args);
+            } catch (const fot::Error& e) {
+                failure = e.what();
+            } catch (const std::bad_alloc&) {
+                failure = "out of memory";
+            } catch (const std::exception& e) {
+                failure = e.what();
+            }
+            if (mpi.size() > 1) {
+                fot::parallel::abort_world(std::string("fotrt ") + c.name + ": " + failure);
+            }
+        } catch (const std::exception& e) {
+            failure = e.what();
+        }
+        std::fprintf(stderr, "%sfotrt %s: error: %s\n", fot::log_prefix().c_str(), c.name,
+                     one_line(failure).c_str());
+        return 1;
+    }
+    std::fprintf(stderr, "fotrt: error: unknown command '%s' (see fotrt --help)\n", name.c_str());
+    return 2;
+}

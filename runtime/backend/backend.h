@@ -1,0 +1,102 @@
+// Backend: the ~15 coarse operations the LongLLaMA forward needs, on one device.
+//
+// The model (runtime/model) is written once against this interface; CpuBackend is the
+// reference every other backend is tested against. Conventions:
+//  - Activations are f32, dense, row-major: a [T, N] view has T rows of N floats. A view's
+//    shape gives the sizes; ops FOT_CHECK that shapes agree and that views live on this
+//    backend's device.
+//  - Weights are [N, K] torch Linear matrices in f32, bf16 or f16.
+//  - Attention state is kept as partials [H, T, D + 2] (see kernels/cpu/ops.h) so that local
+//    attention, each memory shard and other ranks' shards merge exactly.
+//  - Key/value stores are head-major [H, capacity, D] (in f32 or the memory dtype); the
+//    first S rows of each head are valid.
+//  - Ops are ordered on the backend's stream; synchronize() waits for all of them. Host
+//    pointers passed in (ids) are read before the call returns.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "runtime/core/tensor.h"
+
+namespace fot {
+
+class Backend {
+public:
+    virtual ~Backend() = default;
+
+    virtual Device device() const = 0;
+    virtual std::string name() const = 0;
+
+    // ---- memory ----
+    // A zero-initialised buffer on the device.
+    virtual Buffer alloc(DType dtype, Shape shape) = 0;
+    // Copies `bytes` from host memory into dst (device) / from src (device) to host.
+    virtual void upload(TensorView dst, const void* host_src, size_t bytes) = 0;
+    virtual void download(void* host_dst, TensorView src, size_t bytes) = 0;
+    // Copies the first `rows` rows of src into dst at row `dst_row` (same row width & dtype).
+    virtual void copy_rows(TensorView dst, int64_t dst_row, TensorView src, int64_t rows) = 0;
+
+    // ---- dense ops ----
+    // out[T, C] = table[ids - row_begin] (rows outside this shard are zero).
+    virtual void embedding(TensorView out, const int32_t* host_ids, TensorView table,
+                           int64_t row_begin) = 0;
+    virtual void rmsnorm(TensorView out, TensorView x, TensorView w, float eps) = 0;
+    // out[T, N] = x[T, K] * w[N, K]^T
+    virtual void matmul(TensorView out, TensorView x, TensorView w) = 0;
+    // Rotates the first H*D columns of each row of x [T, >= H*D]; row t at position
+    // first_pos + t (HF rotate-half convention).
+    virtual void rope(TensorView x, int64_t H, int64_t D, int64_t first_pos, float theta) = 0;
+    virtual void silu_mul(TensorView out, TensorView gate, TensorView up) = 0;
+    virtual void add(TensorView out, TensorView a, TensorView b) = 0;
+
+    // ---- attention ----
+    virtual void attn_partial_init(TensorView part) = 0;
+    // Folds keys/values rows [0, S) of store k/v [H, cap, D] into part [H, T, D + 2] for
+    // queries q [T, H*D]. Query t sees key j iff j <= t + causal_offset (no mask when
+    // causal_offset >= S).
+    virtual void attn_accumulate(TensorView part, TensorView q, TensorView k, TensorView v,
+                                 int64_t S, float scale, int64_t causal_offset) = 0;
+    // out [H, T, D+2] = merge of parts [R, H, T, D+2] in order. out may alias parts[0].
+    virtual void attn_partial_merge(TensorView out, TensorView parts) = 0;
+    // out [T, H*D] = normalised partial.
+    virtual void attn_partial_finalize(TensorView out, TensorView part) = 0;
+    // Writes x [T, H*D] (f32) into store [H, cap, D] rows [at, at + T), converting to the
+    // store's dtype (rounding to nearest even for bf16).
+    virtual void scatter_heads(TensorView store, int64_t at, TensorView x) = 0;
+
+    // ---- exact top-k memory retrieval (DESIGN.md §4.3) ----
+    // Candidate order: higher score first, then lower global position. For each (h, t) of
+    // queries q [T, H*D], the K best rows of store k [H, cap, D] rows [0, S) under that order
+    // (K = scores.shape[2]); row_pos [>= S] (i64) maps a row to its global memory position.
+    // Outputs [H, T, K]: scores (f32, q.k * scale), rows (i64, -1 when S < K) and positions
+    // (i64, -1 when absent), sorted best first; absent slots have score -inf.
+    virtual void memory_topk(TensorView scores, TensorView rows, TensorView positions,
+                             TensorView q, TensorView k, TensorView row_pos, int64_t S,
+                             float scale) = 0;
+    // From every rank's candidates scores/positions [R, H, T, K], the K-th best overall per
+    // (h, t): thr_score [H, T] (f32) and thr_pos [H, T] (i64). Fewer than K real candidates:
+    // the threshold is (-inf, INT64_MAX), i.e. everything passes.
+    virtual void topk_threshold(TensorView thr_score, TensorView thr_pos, TensorView scores,
+                                TensorView positions) = 0;
+    // Folds into part [H, T, D+2] the candidates (scores/rows/positions [H, T, K] of this
+    // rank) that are at or before the threshold, using the stored scores.
+    virtual void attn_accumulate_selected(TensorView part, TensorView v, TensorView scores,
+                                          TensorView rows, TensorView positions,
+                                          TensorView thr_score, TensorView thr_pos) = 0;
+
+    virtual void synchronize() = 0;
+};
+
+// Creates the backend named `name` ("cpu" or "cuda"), on device `device_index` for CUDA.
+// `threads` > 0 sets the CPU thread count. Throws fot::Error when the backend is not built
+// or no device is available.
+std::unique_ptr<Backend> make_backend(const std::string& name, int device_index, int threads);
+
+// A view of the first `rows` rows of a [R, ...] view.
+TensorView first_rows(const TensorView& v, int64_t rows);
+// The same memory reinterpreted with another shape (same number of elements or fewer).
+TensorView reshape(const TensorView& v, Shape shape);
+
+}  // namespace fot

@@ -1,0 +1,38 @@
+// make_backend: the only place in runtime/ that knows which backends were compiled in.
+#include <memory>
+
+#include "runtime/backend/backend.h"
+#include "runtime/backend/cpu_backend.h"
+#include "runtime/core/status.h"
+
+namespace fot {
+
+std::unique_ptr<Backend> make_backend(const std::string& name, int device_index, int threads) {
+    if (name == "cpu") return std::make_unique<CpuBackend>(threads);
+    if (name == "cuda") {
+#if FOT_HAVE_CUDA
+        FOT_THROW("backend 'cuda' is compiled in but the CUDA backend is not implemented yet "
+                  "(issue F5); use --backend cpu");
+#else
+        FOT_THROW("backend 'cuda' is not available: fotrt was built without CUDA "
+                  "(configure with -DFOT_CUDA=ON on a machine with the CUDA toolkit)");
+#endif
+    }
+    FOT_THROW("unknown backend '", name, "' (expected cpu or cuda)");
+}
+
+TensorView first_rows(const TensorView& v, int64_t rows) {
+    FOT_ASSERT(!v.shape.empty() && rows <= v.shape[0]);
+    TensorView r = v;
+    r.shape[0] = rows;
+    return r;
+}
+
+TensorView reshape(const TensorView& v, Shape shape) {
+    TensorView r = v;
+    r.shape = std::move(shape);
+    FOT_ASSERT(r.numel() <= v.numel());
+    return r;
+}
+
+}  // namespace fot

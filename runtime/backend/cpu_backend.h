@@ -1,0 +1,48 @@
+// CpuBackend: the reference backend. f32 compute, BLAS GEMMs, OpenMP elsewhere; see
+// kernels/cpu/ops.h for the arithmetic of each op.
+#pragma once
+
+#include "runtime/backend/backend.h"
+
+namespace fot {
+
+class CpuBackend final : public Backend {
+public:
+    // threads > 0: use that many OpenMP and BLAS threads.
+    explicit CpuBackend(int threads = 0);
+
+    Device device() const override { return Device::cpu(); }
+    std::string name() const override { return "cpu"; }
+
+    Buffer alloc(DType dtype, Shape shape) override;
+    void upload(TensorView dst, const void* host_src, size_t bytes) override;
+    void download(void* host_dst, TensorView src, size_t bytes) override;
+    void copy_rows(TensorView dst, int64_t dst_row, TensorView src, int64_t rows) override;
+
+    void embedding(TensorView out, const int32_t* host_ids, TensorView table,
+                   int64_t row_begin) override;
+    void rmsnorm(TensorView out, TensorView x, TensorView w, float eps) override;
+    void matmul(TensorView out, TensorView x, TensorView w) override;
+    void rope(TensorView x, int64_t H, int64_t D, int64_t first_pos, float theta) override;
+    void silu_mul(TensorView out, TensorView gate, TensorView up) override;
+    void add(TensorView out, TensorView a, TensorView b) override;
+
+    void attn_partial_init(TensorView part) override;
+    void attn_accumulate(TensorView part, TensorView q, TensorView k, TensorView v, int64_t S,
+                         float scale, int64_t causal_offset) override;
+    void attn_partial_merge(TensorView out, TensorView parts) override;
+    void attn_partial_finalize(TensorView out, TensorView part) override;
+    void scatter_heads(TensorView store, int64_t at, TensorView x) override;
+
+    void memory_topk(TensorView scores, TensorView rows, TensorView positions, TensorView q,
+                     TensorView k, TensorView row_pos, int64_t S, float scale) override;
+    void topk_threshold(TensorView thr_score, TensorView thr_pos, TensorView scores,
+                        TensorView positions) override;
+    void attn_accumulate_selected(TensorView part, TensorView v, TensorView scores,
+                                  TensorView rows, TensorView positions, TensorView thr_score,
+                                  TensorView thr_pos) override;
+
+    void synchronize() override {}
+};
+
+}  // namespace fot

@@ -1,0 +1,124 @@
+#include "runtime/jobs/session.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/core/logging.h"
+#include "runtime/core/status.h"
+#include "runtime/core/timer.h"
+#include "runtime/io/checkpoint.h"
+
+namespace fot {
+
+Tokenizer& Session::get_tokenizer() {
+    if (!tokenizer) {
+        const std::string path = (std::filesystem::path(run.model) / "tokenizer.model").string();
+        FOT_CHECK(std::filesystem::exists(path), "model directory ", run.model,
+                  " has no tokenizer.model (needed for text input/output; use --ids and "
+                  "--json to work with token ids)");
+        tokenizer = Tokenizer::load(path);
+    }
+    return *tokenizer;
+}
+
+std::vector<float> Session::gather_vocab(TensorView local) {
+    const int64_t rows = local.shape[0], vr = local.shape[1];
+    const int tp = comms.tp->size();
+    std::vector<float> host(static_cast<size_t>(rows * vr));
+    backend->download(host.data(), local, host.size() * sizeof(float));
+    if (tp == 1) return host;
+    std::vector<float> all(static_cast<size_t>(tp) * host.size());
+    comms.tp->all_gather(parallel::host_view(host.data(), static_cast<int64_t>(host.size())),
+                         parallel::host_view(all.data(), static_cast<int64_t>(all.size())));
+    // all is [tp, rows, vr]; rows of the full vocabulary are [rows, tp * vr].
+    std::vector<float> out(all.size());
+    for (int r = 0; r < tp; ++r) {
+        for (int64_t i = 0; i < rows; ++i) {
+            std::copy_n(all.data() + (static_cast<int64_t>(r) * rows + i) * vr, vr,
+                        out.data() + i * tp * vr + r * vr);
+        }
+    }
+    return out;
+}
+
+std::unique_ptr<Session> open_session(const RunConfig& run, parallel::Communicator& world_comm) {
+    Timer timer;
+    auto s = std::make_unique<Session>();
+    s->run = run;
+    s->world_comm = &world_comm;
+    const std::string cfg_path = (std::filesystem::path(run.model) / "config.json").string();
+    s->model_config = load_model_config(cfg_path).value();
+    ModelConfig& mc = s->model_config;
+    if (run.last_context_length) mc.last_context_length = *run.last_context_length;
+    validate_model_config(mc, cfg_path).check();
+
+    const int local_rank = std::max(0, parallel::local_rank_from_env());
+    s->world = parallel::World(world_comm.size(), world_comm.rank(),
+                               static_cast<int>(run.parallel.tp), static_cast<int>(run.parallel.mp),
+                               local_rank);
+    s->world.validate({mc.num_attention_heads, mc.intermediate_size, mc.vocab_size});
+    s->comms = parallel::make_group_communicators(s->world, world_comm);
+    s->backend = make_backend(run.backend, s->world.device_index(), static_cast<int>(run.threads));
+
+    auto ckpt = Checkpoint::open(run.model);
+    ModelWeights weights = load_model_weights(*ckpt, mc, *s->backend, s->world.tp_rank(),
+                                              s->world.tp());
+    ModelOptions mo;
+    mo.mem_dtype = run.memory.mem_dtype.value_or(mc.mem_dtype);
+    mo.last_context_length = mc.last_context_length;
+    mo.retrieval = run.memory.retrieval;
+    mo.k = run.memory.k;
+    mo.mem_capacity_tokens = run.memory.capacity_tokens;
+    if (run.memory.capacity_bytes > 0 && !mc.mem_layers.empty()) {
+        const int64_t per_token = 2 * weights.heads * mc.head_dim() *
+                                  static_cast<int64_t>(dtype_size(mo.mem_dtype)) *
+                                  static_cast<int64_t>(mc.mem_layers.size());
+        const int64_t by_bytes = run.memory.capacity_bytes / per_token;
+        FOT_CHECK(by_bytes > 0, "memory.capacity_bytes=", run.memory.capacity_bytes,
+                  " holds no memory token (one token needs ", per_token, " bytes per rank)");
+        mo.mem_capacity_tokens =
+            mo.mem_capacity_tokens > 0 ? std::min(mo.mem_capacity_tokens, by_bytes) : by_bytes;
+    }
+    const int64_t weight_bytes = weights.bytes;
+    s->model = std::make_unique<LongLlama>(mc, std::move(weights), *s->backend, *s->comms.tp,
+                                           *s->comms.mp, mo);
+    s->load_seconds = timer.seconds();
+    FOT_LOG(kDebug) << "loaded " << run.model << " (" << ckpt->describe() << ", "
+                    << weight_bytes / (1 << 20) << " MiB on this rank) in " << s->load_seconds
+                    << " s; " << s->world.describe();
+    return s;
+}
+
+std::vector<int32_t> read_ids_json(const std::string& path) {
+    std::ifstream in(path);
+    FOT_CHECK(in, "cannot open ids file ", path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    nlohmann::json j;
+    try {
+        j = nlohmann::json::parse(ss.str());
+    } catch (const std::exception& e) {
+        FOT_THROW(path, ": not valid JSON (expected a flat list of token ids): ", e.what());
+    }
+    FOT_CHECK(j.is_array(), path, ": expected a flat JSON list of token ids, e.g. [1, 450, 29871]");
+    std::vector<int32_t> ids;
+    ids.reserve(j.size());
+    for (size_t i = 0; i < j.size(); ++i) {
+        const auto& v = j[i];
+        FOT_CHECK(v.is_number_integer(), path, ": element ", i, " is not an integer token id");
+        const int64_t x = v.get<int64_t>();
+        FOT_CHECK(x >= 0 && x <= INT32_MAX, path, ": token id ", x, " at index ", i,
+                  " is negative or too large");
+        ids.push_back(static_cast<int32_t>(x));
+    }
+    return ids;
+}
+
+void broadcast_ids(parallel::Communicator& comm, std::vector<int32_t>& ids) {
+    if (comm.size() > 1) comm.broadcast_vector(ids, 0);
+}
+
+}  // namespace fot

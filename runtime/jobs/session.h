@@ -1,0 +1,53 @@
+// Session: everything a job needs to run one model on this rank: the run and model
+// configuration, the process grid and its communicators, the backend, the model (this
+// rank's slices) and, on demand, the tokenizer.
+//
+// open_session() is collective over the world communicator: every rank must call it with
+// the same RunConfig. Rank 0 is the only rank that reads job inputs and writes outputs (the
+// jobs broadcast inputs); library code never prints results.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/model_config.h"
+#include "config/run_config.h"
+#include "parallel/communicator.h"
+#include "parallel/world.h"
+#include "runtime/backend/backend.h"
+#include "runtime/io/tokenizer.h"
+#include "runtime/model/long_llama.h"
+
+namespace fot {
+
+struct Session {
+    RunConfig run;
+    ModelConfig model_config;
+    parallel::World world;
+    parallel::Communicator* world_comm = nullptr;  // not owned
+    parallel::GroupCommunicators comms;
+    std::unique_ptr<Backend> backend;
+    std::unique_ptr<LongLlama> model;
+    std::unique_ptr<Tokenizer> tokenizer;
+    double load_seconds = 0.0;
+
+    bool is_root() const { return world.rank() == 0; }
+    // Loads <model>/tokenizer.model on first use; throws naming the path when absent.
+    Tokenizer& get_tokenizer();
+    // Full-vocabulary rows from this rank's vocabulary slice `local` [rows, V_r], gathered
+    // over the tp group; the result is identical on every rank of the group.
+    std::vector<float> gather_vocab(TensorView local);
+};
+
+// Collective over `world_comm`. Builds the grid from run.parallel (tp, mp), validates it
+// against the model, and loads this rank's weights.
+std::unique_ptr<Session> open_session(const RunConfig& run, parallel::Communicator& world_comm);
+
+// Reads a flat JSON list of token ids (IDS.json); throws naming the file on any problem.
+std::vector<int32_t> read_ids_json(const std::string& path);
+
+// Broadcasts ids from rank 0 of `comm` to all ranks.
+void broadcast_ids(parallel::Communicator& comm, std::vector<int32_t>& ids);
+
+}  // namespace fot
