@@ -1,0 +1,307 @@
+// CPU kernels against naive double-precision math on small random cases.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <set>
+#include <vector>
+
+#include "kernels/cpu/ops.h"
+#include "runtime/core/dtype.h"
+
+namespace fot::kernels::cpu {
+namespace {
+
+std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.f) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> d(0.f, scale);
+    std::vector<float> v(n);
+    for (auto& x : v) x = d(rng);
+    return v;
+}
+
+std::vector<uint16_t> to_bf16(const std::vector<float>& v) {
+    std::vector<uint16_t> o(v.size());
+    convert_from_f32(v.data(), o.data(), DType::kBF16, v.size());
+    return o;
+}
+
+TEST(CpuOps, RmsNorm) {
+    const int64_t T = 3, C = 37;
+    auto x = randn(T * C, 1), w = randn(C, 2);
+    std::vector<float> out(T * C);
+    rmsnorm(out.data(), x.data(), w.data(), T, C, 1e-6f);
+    for (int64_t t = 0; t < T; ++t) {
+        double ss = 0;
+        for (int64_t c = 0; c < C; ++c) ss += double(x[t * C + c]) * x[t * C + c];
+        const double inv = 1.0 / std::sqrt(ss / C + 1e-6);
+        for (int64_t c = 0; c < C; ++c) {
+            EXPECT_NEAR(out[t * C + c], w[c] * x[t * C + c] * inv, 1e-5);
+        }
+    }
+}
+
+class MatmulTest : public ::testing::TestWithParam<std::tuple<DType, int64_t>> {};
+
+TEST_P(MatmulTest, MatchesNaive) {
+    const auto [dtype, T] = GetParam();
+    const int64_t N = 300, K = 70;  // N > tile rows exercises tiling
+    auto x = randn(T * K, 3), w = randn(N * K, 4);
+    std::vector<uint16_t> w16(N * K);
+    const void* wp = w.data();
+    if (dtype != DType::kF32) {
+        convert_from_f32(w.data(), w16.data(), dtype, w.size());
+        convert_to_f32(w16.data(), dtype, w.data(), w.size());  // exact values the kernel sees
+        wp = w16.data();
+    }
+    std::vector<float> out(T * N);
+    matmul(out.data(), x.data(), wp, dtype, T, N, K);
+    for (int64_t t = 0; t < T; ++t) {
+        for (int64_t n = 0; n < N; ++n) {
+            double acc = 0;
+            for (int64_t k = 0; k < K; ++k) acc += double(x[t * K + k]) * w[n * K + k];
+            EXPECT_NEAR(out[t * N + n], acc, 1e-4) << "t=" << t << " n=" << n;
+        }
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, MatmulTest,
+                         ::testing::Combine(::testing::Values(DType::kF32, DType::kBF16,
+                                                              DType::kF16),
+                                            ::testing::Values(int64_t{1}, int64_t{3},
+                                                              int64_t{17})));
+
+TEST(CpuOps, RopeRotateHalfAtPositions) {
+    const int64_t T = 4, H = 2, D = 8, first = 5;
+    const float theta = 10000.f;
+    auto x = randn(T * H * D, 5);
+    auto y = x;
+    rope(y.data(), T, H, D, H * D, first, theta);
+    for (int64_t t = 0; t < T; ++t) {
+        for (int64_t h = 0; h < H; ++h) {
+            for (int64_t i = 0; i < D / 2; ++i) {
+                const double f = (first + t) / std::pow(double(theta), 2.0 * i / D);
+                const double x1 = x[(t * H + h) * D + i], x2 = x[(t * H + h) * D + i + D / 2];
+                EXPECT_NEAR(y[(t * H + h) * D + i], x1 * std::cos(f) - x2 * std::sin(f), 1e-5);
+                EXPECT_NEAR(y[(t * H + h) * D + i + D / 2], x2 * std::cos(f) + x1 * std::sin(f),
+                            1e-5);
+            }
+        }
+    }
+    // Position 0 is the identity (memory keys are stored unrotated).
+    auto z = x;
+    rope(z.data(), 1, H, D, H * D, 0, theta);
+    for (int64_t i = 0; i < H * D; ++i) EXPECT_EQ(z[i], x[i]);
+}
+
+TEST(CpuOps, SiluMulAndAdd) {
+    auto g = randn(10, 6), u = randn(10, 7);
+    std::vector<float> o(10), s(10);
+    silu_mul(o.data(), g.data(), u.data(), 10);
+    add(s.data(), g.data(), u.data(), 10);
+    for (int i = 0; i < 10; ++i) {
+        EXPECT_NEAR(o[i], g[i] / (1 + std::exp(-double(g[i]))) * u[i], 1e-6);
+        EXPECT_EQ(s[i], g[i] + u[i]);
+    }
+}
+
+// Naive attention of T queries over S keys with a causal offset (double precision).
+std::vector<double> naive_attention(const std::vector<float>& q, const std::vector<float>& k,
+                                    const std::vector<float>& v, int64_t H, int64_t T, int64_t S,
+                                    int64_t D, int64_t causal_offset) {
+    std::vector<double> out(T * H * D, 0.0);
+    const double scale = 1.0 / std::sqrt(double(D));
+    for (int64_t h = 0; h < H; ++h) {
+        for (int64_t t = 0; t < T; ++t) {
+            std::vector<double> s;
+            for (int64_t j = 0; j < S; ++j) {
+                if (j > t + causal_offset) break;
+                double d = 0;
+                for (int64_t e = 0; e < D; ++e) d += double(q[(t * H + h) * D + e]) * k[(h * S + j) * D + e];
+                s.push_back(d * scale);
+            }
+            const double m = *std::max_element(s.begin(), s.end());
+            double l = 0;
+            for (auto& x : s) l += (x = std::exp(x - m));
+            for (size_t j = 0; j < s.size(); ++j) {
+                for (int64_t e = 0; e < D; ++e) {
+                    out[(t * H + h) * D + e] += s[j] / l * v[(h * S + j) * D + e];
+                }
+            }
+        }
+    }
+    return out;
+}
+
+class AttentionTest : public ::testing::TestWithParam<std::tuple<int64_t, int64_t, bool, DType>> {};
+
+TEST_P(AttentionTest, PartialsMatchNaiveSoftmax) {
+    const auto [T, S, causal, dtype] = GetParam();
+    const int64_t H = 3, D = 16;
+    const int64_t offset = causal ? S - T : INT64_MAX / 2;
+    auto q = randn(T * H * D, 11), k = randn(H * S * D, 12), v = randn(H * S * D, 13);
+    std::vector<uint16_t> k16, v16;
+    const void* kp = k.data();
+    const void* vp = v.data();
+    if (dtype == DType::kBF16) {
+        k16 = to_bf16(k);
+        v16 = to_bf16(v);
+        convert_to_f32(k16.data(), dtype, k.data(), k.size());
+        convert_to_f32(v16.data(), dtype, v.data(), v.size());
+        kp = k16.data();
+        vp = v16.data();
+    }
+    std::vector<float> part(H * T * (D + 2)), out(T * H * D);
+    attn_partial_init(part.data(), H, T, D);
+    attn_accumulate(part.data(), q.data(), H * D, kp, vp, dtype, S * D, H, T, S, D,
+                    1.f / std::sqrt(float(D)), offset);
+    attn_partial_finalize(out.data(), H * D, part.data(), H, T, D);
+    auto ref = naive_attention(q, k, v, H, T, S, D, causal ? S - T : S);
+    for (size_t i = 0; i < out.size(); ++i) EXPECT_NEAR(out[i], ref[i], 2e-5) << i;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, AttentionTest,
+    ::testing::Values(std::make_tuple(int64_t{1}, int64_t{1}, false, DType::kF32),
+                      std::make_tuple(int64_t{5}, int64_t{300}, false, DType::kF32),
+                      std::make_tuple(int64_t{20}, int64_t{20}, true, DType::kF32),
+                      std::make_tuple(int64_t{33}, int64_t{290}, true, DType::kF32),
+                      std::make_tuple(int64_t{7}, int64_t{260}, false, DType::kBF16)));
+
+TEST(CpuOps, SplitPartialsMergeToTheWhole) {
+    const int64_t H = 2, T = 6, D = 16, S = 200, R = 3;
+    auto q = randn(T * H * D, 21), k = randn(H * S * D, 22, 2.f), v = randn(H * S * D, 23);
+    const float scale = 0.25f;
+    std::vector<float> whole(H * T * (D + 2)), parts(R * H * T * (D + 2));
+    attn_partial_init(whole.data(), H, T, D);
+    attn_accumulate(whole.data(), q.data(), H * D, k.data(), v.data(), DType::kF32, S * D, H, T, S,
+                    D, scale, INT64_MAX / 2);
+    // Rank r takes keys [r*S/R, (r+1)*S/R): a sub-store with its own head stride.
+    for (int64_t r = 0; r < R; ++r) {
+        const int64_t j0 = r * S / R, j1 = (r + 1) * S / R, n = j1 - j0;
+        std::vector<float> ks(H * n * D), vs(H * n * D);
+        for (int64_t h = 0; h < H; ++h) {
+            std::copy_n(k.begin() + (h * S + j0) * D, n * D, ks.begin() + h * n * D);
+            std::copy_n(v.begin() + (h * S + j0) * D, n * D, vs.begin() + h * n * D);
+        }
+        float* p = parts.data() + r * H * T * (D + 2);
+        attn_partial_init(p, H, T, D);
+        attn_accumulate(p, q.data(), H * D, ks.data(), vs.data(), DType::kF32, n * D, H, T, n, D,
+                        scale, INT64_MAX / 2);
+    }
+    std::vector<float> merged(H * T * (D + 2));
+    attn_partial_merge(merged.data(), parts.data(), R, H, T, D);
+    std::vector<float> a(T * H * D), b(T * H * D);
+    attn_partial_finalize(a.data(), H * D, whole.data(), H, T, D);
+    attn_partial_finalize(b.data(), H * D, merged.data(), H, T, D);
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-6);
+    // An empty partial merges as nothing.
+    std::vector<float> with_empty(2 * H * T * (D + 2));
+    std::copy(whole.begin(), whole.end(), with_empty.begin());
+    attn_partial_init(with_empty.data() + H * T * (D + 2), H, T, D);
+    std::vector<float> m2(H * T * (D + 2));
+    attn_partial_merge(m2.data(), with_empty.data(), 2, H, T, D);
+    EXPECT_EQ(m2, whole);
+}
+
+// Brute-force top-K set under (score desc, position asc).
+std::set<int64_t> brute_topk(const std::vector<std::pair<float, int64_t>>& c, int64_t K) {
+    auto s = c;
+    std::sort(s.begin(), s.end(), [](auto& a, auto& b) {
+        return a.first != b.first ? a.first > b.first : a.second < b.second;
+    });
+    std::set<int64_t> out;
+    for (int64_t i = 0; i < K && i < int64_t(s.size()); ++i) out.insert(s[i].second);
+    return out;
+}
+
+TEST(CpuOps, TopkSelectsTheBruteForceSetWithTies) {
+    const int64_t H = 2, T = 3, D = 4, S = 500, K = 17;
+    // Keys drawn from a small set of vectors: many exactly equal scores (ties).
+    std::mt19937 rng(5);
+    std::uniform_int_distribution<int> pick(0, 9);
+    auto base = randn(10 * D, 31);
+    std::vector<float> k(H * S * D);
+    for (int64_t r = 0; r < H * S; ++r) {
+        const int b = pick(rng);
+        std::copy_n(base.begin() + b * D, D, k.begin() + r * D);
+    }
+    auto q = randn(T * H * D, 32);
+    std::vector<int64_t> row_pos(S);
+    for (int64_t j = 0; j < S; ++j) row_pos[j] = 1000 + 3 * j;  // increasing, not contiguous
+    std::vector<float> scores(H * T * K);
+    std::vector<int64_t> rows(H * T * K), pos(H * T * K);
+    memory_topk(scores.data(), rows.data(), pos.data(), q.data(), H * D, k.data(), DType::kF32,
+                S * D, row_pos.data(), H, T, S, D, K, 0.5f);
+    for (int64_t h = 0; h < H; ++h) {
+        for (int64_t t = 0; t < T; ++t) {
+            std::vector<std::pair<float, int64_t>> c;
+            for (int64_t j = 0; j < S; ++j) {
+                float d = 0;
+                for (int64_t e = 0; e < D; ++e) d += q[(t * H + h) * D + e] * k[(h * S + j) * D + e];
+                c.push_back({d * 0.5f, row_pos[j]});
+            }
+            const int64_t base_i = (h * T + t) * K;
+            std::set<int64_t> got(pos.begin() + base_i, pos.begin() + base_i + K);
+            EXPECT_EQ(got, brute_topk(c, K));
+            for (int64_t i = 0; i + 1 < K; ++i) {  // sorted best first
+                EXPECT_TRUE(scores[base_i + i] > scores[base_i + i + 1] ||
+                            (scores[base_i + i] == scores[base_i + i + 1] &&
+                             pos[base_i + i] < pos[base_i + i + 1]));
+            }
+            for (int64_t i = 0; i < K; ++i) EXPECT_EQ(row_pos[rows[base_i + i]], pos[base_i + i]);
+        }
+    }
+}
+
+TEST(CpuOps, TopkWithKAtLeastSEqualsDense) {
+    const int64_t H = 2, T = 4, D = 16, S = 90, K = 128;
+    auto q = randn(T * H * D, 41), k = randn(H * S * D, 42), v = randn(H * S * D, 43);
+    std::vector<int64_t> row_pos(S);
+    for (int64_t j = 0; j < S; ++j) row_pos[j] = j;
+    const float scale = 0.25f;
+    std::vector<float> scores(H * T * K), thr_s(H * T);
+    std::vector<int64_t> rows(H * T * K), pos(H * T * K), thr_p(H * T);
+    memory_topk(scores.data(), rows.data(), pos.data(), q.data(), H * D, k.data(), DType::kF32,
+                S * D, row_pos.data(), H, T, S, D, K, scale);
+    for (int64_t i = 0; i < H * T; ++i) {  // padding beyond S
+        EXPECT_EQ(rows[i * K + S], -1);
+        EXPECT_EQ(scores[i * K + S], -std::numeric_limits<float>::infinity());
+    }
+    topk_threshold(thr_s.data(), thr_p.data(), scores.data(), pos.data(), 1, H, T, K);
+    std::vector<float> p1(H * T * (D + 2)), p2(H * T * (D + 2)), o1(T * H * D), o2(T * H * D);
+    attn_partial_init(p1.data(), H, T, D);
+    attn_partial_init(p2.data(), H, T, D);
+    attn_accumulate_selected(p1.data(), v.data(), DType::kF32, S * D, scores.data(), rows.data(),
+                             pos.data(), thr_s.data(), thr_p.data(), H, T, D, K);
+    attn_accumulate(p2.data(), q.data(), H * D, k.data(), v.data(), DType::kF32, S * D, H, T, S, D,
+                    scale, INT64_MAX / 2);
+    attn_partial_finalize(o1.data(), H * D, p1.data(), H, T, D);
+    attn_partial_finalize(o2.data(), H * D, p2.data(), H, T, D);
+    for (size_t i = 0; i < o1.size(); ++i) EXPECT_NEAR(o1[i], o2[i], 1e-5);
+}
+
+TEST(CpuOps, TopkThresholdAcrossRanksKeepsExactlyK) {
+    const int64_t R = 3, H = 1, T = 2, K = 5;
+    // Each rank's candidates, best first; equal scores across ranks resolve by position.
+    std::vector<float> sc = {9, 7, 7, 3, 1, 6, 5, 4, 2, 0,  // rank 0
+                             8, 7, 2, 1, 0, 6, 5, 5, 5, 5,  // rank 1
+                             7, 7, 7, 7, 7, 9, 9, 1, 0, 0};  // rank 2
+    std::vector<int64_t> po = {0, 3, 6, 9, 12, 0, 3, 6, 9, 12,
+                               1, 4, 7, 10, 13, 1, 4, 7, 10, 13,
+                               2, 5, 8, 11, 14, 2, 5, 8, 11, 14};
+    std::vector<float> thr_s(H * T);
+    std::vector<int64_t> thr_p(H * T);
+    topk_threshold(thr_s.data(), thr_p.data(), sc.data(), po.data(), R, H, T, K);
+    // t = 0: 9(0) 8(1) 7(2) 7(3) 7(4) -> 5th is (7, 4).
+    EXPECT_EQ(thr_s[0], 7.f);
+    EXPECT_EQ(thr_p[0], 4);
+    // t = 1: 9(2) 9(5) 6(0) 6(1) 5(3) -> (5, 3).
+    EXPECT_EQ(thr_s[1], 5.f);
+    EXPECT_EQ(thr_p[1], 3);
+}
+
+}  // namespace
+}  // namespace fot::kernels::cpu
