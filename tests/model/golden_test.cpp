@@ -162,3 +162,72 @@ TEST(Golden, RepeatedForwardAfterResetIsIdentical) {
 
 }  // namespace
 }  // namespace fot
+
+namespace fot {
+namespace {
+
+std::unique_ptr<Loaded> open_with(const std::string& dir, Retrieval r, int64_t k,
+                                  int64_t capacity = 0) {
+    auto l = std::make_unique<Loaded>();
+    RunConfig run;
+    run.model = dir;
+    run.memory.retrieval = r;
+    run.memory.k = k;
+    run.memory.capacity_tokens = capacity;
+    l->session = open_session(run, l->world);
+    return l;
+}
+
+TEST(TopK, KAtLeastMemorySizeEqualsDense) {
+    for (const char* c : {"case_a", "case_e", "case_f"}) {
+        auto dense = open_model(golden_dir(c));
+        auto topk = open_with(golden_dir(c), Retrieval::kTopK, 4096);
+        const auto ids = read_ids(golden_dir(c) + "/input_ids.json");
+        const auto a = forward_all(*dense->session, ids);
+        const auto b = forward_all(*topk->session, ids);
+        EXPECT_LT(max_abs_diff(a, b), 1e-5) << c;
+    }
+}
+
+TEST(TopK, SmallKChangesTheResultButStaysClose) {
+    auto dense = open_model(golden_dir("case_a"));
+    auto topk = open_with(golden_dir("case_a"), Retrieval::kTopK, 8);
+    const auto ids = read_ids(golden_dir("case_a") + "/input_ids.json");
+    const auto a = forward_all(*dense->session, ids);
+    const auto b = forward_all(*topk->session, ids);
+    const double d = max_abs_diff(a, b);
+    EXPECT_GT(d, 0.0);  // 8 of up to 118 memory entries: not the same computation
+    // The first window has no memory: identical.
+    const int64_t V = 256, W = 36;
+    EXPECT_EQ(std::vector<float>(a.begin(), a.begin() + W * V),
+              std::vector<float>(b.begin(), b.begin() + W * V));
+}
+
+TEST(Capacity, OverflowIsAClearErrorBeforeAnyWork) {
+    auto m = open_with(golden_dir("case_a"), Retrieval::kDense, 128, /*capacity=*/100);
+    const auto ids = read_ids(golden_dir("case_a") + "/input_ids.json");  // needs 118
+    try {
+        forward_all(*m->session, ids);
+        FAIL() << "no error";
+    } catch (const Error& e) {
+        const std::string msg = e.what();
+        EXPECT_NE(msg.find("118"), std::string::npos) << msg;
+        EXPECT_NE(msg.find("100"), std::string::npos) << msg;
+        EXPECT_NE(msg.find("--mp 2"), std::string::npos) << msg;
+    }
+    EXPECT_EQ(m->session->model->memory_tokens(), 0);
+    // Exactly enough fits.
+    auto ok = open_with(golden_dir("case_a"), Retrieval::kDense, 128, /*capacity=*/118);
+    const auto a = forward_all(*ok->session, ids);
+    EXPECT_LT(max_abs_diff(a, read_f32(golden_dir("case_a") + "/logits.f32")), kTol);
+}
+
+TEST(BadInput, IdsOutOfVocabularyAndEmptyInput) {
+    auto m = open_model(golden_dir("case_a"));
+    EXPECT_THROW(forward_all(*m->session, {1, 2, 256}), Error);
+    EXPECT_THROW(forward_all(*m->session, {1, -3}), Error);
+    EXPECT_THROW(forward_all(*m->session, {}), Error);
+}
+
+}  // namespace
+}  // namespace fot
