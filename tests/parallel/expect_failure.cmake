@@ -1,0 +1,33 @@
+# Runs a command that must fail fast: cmake -DEXPECT=<regex> -DMAX_SECONDS=<n> -P
+# expect_failure.cmake -- <command> [args...]
+# Passes when the command exits non-zero within MAX_SECONDS and its output matches EXPECT.
+set(cmd)
+set(seen_dashdash FALSE)
+math(EXPR last "${CMAKE_ARGC} - 1")
+foreach(i RANGE ${last})
+  if(seen_dashdash)
+    list(APPEND cmd "${CMAKE_ARGV${i}}")
+  elseif(CMAKE_ARGV${i} STREQUAL "--")
+    set(seen_dashdash TRUE)
+  endif()
+endforeach()
+if(NOT cmd OR NOT DEFINED EXPECT OR NOT DEFINED MAX_SECONDS)
+  message(FATAL_ERROR "usage: cmake -DEXPECT=regex -DMAX_SECONDS=n -P expect_failure.cmake -- cmd")
+endif()
+
+string(TIMESTAMP t0 "%s")
+execute_process(COMMAND ${cmd} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out
+                TIMEOUT ${MAX_SECONDS})
+string(TIMESTAMP t1 "%s")
+math(EXPR elapsed "${t1} - ${t0}")
+message("${out}")
+message("exit: ${rc}, elapsed: ${elapsed} s")
+if(rc STREQUAL "0")
+  message(FATAL_ERROR "expected a non-zero exit, got 0")
+endif()
+if(NOT rc MATCHES "^[0-9]+$")
+  message(FATAL_ERROR "the command did not exit by itself within ${MAX_SECONDS} s: ${rc}")
+endif()
+if(NOT out MATCHES "${EXPECT}")
+  message(FATAL_ERROR "the output does not match '${EXPECT}'")
+endif()
