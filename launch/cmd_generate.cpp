@@ -12,6 +12,7 @@
 #include "parallel/mpi_session.h"
 #include "runtime/core/logging.h"
 #include "runtime/jobs/generate_job.h"
+#include "runtime/jobs/stats.h"
 
 namespace fot::cli {
 
@@ -33,6 +34,7 @@ int cmd_generate(const Argv& argv) {
     args.option("seed", "S", "random seed for sampling", "0");
     args.flag("ignore-eos", "keep generating after the end-of-sequence token");
     args.flag("json", "print a JSON object with new_tokens (and text when a tokenizer exists)");
+    args.flag("stats", "print per-rank memory statistics to stderr (always in --json output)");
     add_run_options(args);
     if (!args.parse(argv)) return 0;
     RunConfig run = resolve_run_config(args);
@@ -88,7 +90,9 @@ int cmd_generate(const Argv& argv) {
         };
     }
     GenerateResult r = run_generate_job(*session, prompt, go);
+    const auto stats = collect_rank_stats(*session);
     if (!root) return 0;
+    if (args.has("stats")) std::cerr << format_rank_stats(stats);
     const int64_t n = static_cast<int64_t>(r.new_tokens.size());
     if (json) {
         nlohmann::json j;
@@ -100,6 +104,7 @@ int cmd_generate(const Argv& argv) {
         j["local_tokens"] = session->model->local_tokens(0);
         j["prefill_seconds"] = r.prefill_seconds;
         j["decode_ms_per_token"] = n > 1 ? 1000.0 * r.decode_seconds / (n - 1) : 0.0;
+        j["memory_stats"] = stats;
         std::cout << j.dump() << std::endl;
     } else if (text_mode) {
         std::cout << std::endl;

@@ -7,6 +7,7 @@
 #include "parallel/mpi_session.h"
 #include "runtime/core/logging.h"
 #include "runtime/jobs/logits_job.h"
+#include "runtime/jobs/stats.h"
 
 namespace fot::cli {
 
@@ -19,6 +20,8 @@ int cmd_logits(const Argv& argv) {
                "mpirun -np 4 fotrt logits --model M --ids doc.json --out doc.f32 --tp 2 --mp 2"});
     args.option("ids", "IDS.json", "input token ids: a flat JSON list, e.g. [1, 450, 4996]");
     args.option("out", "OUT.f32", "output file (written by rank 0; replaced atomically)");
+    args.flag("stats", "print per-rank memory statistics (tokens, bytes, all-gather traffic, "
+                       "time in scoring/selection/merge) to stderr");
     add_run_options(args);
     if (!args.parse(argv)) return 0;
     RunConfig run = resolve_run_config(args);
@@ -33,6 +36,10 @@ int cmd_logits(const Argv& argv) {
     FOT_CHECK(session->world.dp() == 1, "fotrt logits runs one document: use --tp x --mp = ",
               world->size(), " ranks (got dp=", session->world.dp(), ")");
     LogitsJobResult r = run_logits_job(*session, ids, out_path);
+    if (args.has("stats")) {
+        const auto stats = collect_rank_stats(*session);
+        if (session->is_root()) std::cerr << format_rank_stats(stats);
+    }
     if (session->is_root()) {
         FOT_LOG(kInfo) << "wrote " << r.tokens << " x " << r.vocab << " logits to " << out_path
                        << " in " << r.seconds << " s (" << r.tokens / r.seconds << " tokens/s)";

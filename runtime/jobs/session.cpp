@@ -71,6 +71,7 @@ std::unique_ptr<Session> open_session(const RunConfig& run, parallel::Communicat
     mo.last_context_length = mc.last_context_length;
     mo.retrieval = run.memory.retrieval;
     mo.k = run.memory.k;
+    mo.world_rank = s->world.rank();
     mo.mem_capacity_tokens = run.memory.capacity_tokens;
     if (run.memory.capacity_bytes > 0 && !mc.mem_layers.empty()) {
         const int64_t per_token = 2 * weights.heads * mc.head_dim() *

@@ -1,6 +1,7 @@
 #include "runtime/memory/memory_attention.h"
 
 #include "runtime/core/status.h"
+#include "runtime/core/timer.h"
 
 namespace fot {
 
@@ -26,20 +27,27 @@ void merge_partials(Backend& backend, parallel::Communicator& mp, TensorView par
                     MemoryAttentionScratch& scratch, MemoryAttentionStats* stats) {
     const int64_t R = mp.size();
     if (R == 1) return;
+    Timer timer;
     const int64_t n = part.numel();
     TensorView gathered = reshape(scratch.gathered.view(), {R, part.shape[0], part.shape[1],
                                                             part.shape[2]});
     mp.all_gather(reshape(part, {n}), reshape(gathered, {R * n}));
     if (stats) stats->gathered_bytes += R * n * static_cast<int64_t>(sizeof(float));
     backend.attn_partial_merge(part, gathered);
+    if (stats) stats->merge_seconds += timer.seconds();
 }
 
 void memory_attention_dense(Backend& backend, parallel::Communicator& mp, TensorView part,
                             TensorView q, const MemoryStore& store, int64_t slot, float scale,
                             MemoryAttentionScratch& scratch, MemoryAttentionStats* stats) {
+    Timer timer;
     if (store.size(slot) > 0) {
         backend.attn_accumulate(part, q, store.keys(slot), store.values(slot), store.size(slot),
                                 scale, INT64_MAX / 2);
+    }
+    if (stats) {
+        ++stats->steps;
+        stats->score_seconds += timer.seconds();
     }
     merge_partials(backend, mp, part, scratch, stats);
 }
@@ -53,8 +61,14 @@ void memory_attention_topk(Backend& backend, parallel::Communicator& mp, TensorV
     TensorView scores = reshape(scratch.cand_scores.view(), {H, T, K});
     TensorView rows = reshape(scratch.cand_rows.view(), {H, T, K});
     TensorView pos = reshape(scratch.cand_pos.view(), {H, T, K});
+    Timer timer;
     backend.memory_topk(scores, rows, pos, q, store.keys(slot), store.positions(slot),
                         store.size(slot), scale);
+    if (stats) {
+        ++stats->steps;
+        stats->score_seconds += timer.seconds();
+        timer.reset();
+    }
     TensorView all_scores = reshape(scores, {1, H, T, K});
     TensorView all_pos = reshape(pos, {1, H, T, K});
     if (R > 1) {
@@ -69,6 +83,7 @@ void memory_attention_topk(Backend& backend, parallel::Communicator& mp, TensorV
     TensorView thr_p = reshape(scratch.thr_pos.view(), {H, T});
     backend.topk_threshold(thr_s, thr_p, all_scores, all_pos);
     backend.attn_accumulate_selected(part, store.values(slot), scores, rows, pos, thr_s, thr_p);
+    if (stats) stats->select_seconds += timer.seconds();
     merge_partials(backend, mp, part, scratch, stats);
 }
 

@@ -35,9 +35,14 @@ public:
     int64_t k = 0;
 };
 
-// Per-step statistics (bytes all-gathered by this rank).
+// Statistics accumulated over calls. Times are host wall-clock seconds around the backend
+// calls (on an asynchronous backend they include only what the host waited for).
 struct MemoryAttentionStats {
-    int64_t gathered_bytes = 0;
+    int64_t steps = 0;           // memory-layer attention calls
+    int64_t gathered_bytes = 0;  // bytes this rank received from all-gathers
+    double score_seconds = 0;    // scoring this rank's shard (dense: the whole partial)
+    double select_seconds = 0;   // top-k: candidate all-gather + threshold + survivors
+    double merge_seconds = 0;    // partial all-gather + merge
 };
 
 void memory_attention_dense(Backend& backend, parallel::Communicator& mp, TensorView part,

@@ -5,10 +5,29 @@
 
 #include "runtime/core/status.h"
 
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
 namespace fot {
 
 namespace {
 TensorView rows_view(const Buffer& b, int64_t rows) { return first_rows(b.view(), rows); }
+
+// Fault injection for failure-policy tests: FOT_INJECT_FAULT="RANK:LAYER" makes the process
+// whose world rank is RANK throw when it reaches layer LAYER of a forward (the others are
+// then blocked in a collective and must be brought down by the failure policy).
+struct InjectedFault {
+    int rank = -1;
+    int64_t layer = -1;
+};
+InjectedFault injected_fault() {
+    InjectedFault f;
+    if (const char* e = std::getenv("FOT_INJECT_FAULT")) {
+        if (std::sscanf(e, "%d:%ld", &f.rank, &f.layer) != 2) f = {};
+    }
+    return f;
+}
 }  // namespace
 
 LongLlama::LongLlama(const ModelConfig& config, ModelWeights weights, Backend& backend,
@@ -140,6 +159,7 @@ void LongLlama::run_window(const int32_t* ids, int64_t T, int64_t row0, bool use
     const bool flush = !no_past && local_[0].len + T > W_;
     const int64_t flush_len = flush ? local_[0].len : 0;
     const bool window_block = no_past && !use_cache;  // mode A: the window itself enters memory
+    // Block b lives on mp rank b mod mp (World::memory_block_owner, in the mp group's terms).
     const bool my_block = (mem_blocks_ % mp_.size()) == mp_.rank();
 
     TensorView x = rows_view(x_, T), xn = rows_view(xn_, T), proj = rows_view(proj_, T);
@@ -164,7 +184,10 @@ void LongLlama::run_window(const int32_t* ids, int64_t T, int64_t row0, bool use
         for (auto& lc : local_) lc.len = 0;
     }
 
+    static const InjectedFault fault = injected_fault();
     for (int64_t l = 0; l < L; ++l) {
+        FOT_CHECK(!(fault.rank == options_.world_rank && fault.layer == l),
+                  "injected fault (FOT_INJECT_FAULT) at layer ", l, " of a forward");
         const LayerWeights& w = weights_.layers[l];
         // ---- attention block ----
         backend_.rmsnorm(xn, x, w.ln_in.view(), eps);

@@ -40,6 +40,7 @@ struct ModelOptions {
     int64_t mem_capacity_tokens = 0;  // per rank; 0 = grow on demand
     Retrieval retrieval = Retrieval::kDense;
     int64_t k = 128;
+    int world_rank = 0;  // for log messages and fault injection (FOT_INJECT_FAULT)
 };
 
 // Which rows of a call need logits.
@@ -82,8 +83,9 @@ public:
     const ModelOptions& options() const { return options_; }
     const MemoryStore& memory() const { return memory_; }
     const ModelWeights& weights() const { return weights_; }
-    // Bytes this rank all-gathered for memory attention since construction.
-    int64_t memory_gathered_bytes() const { return mem_stats_.gathered_bytes; }
+    // Memory-attention statistics of this rank since construction (or reset_stats()).
+    const MemoryAttentionStats& memory_stats() const { return mem_stats_; }
+    void reset_stats() { mem_stats_ = {}; }
     int64_t vocab_begin() const { return weights_.vocab_begin; }
     int64_t vocab_rows() const { return weights_.vocab_rows; }
 
