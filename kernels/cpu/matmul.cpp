@@ -1,7 +1,13 @@
 // GEMM against torch Linear weights (N, K). f32 weights go straight to BLAS. bf16/f16
 // weights are widened to f32 one tile of rows at a time (for many tokens) or row by row
 // inside a dot-product loop (for few tokens, i.e. decode), so no full f32 copy exists.
+//
+// Threading: OpenMP owns the cores. Each OpenMP thread takes a slice of the N output columns
+// and calls a single-threaded BLAS on it (OpenBLAS is set to 1 thread by the CPU backend):
+// two thread pools spinning against each other (OpenMP + OpenBLAS pthreads) cost up to 3x
+// on small machines.
 #include <cblas.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <vector>
@@ -37,17 +43,36 @@ void matmul_lowp_small(float* out, const float* x, const void* w, DType w_dtype,
 void matmul_lowp_tiled(float* out, const float* x, const void* w, DType w_dtype, int64_t T,
                        int64_t N, int64_t K) {
     const size_t esz = dtype_size(w_dtype);
-    std::vector<float> tile(static_cast<size_t>(std::min(N, kTileRows) * K));
-    for (int64_t n0 = 0; n0 < N; n0 += kTileRows) {
-        const int64_t nt = std::min(kTileRows, N - n0);
-#pragma omp parallel for schedule(static)
-        for (int64_t r = 0; r < nt; ++r) {
-            convert_to_f32(static_cast<const char*>(w) + static_cast<size_t>((n0 + r) * K) * esz,
-                           w_dtype, tile.data() + r * K, K);
+    const int64_t tiles = (N + kTileRows - 1) / kTileRows;
+#pragma omp parallel
+    {
+        std::vector<float> tile(static_cast<size_t>(std::min(N, kTileRows) * K));
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t ti = 0; ti < tiles; ++ti) {
+            const int64_t n0 = ti * kTileRows, nt = std::min(kTileRows, N - n0);
+            convert_to_f32(static_cast<const char*>(w) + static_cast<size_t>(n0 * K) * esz,
+                           w_dtype, tile.data(), static_cast<size_t>(nt * K));
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(T),
+                        static_cast<int>(nt), static_cast<int>(K), 1.0f, x, static_cast<int>(K),
+                        tile.data(), static_cast<int>(K), 0.0f, out + n0, static_cast<int>(N));
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(T),
-                    static_cast<int>(nt), static_cast<int>(K), 1.0f, x, static_cast<int>(K),
-                    tile.data(), static_cast<int>(K), 0.0f, out + n0, static_cast<int>(N));
+    }
+}
+
+// f32 weights: each thread multiplies by its own contiguous slice of weight rows.
+void matmul_f32(float* out, const float* x, const float* w, int64_t T, int64_t N, int64_t K) {
+#pragma omp parallel
+    {
+        const int64_t nth = omp_get_num_threads(), me = omp_get_thread_num();
+        // Slices of a multiple of 16 rows keep BLAS on its fast paths.
+        const int64_t per = ((N + nth - 1) / nth + 15) / 16 * 16;
+        const int64_t n0 = std::min(N, me * per), n1 = std::min(N, n0 + per);
+        if (n1 > n0) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(T),
+                        static_cast<int>(n1 - n0), static_cast<int>(K), 1.0f, x,
+                        static_cast<int>(K), w + n0 * K, static_cast<int>(K), 0.0f, out + n0,
+                        static_cast<int>(N));
+        }
     }
 }
 
@@ -57,10 +82,7 @@ void matmul(float* out, const float* x, const void* w, DType w_dtype, int64_t T,
             int64_t K) {
     if (T == 0 || N == 0) return;
     if (w_dtype == DType::kF32) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(T),
-                    static_cast<int>(N), static_cast<int>(K), 1.0f, x, static_cast<int>(K),
-                    static_cast<const float*>(w), static_cast<int>(K), 0.0f, out,
-                    static_cast<int>(N));
+        matmul_f32(out, x, static_cast<const float*>(w), T, N, K);
     } else if (T <= kSmallT) {
         matmul_lowp_small(out, x, w, w_dtype, T, N, K);
     } else {

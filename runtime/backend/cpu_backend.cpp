@@ -30,10 +30,10 @@ int64_t row_width(const TensorView& v) { return v.shape.empty() ? 1 : v.numel() 
 }  // namespace
 
 CpuBackend::CpuBackend(int threads) {
-    if (threads > 0) {
-        omp_set_num_threads(threads);
-        openblas_set_num_threads(threads);
-    }
+    // OpenMP owns the cores; BLAS runs single-threaded inside OpenMP slices (kernels/cpu/
+    // matmul.cpp explains why).
+    if (threads > 0) omp_set_num_threads(threads);
+    openblas_set_num_threads(1);
 }
 
 Buffer CpuBackend::alloc(DType dtype, Shape shape) { return Buffer(dtype, std::move(shape)); }

@@ -1,0 +1,141 @@
+// CPU benchmark ([F2]): prefill throughput and decode latency of a mid-size random LongLLaMA
+// on the CpuBackend, with achieved GFLOP/s from an analytic FLOP count.
+//
+//   fot_cpu_bench [--tokens 4096,16384] [--decode 8] [--threads N] [--weights f32|bf16]
+//                 [--hidden 1024 --heads 16 --layers 8 --intermediate 2816 --vocab 32000
+//                  --window 512 --lcl 256]
+// Prefill = one model call over n tokens with logits for every position (as `fotrt logits`);
+// decode = tokens fed one at a time afterwards, logits for the last position only.
+#include <algorithm>
+#include <cstdio>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "config/model_config.h"
+#include "launch/args.h"
+#include "parallel/self_communicator.h"
+#include "runtime/backend/cpu_backend.h"
+#include "runtime/core/timer.h"
+#include "runtime/model/long_llama.h"
+#include "runtime/model/random_weights.h"
+
+namespace {
+
+using fot::ModelConfig;
+
+// FLOPs of a prefill of n tokens (multiply-add = 2), following the reference's windowing.
+double prefill_flops(const ModelConfig& c, int64_t n, bool all_logits) {
+    const double C = double(c.hidden_size), I = double(c.intermediate_size);
+    const double per_token_dense = c.num_hidden_layers * 2.0 * (4 * C * C + 3 * C * I);
+    double f = n * per_token_dense + (all_logits ? n : 1) * 2.0 * C * double(c.vocab_size);
+    const int64_t W = c.max_position_embeddings, lcl = c.last_context_length;
+    const int64_t P = std::max<int64_t>(n - lcl, 0);
+    int64_t mem = 0;
+    auto window = [&](int64_t T) {
+        // causal local attention (QK^T and PV) in every layer, memory attention in memory layers
+        f += c.num_hidden_layers * 4.0 * C * (double(T) * (T + 1) / 2);
+        f += double(c.mem_layers.size()) * 4.0 * C * double(T) * double(mem);
+    };
+    for (int64_t s = 0; s < P; s += W) {
+        const int64_t T = std::min(W, P - s);
+        window(T);
+        mem += T;
+    }
+    window(n - P);
+    return f;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    using namespace fot;
+    try {
+        cli::Args args("fot_cpu_bench", "Prefill and decode timing of a random LongLLaMA on the CPU.",
+                       {"fot_cpu_bench --tokens 4k,16k --threads 2"});
+        args.option("tokens", "N,N", "prompt lengths", "4096,16384");
+        args.option("decode", "N", "tokens decoded after each prefill", "8");
+        args.option("threads", "N", "CPU threads (0 = all)", "0");
+        args.option("weights", "DTYPE", "weight dtype f32|bf16", "f32");
+        args.option("hidden", "N", "hidden size", "1024");
+        args.option("heads", "N", "attention heads", "16");
+        args.option("layers", "N", "layers", "8");
+        args.option("intermediate", "N", "MLP size", "2816");
+        args.option("vocab", "N", "vocabulary", "32000");
+        args.option("window", "N", "W = max_position_embeddings", "512");
+        args.option("lcl", "N", "last_context_length", "256");
+        if (!args.parse(std::vector<std::string>(argv + 1, argv + argc))) return 0;
+
+        ModelConfig c;
+        c.hidden_size = args.get_int("hidden", 1024);
+        c.num_attention_heads = args.get_int("heads", 16);
+        c.num_hidden_layers = args.get_int("layers", 8);
+        c.intermediate_size = args.get_int("intermediate", 2816);
+        c.vocab_size = args.get_int("vocab", 32000);
+        c.max_position_embeddings = args.get_int("window", 512);
+        c.last_context_length = args.get_int("lcl", 256);
+        c.mem_layers = {2, 5};
+        c.mem_layers.erase(std::remove_if(c.mem_layers.begin(), c.mem_layers.end(),
+                                          [&](int64_t l) { return l >= c.num_hidden_layers; }),
+                           c.mem_layers.end());
+        c.mem_dtype = DType::kBF16;
+        validate_model_config(c, "benchmark").check();
+        DType wdt;
+        FOT_CHECK(parse_dtype(args.get("weights", "f32"), &wdt), "--weights: f32 or bf16");
+        const int threads = static_cast<int>(args.get_int("threads", 0));
+        std::vector<int64_t> lengths;
+        {
+            std::stringstream ss(args.get("tokens", "4096,16384"));
+            std::string item;
+            while (std::getline(ss, item, ',')) lengths.push_back(cli::parse_count(item, "--tokens"));
+        }
+        const int64_t decode = args.get_int("decode", 8);
+
+        CpuBackend backend(threads);
+        parallel::SelfCommunicator self;
+        ModelWeights w = random_model_weights(c, backend, wdt, 1);
+        const double weight_gb = w.bytes / 1e9;
+        ModelOptions mo;
+        mo.mem_dtype = c.mem_dtype;
+        mo.last_context_length = c.last_context_length;
+        LongLlama model(c, std::move(w), backend, self, self, mo);
+
+        std::printf("fot_cpu_bench: hidden %lld, %lld heads, %lld layers, intermediate %lld, vocab "
+                    "%lld, W %lld, lcl %lld, mem_layers [2,5], weights %s (%.2f GB), memory bf16, "
+                    "threads %d\n",
+                    (long long)c.hidden_size, (long long)c.num_attention_heads,
+                    (long long)c.num_hidden_layers, (long long)c.intermediate_size,
+                    (long long)c.vocab_size, (long long)c.max_position_embeddings,
+                    (long long)c.last_context_length, dtype_name(wdt), weight_gb, threads);
+        std::printf("%8s %10s %10s %10s %14s %12s\n", "tokens", "prefill_s", "tokens/s",
+                    "GFLOP/s", "decode_ms/tok", "memory_MiB");
+        std::mt19937 rng(5);
+        std::uniform_int_distribution<int32_t> tok(3, static_cast<int32_t>(c.vocab_size - 1));
+        for (int64_t n : lengths) {
+            std::vector<int32_t> ids(n);
+            for (auto& t : ids) t = tok(rng);
+            model.reset();
+            ForwardOptions all;
+            all.logits = LogitsRows::kAll;
+            all.on_logits = [](int64_t, TensorView) {};
+            Timer t;
+            model.forward(ids, all);
+            const double prefill = t.seconds();
+            ForwardOptions last;
+            last.logits = LogitsRows::kLast;
+            last.on_logits = [](int64_t, TensorView) {};
+            t.reset();
+            for (int64_t i = 0; i < decode; ++i) model.forward({tok(rng)}, last);
+            const double dec = decode > 0 ? t.seconds() / decode : 0.0;
+            std::printf("%8lld %10.2f %10.0f %10.1f %14.1f %12.1f\n", (long long)n, prefill,
+                        n / prefill, prefill_flops(c, n, true) / prefill / 1e9, dec * 1e3,
+                        model.memory().used_bytes() / 1048576.0);
+            std::fflush(stdout);
+        }
+        return 0;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "fot_cpu_bench: error: %s\n", e.what());
+        return 1;
+    }
+}

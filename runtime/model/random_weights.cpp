@@ -1,0 +1,65 @@
+#include "runtime/model/random_weights.h"
+
+#include <random>
+#include <vector>
+
+#include "runtime/core/status.h"
+
+namespace fot {
+namespace {
+
+Buffer random_tensor(Backend& backend, DType dtype, Shape shape, uint64_t seed, float stddev,
+                     int64_t* bytes) {
+    Buffer host(DType::kF32, shape);
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> nd(0.f, stddev);
+    float* p = host.as<float>();
+    for (int64_t i = 0; i < host.numel(); ++i) p[i] = stddev > 0 ? nd(rng) : 1.f;
+    Buffer out = backend.alloc(dtype, shape);
+    if (dtype == DType::kF32) {
+        backend.upload(out.view(), p, host.nbytes());
+    } else {
+        Buffer conv(dtype, shape);
+        convert_from_f32(p, conv.data(), dtype, static_cast<size_t>(host.numel()));
+        backend.upload(out.view(), conv.data(), conv.nbytes());
+    }
+    *bytes += static_cast<int64_t>(out.nbytes());
+    return out;
+}
+
+}  // namespace
+
+ModelWeights random_model_weights(const ModelConfig& c, Backend& backend, DType dtype,
+                                  uint64_t seed, int tp_rank, int tp_size) {
+    FOT_CHECK(c.num_attention_heads % tp_size == 0 && c.intermediate_size % tp_size == 0 &&
+                  c.vocab_size % tp_size == 0,
+              "random weights: tp=", tp_size, " does not divide the model");
+    ModelWeights w;
+    w.heads = c.num_attention_heads / tp_size;
+    w.intermediate = c.intermediate_size / tp_size;
+    w.vocab_rows = c.vocab_size / tp_size;
+    w.vocab_begin = w.vocab_rows * tp_rank;
+    const int64_t C = c.hidden_size, A = w.heads * c.head_dim(), I = w.intermediate;
+    const float sd = 0.02f;
+    uint64_t s = seed * 1000003 + static_cast<uint64_t>(tp_rank) * 7919;
+    int64_t bytes = 0;
+    w.embed = random_tensor(backend, dtype, {w.vocab_rows, C}, ++s, sd, &bytes);
+    w.layers.resize(c.num_hidden_layers);
+    for (auto& L : w.layers) {
+        L.wq = random_tensor(backend, dtype, {A, C}, ++s, sd, &bytes);
+        L.wk = random_tensor(backend, dtype, {A, C}, ++s, sd, &bytes);
+        L.wv = random_tensor(backend, dtype, {A, C}, ++s, sd, &bytes);
+        L.wo = random_tensor(backend, dtype, {C, A}, ++s, sd, &bytes);
+        L.w_gate = random_tensor(backend, dtype, {I, C}, ++s, sd, &bytes);
+        L.w_up = random_tensor(backend, dtype, {I, C}, ++s, sd, &bytes);
+        L.w_down = random_tensor(backend, dtype, {C, I}, ++s, sd, &bytes);
+        L.ln_in = random_tensor(backend, DType::kF32, {C}, ++s, 0.f, &bytes);
+        L.ln_post = random_tensor(backend, DType::kF32, {C}, ++s, 0.f, &bytes);
+    }
+    w.norm = random_tensor(backend, DType::kF32, {C}, ++s, 0.f, &bytes);
+    w.lm_head = random_tensor(backend, dtype, {w.vocab_rows, C}, ++s, sd, &bytes);
+    w.bytes = bytes;
+    return w;
+}
+
+}  // namespace fot
