@@ -179,13 +179,17 @@ std::unique_ptr<Loaded> open_with(const std::string& dir, Retrieval r, int64_t k
 }
 
 TEST(TopK, KAtLeastMemorySizeEqualsDense) {
-    for (const char* c : {"case_a", "case_e", "case_f"}) {
+    // f32 memory: top-k with K >= memory is dense attention up to summation order (1e-5).
+    // bf16 memory (case_e): a 1e-7 difference in a k_proj output can flip its bf16 rounding
+    // in a later window (a 4e-3 relative step), so end to end only the golden 1e-4 holds.
+    for (const char* c : {"case_a", "case_f", "case_e"}) {
         auto dense = open_model(golden_dir(c));
         auto topk = open_with(golden_dir(c), Retrieval::kTopK, 4096);
         const auto ids = read_ids(golden_dir(c) + "/input_ids.json");
         const auto a = forward_all(*dense->session, ids);
         const auto b = forward_all(*topk->session, ids);
-        EXPECT_LT(max_abs_diff(a, b), 1e-5) << c;
+        const double tol = std::string(c) == "case_e" ? kTol : 1e-5;
+        EXPECT_LT(max_abs_diff(a, b), tol) << c;
     }
 }
 
