@@ -235,3 +235,33 @@ TEST(BadInput, IdsOutOfVocabularyAndEmptyInput) {
 
 }  // namespace
 }  // namespace fot
+
+namespace fot {
+namespace {
+
+// Checkpoint formats end to end: the same model from .bin / sharded safetensors / bf16.
+TEST(GoldenCheckpoints, EveryFormatGivesTheReferenceLogits) {
+    const auto ids = read_ids(golden_dir("case_a") + "/input_ids.json");
+    const auto f32_ref = read_f32(golden_dir("case_a") + "/logits.f32");
+    const auto bf16_ref = read_f32(golden_dir("checkpoints") + "/logits_bf16_weights.f32");
+    struct Case {
+        const char* dir;
+        const std::vector<float>* ref;
+    };
+    for (Case c : {Case{"checkpoints/pytorch_fp32", &f32_ref},
+                   Case{"checkpoints/pytorch_bf16_sharded", &bf16_ref},
+                   Case{"checkpoints/safetensors_bf16_sharded", &bf16_ref}}) {
+        auto m = open_model(golden_dir(c.dir));
+        const auto logits = forward_all(*m->session, ids);
+        EXPECT_LT(max_abs_diff(logits, *c.ref), kTol) << c.dir;
+        // bf16 weights stay bf16 on the device (no second f32 copy).
+        if (c.ref == &bf16_ref) {
+            EXPECT_EQ(m->session->model->weights().layers[0].wq.dtype(), DType::kBF16);
+        }
+    }
+    // The bf16 weights really change the result (by up to 2e-2): the tolerance tells them apart.
+    EXPECT_GT(max_abs_diff(f32_ref, bf16_ref), 1e-3);
+}
+
+}  // namespace
+}  // namespace fot
