@@ -21,8 +21,10 @@ function(fot_add_test name)
   target_compile_definitions(${name} PRIVATE
     FOT_SOURCE_DIR="${PROJECT_SOURCE_DIR}" FOT_TEST_DATA="${FOT_TEST_DATA}"
     FOT_BINARY_DIR="${PROJECT_BINARY_DIR}" FOTRT_EXE="$<TARGET_FILE:fotrt>")
+  # gtest_discover_tests flattens list-valued properties: escape the label separators.
+  string(REPLACE ";" "\\;" labels "${A_LABELS}")
   gtest_discover_tests(${name}
-    PROPERTIES LABELS "${A_LABELS}" TIMEOUT ${A_TIMEOUT}
+    PROPERTIES LABELS "${labels}" TIMEOUT ${A_TIMEOUT}
     DISCOVERY_TIMEOUT 60)
 endfunction()
 

@@ -1,0 +1,175 @@
+// fotrt inspect: what a model directory holds and what its memory costs, after validating
+// the checkpoint against config.json (so a broken checkpoint is caught here, cheaply).
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "config/model_config.h"
+#include "launch/args.h"
+#include "launch/commands.h"
+#include "runtime/core/status.h"
+#include "runtime/io/checkpoint.h"
+
+namespace fot::cli {
+namespace {
+
+constexpr int64_t kBudgetsGiB[] = {8, 24, 80};
+
+std::string join_ints(const std::vector<int64_t>& v) {
+    std::string s = "[";
+    for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+    return s + "]";
+}
+
+// 1234567 -> "1.23 M"
+std::string human_count(double n) {
+    const char* units[] = {"", " K", " M", " B", " T"};
+    int u = 0;
+    while (n >= 1000 && u < 4) {
+        n /= 1000;
+        ++u;
+    }
+    char buf[32];
+    std::snprintf(buf, sizeof buf, u == 0 ? "%.0f%s" : "%.2f%s", n, units[u]);
+    return buf;
+}
+
+// 1536 -> "1.50 KiB"
+std::string human_bytes(double n) {
+    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (n >= 1024 && u < 4) {
+        n /= 1024;
+        ++u;
+    }
+    char buf[32];
+    std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.2f %s", n, units[u]);
+    return buf;
+}
+
+std::string rope_str(double theta) {
+    std::ostringstream os;
+    os << theta;
+    return os.str();
+}
+
+}  // namespace
+
+int cmd_inspect(const Argv& argv) {
+    Args args("fotrt inspect",
+              "Prints a model's configuration, its checkpoint format, tensor count, dtypes and\n"
+              "parameter count, and what memory costs: bytes per memory token (keys and values\n"
+              "of every memory layer) and how many memory tokens fit in 8, 24 and 80 GiB\n"
+              "(memory only; weights and activations not counted). The checkpoint is validated\n"
+              "against config.json first: a broken one is a one-line error and exit code 1.",
+              {"fotrt inspect --model models/long_llama_3b",
+               "fotrt inspect --model models/long_llama_3b --mem-dtype f32 --json"});
+    args.option("model", "DIR", "model directory (config.json + safetensors or .bin weights)");
+    args.option("mem-dtype", "DTYPE", "dtype of stored memory: f32, bf16 or f16",
+                "the config's mem_dtype");
+    args.flag("json", "print the same information as one JSON object");
+    if (!args.parse(argv)) return 0;
+    FOT_CHECK(args.positional().empty(), "unexpected argument '", args.positional().front(),
+              "' (see fotrt inspect --help)");
+    const std::string dir = args.require("model");
+    std::error_code ec;
+    FOT_CHECK(std::filesystem::is_directory(dir, ec), dir, ": no such model directory");
+
+    const std::string config_path = (std::filesystem::path(dir) / "config.json").string();
+    const ModelConfig c = load_model_config(config_path).value();
+    DType mem_dtype = c.mem_dtype;
+    if (args.has("mem-dtype")) {
+        const std::string s = args.get("mem-dtype");
+        FOT_CHECK(
+            parse_dtype(s, &mem_dtype) &&
+                (mem_dtype == DType::kF32 || mem_dtype == DType::kBF16 || mem_dtype == DType::kF16),
+            "--mem-dtype must be f32, bf16 or f16, got '", s, "'");
+    }
+
+    std::unique_ptr<Checkpoint> ckpt = Checkpoint::open(dir);
+    validate_llama_checkpoint(*ckpt, c);
+
+    int64_t params = 0;
+    size_t weight_bytes = 0;
+    std::set<std::string> dtypes;
+    for (const TensorRecord& t : ckpt->tensors()) {
+        params += shape_numel(t.shape);
+        weight_bytes += t.nbytes;
+        dtypes.insert(dtype_name(t.dtype));
+    }
+    std::string dtype_list;
+    for (const std::string& d : dtypes) dtype_list += (dtype_list.empty() ? "" : ", ") + d;
+    const int64_t per_token = c.memory_bytes_per_token(mem_dtype);
+    auto fit = [&](int64_t gib) { return per_token > 0 ? (gib << 30) / per_token : -1; };
+
+    if (args.has("json")) {
+        nlohmann::ordered_json j;
+        j["model"] = dir;
+        j["config"] = {{"num_hidden_layers", c.num_hidden_layers},
+                       {"hidden_size", c.hidden_size},
+                       {"num_attention_heads", c.num_attention_heads},
+                       {"head_dim", c.head_dim()},
+                       {"intermediate_size", c.intermediate_size},
+                       {"vocab_size", c.vocab_size},
+                       {"max_position_embeddings", c.max_position_embeddings},
+                       {"last_context_length", c.last_context_length},
+                       {"mem_layers", c.mem_layers},
+                       {"mem_dtype", dtype_name(c.mem_dtype)},
+                       {"rope_theta", c.rope_theta}};
+        j["checkpoint"] = {{"format", ckpt->describe()},
+                           {"tensors", ckpt->tensors().size()},
+                           {"dtypes", dtypes},
+                           {"bytes", weight_bytes}};
+        j["parameters"] = params;
+        j["mem_dtype"] = dtype_name(mem_dtype);
+        j["memory_bytes_per_token"] = per_token;
+        nlohmann::ordered_json fits = nlohmann::ordered_json::object();
+        for (int64_t g : kBudgetsGiB) {
+            // null: no memory layers, so memory never grows.
+            fits[std::to_string(g) + "GiB"] =
+                per_token > 0 ? nlohmann::ordered_json(fit(g)) : nlohmann::ordered_json();
+        }
+        j["memory_tokens_fit"] = fits;
+        std::cout << j.dump(2) << "\n";
+        return 0;
+    }
+
+    std::ostringstream os;
+    auto row = [&](const std::string& k, const std::string& v) {
+        os << k << std::string(k.size() < 16 ? 16 - k.size() : 1, ' ') << v << "\n";
+    };
+    row("model", dir);
+    row("layers", std::to_string(c.num_hidden_layers));
+    row("hidden", std::to_string(c.hidden_size));
+    row("heads", str(c.num_attention_heads, " x ", c.head_dim(), " (head_dim)"));
+    row("intermediate", std::to_string(c.intermediate_size));
+    row("vocab", std::to_string(c.vocab_size));
+    row("W", str(c.max_position_embeddings, " (max_position_embeddings)"));
+    row("lcl", str(c.last_context_length, " (last_context_length)"));
+    row("mem_layers", join_ints(c.mem_layers));
+    row("mem_dtype", str(dtype_name(mem_dtype),
+                         args.has("mem-dtype") ? str(" (config: ", dtype_name(c.mem_dtype), ")")
+                                               : std::string()));
+    row("rope_theta", rope_str(c.rope_theta));
+    row("checkpoint", str(ckpt->describe(), ", ", ckpt->tensors().size(), " tensors"));
+    row("dtype", dtype_list);
+    row("parameters", str(params, " (", human_count(static_cast<double>(params)), ")"));
+    row("weight bytes",
+        str(weight_bytes, " (", human_bytes(static_cast<double>(weight_bytes)), ")"));
+    row("memory/token", str(per_token, " bytes (", c.mem_layers.size(), " memory layers x K,V x ",
+                            c.hidden_size, " x ", dtype_name(mem_dtype), ")"));
+    for (int64_t g : kBudgetsGiB) {
+        row(str("fit ", g, " GiB"),
+            per_token > 0
+                ? str(fit(g), " memory tokens (", human_count(static_cast<double>(fit(g))), ")")
+                : std::string("unbounded (no memory layers)"));
+    }
+    std::cout << os.str();
+    return 0;
+}
+
+}  // namespace fot::cli

@@ -1,0 +1,37 @@
+// MappedFile: a whole file mapped read-only into memory (RAII; move-only).
+//
+// The mapping lives as long as the object; pointers into it are valid until then. Opening
+// fails with a fot::Error naming the path ("cannot open", "is a directory", mmap failure).
+// An empty file maps to data() == nullptr, size() == 0.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace fot {
+
+class MappedFile {
+  public:
+    MappedFile() = default;
+    // Maps `path` read-only. Throws fot::Error.
+    static MappedFile open(const std::string& path);
+
+    ~MappedFile();
+    MappedFile(MappedFile&& o) noexcept;
+    MappedFile& operator=(MappedFile&& o) noexcept;
+    MappedFile(const MappedFile&) = delete;
+    MappedFile& operator=(const MappedFile&) = delete;
+
+    const uint8_t* data() const { return data_; }
+    size_t size() const { return size_; }
+    const std::string& path() const { return path_; }
+
+  private:
+    void release();
+    const uint8_t* data_ = nullptr;
+    size_t size_ = 0;
+    std::string path_;
+};
+
+}  // namespace fot
