@@ -13,5 +13,8 @@ int cmd_inspect(const Argv& args);
 int cmd_convert(const Argv& args);
 int cmd_logits(const Argv& args);
 int cmd_generate(const Argv& args);
+int cmd_score(const Argv& args);
+int cmd_passkey(const Argv& args);
+int cmd_batch(const Argv& args);
 
 }  // namespace fot::cli

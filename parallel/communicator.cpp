@@ -97,6 +97,11 @@ void Communicator::recv(TensorView buf, int peer, Stream s) {
     do_recv(buf, peer, s);
 }
 
+bool Communicator::probe(int peer) {
+    check_peer(peer, "probe");
+    return do_probe(peer);
+}
+
 void Communicator::barrier() {
     do_barrier();
 }

@@ -68,6 +68,10 @@ class Communicator {
     // receiver's buffer must have exactly the sender's byte count.
     void send(TensorView buf, int peer, Stream s = {});
     void recv(TensorView buf, int peer, Stream s = {});
+    // Non-blocking: true when a message from `peer` is waiting to be received (a recv would
+    // not block). Lets a coordinator serve requests between its own work. Implementations
+    // without a probe answer true (the following recv then simply blocks).
+    bool probe(int peer);
     void barrier();
     // Collective over this communicator: ranks with the same color form a new communicator,
     // ordered by (key, old rank). color < 0 means "not a member": that rank gets nullptr.
@@ -106,6 +110,7 @@ class Communicator {
     virtual void do_send(TensorView buf, int peer, Stream s) = 0;
     virtual void do_recv(TensorView buf, int peer, Stream s) = 0;
     virtual void do_barrier() = 0;
+    virtual bool do_probe(int peer) { return true; }
 
     double timeout_s_;
 

@@ -183,6 +183,12 @@ class MpiCommunicator final : public Communicator {
         wait(reqs, nullptr, [&] { return str("send(", nbytes, " bytes to rank ", peer, ")"); });
     }
 
+    bool do_probe(int peer) override {
+        int flag = 0;
+        FOT_MPI_CHECK(MPI_Iprobe(peer, kTag, comm_, &flag, MPI_STATUS_IGNORE));
+        return flag != 0;
+    }
+
     void do_recv(TensorView buf, int peer, Stream) override {
         const int64_t nbytes = static_cast<int64_t>(buf.nbytes());
         auto* base = static_cast<char*>(buf.data);

@@ -1,0 +1,303 @@
+#include "runtime/jobs/batch_job.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/core/logging.h"
+#include "runtime/core/status.h"
+#include "runtime/core/timer.h"
+#include "runtime/jobs/dispatch.h"
+#include "runtime/jobs/generate_job.h"
+#include "runtime/jobs/journal.h"
+#include "runtime/jobs/progress.h"
+#include "runtime/jobs/score_job.h"
+
+namespace fot {
+
+namespace fs = std::filesystem;
+using ojson = nlohmann::ordered_json;
+
+bool parse_batch_task(const std::string& s, BatchTask* out) {
+    if (s == "score") {
+        *out = BatchTask::kScore;
+    } else if (s == "generate") {
+        *out = BatchTask::kGenerate;
+    } else {
+        return false;
+    }
+    return true;
+}
+
+const char* batch_task_name(BatchTask t) {
+    return t == BatchTask::kScore ? "score" : "generate";
+}
+
+std::string error_record_json(const std::string& id_json, int64_t index, const std::string& why) {
+    ojson j;
+    j["id"] = ojson::parse(id_json);
+    j["index"] = index;
+    j["error"] = why;
+    return j.dump();
+}
+
+std::string capacity_problem(Session& s, int64_t prompt, int64_t new_tokens) {
+    LongLlama& m = *s.model;
+    const int64_t cap = m.options().mem_capacity_tokens;
+    if (cap <= 0 || s.model_config.mem_layers.empty()) return "";
+    m.reset();
+    int64_t need = m.memory_growth_for(prompt);
+    // Generation feeds the new tokens one call each (the last one is never fed); a call that
+    // would overflow the local cache (W) flushes all of it into memory first.
+    const int64_t W = s.model_config.max_position_embeddings;
+    int64_t local = prompt - need;
+    for (int64_t k = 1; k < new_tokens; ++k) {
+        if (local + 1 > W) {
+            need += local;
+            local = 0;
+        }
+        ++local;
+    }
+    const int64_t mp = s.world.mp();
+    if (need <= cap * mp) return "";
+    return str("does not fit in memory: it needs ", need,
+               " memory tokens per memory layer but the capacity is ", cap, " tokens per rank x ",
+               mp, " memory-parallel rank(s) = ", cap * mp,
+               " (raise --mem-capacity or run with a larger --mp)");
+}
+
+namespace {
+
+// The options that decide the records, for the journal header: resuming with other values
+// would mix results of two different jobs.
+std::string fingerprint(const Session& s, const BatchOptions& o, const Corpus& corpus) {
+    ojson j;
+    j["task"] = batch_task_name(o.task);
+    j["corpus"] = corpus.describe();
+    j["model"] = fs::absolute(s.run.model).lexically_normal().string();
+    j["dtype"] = dtype_name(s.run.dtype);
+    j["retrieval"] = retrieval_name(s.run.memory.retrieval);
+    j["k"] = s.run.memory.retrieval == Retrieval::kTopK ? s.run.memory.k : 0;
+    j["mem_dtype"] = dtype_name(s.model->options().mem_dtype);
+    j["last_context_length"] = s.model->options().last_context_length;
+    j["mem_capacity_tokens"] = s.model->options().mem_capacity_tokens;
+    if (o.task == BatchTask::kGenerate) {
+        j["max_new_tokens"] = o.max_new_tokens;
+        j["temperature"] = o.sampling.temperature;
+        j["top_p"] = o.sampling.top_p;
+        j["seed"] = o.sampling.seed;
+        j["ignore_eos"] = o.ignore_eos;
+    }
+    return j.dump();
+}
+
+// Runs one document on every rank of a group (see the header for the records).
+WorkResult run_document(Session& s, const BatchOptions& o, const WorkItem& item,
+                        const std::function<void()>& poll) {
+    Document d = deserialize_document(item.payload);
+    WorkResult r;
+    r.index = d.index;
+    auto fail = [&](const std::string& why) {
+        r.ok = false;
+        r.record = error_record_json(d.id_json, d.index, why);
+        return r;
+    };
+    if (!d.error.empty()) return fail(d.error);
+    std::vector<int32_t> ids =
+        d.has_text ? s.get_tokenizer().encode(d.text, /*add_bos=*/true) : std::move(d.ids);
+    const int64_t V = s.model_config.vocab_size;
+    for (size_t i = 0; i < ids.size(); ++i) {
+        if (ids[i] < 0 || ids[i] >= V) {
+            return fail(str("token id ", ids[i], " at position ", i,
+                            " is out of the model's vocabulary [0, ", V, ")",
+                            d.has_text ? " (tokenizer.model does not match the model)" : ""));
+        }
+    }
+    const int64_t n = static_cast<int64_t>(ids.size());
+    if (o.task == BatchTask::kScore && n < 2) {
+        return fail(str("scoring needs at least 2 tokens, the document has ", n));
+    }
+    if (n < 1) return fail("empty document");
+    const int64_t new_tokens = o.task == BatchTask::kGenerate ? o.max_new_tokens : 0;
+    if (std::string why = capacity_problem(s, n, new_tokens); !why.empty()) {
+        return fail(str("document of ", n, " tokens ", why));
+    }
+
+    if (o.task == BatchTask::kScore) {
+        ScoreOptions so;
+        so.between_windows = poll;
+        ScoreResult sr = score_document(s, ids, so);
+        r.tokens = n;
+        r.record = score_record_json(d.id_json, d.index, sr);
+        return r;
+    }
+    GenerateOptions go;
+    go.max_new_tokens = o.max_new_tokens;
+    go.sampling = o.sampling;
+    go.sampling.seed = o.sampling.seed + static_cast<uint64_t>(d.index);
+    go.ignore_eos = o.ignore_eos;
+    go.on_token = [&](int32_t) { poll(); };
+    GenerateResult gr = run_generate_job(s, ids, go);
+    r.tokens = n + static_cast<int64_t>(gr.new_tokens.size());
+    ojson j;
+    j["id"] = ojson::parse(d.id_json);
+    j["index"] = d.index;
+    j["prompt_tokens"] = n;
+    j["new_tokens"] = gr.new_tokens;
+    if (d.has_text) {
+        // The model's vocabulary may be larger than the tokenizer's (padded embeddings): such
+        // ids have no text; they are listed instead of failing the job.
+        Tokenizer& tok = s.get_tokenizer();
+        std::vector<int32_t> known, unknown;
+        for (int32_t t : gr.new_tokens) (t < tok.vocab_size() ? known : unknown).push_back(t);
+        j["text"] = tok.decode(known);
+        if (!unknown.empty()) j["ids_without_text"] = unknown;
+    }
+    j["stopped_at_eos"] = gr.stopped_at_eos;
+    r.record = j.dump();
+    return r;
+}
+
+}  // namespace
+
+BatchResult run_batch_job(Session& s, const BatchOptions& opts) {
+    FOT_CHECK(opts.task != BatchTask::kGenerate || opts.max_new_tokens >= 1,
+              "max_new_tokens must be >= 1 for the generate task");
+    Timer timer;
+    const bool root = s.is_root();
+    BatchResult result;
+
+    // Rank 0: corpus, output, the order of the work.
+    std::unique_ptr<Corpus> corpus;
+    std::unique_ptr<RecordLog> log;
+    std::unique_ptr<Progress> progress;
+    std::vector<int64_t> order;
+    size_t next_pos = 0;
+    int64_t run_docs = 0, run_errors = 0, run_tokens = 0, run_cost = 0;
+    ojson error_examples = ojson::array();
+    std::vector<int64_t> docs_by_group(static_cast<size_t>(s.world.dp()), 0);
+    if (root) {
+        CorpusSpec spec = opts.corpus;
+        spec.vocab_size = s.model_config.vocab_size;
+        corpus = Corpus::open(spec);
+        if (corpus->has_text()) s.get_tokenizer();  // fail now, not once per record
+        RecordLogOptions lo;
+        lo.journal = opts.journal;
+        lo.restart = opts.restart;
+        lo.fingerprint = fingerprint(s, opts, *corpus);
+        log = std::make_unique<RecordLog>(opts.output, lo);
+        int64_t total_cost = 0;
+        for (int64_t i = 0; i < corpus->size(); ++i) {
+            if (log->done(i)) continue;
+            order.push_back(i);
+            total_cost += corpus->cost_hint(i);
+        }
+        if (s.world.dp() > 1) {
+            std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+                return corpus->cost_hint(a) > corpus->cost_hint(b);
+            });
+        }
+        if (log->resumed() > 0) {
+            FOT_LOG(kInfo) << "resuming " << opts.output << ": " << log->resumed() << " of "
+                           << corpus->size() << " records already written, " << order.size()
+                           << " to go";
+        }
+        FOT_LOG(kDebug) << "corpus: " << corpus->describe();
+        progress = std::make_unique<Progress>(opts.label, static_cast<int64_t>(order.size()),
+                                              total_cost, opts.progress_interval_s);
+    }
+
+    DispatchHooks hooks;
+    hooks.next = [&]() -> std::optional<WorkItem> {
+        if (next_pos >= order.size()) return std::nullopt;
+        const int64_t i = order[next_pos++];
+        return WorkItem{i, serialize_document(corpus->read(i))};
+    };
+    hooks.run = [&](const WorkItem& item, const std::function<void()>& poll) {
+        return run_document(s, opts, item, poll);
+    };
+    hooks.done = [&](WorkResult r, int group) {
+        log->append(r.index, r.ok, r.record);
+        ++run_docs;
+        ++docs_by_group[static_cast<size_t>(group)];
+        run_tokens += r.tokens;
+        run_cost += corpus->cost_hint(r.index);
+        if (!r.ok) {
+            ++run_errors;
+            if (error_examples.size() < 10) error_examples.push_back(ojson::parse(r.record));
+        }
+        progress->update(run_docs, run_cost, run_tokens, run_errors);
+    };
+    const DispatchStats stats = run_dispatch(s.world, *s.world_comm, hooks);
+
+    // Per-rank statistics for the summary: [items, tokens, busy us, total us] from each rank.
+    const int P = s.world.world_size();
+    std::vector<int64_t> mine = {stats.items, stats.tokens,
+                                 static_cast<int64_t>(stats.busy_seconds * 1e6),
+                                 static_cast<int64_t>(stats.total_seconds * 1e6)};
+    std::vector<int64_t> all(static_cast<size_t>(4 * P));
+    s.world_comm->all_gather(parallel::host_view(mine.data(), 4),
+                             parallel::host_view(all.data(), 4 * P));
+
+    int32_t exit_code = 0;
+    if (root) {
+        progress->finish();
+        const double seconds = timer.seconds();
+        result.documents = corpus->size();
+        result.written = log->records();
+        result.errors = log->error_records();
+        FOT_ASSERT(result.written == result.documents);
+        exit_code = result.errors > 0 ? kExitErrorRecords : 0;
+        ojson j;
+        j["task"] = batch_task_name(opts.task);
+        j["input"] = opts.corpus.path;
+        j["output"] = opts.output;
+        j["documents"] = result.documents;
+        j["written"] = result.written;
+        j["ok"] = result.written - result.errors;
+        j["errors"] = result.errors;
+        j["resumed"] = log->resumed();
+        ojson run;
+        run["documents"] = run_docs;
+        run["errors"] = run_errors;
+        run["tokens"] = run_tokens;
+        run["seconds"] = seconds;
+        run["tokens_per_second"] = seconds > 0 ? run_tokens / seconds : 0.0;
+        run["documents_per_second"] = seconds > 0 ? run_docs / seconds : 0.0;
+        j["this_run"] = std::move(run);
+        j["layout"] = {
+            {"world", P}, {"dp", s.world.dp()}, {"tp", s.world.tp()}, {"mp", s.world.mp()}};
+        j["documents_by_group"] = docs_by_group;
+        ojson ranks = ojson::array();
+        for (int r = 0; r < P; ++r) {
+            const parallel::World w(P, r, s.world.tp(), s.world.mp());
+            ranks.push_back({{"rank", r},
+                             {"group", w.group()},
+                             {"documents", all[4 * r]},
+                             {"tokens", all[4 * r + 1]},
+                             {"busy_seconds", all[4 * r + 2] / 1e6},
+                             {"seconds", all[4 * r + 3] / 1e6}});
+        }
+        j["ranks"] = std::move(ranks);
+        j["error_examples"] = std::move(error_examples);
+        j["exit_code"] = exit_code;
+        result.summary_json = j.dump();
+        if (!opts.summary_path.empty()) {
+            const std::string tmp = opts.summary_path + ".partial";
+            {
+                std::ofstream out(tmp);
+                FOT_CHECK(out, "cannot write the summary to ", opts.summary_path);
+                out << j.dump(2) << "\n";
+                FOT_CHECK(out.flush(), "write error on ", tmp);
+            }
+            fs::rename(tmp, opts.summary_path);
+        }
+    }
+    s.world_comm->broadcast_value(exit_code, 0);
+    result.exit_code = exit_code;
+    return result;
+}
+
+}  // namespace fot

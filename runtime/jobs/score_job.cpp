@@ -1,0 +1,124 @@
+#include "runtime/jobs/score_job.h"
+
+#include <cmath>
+
+#include <nlohmann/json.hpp>
+
+#include "kernels/cpu/ops.h"
+#include "runtime/core/status.h"
+#include "runtime/core/timer.h"
+
+namespace fot {
+
+namespace {
+constexpr int64_t kFirstBucket = 2048;
+}  // namespace
+
+int64_t distance_bucket_index(int64_t position) {
+    FOT_ASSERT(position >= 0);
+    int64_t index = 0;
+    for (int64_t end = kFirstBucket; position >= end; end *= 4) ++index;
+    return index;
+}
+
+DistanceBucket distance_bucket(int64_t index) {
+    DistanceBucket b;
+    b.end = kFirstBucket;
+    for (int64_t i = 0; i < index; ++i) {
+        b.begin = b.end;
+        b.end *= 4;
+    }
+    return b;
+}
+
+namespace {
+std::string count_label(int64_t v) {
+    if (v == 0) return "0";
+    if (v % (1024 * 1024) == 0) return std::to_string(v / (1024 * 1024)) + "m";
+    if (v % 1024 == 0) return std::to_string(v / 1024) + "k";
+    return std::to_string(v);
+}
+}  // namespace
+
+std::string distance_bucket_label(const DistanceBucket& b) {
+    return count_label(b.begin) + "-" + count_label(b.end);
+}
+
+ScoreResult score_document(Session& s, const std::vector<int32_t>& ids, const ScoreOptions& opts) {
+    Timer timer;
+    const int64_t n = static_cast<int64_t>(ids.size());
+    FOT_CHECK(n >= 2, "scoring needs at least 2 tokens (got ", n, ")");
+    LongLlama& m = *s.model;
+    parallel::Communicator& tp = *s.comms.tp;
+    const int64_t vbegin = m.vocab_begin(), vrows = m.vocab_rows();
+
+    ScoreResult r;
+    r.tokens = n - 1;
+    const int64_t nb = distance_bucket_index(n - 1) + 1;
+    for (int64_t i = 0; i < nb; ++i) r.buckets.push_back(distance_bucket(i));
+    if (opts.keep_token_nll) r.token_nll.reserve(static_cast<size_t>(n - 1));
+
+    std::vector<float> host, local_max, local_sum, global_max, sums;
+    ForwardOptions fo;
+    fo.logits = LogitsRows::kAll;
+    fo.on_logits = [&](int64_t row0, TensorView local) {
+        const int64_t rows = local.shape[0];
+        FOT_ASSERT(local.shape[1] == vrows);
+        host.resize(static_cast<size_t>(rows * vrows));
+        s.backend->download(host.data(), local, host.size() * sizeof(float));
+        local_max.resize(rows);
+        local_sum.resize(rows);
+        kernels::cpu::row_max_sumexp(host.data(), rows, vrows, local_max.data(), local_sum.data());
+        global_max = local_max;
+        tp.all_reduce_max(parallel::host_view(global_max.data(), rows));
+        // [rows sums of exp(x - global max) | rows target logits (0 unless this rank owns it)]
+        sums.assign(static_cast<size_t>(2 * rows), 0.0f);
+        for (int64_t i = 0; i < rows; ++i) {
+            sums[i] = local_sum[i] * std::exp(local_max[i] - global_max[i]);
+            const int64_t t = row0 + i;
+            if (t + 1 < n) {
+                const int64_t col = ids[t + 1] - vbegin;
+                if (col >= 0 && col < vrows) sums[rows + i] = host[i * vrows + col];
+            }
+        }
+        tp.all_reduce_sum(parallel::host_view(sums.data(), 2 * rows));
+        for (int64_t i = 0; i < rows; ++i) {
+            const int64_t position = row0 + i + 1;
+            if (position >= n) continue;
+            const double nll = std::log(static_cast<double>(sums[i])) +
+                               static_cast<double>(global_max[i]) -
+                               static_cast<double>(sums[rows + i]);
+            r.nll_sum += nll;
+            DistanceBucket& b = r.buckets[distance_bucket_index(position)];
+            b.nll_sum += nll;
+            ++b.tokens;
+            if (opts.keep_token_nll) r.token_nll.push_back(nll);
+        }
+        if (opts.between_windows) opts.between_windows();
+    };
+    m.reset();
+    m.forward(ids, fo);
+    r.ppl = std::exp(r.nll_sum / static_cast<double>(r.tokens));
+    r.seconds = timer.seconds();
+    return r;
+}
+
+std::string score_record_json(const std::string& id_json, int64_t index, const ScoreResult& r) {
+    nlohmann::ordered_json j;
+    j["id"] = nlohmann::ordered_json::parse(id_json);
+    j["index"] = index;
+    j["tokens"] = r.tokens;
+    j["nll_sum"] = r.nll_sum;
+    j["ppl"] = r.ppl;
+    nlohmann::ordered_json by = nlohmann::ordered_json::object();
+    for (const auto& b : r.buckets) {
+        nlohmann::ordered_json e;
+        e["tokens"] = b.tokens;
+        e["nll_sum"] = b.nll_sum;
+        by[distance_bucket_label(b)] = std::move(e);
+    }
+    j["nll_by_distance"] = std::move(by);
+    return j.dump();
+}
+
+}  // namespace fot
