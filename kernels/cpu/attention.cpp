@@ -1,11 +1,19 @@
 // Attention partials over blocks of keys with an online softmax (flash-attention order).
 // Work is split over (head, block of queries); keys stream in blocks that are widened to
 // f32 once per (head, query block) when stored in bf16/f16.
+//
+// Two paths with the same arithmetic contract:
+//  - many queries (prefill windows): scores and the weighted value sums of a (query block,
+//    key block) tile are single-threaded BLAS GEMMs inside OpenMP work items, and the
+//    exponentials use a vectorisable exp (fast_exp, ~2 ulp);
+//  - few queries (decode): dot products per key, no tile set-up.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <vector>
+
+#include <cblas.h>
 
 #include "kernels/cpu/ops.h"
 
@@ -14,7 +22,34 @@ namespace {
 
 constexpr int64_t kQueryBlock = 16;
 constexpr int64_t kKeyBlock = 128;
+constexpr int64_t kGemmMinQueries = 8;    // at or above: the BLAS tile path
+constexpr int64_t kGemmQueryBlock = 64;
+constexpr int64_t kGemmKeyBlock = 256;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// exp(x) for x <= 0 (softmax arguments) without a libm call, so loops vectorise. Cephes-style
+// range reduction x = n ln2 + r and a degree-6 polynomial: relative error ~2e-7; exp(-inf)
+// and arguments below -87 give exactly 0, like expf's underflow.
+inline float fast_exp(float x) {
+    const float xc = std::max(x, -87.0f);
+    float fx = xc * 1.44269504088896341f + 0.5f;
+    const float fl = static_cast<float>(static_cast<int>(fx));
+    fx = fl > fx ? fl - 1.0f : fl;  // floor
+    float r = xc - fx * 0.693359375f;
+    r -= fx * -2.12194440e-4f;
+    const float z = r * r;
+    float y = 1.9875691500e-4f;
+    y = y * r + 1.3981999507e-3f;
+    y = y * r + 8.3334519073e-3f;
+    y = y * r + 4.1665795894e-2f;
+    y = y * r + 1.6666665459e-1f;
+    y = y * r + 5.0000001201e-1f;
+    y = y * z + r + 1.0f;
+    int32_t e = (static_cast<int32_t>(fx) + 127) << 23;
+    float p2;
+    std::memcpy(&p2, &e, 4);
+    return x < -87.0f ? 0.0f : y * p2;
+}
 
 inline float dot(const float* a, const float* b, int64_t n) {
     float acc = 0.f;
@@ -46,10 +81,91 @@ void attn_partial_init(float* part, int64_t H, int64_t T, int64_t D) {
     }
 }
 
+namespace {
+
+void attn_accumulate_tiles(float* part, const float* q, int64_t q_stride, const void* k,
+                           const void* v, DType kv_dtype, int64_t kv_head_stride, int64_t H,
+                           int64_t T, int64_t S, int64_t D, float scale, int64_t causal_offset) {
+    const int64_t nqb = (T + kGemmQueryBlock - 1) / kGemmQueryBlock;
+    const int64_t row = D + 2;
+#pragma omp parallel
+    {
+        std::vector<float> kbuf, vbuf;
+        if (kv_dtype != DType::kF32) {
+            kbuf.resize(static_cast<size_t>(kGemmKeyBlock * D));
+            vbuf.resize(static_cast<size_t>(kGemmKeyBlock * D));
+        }
+        std::vector<float> sc(static_cast<size_t>(kGemmQueryBlock * kGemmKeyBlock));
+#pragma omp for collapse(2) schedule(dynamic, 1)
+        for (int64_t h = 0; h < H; ++h) {
+            for (int64_t qb = 0; qb < nqb; ++qb) {
+                const int64_t t0 = qb * kGemmQueryBlock;
+                const int64_t nq = std::min(kGemmQueryBlock, T - t0);
+                const int64_t jlast = std::min(S - 1, (t0 + nq - 1) + std::min(causal_offset, S));
+                const int64_t head_off = h * kv_head_stride;
+                const float* qh = q + t0 * q_stride + h * D;
+                float* oh = part + (h * T + t0) * row;
+                for (int64_t j0 = 0; j0 <= jlast; j0 += kGemmKeyBlock) {
+                    const int64_t nk = std::min(kGemmKeyBlock, jlast + 1 - j0);
+                    const float* kr = key_rows(k, kv_dtype, head_off, j0, nk, D, kbuf.data());
+                    const float* vr = key_rows(v, kv_dtype, head_off, j0, nk, D, vbuf.data());
+                    // sc[nq, nk] = q_block . k_block^T
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(nq),
+                                static_cast<int>(nk), static_cast<int>(D), 1.0f, qh,
+                                static_cast<int>(q_stride), kr, static_cast<int>(D), 0.0f,
+                                sc.data(), static_cast<int>(nk));
+                    for (int64_t i = 0; i < nq; ++i) {
+                        float* srow = sc.data() + i * nk;
+                        int64_t n = nk;  // visible keys of this row in the block
+                        if (causal_offset < S) {
+                            n = std::clamp<int64_t>(t0 + i + causal_offset + 1 - j0, 0, nk);
+                        }
+                        float bmax = kNegInf;
+                        for (int64_t j = 0; j < n; ++j) {
+                            srow[j] *= scale;
+                            bmax = std::max(bmax, srow[j]);
+                        }
+                        float* st = oh + i * row;
+                        const float m_old = st[D];
+                        const float m_new = std::max(m_old, bmax);
+                        float lsum = 0.f;
+                        if (n > 0) {
+#pragma omp simd reduction(+ : lsum)
+                            for (int64_t j = 0; j < n; ++j) {
+                                srow[j] = fast_exp(srow[j] - m_new);
+                                lsum += srow[j];
+                            }
+                        }
+                        for (int64_t j = n; j < nk; ++j) srow[j] = 0.f;  // masked: no weight
+                        const float corr = (m_old == kNegInf) ? 0.f : fast_exp(m_old - m_new);
+                        if (corr != 1.f) {
+                            for (int64_t d = 0; d < D; ++d) st[d] *= corr;
+                        }
+                        st[D] = m_new;
+                        st[D + 1] = st[D + 1] * corr + lsum;
+                    }
+                    // o[nq, D] += p[nq, nk] . v_block[nk, D]
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(nq),
+                                static_cast<int>(D), static_cast<int>(nk), 1.0f, sc.data(),
+                                static_cast<int>(nk), vr, static_cast<int>(D), 1.0f, oh,
+                                static_cast<int>(row));
+                }
+            }
+        }
+    }
+}
+
+}  // namespace
+
 void attn_accumulate(float* part, const float* q, int64_t q_stride, const void* k, const void* v,
                      DType kv_dtype, int64_t kv_head_stride, int64_t H, int64_t T, int64_t S,
                      int64_t D, float scale, int64_t causal_offset) {
     if (S <= 0 || T <= 0) return;
+    if (T >= kGemmMinQueries) {
+        attn_accumulate_tiles(part, q, q_stride, k, v, kv_dtype, kv_head_stride, H, T, S, D,
+                              scale, causal_offset);
+        return;
+    }
     const int64_t nqb = (T + kQueryBlock - 1) / kQueryBlock;
     const int64_t row = D + 2;
 #pragma omp parallel

@@ -20,19 +20,26 @@ namespace {
 constexpr int64_t kSmallT = 4;    // at or below: fused convert + dot (memory-bound decode)
 constexpr int64_t kTileRows = 256;  // rows of w widened per sgemm otherwise
 
-void matmul_lowp_small(float* out, const float* x, const void* w, DType w_dtype, int64_t T,
-                       int64_t N, int64_t K) {
+// Few tokens (decode): memory-bound, so stream every weight row once and dot it with each
+// token; f32 rows are read in place, bf16/f16 rows are widened into a per-thread buffer.
+void matmul_small(float* out, const float* x, const void* w, DType w_dtype, int64_t T,
+                  int64_t N, int64_t K) {
     const size_t esz = dtype_size(w_dtype);
 #pragma omp parallel
     {
-        std::vector<float> row(static_cast<size_t>(K));
+        std::vector<float> buf(w_dtype == DType::kF32 ? 0 : static_cast<size_t>(K));
 #pragma omp for schedule(static)
         for (int64_t n = 0; n < N; ++n) {
-            convert_to_f32(static_cast<const char*>(w) + static_cast<size_t>(n * K) * esz,
-                           w_dtype, row.data(), K);
+            const char* src = static_cast<const char*>(w) + static_cast<size_t>(n * K) * esz;
+            const float* row = reinterpret_cast<const float*>(src);
+            if (w_dtype != DType::kF32) {
+                convert_to_f32(src, w_dtype, buf.data(), K);
+                row = buf.data();
+            }
             for (int64_t t = 0; t < T; ++t) {
                 const float* xr = x + t * K;
                 float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
                 for (int64_t k = 0; k < K; ++k) acc += xr[k] * row[k];
                 out[t * N + n] = acc;
             }
@@ -81,10 +88,10 @@ void matmul_f32(float* out, const float* x, const float* w, int64_t T, int64_t N
 void matmul(float* out, const float* x, const void* w, DType w_dtype, int64_t T, int64_t N,
             int64_t K) {
     if (T == 0 || N == 0) return;
-    if (w_dtype == DType::kF32) {
+    if (T <= kSmallT) {
+        matmul_small(out, x, w, w_dtype, T, N, K);
+    } else if (w_dtype == DType::kF32) {
         matmul_f32(out, x, static_cast<const float*>(w), T, N, K);
-    } else if (T <= kSmallT) {
-        matmul_lowp_small(out, x, w, w_dtype, T, N, K);
     } else {
         matmul_lowp_tiled(out, x, w, w_dtype, T, N, K);
     }
