@@ -52,7 +52,8 @@ double prefill_flops(const ModelConfig& c, int64_t n, bool all_logits) {
 int main(int argc, char** argv) {
     using namespace fot;
     try {
-        cli::Args args("fot_cpu_bench", "Prefill and decode timing of a random LongLLaMA on the CPU.",
+        cli::Args args("fot_cpu_bench",
+                       "Prefill and decode timing of a random LongLLaMA on the CPU.",
                        {"fot_cpu_bench --tokens 4k,16k --threads 2"});
         args.option("tokens", "N,N", "prompt lengths", "4096,16384");
         args.option("decode", "N", "tokens decoded after each prefill", "8");
@@ -88,7 +89,8 @@ int main(int argc, char** argv) {
         {
             std::stringstream ss(args.get("tokens", "4096,16384"));
             std::string item;
-            while (std::getline(ss, item, ',')) lengths.push_back(cli::parse_count(item, "--tokens"));
+            while (std::getline(ss, item, ','))
+                lengths.push_back(cli::parse_count(item, "--tokens"));
         }
         const int64_t decode = args.get_int("decode", 8);
 
@@ -101,15 +103,16 @@ int main(int argc, char** argv) {
         mo.last_context_length = c.last_context_length;
         LongLlama model(c, std::move(w), backend, self, self, mo);
 
-        std::printf("fot_cpu_bench: hidden %lld, %lld heads, %lld layers, intermediate %lld, vocab "
-                    "%lld, W %lld, lcl %lld, mem_layers [2,5], weights %s (%.2f GB), memory bf16, "
-                    "threads %d\n",
-                    (long long)c.hidden_size, (long long)c.num_attention_heads,
-                    (long long)c.num_hidden_layers, (long long)c.intermediate_size,
-                    (long long)c.vocab_size, (long long)c.max_position_embeddings,
-                    (long long)c.last_context_length, dtype_name(wdt), weight_gb, threads);
-        std::printf("%8s %10s %10s %10s %14s %12s\n", "tokens", "prefill_s", "tokens/s",
-                    "GFLOP/s", "decode_ms/tok", "memory_MiB");
+        std::printf(
+            "fot_cpu_bench: hidden %lld, %lld heads, %lld layers, intermediate %lld, vocab "
+            "%lld, W %lld, lcl %lld, mem_layers [2,5], weights %s (%.2f GB), memory bf16, "
+            "threads %d\n",
+            (long long)c.hidden_size, (long long)c.num_attention_heads,
+            (long long)c.num_hidden_layers, (long long)c.intermediate_size, (long long)c.vocab_size,
+            (long long)c.max_position_embeddings, (long long)c.last_context_length, dtype_name(wdt),
+            weight_gb, threads);
+        std::printf("%8s %10s %10s %10s %14s %12s\n", "tokens", "prefill_s", "tokens/s", "GFLOP/s",
+                    "decode_ms/tok", "memory_MiB");
         std::mt19937 rng(5);
         std::uniform_int_distribution<int32_t> tok(3, static_cast<int32_t>(c.vocab_size - 1));
         for (int64_t n : lengths) {

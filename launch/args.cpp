@@ -56,7 +56,9 @@ bool Args::parse(const std::vector<std::string>& args) {
     return true;
 }
 
-bool Args::has(const std::string& name) const { return values_.count(name) > 0; }
+bool Args::has(const std::string& name) const {
+    return values_.count(name) > 0;
+}
 
 std::string Args::get(const std::string& name, const std::string& def) const {
     auto it = values_.find(name);

@@ -14,7 +14,7 @@
 namespace fot::cli {
 
 class Args {
-public:
+  public:
     // `command` is e.g. "fotrt logits"; `summary` one line; `examples` printed by --help.
     Args(std::string command, std::string summary, std::vector<std::string> examples = {});
 
@@ -39,7 +39,7 @@ public:
     std::string help() const;
     const std::string& command() const { return command_; }
 
-private:
+  private:
     struct Opt {
         std::string value_name, help, default_text;
     };

@@ -55,8 +55,9 @@ int cmd_generate(const Argv& argv) {
 
     auto world = parallel::make_world_communicator();
     auto session = open_session(run, *world);
-    FOT_CHECK(session->world.dp() == 1, "fotrt generate runs one prompt: use --tp x --mp = ",
-              world->size(), " ranks (got dp=", session->world.dp(), ")");
+    FOT_CHECK(session->world.dp() == 1,
+              "fotrt generate runs one prompt: use --tp x --mp = ", world->size(),
+              " ranks (got dp=", session->world.dp(), ")");
     const bool root = session->is_root();
     const bool text_mode = !args.has("ids");
     std::vector<int32_t> prompt;
@@ -98,7 +99,8 @@ int cmd_generate(const Argv& argv) {
         nlohmann::json j;
         j["prompt_tokens"] = prompt.size();
         j["new_tokens"] = r.new_tokens;
-        if (text_mode || session->tokenizer) j["text"] = session->get_tokenizer().decode(r.new_tokens);
+        if (text_mode || session->tokenizer)
+            j["text"] = session->get_tokenizer().decode(r.new_tokens);
         j["stopped_at_eos"] = r.stopped_at_eos;
         j["memory_tokens"] = session->model->memory_tokens();
         j["local_tokens"] = session->model->local_tokens(0);
@@ -112,8 +114,8 @@ int cmd_generate(const Argv& argv) {
         for (int64_t i = 0; i < n; ++i) std::cout << (i ? " " : "") << r.new_tokens[i];
         std::cout << std::endl;
     }
-    FOT_LOG(kInfo) << "prompt " << prompt.size() << " tokens in " << r.prefill_seconds
-                   << " s; " << n << " new tokens"
+    FOT_LOG(kInfo) << "prompt " << prompt.size() << " tokens in " << r.prefill_seconds << " s; "
+                   << n << " new tokens"
                    << (n > 1 ? ", " + std::to_string(1000.0 * r.decode_seconds / (n - 1)) +
                                    " ms/token"
                              : std::string());

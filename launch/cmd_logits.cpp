@@ -20,8 +20,9 @@ int cmd_logits(const Argv& argv) {
                "mpirun -np 4 fotrt logits --model M --ids doc.json --out doc.f32 --tp 2 --mp 2"});
     args.option("ids", "IDS.json", "input token ids: a flat JSON list, e.g. [1, 450, 4996]");
     args.option("out", "OUT.f32", "output file (written by rank 0; replaced atomically)");
-    args.flag("stats", "print per-rank memory statistics (tokens, bytes, all-gather traffic, "
-                       "time in scoring/selection/merge) to stderr");
+    args.flag("stats",
+              "print per-rank memory statistics (tokens, bytes, all-gather traffic, "
+              "time in scoring/selection/merge) to stderr");
     add_run_options(args);
     if (!args.parse(argv)) return 0;
     RunConfig run = resolve_run_config(args);
@@ -33,8 +34,9 @@ int cmd_logits(const Argv& argv) {
     if (world->rank() == 0) ids = read_ids_json(ids_path);
     broadcast_ids(*world, ids);
     auto session = open_session(run, *world);
-    FOT_CHECK(session->world.dp() == 1, "fotrt logits runs one document: use --tp x --mp = ",
-              world->size(), " ranks (got dp=", session->world.dp(), ")");
+    FOT_CHECK(session->world.dp() == 1,
+              "fotrt logits runs one document: use --tp x --mp = ", world->size(),
+              " ranks (got dp=", session->world.dp(), ")");
     LogitsJobResult r = run_logits_job(*session, ids, out_path);
     if (args.has("stats")) {
         const auto stats = collect_rank_stats(*session);

@@ -22,7 +22,7 @@ namespace {
 
 constexpr int64_t kQueryBlock = 16;
 constexpr int64_t kKeyBlock = 128;
-constexpr int64_t kGemmMinQueries = 8;    // at or above: the BLAS tile path
+constexpr int64_t kGemmMinQueries = 8;  // at or above: the BLAS tile path
 constexpr int64_t kGemmQueryBlock = 64;
 constexpr int64_t kGemmKeyBlock = 256;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
@@ -63,7 +63,8 @@ inline float dot(const float* a, const float* b, int64_t n) {
 const float* key_rows(const void* base, DType dtype, int64_t head_offset, int64_t j0, int64_t n,
                       int64_t D, float* scratch) {
     const size_t esz = dtype_size(dtype);
-    const char* p = static_cast<const char*>(base) + static_cast<size_t>(head_offset + j0 * D) * esz;
+    const char* p =
+        static_cast<const char*>(base) + static_cast<size_t>(head_offset + j0 * D) * esz;
     if (dtype == DType::kF32) return reinterpret_cast<const float*>(p);
     convert_to_f32(p, dtype, scratch, static_cast<size_t>(n * D));
     return scratch;
@@ -162,8 +163,8 @@ void attn_accumulate(float* part, const float* q, int64_t q_stride, const void* 
                      int64_t D, float scale, int64_t causal_offset) {
     if (S <= 0 || T <= 0) return;
     if (T >= kGemmMinQueries) {
-        attn_accumulate_tiles(part, q, q_stride, k, v, kv_dtype, kv_head_stride, H, T, S, D,
-                              scale, causal_offset);
+        attn_accumulate_tiles(part, q, q_stride, k, v, kv_dtype, kv_head_stride, H, T, S, D, scale,
+                              causal_offset);
         return;
     }
     const int64_t nqb = (T + kQueryBlock - 1) / kQueryBlock;
@@ -254,8 +255,8 @@ void attn_partial_merge(float* out, const float* parts, int64_t R, int64_t H, in
     }
 }
 
-void attn_partial_finalize(float* out, int64_t out_stride, const float* part, int64_t H,
-                           int64_t T, int64_t D) {
+void attn_partial_finalize(float* out, int64_t out_stride, const float* part, int64_t H, int64_t T,
+                           int64_t D) {
     const int64_t row = D + 2;
 #pragma omp parallel for schedule(static) if (H * T * D > 65536)
     for (int64_t t = 0; t < T; ++t) {

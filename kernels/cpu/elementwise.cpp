@@ -77,8 +77,8 @@ void row_max_sumexp(const float* logits, int64_t T, int64_t V, float* max_out, f
     }
 }
 
-void scatter_heads(void* dst, DType dst_dtype, int64_t dst_head_stride, int64_t at,
-                   const float* x, int64_t x_stride, int64_t T, int64_t H, int64_t D) {
+void scatter_heads(void* dst, DType dst_dtype, int64_t dst_head_stride, int64_t at, const float* x,
+                   int64_t x_stride, int64_t T, int64_t H, int64_t D) {
     const size_t esz = dtype_size(dst_dtype);
     for (int64_t h = 0; h < H; ++h) {
         for (int64_t t = 0; t < T; ++t) {

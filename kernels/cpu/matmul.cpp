@@ -17,13 +17,13 @@
 namespace fot::kernels::cpu {
 namespace {
 
-constexpr int64_t kSmallT = 4;    // at or below: fused convert + dot (memory-bound decode)
+constexpr int64_t kSmallT = 4;      // at or below: fused convert + dot (memory-bound decode)
 constexpr int64_t kTileRows = 256;  // rows of w widened per sgemm otherwise
 
 // Few tokens (decode): memory-bound, so stream every weight row once and dot it with each
 // token; f32 rows are read in place, bf16/f16 rows are widened into a per-thread buffer.
-void matmul_small(float* out, const float* x, const void* w, DType w_dtype, int64_t T,
-                  int64_t N, int64_t K) {
+void matmul_small(float* out, const float* x, const void* w, DType w_dtype, int64_t T, int64_t N,
+                  int64_t K) {
     const size_t esz = dtype_size(w_dtype);
 #pragma omp parallel
     {
@@ -57,8 +57,8 @@ void matmul_lowp_tiled(float* out, const float* x, const void* w, DType w_dtype,
 #pragma omp for schedule(dynamic, 1)
         for (int64_t ti = 0; ti < tiles; ++ti) {
             const int64_t n0 = ti * kTileRows, nt = std::min(kTileRows, N - n0);
-            convert_to_f32(static_cast<const char*>(w) + static_cast<size_t>(n0 * K) * esz,
-                           w_dtype, tile.data(), static_cast<size_t>(nt * K));
+            convert_to_f32(static_cast<const char*>(w) + static_cast<size_t>(n0 * K) * esz, w_dtype,
+                           tile.data(), static_cast<size_t>(nt * K));
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(T),
                         static_cast<int>(nt), static_cast<int>(K), 1.0f, x, static_cast<int>(K),
                         tile.data(), static_cast<int>(K), 0.0f, out + n0, static_cast<int>(N));

@@ -16,29 +16,29 @@
 namespace fot::kernels::cpu {
 
 // out = x * rsqrt(mean(x^2) + eps) * w, per row; the reference computes in fp32.
-void rmsnorm(float* out,       // (T, C)
-             const float* x,   // (T, C)
-             const float* w,   // (C)
+void rmsnorm(float* out,      // (T, C)
+             const float* x,  // (T, C)
+             const float* w,  // (C)
              int64_t T, int64_t C, float eps);
 
 // out[t, n] = sum_k x[t, k] * w[n, k]   (x times w-transposed; w is a torch Linear weight).
 // w is f32, bf16 or f16; low-precision weights are widened tile by tile (no full f32 copy).
-void matmul(float* out,           // (T, N)
-            const float* x,       // (T, K)
-            const void* w,        // (N, K) in w_dtype
+void matmul(float* out,      // (T, N)
+            const float* x,  // (T, K)
+            const void* w,   // (N, K) in w_dtype
             DType w_dtype, int64_t T, int64_t N, int64_t K);
 
 // Gathers rows: out[t] = table[ids[t] - row_begin] for ids in [row_begin, row_begin+rows),
 // and zeros for ids outside (vocab-parallel embedding; the all-reduce fills them in).
-void embedding(float* out,            // (T, C)
-               const int32_t* ids,    // (T)
-               const void* table,     // (rows, C) in table_dtype
+void embedding(float* out,          // (T, C)
+               const int32_t* ids,  // (T)
+               const void* table,   // (rows, C) in table_dtype
                DType table_dtype, int64_t T, int64_t C, int64_t row_begin, int64_t rows);
 
 // RoPE, HF rotate-half convention: dims (i, i + D/2) form a pair. Token t of x is rotated
 // by angle (first_pos + t) * inv_freq[i], inv_freq[i] = theta^(-2i/D), computed in fp32 as
 // the reference does. x rows hold H heads of D; row stride `stride` floats.
-void rope(float* x,   // (T, H, D) rows of `stride`
+void rope(float* x,  // (T, H, D) rows of `stride`
           int64_t T, int64_t H, int64_t D, int64_t stride, int64_t first_pos, float theta);
 
 // out = silu(gate) * up, elementwise over n.
@@ -61,51 +61,48 @@ void attn_partial_init(float* part, int64_t H, int64_t T, int64_t D);
 // (q . k) * scale. Causal: query t sees key j iff j <= t + causal_offset; pass
 // causal_offset >= S (e.g. INT64_MAX / 2) for no mask. Masked keys get no weight (the
 // reference clamps them to -1e6, which is exactly zero weight after exp).
-void attn_accumulate(float* part,            // (H, T, D + 2)
-                     const float* q,         // (T, H, D) rows of q_stride
+void attn_accumulate(float* part,     // (H, T, D + 2)
+                     const float* q,  // (T, H, D) rows of q_stride
                      int64_t q_stride,
-                     const void* k,          // (H, *, D), head stride kv_head_stride elements
-                     const void* v,          // (H, *, D)
-                     DType kv_dtype, int64_t kv_head_stride,
-                     int64_t H, int64_t T, int64_t S, int64_t D, float scale,
-                     int64_t causal_offset);
+                     const void* k,  // (H, *, D), head stride kv_head_stride elements
+                     const void* v,  // (H, *, D)
+                     DType kv_dtype, int64_t kv_head_stride, int64_t H, int64_t T, int64_t S,
+                     int64_t D, float scale, int64_t causal_offset);
 
 // Merges R partials laid out back to back (R, H, T, D + 2) into `out` (H, T, D + 2), in rank
 // order. out may alias the first partial.
-void attn_partial_merge(float* out, const float* parts, int64_t R, int64_t H, int64_t T,
-                        int64_t D);
+void attn_partial_merge(float* out, const float* parts, int64_t R, int64_t H, int64_t T, int64_t D);
 
 // out[t, h*D + d] = o / l for each (h, t). Rows with l == 0 (no key at all) become zeros.
-void attn_partial_finalize(float* out,          // (T, H, D) rows of out_stride
-                           int64_t out_stride, const float* part, int64_t H, int64_t T,
-                           int64_t D);
+void attn_partial_finalize(float* out,  // (T, H, D) rows of out_stride
+                           int64_t out_stride, const float* part, int64_t H, int64_t T, int64_t D);
 
 // Converts x (T, H, D) rows of x_stride (f32) into `dst` of dst_dtype laid out head-major
 // (H, *, D) with head stride dst_head_stride, at rows [at, at + T) of each head.
-void scatter_heads(void* dst, DType dst_dtype, int64_t dst_head_stride, int64_t at,
-                   const float* x, int64_t x_stride, int64_t T, int64_t H, int64_t D);
+void scatter_heads(void* dst, DType dst_dtype, int64_t dst_head_stride, int64_t at, const float* x,
+                   int64_t x_stride, int64_t T, int64_t H, int64_t D);
 
 // ---- exact top-k retrieval ----------------------------------------------------------------
 // Candidate order: higher score first, then lower global position.
 // For each (h, t): the K best of the S keys of head h (scores (q . k) * scale). Outputs
 // (H, T, K) sorted best first; missing slots (S < K) get score -inf, row -1, position -1.
-void memory_topk(float* scores, int64_t* rows, int64_t* positions,  // (H, T, K) each
-                 const float* q, int64_t q_stride,                  // (T, H, D)
+void memory_topk(float* scores, int64_t* rows, int64_t* positions,     // (H, T, K) each
+                 const float* q, int64_t q_stride,                     // (T, H, D)
                  const void* k, DType k_dtype, int64_t k_head_stride,  // (H, *, D)
-                 const int64_t* row_pos,                            // (S) global positions
+                 const int64_t* row_pos,                               // (S) global positions
                  int64_t H, int64_t T, int64_t S, int64_t D, int64_t K, float scale);
 
 // thr = K-th best of the R x K candidates of each (h, t); (-inf, INT64_MAX) when fewer than
 // K are real.
-void topk_threshold(float* thr_score, int64_t* thr_pos,          // (H, T)
+void topk_threshold(float* thr_score, int64_t* thr_pos,             // (H, T)
                     const float* scores, const int64_t* positions,  // (R, H, T, K)
                     int64_t R, int64_t H, int64_t T, int64_t K);
 
 // Folds the candidates at or before (thr_score, thr_pos) into the partial (H, T, D + 2).
 void attn_accumulate_selected(float* part, const void* v, DType v_dtype, int64_t v_head_stride,
                               const float* scores, const int64_t* rows, const int64_t* positions,
-                              const float* thr_score, const int64_t* thr_pos, int64_t H,
-                              int64_t T, int64_t D, int64_t K);
+                              const float* thr_score, const int64_t* thr_pos, int64_t H, int64_t T,
+                              int64_t D, int64_t K);
 
 // ---- vocab-parallel log-softmax helpers ----------------------------------------------------
 // For each row t of logits (T, V): row max and sum of exp(x - max) (for a later all-reduce).

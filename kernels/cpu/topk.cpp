@@ -38,10 +38,9 @@ inline bool passes(float s, int64_t p, float ts, int64_t tp) {
 
 }  // namespace
 
-void memory_topk(float* scores, int64_t* rows, int64_t* positions, const float* q,
-                 int64_t q_stride, const void* k, DType k_dtype, int64_t k_head_stride,
-                 const int64_t* row_pos, int64_t H, int64_t T, int64_t S, int64_t D, int64_t K,
-                 float scale) {
+void memory_topk(float* scores, int64_t* rows, int64_t* positions, const float* q, int64_t q_stride,
+                 const void* k, DType k_dtype, int64_t k_head_stride, const int64_t* row_pos,
+                 int64_t H, int64_t T, int64_t S, int64_t D, int64_t K, float scale) {
     const size_t esz = dtype_size(k_dtype);
 #pragma omp parallel
     {
@@ -135,8 +134,8 @@ void topk_threshold(float* thr_score, int64_t* thr_pos, const float* scores,
 
 void attn_accumulate_selected(float* part, const void* v, DType v_dtype, int64_t v_head_stride,
                               const float* scores, const int64_t* rows, const int64_t* positions,
-                              const float* thr_score, const int64_t* thr_pos, int64_t H,
-                              int64_t T, int64_t D, int64_t K) {
+                              const float* thr_score, const int64_t* thr_pos, int64_t H, int64_t T,
+                              int64_t D, int64_t K) {
     const size_t esz = dtype_size(v_dtype);
     const int64_t row = D + 2;
 #pragma omp parallel
@@ -169,9 +168,9 @@ void attn_accumulate_selected(float* part, const void* v, DType v_dtype, int64_t
                     }
                     const float p = std::exp(scores[base + i] - m_new);
                     l += p;
-                    const char* src = static_cast<const char*>(v) +
-                                      static_cast<size_t>(h * v_head_stride + rows[base + i] * D) *
-                                          esz;
+                    const char* src =
+                        static_cast<const char*>(v) +
+                        static_cast<size_t>(h * v_head_stride + rows[base + i] * D) * esz;
                     const float* vr;
                     if (v_dtype == DType::kF32) {
                         vr = reinterpret_cast<const float*>(src);

@@ -23,7 +23,7 @@
 namespace fot {
 
 class Backend {
-public:
+  public:
     virtual ~Backend() = default;
 
     virtual Device device() const = 0;
@@ -72,9 +72,8 @@ public:
     // (K = scores.shape[2]); row_pos [>= S] (i64) maps a row to its global memory position.
     // Outputs [H, T, K]: scores (f32, q.k * scale), rows (i64, -1 when S < K) and positions
     // (i64, -1 when absent), sorted best first; absent slots have score -inf.
-    virtual void memory_topk(TensorView scores, TensorView rows, TensorView positions,
-                             TensorView q, TensorView k, TensorView row_pos, int64_t S,
-                             float scale) = 0;
+    virtual void memory_topk(TensorView scores, TensorView rows, TensorView positions, TensorView q,
+                             TensorView k, TensorView row_pos, int64_t S, float scale) = 0;
     // From every rank's candidates scores/positions [R, H, T, K], the K-th best overall per
     // (h, t): thr_score [H, T] (f32) and thr_pos [H, T] (i64). Fewer than K real candidates:
     // the threshold is (-inf, INT64_MAX), i.e. everything passes.

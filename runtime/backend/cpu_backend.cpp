@@ -24,8 +24,12 @@ void check_f32(const TensorView& v, const char* what) {
               dtype_name(v.dtype));
 }
 
-int64_t rows_of(const TensorView& v) { return v.shape.empty() ? 1 : v.shape[0]; }
-int64_t row_width(const TensorView& v) { return v.shape.empty() ? 1 : v.numel() / v.shape[0]; }
+int64_t rows_of(const TensorView& v) {
+    return v.shape.empty() ? 1 : v.shape[0];
+}
+int64_t row_width(const TensorView& v) {
+    return v.shape.empty() ? 1 : v.numel() / v.shape[0];
+}
 
 }  // namespace
 
@@ -36,7 +40,9 @@ CpuBackend::CpuBackend(int threads) {
     openblas_set_num_threads(1);
 }
 
-Buffer CpuBackend::alloc(DType dtype, Shape shape) { return Buffer(dtype, std::move(shape)); }
+Buffer CpuBackend::alloc(DType dtype, Shape shape) {
+    return Buffer(dtype, std::move(shape));
+}
 
 void CpuBackend::upload(TensorView dst, const void* host_src, size_t bytes) {
     check_cpu(dst, "upload destination");
@@ -156,9 +162,8 @@ void CpuBackend::scatter_heads(TensorView store, int64_t at, TensorView x) {
 
 namespace fot {
 
-void CpuBackend::memory_topk(TensorView scores, TensorView rows, TensorView positions,
-                             TensorView q, TensorView kk, TensorView row_pos, int64_t S,
-                             float scale) {
+void CpuBackend::memory_topk(TensorView scores, TensorView rows, TensorView positions, TensorView q,
+                             TensorView kk, TensorView row_pos, int64_t S, float scale) {
     check_f32(scores, "top-k scores");
     check_f32(q, "top-k queries");
     check_cpu(kk, "top-k keys");
@@ -169,8 +174,8 @@ void CpuBackend::memory_topk(TensorView scores, TensorView rows, TensorView posi
     FOT_ASSERT(kk.shape[0] == H && S <= kk.shape[1] && rows_of(q) == T);
     FOT_ASSERT(rows.numel() == scores.numel() && positions.numel() == scores.numel());
     k::memory_topk(scores.as<float>(), rows.as<int64_t>(), positions.as<int64_t>(), q.as<float>(),
-                   row_width(q), kk.data, kk.dtype, kk.shape[1] * D, row_pos.as<int64_t>(), H, T,
-                   S, D, K, scale);
+                   row_width(q), kk.data, kk.dtype, kk.shape[1] * D, row_pos.as<int64_t>(), H, T, S,
+                   D, K, scale);
 }
 
 void CpuBackend::topk_threshold(TensorView thr_score, TensorView thr_pos, TensorView scores,

@@ -7,7 +7,7 @@
 namespace fot {
 
 class CpuBackend final : public Backend {
-public:
+  public:
     // threads > 0: use that many OpenMP and BLAS threads.
     explicit CpuBackend(int threads = 0);
 
@@ -38,8 +38,8 @@ public:
                      TensorView k, TensorView row_pos, int64_t S, float scale) override;
     void topk_threshold(TensorView thr_score, TensorView thr_pos, TensorView scores,
                         TensorView positions) override;
-    void attn_accumulate_selected(TensorView part, TensorView v, TensorView scores,
-                                  TensorView rows, TensorView positions, TensorView thr_score,
+    void attn_accumulate_selected(TensorView part, TensorView v, TensorView scores, TensorView rows,
+                                  TensorView positions, TensorView thr_score,
                                   TensorView thr_pos) override;
 
     void synchronize() override {}

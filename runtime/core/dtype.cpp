@@ -8,12 +8,18 @@ namespace fot {
 
 size_t dtype_size(DType t) {
     switch (t) {
-        case DType::kF32: return 4;
-        case DType::kBF16: return 2;
-        case DType::kF16: return 2;
-        case DType::kI32: return 4;
-        case DType::kI64: return 8;
-        case DType::kU8: return 1;
+        case DType::kF32:
+            return 4;
+        case DType::kBF16:
+            return 2;
+        case DType::kF16:
+            return 2;
+        case DType::kI32:
+            return 4;
+        case DType::kI64:
+            return 8;
+        case DType::kU8:
+            return 1;
     }
     FOT_ASSERT(false);
     return 0;
@@ -21,12 +27,18 @@ size_t dtype_size(DType t) {
 
 const char* dtype_name(DType t) {
     switch (t) {
-        case DType::kF32: return "f32";
-        case DType::kBF16: return "bf16";
-        case DType::kF16: return "f16";
-        case DType::kI32: return "i32";
-        case DType::kI64: return "i64";
-        case DType::kU8: return "u8";
+        case DType::kF32:
+            return "f32";
+        case DType::kBF16:
+            return "bf16";
+        case DType::kF16:
+            return "f16";
+        case DType::kI32:
+            return "i32";
+        case DType::kI64:
+            return "i64";
+        case DType::kU8:
+            return "u8";
     }
     return "?";
 }
@@ -89,12 +101,13 @@ uint16_t f32_to_f16(float f) {
         return static_cast<uint16_t>(sign | 0x7c00u | (abs > 0x7f800000u ? 0x200u : 0u));
     }
     if (abs >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds to inf
-    if (abs < 0x38800000u) {  // result is subnormal or zero
+    if (abs < 0x38800000u) {                 // result is subnormal or zero
         if (abs < 0x33000000u) return sign;  // below half the smallest subnormal
         uint32_t e = abs >> 23;
         uint32_t m = (abs & 0x7fffffu) | 0x800000u;
         uint32_t shift = 126 - e;  // 14 + (127 - 15 - e) - ... => value = m >> (shift - 0)
-        // f16 subnormal unit is 2^-24; value = m * 2^(e-150); units = m >> (150-24-e) = m >> (126-e)
+        // f16 subnormal unit is 2^-24; value = m * 2^(e-150); units = m >> (150-24-e) = m >>
+        // (126-e)
         uint32_t q = m >> shift;
         uint32_t rem = m & ((1u << shift) - 1);
         uint32_t half = 1u << (shift - 1);

@@ -41,7 +41,9 @@ inline uint16_t f32_to_bf16(float f) {
 }
 
 // The value of f rounded to bf16 and widened back: what storing in bf16 does to it.
-inline float round_bf16(float f) { return bf16_to_f32(f32_to_bf16(f)); }
+inline float round_bf16(float f) {
+    return bf16_to_f32(f32_to_bf16(f));
+}
 
 float f16_to_f32(uint16_t h);
 uint16_t f32_to_f16(float f);

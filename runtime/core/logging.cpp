@@ -23,10 +23,14 @@ std::atomic<int> g_level{static_cast<int>(level_from_env())};
 
 const char* level_name(LogLevel l) {
     switch (l) {
-        case LogLevel::kError: return "error";
-        case LogLevel::kWarn: return "warn";
-        case LogLevel::kInfo: return "info";
-        case LogLevel::kDebug: return "debug";
+        case LogLevel::kError:
+            return "error";
+        case LogLevel::kWarn:
+            return "warn";
+        case LogLevel::kInfo:
+            return "info";
+        case LogLevel::kDebug:
+            return "debug";
     }
     return "";
 }
@@ -38,16 +42,25 @@ void set_log_rank(int rank, int size) {
     g_size = size;
 }
 
-void set_log_level(LogLevel level) { g_level = static_cast<int>(level); }
+void set_log_level(LogLevel level) {
+    g_level = static_cast<int>(level);
+}
 
-LogLevel log_level() { return static_cast<LogLevel>(g_level.load()); }
+LogLevel log_level() {
+    return static_cast<LogLevel>(g_level.load());
+}
 
 bool parse_log_level(const std::string& s, LogLevel* out) {
-    if (s == "error") *out = LogLevel::kError;
-    else if (s == "warn" || s == "warning") *out = LogLevel::kWarn;
-    else if (s == "info") *out = LogLevel::kInfo;
-    else if (s == "debug") *out = LogLevel::kDebug;
-    else return false;
+    if (s == "error")
+        *out = LogLevel::kError;
+    else if (s == "warn" || s == "warning")
+        *out = LogLevel::kWarn;
+    else if (s == "info")
+        *out = LogLevel::kInfo;
+    else if (s == "debug")
+        *out = LogLevel::kDebug;
+    else
+        return false;
     return true;
 }
 
@@ -59,7 +72,8 @@ std::string log_prefix() {
 
 void log_line(LogLevel level, const std::string& msg) {
     std::string p = log_prefix();
-    std::string line = (p.empty() ? std::string("fotrt ") : p) + level_name(level) + ": " + msg + "\n";
+    std::string line =
+        (p.empty() ? std::string("fotrt ") : p) + level_name(level) + ": " + msg + "\n";
     std::fwrite(line.data(), 1, line.size(), stderr);
     std::fflush(stderr);
 }

@@ -23,12 +23,12 @@ void log_line(LogLevel level, const std::string& msg);
 
 namespace detail {
 class LogMessage {
-public:
+  public:
     explicit LogMessage(LogLevel level) : level_(level) {}
     ~LogMessage() { log_line(level_, os_.str()); }
     std::ostringstream& stream() { return os_; }
 
-private:
+  private:
     LogLevel level_;
     std::ostringstream os_;
 };
@@ -37,7 +37,7 @@ private:
 }  // namespace fot
 
 // FOT_LOG(kInfo) << "loaded " << n << " tensors";
-#define FOT_LOG(level)                                         \
-    if (::fot::LogLevel::level > ::fot::log_level()) {         \
-    } else                                                     \
+#define FOT_LOG(level)                                 \
+    if (::fot::LogLevel::level > ::fot::log_level()) { \
+    } else                                             \
         ::fot::detail::LogMessage(::fot::LogLevel::level).stream()

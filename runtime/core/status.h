@@ -19,7 +19,7 @@
 namespace fot {
 
 class Error : public std::runtime_error {
-public:
+  public:
     explicit Error(std::string message) : std::runtime_error(std::move(message)) {}
 };
 
@@ -39,21 +39,21 @@ std::string str(const Parts&... parts) {
     return detail::concat(parts...);
 }
 
-#define FOT_CHECK(cond, ...)                                        \
-    do {                                                            \
-        if (!(cond)) throw ::fot::Error(::fot::str(__VA_ARGS__));   \
+#define FOT_CHECK(cond, ...)                                      \
+    do {                                                          \
+        if (!(cond)) throw ::fot::Error(::fot::str(__VA_ARGS__)); \
     } while (0)
 
 #define FOT_THROW(...) throw ::fot::Error(::fot::str(__VA_ARGS__))
 
-#define FOT_ASSERT(cond)                                                          \
-    do {                                                                          \
-        if (!(cond)) ::fot::detail::throw_assert(#cond, __FILE__, __LINE__);      \
+#define FOT_ASSERT(cond)                                                     \
+    do {                                                                     \
+        if (!(cond)) ::fot::detail::throw_assert(#cond, __FILE__, __LINE__); \
     } while (0)
 
 // A value-type outcome for I/O edges. ok() or a message naming the input.
 class Status {
-public:
+  public:
     Status() = default;
     static Status ok_status() { return Status(); }
     static Status error(std::string msg) { return Status(std::move(msg), true); }
@@ -64,7 +64,7 @@ public:
         if (failed_) throw Error(msg_);
     }
 
-private:
+  private:
     Status(std::string msg, bool failed) : msg_(std::move(msg)), failed_(failed) {}
     std::string msg_;
     bool failed_ = false;
@@ -72,7 +72,7 @@ private:
 
 template <typename T>
 class Result {
-public:
+  public:
     Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
     Result(Status status) : status_(std::move(status)) { FOT_ASSERT(!status_.ok()); }  // NOLINT
     bool ok() const { return value_.has_value(); }
@@ -87,7 +87,7 @@ public:
         return std::move(*value_);
     }
 
-private:
+  private:
     std::optional<T> value_;
     Status status_;
 };

@@ -39,10 +39,15 @@ Buffer::Buffer(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape
 
 Buffer::Buffer(void* data, DType dtype, Shape shape, Device device,
                std::function<void(void*)> free_fn)
-    : data_(data), dtype_(dtype), shape_(std::move(shape)), device_(device),
+    : data_(data),
+      dtype_(dtype),
+      shape_(std::move(shape)),
+      device_(device),
       free_(std::move(free_fn)) {}
 
-Buffer::~Buffer() { release(); }
+Buffer::~Buffer() {
+    release();
+}
 
 void Buffer::release() {
     if (data_ && free_) free_(data_);
@@ -50,7 +55,10 @@ void Buffer::release() {
 }
 
 Buffer::Buffer(Buffer&& o) noexcept
-    : data_(o.data_), dtype_(o.dtype_), shape_(std::move(o.shape_)), device_(o.device_),
+    : data_(o.data_),
+      dtype_(o.dtype_),
+      shape_(std::move(o.shape_)),
+      device_(o.device_),
       free_(std::move(o.free_)) {
     o.data_ = nullptr;
 }

@@ -49,7 +49,7 @@ struct TensorView {
 };
 
 class Buffer {
-public:
+  public:
     Buffer() = default;
     // Zero-initialised host memory for `shape` elements of `dtype`.
     Buffer(DType dtype, Shape shape);
@@ -74,7 +74,7 @@ public:
     size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype_); }
     bool empty() const { return data_ == nullptr; }
 
-private:
+  private:
     void release();
     void* data_ = nullptr;
     DType dtype_ = DType::kF32;

@@ -6,14 +6,14 @@
 namespace fot {
 
 class Timer {
-public:
+  public:
     Timer() : start_(std::chrono::steady_clock::now()) {}
     void reset() { start_ = std::chrono::steady_clock::now(); }
     double seconds() const {
         return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
     }
 
-private:
+  private:
     std::chrono::steady_clock::time_point start_;
 };
 

@@ -13,7 +13,7 @@
 namespace fot {
 
 class Tokenizer {
-public:
+  public:
     virtual ~Tokenizer() = default;
     // Loads `path` (a tokenizer.model). Throws fot::Error naming the file on failure.
     static std::unique_ptr<Tokenizer> load(const std::string& path);

@@ -56,16 +56,16 @@ std::unique_ptr<Session> open_session(const RunConfig& run, parallel::Communicat
     validate_model_config(mc, cfg_path).check();
 
     const int local_rank = std::max(0, parallel::local_rank_from_env());
-    s->world = parallel::World(world_comm.size(), world_comm.rank(),
-                               static_cast<int>(run.parallel.tp), static_cast<int>(run.parallel.mp),
-                               local_rank);
+    s->world =
+        parallel::World(world_comm.size(), world_comm.rank(), static_cast<int>(run.parallel.tp),
+                        static_cast<int>(run.parallel.mp), local_rank);
     s->world.validate({mc.num_attention_heads, mc.intermediate_size, mc.vocab_size});
     s->comms = parallel::make_group_communicators(s->world, world_comm);
     s->backend = make_backend(run.backend, s->world.device_index(), static_cast<int>(run.threads));
 
     auto ckpt = Checkpoint::open(run.model);
-    ModelWeights weights = load_model_weights(*ckpt, mc, *s->backend, s->world.tp_rank(),
-                                              s->world.tp());
+    ModelWeights weights =
+        load_model_weights(*ckpt, mc, *s->backend, s->world.tp_rank(), s->world.tp());
     ModelOptions mo;
     mo.mem_dtype = run.memory.mem_dtype.value_or(mc.mem_dtype);
     mo.last_context_length = mc.last_context_length;

@@ -36,18 +36,18 @@ nlohmann::json collect_rank_stats(Session& s) {
         double f[kFields];
         std::memcpy(f, all.data() + r * kFields, sizeof(f));
         const int64_t steps = static_cast<int64_t>(f[6]);
-        out.push_back({{"rank", static_cast<int>(f[0])},
-                       {"tp_rank", static_cast<int>(f[1])},
-                       {"mp_rank", static_cast<int>(f[2])},
-                       {"memory_tokens", static_cast<int64_t>(f[3])},
-                       {"memory_bytes", static_cast<int64_t>(f[4])},
-                       {"allgather_bytes", static_cast<int64_t>(f[5])},
-                       {"memory_attention_steps", steps},
-                       {"allgather_bytes_per_step",
-                        steps > 0 ? static_cast<int64_t>(f[5]) / steps : 0},
-                       {"score_seconds", f[7]},
-                       {"select_seconds", f[8]},
-                       {"merge_seconds", f[9]}});
+        out.push_back(
+            {{"rank", static_cast<int>(f[0])},
+             {"tp_rank", static_cast<int>(f[1])},
+             {"mp_rank", static_cast<int>(f[2])},
+             {"memory_tokens", static_cast<int64_t>(f[3])},
+             {"memory_bytes", static_cast<int64_t>(f[4])},
+             {"allgather_bytes", static_cast<int64_t>(f[5])},
+             {"memory_attention_steps", steps},
+             {"allgather_bytes_per_step", steps > 0 ? static_cast<int64_t>(f[5]) / steps : 0},
+             {"score_seconds", f[7]},
+             {"select_seconds", f[8]},
+             {"merge_seconds", f[9]}});
     }
     return out;
 }
@@ -58,7 +58,8 @@ std::string format_rank_stats(const nlohmann::json& stats) {
         "merge_s\n";
     char line[256];
     for (const auto& r : stats) {
-        std::snprintf(line, sizeof(line), "%4d %2d %2d %14lld %11.2f %14.2f %11lld %9.3f %9.3f %8.3f\n",
+        std::snprintf(line, sizeof(line),
+                      "%4d %2d %2d %14lld %11.2f %14.2f %11lld %9.3f %9.3f %8.3f\n",
                       r["rank"].get<int>(), r["tp_rank"].get<int>(), r["mp_rank"].get<int>(),
                       static_cast<long long>(r["memory_tokens"].get<int64_t>()),
                       r["memory_bytes"].get<int64_t>() / 1048576.0,

@@ -8,7 +8,8 @@ namespace fot {
 MemoryAttentionScratch::MemoryAttentionScratch(Backend& backend, int64_t heads, int64_t head_dim,
                                                int64_t max_T, int64_t mp_size, int64_t kk)
     : k(kk) {
-    if (mp_size > 1) gathered = backend.alloc(DType::kF32, {mp_size * heads * max_T * (head_dim + 2)});
+    if (mp_size > 1)
+        gathered = backend.alloc(DType::kF32, {mp_size * heads * max_T * (head_dim + 2)});
     if (k > 0) {
         const int64_t n = heads * max_T * k;
         cand_scores = backend.alloc(DType::kF32, {n});
@@ -29,8 +30,8 @@ void merge_partials(Backend& backend, parallel::Communicator& mp, TensorView par
     if (R == 1) return;
     Timer timer;
     const int64_t n = part.numel();
-    TensorView gathered = reshape(scratch.gathered.view(), {R, part.shape[0], part.shape[1],
-                                                            part.shape[2]});
+    TensorView gathered =
+        reshape(scratch.gathered.view(), {R, part.shape[0], part.shape[1], part.shape[2]});
     mp.all_gather(reshape(part, {n}), reshape(gathered, {R * n}));
     if (stats) stats->gathered_bytes += R * n * static_cast<int64_t>(sizeof(float));
     backend.attn_partial_merge(part, gathered);

@@ -24,11 +24,11 @@ namespace fot {
 
 // Preallocated buffers for up to `max_T` queries (no allocation per step).
 class MemoryAttentionScratch {
-public:
+  public:
     MemoryAttentionScratch(Backend& backend, int64_t heads, int64_t head_dim, int64_t max_T,
                            int64_t mp_size, int64_t k /* 0: dense only */);
 
-    Buffer gathered;  // [mp, H, max_T, D+2]
+    Buffer gathered;                          // [mp, H, max_T, D+2]
     Buffer cand_scores, cand_rows, cand_pos;  // [H, max_T, K]
     Buffer all_scores, all_pos;               // [mp, H, max_T, K]
     Buffer thr_score, thr_pos;                // [H, max_T]

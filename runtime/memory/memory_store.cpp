@@ -9,7 +9,10 @@ namespace fot {
 
 MemoryStore::MemoryStore(Backend& backend, int64_t num_layers, int64_t heads, int64_t head_dim,
                          DType dtype, int64_t capacity_tokens)
-    : backend_(backend), heads_(heads), head_dim_(head_dim), dtype_(dtype),
+    : backend_(backend),
+      heads_(heads),
+      head_dim_(head_dim),
+      dtype_(dtype),
       cap_limit_(capacity_tokens) {
     FOT_CHECK(dtype == DType::kF32 || dtype == DType::kBF16 || dtype == DType::kF16,
               "memory dtype must be f32, bf16 or f16, not ", dtype_name(dtype));
@@ -85,7 +88,8 @@ void MemoryStore::append(int64_t slot, TensorView k, TensorView v, int64_t globa
     if (cap_limit_ > 0 && need > cap_limit_) {
         FOT_THROW("memory capacity exceeded: this rank holds ", sizes_[slot],
                   " memory tokens and a block of ", T, " more does not fit in the capacity of ",
-                  cap_limit_, " tokens per rank (raise --mem-capacity, or add memory-parallel "
+                  cap_limit_,
+                  " tokens per rank (raise --mem-capacity, or add memory-parallel "
                   "ranks with --mp)");
     }
     const int64_t cap = keys_[slot].empty() ? 0 : keys_[slot].shape()[1];

@@ -27,9 +27,9 @@ struct MemoryBlock {
 };
 
 class MemoryStore {
-public:
-    MemoryStore(Backend& backend, int64_t num_layers, int64_t heads, int64_t head_dim,
-                DType dtype, int64_t capacity_tokens);
+  public:
+    MemoryStore(Backend& backend, int64_t num_layers, int64_t heads, int64_t head_dim, DType dtype,
+                int64_t capacity_tokens);
 
     // Makes room for `tokens` entries per layer without further reallocation.
     void reserve(int64_t tokens);
@@ -59,7 +59,7 @@ public:
     // Bytes of the valid entries over all layers.
     int64_t used_bytes() const;
 
-private:
+  private:
     void grow(int64_t slot, int64_t min_rows);
 
     Backend& backend_;

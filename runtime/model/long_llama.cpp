@@ -12,7 +12,9 @@
 namespace fot {
 
 namespace {
-TensorView rows_view(const Buffer& b, int64_t rows) { return first_rows(b.view(), rows); }
+TensorView rows_view(const Buffer& b, int64_t rows) {
+    return first_rows(b.view(), rows);
+}
 
 // Fault injection for failure-policy tests: FOT_INJECT_FAULT="RANK:LAYER" makes the process
 // whose world rank is RANK throw when it reaches layer LAYER of a forward (the others are
@@ -32,16 +34,22 @@ InjectedFault injected_fault() {
 
 LongLlama::LongLlama(const ModelConfig& config, ModelWeights weights, Backend& backend,
                      parallel::Communicator& tp, parallel::Communicator& mp, ModelOptions options)
-    : config_(config), weights_(std::move(weights)), backend_(backend), tp_(tp), mp_(mp),
-      options_(options), W_(config.max_position_embeddings), H_(weights_.heads),
-      D_(config.head_dim()), C_(config.hidden_size),
+    : config_(config),
+      weights_(std::move(weights)),
+      backend_(backend),
+      tp_(tp),
+      mp_(mp),
+      options_(options),
+      W_(config.max_position_embeddings),
+      H_(weights_.heads),
+      D_(config.head_dim()),
+      C_(config.hidden_size),
       memory_(backend, static_cast<int64_t>(config.mem_layers.size()), weights_.heads,
               config.head_dim(), options.mem_dtype, options.mem_capacity_tokens),
-      mem_scratch_(backend, weights_.heads, config.head_dim(), config.max_position_embeddings,
-                   config.mem_layers.empty() ? 1 : mp.size(),
-                   (options.retrieval == Retrieval::kTopK && !config.mem_layers.empty())
-                       ? options.k
-                       : 0) {
+      mem_scratch_(
+          backend, weights_.heads, config.head_dim(), config.max_position_embeddings,
+          config.mem_layers.empty() ? 1 : mp.size(),
+          (options.retrieval == Retrieval::kTopK && !config.mem_layers.empty()) ? options.k : 0) {
     FOT_CHECK(options_.last_context_length >= 1 && options_.last_context_length <= W_,
               "last_context_length=", options_.last_context_length,
               " must be in [1, max_position_embeddings=", W_, "]");
@@ -70,7 +78,6 @@ LongLlama::LongLlama(const ModelConfig& config, ModelWeights weights, Backend& b
     gate_ = backend_.alloc(DType::kF32, {W_, weights_.intermediate});
     up_ = backend_.alloc(DType::kF32, {W_, weights_.intermediate});
     part_ = backend_.alloc(DType::kF32, {H_ * W_ * (D_ + 2)});
-
 }
 
 void LongLlama::reset() {
@@ -117,8 +124,8 @@ void LongLlama::check_memory_fits(int64_t n) const {
         FOT_THROW("input does not fit in memory: it needs ", need,
                   " memory tokens per memory layer but the capacity is ", cap,
                   " tokens per rank x ", mp, " memory-parallel rank(s) = ", cap * mp,
-                  " tokens; raise --mem-capacity or run with --mp ", mp_needed,
-                  " or more (about ", per_rank, " tokens per rank now)");
+                  " tokens; raise --mem-capacity or run with --mp ", mp_needed, " or more (about ",
+                  per_rank, " tokens per rank now)");
     }
 }
 
@@ -126,8 +133,8 @@ void LongLlama::forward(const std::vector<int32_t>& ids, const ForwardOptions& o
     const int64_t N = static_cast<int64_t>(ids.size());
     FOT_CHECK(N > 0, "empty input: at least one token id is needed");
     for (int64_t i = 0; i < N; ++i) {
-        FOT_CHECK(ids[i] >= 0 && ids[i] < config_.vocab_size, "token id ", ids[i],
-                  " at index ", i, " is out of the vocabulary [0, ", config_.vocab_size, ")");
+        FOT_CHECK(ids[i] >= 0 && ids[i] < config_.vocab_size, "token id ", ids[i], " at index ", i,
+                  " is out of the vocabulary [0, ", config_.vocab_size, ")");
     }
     check_memory_fits(N);
 

@@ -58,7 +58,7 @@ struct ForwardOptions {
 };
 
 class LongLlama {
-public:
+  public:
     LongLlama(const ModelConfig& config, ModelWeights weights, Backend& backend,
               parallel::Communicator& tp, parallel::Communicator& mp, ModelOptions options);
 
@@ -89,7 +89,7 @@ public:
     int64_t vocab_begin() const { return weights_.vocab_begin; }
     int64_t vocab_rows() const { return weights_.vocab_rows; }
 
-private:
+  private:
     struct LocalCache {
         Buffer k_rot;  // [H_r, W, D] f32, rotated at slot index
         Buffer v;      // [H_r, W, D] f32
@@ -115,8 +115,8 @@ private:
     std::vector<LocalCache> local_;
     bool has_past_ = false;
     int64_t next_pos_ = 0;
-    int64_t mem_tokens_ = 0;   // global memory size per memory layer
-    int64_t mem_blocks_ = 0;   // blocks placed so far (block b lives on mp rank b % mp)
+    int64_t mem_tokens_ = 0;  // global memory size per memory layer
+    int64_t mem_blocks_ = 0;  // blocks placed so far (block b lives on mp rank b % mp)
     // Scratch for one window of up to W tokens.
     Buffer x_, xn_, q_, k_, v_, attn_, proj_, gate_, up_, part_, logits_;
     MemoryAttentionScratch mem_scratch_;

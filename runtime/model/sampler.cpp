@@ -35,9 +35,8 @@ int32_t Sampler::sample(const float* logits, int64_t vocab) {
     std::vector<int32_t> order(vocab);
     std::iota(order.begin(), order.end(), 0);
     // Most likely first; ties by id so the order is deterministic.
-    std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
-        return p[a] != p[b] ? p[a] > p[b] : a < b;
-    });
+    std::sort(order.begin(), order.end(),
+              [&](int32_t a, int32_t b) { return p[a] != p[b] ? p[a] > p[b] : a < b; });
     double kept = 0.0;
     size_t n = 0;
     while (n < order.size()) {

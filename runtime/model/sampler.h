@@ -18,12 +18,12 @@ struct SamplingParams {
 };
 
 class Sampler {
-public:
+  public:
     explicit Sampler(SamplingParams p);
     int32_t sample(const float* logits, int64_t vocab);
     bool greedy() const { return params_.temperature <= 0.0; }
 
-private:
+  private:
     SamplingParams params_;
     std::mt19937_64 rng_;
 };

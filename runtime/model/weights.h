@@ -20,18 +20,18 @@ namespace fot {
 class Checkpoint;
 
 struct LayerWeights {
-    Buffer wq, wk, wv;  // [H_r * D, C]
-    Buffer wo;          // [C, H_r * D]
-    Buffer w_gate, w_up;  // [I_r, C]
-    Buffer w_down;        // [C, I_r]
+    Buffer wq, wk, wv;      // [H_r * D, C]
+    Buffer wo;              // [C, H_r * D]
+    Buffer w_gate, w_up;    // [I_r, C]
+    Buffer w_down;          // [C, I_r]
     Buffer ln_in, ln_post;  // [C] f32
 };
 
 struct ModelWeights {
-    Buffer embed;    // [V_r, C]
+    Buffer embed;  // [V_r, C]
     std::vector<LayerWeights> layers;
-    Buffer norm;     // [C] f32
-    Buffer lm_head;  // [V_r, C]
+    Buffer norm;                              // [C] f32
+    Buffer lm_head;                           // [V_r, C]
     int64_t vocab_begin = 0, vocab_rows = 0;  // this rank's vocabulary slice
     int64_t heads = 0;                        // H_r: heads on this rank
     int64_t intermediate = 0;                 // I_r

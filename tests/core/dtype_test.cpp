@@ -81,7 +81,7 @@ TEST(DType, F16RoundTripsEveryValue) {
     EXPECT_EQ(f16_to_f32(0x3c00u), 1.0f);
     EXPECT_EQ(f16_to_f32(0x0001u), std::ldexp(1.0f, -24));  // smallest subnormal
     EXPECT_EQ(f16_to_f32(0x7bffu), 65504.0f);
-    EXPECT_EQ(f32_to_f16(65520.0f), 0x7c00u);  // rounds to infinity
+    EXPECT_EQ(f32_to_f16(65520.0f), 0x7c00u);                      // rounds to infinity
     EXPECT_EQ(f32_to_f16(1.0f + std::ldexp(1.0f, -11)), 0x3c00u);  // tie to even
 }
 

@@ -55,7 +55,7 @@ TensorView view_of(std::vector<float>& v, Shape s) {
 }
 
 class DistributedMemory : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override { world_ = parallel::make_mpi_world_communicator(); }
     std::unique_ptr<parallel::Communicator> world_;
     CpuBackend backend_{1};
@@ -120,7 +120,8 @@ TEST_F(DistributedMemory, TopkSelectsTheBruteForceSetAndDenseMatchesSingleRank) 
             std::vector<std::pair<float, int64_t>> c;
             for (int64_t j = 0; j < total; ++j) {
                 float dot = 0.f;
-                for (int64_t d = 0; d < D; ++d) dot += q[(t * H + h) * D + d] * allk[(j * H + h) * D + d];
+                for (int64_t d = 0; d < D; ++d)
+                    dot += q[(t * H + h) * D + d] * allk[(j * H + h) * D + d];
                 c.push_back({dot * scale, j});
             }
             std::sort(c.begin(), c.end(), [](auto& a, auto& b) {
@@ -153,8 +154,8 @@ TEST_F(DistributedMemory, TopkSelectsTheBruteForceSetAndDenseMatchesSingleRank) 
     MemoryAttentionScratch dscratch(backend_, H, D, T, R, 0);
     std::vector<float> dpart(H * T * (D + 2)), dout(T * H * D);
     backend_.attn_partial_init(view_of(dpart, {H, T, D + 2}));
-    memory_attention_dense(backend_, *world_, view_of(dpart, {H, T, D + 2}),
-                           view_of(q, {T, H * D}), mine, 0, scale, dscratch, nullptr);
+    memory_attention_dense(backend_, *world_, view_of(dpart, {H, T, D + 2}), view_of(q, {T, H * D}),
+                           mine, 0, scale, dscratch, nullptr);
     backend_.attn_partial_finalize(view_of(dout, {T, H * D}), view_of(dpart, {H, T, D + 2}));
     parallel::SelfCommunicator self;
     MemoryAttentionScratch sscratch(backend_, H, D, T, 1, 0);

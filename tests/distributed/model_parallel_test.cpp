@@ -63,7 +63,7 @@ bool identical_in_group(parallel::Communicator& world, const Session& s,
 }
 
 class ModelParallel : public ::testing::TestWithParam<std::string> {
-protected:
+  protected:
     void SetUp() override { world_ = parallel::make_mpi_world_communicator(); }
     std::unique_ptr<parallel::Communicator> world_;
 };
@@ -115,8 +115,7 @@ TEST_P(ModelParallel, GreedyTokensAcrossFlushesEqualSingleRank) {
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(Golden, ModelParallel,
-                         ::testing::Values("case_a", "case_e", "case_f"));
+INSTANTIATE_TEST_SUITE_P(Golden, ModelParallel, ::testing::Values("case_a", "case_e", "case_f"));
 
 }  // namespace
 }  // namespace fot

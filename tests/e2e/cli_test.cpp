@@ -14,8 +14,8 @@ namespace fot {
 namespace {
 
 using testing::golden_dir;
-using testing::RunResult;
 using testing::run_fotrt;
+using testing::RunResult;
 using testing::TempDir;
 
 void write_file(const std::string& path, const std::string& text) {
@@ -84,8 +84,7 @@ TEST(CliBadInput, OneLineErrors) {
     expect_one_line_error("logits --model " + a + " --ids " + (tmp / "empty.json") + out,
                           "empty input");
     write_file(tmp / "bad.json", "[1, 2,");
-    expect_one_line_error("logits --model " + a + " --ids " + (tmp / "bad.json") + out,
-                          "bad.json");
+    expect_one_line_error("logits --model " + a + " --ids " + (tmp / "bad.json") + out, "bad.json");
     write_file(tmp / "obj.json", "{\"ids\": [1]}");
     expect_one_line_error("logits --model " + a + " --ids " + (tmp / "obj.json") + out,
                           "flat JSON list");
@@ -94,24 +93,22 @@ TEST(CliBadInput, OneLineErrors) {
     // A model directory without weights.
     std::filesystem::create_directories(tmp / "noweights");
     std::filesystem::copy_file(a + "/config.json", tmp / "noweights/config.json");
-    expect_one_line_error("logits --model " + (tmp / "noweights") + " --ids " + a +
-                              "/input_ids.json" + out,
-                          "noweights");
-    expect_one_line_error("logits --model " + (tmp / "nothere") + " --ids " + a +
-                              "/input_ids.json" + out,
-                          "nothere");
+    expect_one_line_error(
+        "logits --model " + (tmp / "noweights") + " --ids " + a + "/input_ids.json" + out,
+        "noweights");
+    expect_one_line_error(
+        "logits --model " + (tmp / "nothere") + " --ids " + a + "/input_ids.json" + out, "nothere");
     // An input longer than the memory capacity.
-    expect_one_line_error("logits --model " + a + " --ids " + a + "/input_ids.json" + out +
-                              " --mem-capacity 100",
-                          "capacity");
+    expect_one_line_error(
+        "logits --model " + a + " --ids " + a + "/input_ids.json" + out + " --mem-capacity 100",
+        "capacity");
     // Usage errors.
     expect_one_line_error("logits --model " + a + out, "--ids");
-    expect_one_line_error("logits --model " + a + " --ids " + a + "/input_ids.json" + out +
-                              " --frobnicate",
-                          "--frobnicate");
-    expect_one_line_error("logits --model " + a + " --ids " + a + "/input_ids.json" + out +
-                              " --tp 3",
-                          "3");
+    expect_one_line_error(
+        "logits --model " + a + " --ids " + a + "/input_ids.json" + out + " --frobnicate",
+        "--frobnicate");
+    expect_one_line_error(
+        "logits --model " + a + " --ids " + a + "/input_ids.json" + out + " --tp 3", "3");
     expect_one_line_error("generate --model " + a + " --max-new-tokens 2", "--ids");
     expect_one_line_error("generate --model " + a + " --prompt hello", "tokenizer.model");
     expect_one_line_error("logits --model " + a + " --ids " + a + "/input_ids.json --out " +

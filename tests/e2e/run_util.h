@@ -1,13 +1,13 @@
 // Runs the fotrt binary (or any command) in a shell and captures exit code, stdout, stderr.
 #pragma once
 
+#include <sys/wait.h>
+#include <unistd.h>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
-#include <sys/wait.h>
-#include <unistd.h>
 
 namespace fot::testing {
 
@@ -30,7 +30,7 @@ inline std::string slurp(const std::string& path) {
 
 // A fresh temporary directory, removed by the destructor.
 class TempDir {
-public:
+  public:
     TempDir() {
         std::string tmpl = (std::filesystem::temp_directory_path() / "fotrt-test-XXXXXX").string();
         path_ = ::mkdtemp(tmpl.data());
@@ -42,15 +42,15 @@ public:
     const std::string& path() const { return path_; }
     std::string operator/(const std::string& name) const { return path_ + "/" + name; }
 
-private:
+  private:
     std::string path_;
 };
 
 // `args` is appended to the fotrt path and run through /bin/sh.
 inline RunResult run_fotrt(const std::string& args, const std::string& prefix = "") {
     TempDir tmp;
-    const std::string cmd = prefix + std::string(FOTRT_EXE) + " " + args + " >" + (tmp / "out") +
-                            " 2>" + (tmp / "err");
+    const std::string cmd =
+        prefix + std::string(FOTRT_EXE) + " " + args + " >" + (tmp / "out") + " 2>" + (tmp / "err");
     const int status = std::system(cmd.c_str());
     RunResult r;
     r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);

@@ -67,11 +67,10 @@ TEST_P(MatmulTest, MatchesNaive) {
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(Dtypes, MatmulTest,
-                         ::testing::Combine(::testing::Values(DType::kF32, DType::kBF16,
-                                                              DType::kF16),
-                                            ::testing::Values(int64_t{1}, int64_t{3},
-                                                              int64_t{17})));
+INSTANTIATE_TEST_SUITE_P(
+    Dtypes, MatmulTest,
+    ::testing::Combine(::testing::Values(DType::kF32, DType::kBF16, DType::kF16),
+                       ::testing::Values(int64_t{1}, int64_t{3}, int64_t{17})));
 
 TEST(CpuOps, RopeRotateHalfAtPositions) {
     const int64_t T = 4, H = 2, D = 8, first = 5;
@@ -119,7 +118,8 @@ std::vector<double> naive_attention(const std::vector<float>& q, const std::vect
             for (int64_t j = 0; j < S; ++j) {
                 if (j > t + causal_offset) break;
                 double d = 0;
-                for (int64_t e = 0; e < D; ++e) d += double(q[(t * H + h) * D + e]) * k[(h * S + j) * D + e];
+                for (int64_t e = 0; e < D; ++e)
+                    d += double(q[(t * H + h) * D + e]) * k[(h * S + j) * D + e];
                 s.push_back(d * scale);
             }
             const double m = *std::max_element(s.begin(), s.end());
@@ -240,7 +240,8 @@ TEST(CpuOps, TopkSelectsTheBruteForceSetWithTies) {
             std::vector<std::pair<float, int64_t>> c;
             for (int64_t j = 0; j < S; ++j) {
                 float d = 0;
-                for (int64_t e = 0; e < D; ++e) d += q[(t * H + h) * D + e] * k[(h * S + j) * D + e];
+                for (int64_t e = 0; e < D; ++e)
+                    d += q[(t * H + h) * D + e] * k[(h * S + j) * D + e];
                 c.push_back({d * 0.5f, row_pos[j]});
             }
             const int64_t base_i = (h * T + t) * K;
@@ -286,12 +287,11 @@ TEST(CpuOps, TopkWithKAtLeastSEqualsDense) {
 TEST(CpuOps, TopkThresholdAcrossRanksKeepsExactlyK) {
     const int64_t R = 3, H = 1, T = 2, K = 5;
     // Each rank's candidates, best first; equal scores across ranks resolve by position.
-    std::vector<float> sc = {9, 7, 7, 3, 1, 6, 5, 4, 2, 0,  // rank 0
-                             8, 7, 2, 1, 0, 6, 5, 5, 5, 5,  // rank 1
+    std::vector<float> sc = {9, 7, 7, 3, 1, 6, 5, 4, 2, 0,   // rank 0
+                             8, 7, 2, 1, 0, 6, 5, 5, 5, 5,   // rank 1
                              7, 7, 7, 7, 7, 9, 9, 1, 0, 0};  // rank 2
-    std::vector<int64_t> po = {0, 3, 6, 9, 12, 0, 3, 6, 9, 12,
-                               1, 4, 7, 10, 13, 1, 4, 7, 10, 13,
-                               2, 5, 8, 11, 14, 2, 5, 8, 11, 14};
+    std::vector<int64_t> po = {0, 3, 6, 9,  12, 0, 3, 6, 9,  12, 1, 4, 7, 10, 13,
+                               1, 4, 7, 10, 13, 2, 5, 8, 11, 14, 2, 5, 8, 11, 14};
     std::vector<float> thr_s(H * T);
     std::vector<int64_t> thr_p(H * T);
     topk_threshold(thr_s.data(), thr_p.data(), sc.data(), po.data(), R, H, T, K);
