@@ -21,7 +21,7 @@ start=$(date +%s)
 rm -rf "$root/asan" "$root/ci"
 
 echo "== test.sh: AddressSanitizer build (checkpoint readers)"
-cmake -S . -B "$root/asan" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFOT_CUDA=OFF \
+cmake -S . -B "$root/asan" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFOT_CUDA=OFF \
     -DFOT_SANITIZE=address -DFOT_BUILD_BENCH=OFF -DFOT_NATIVE=OFF
 cmake --build "$root/asan" -j"$jobs" --target fotrt io_parsers_test io_checkpoint_test io_cli_test
 (cd "$root/asan" && ASAN_OPTIONS=detect_leaks=0 ctest -L io --output-on-failure -j"$jobs")

@@ -6,11 +6,11 @@
 
 #include "runtime/core/status.h"
 
-#define FOT_CUDA_CHECK(expr)                                                              \
-    do {                                                                                  \
-        cudaError_t fot_err_ = (expr);                                                    \
-        if (fot_err_ != cudaSuccess) {                                                    \
+#define FOT_CUDA_CHECK(expr)                                                               \
+    do {                                                                                   \
+        cudaError_t fot_err_ = (expr);                                                     \
+        if (fot_err_ != cudaSuccess) {                                                     \
             FOT_THROW("CUDA error: ", #expr, " failed at ", __FILE__, ":", __LINE__, ": ", \
-                      cudaGetErrorString(fot_err_));                                      \
-        }                                                                                 \
+                      cudaGetErrorString(fot_err_));                                       \
+        }                                                                                  \
     } while (0)

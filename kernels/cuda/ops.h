@@ -1,17 +1,130 @@
 // Host-callable launchers of the CUDA kernels. No CUDA syntax here, so .cpp files may
-// include it. Pointers are device pointers; the stream (a cudaStream_t, may be null) is the
-// last argument. Launchers check their arguments and the launch (cudaGetLastError) and throw
-// fot::Error on failure; kernels never throw.
+// include it. Pointers are device pointers unless a comment says otherwise; the stream (a
+// cudaStream_t, may be null) is the last argument. Launchers check their arguments and the
+// launch (cudaGetLastError) and throw fot::Error on failure; kernels never throw. Launchers
+// run on the calling thread's current device and never allocate: scratch comes from the
+// caller (CudaBackend keeps grow-only buffers).
+//
+// Every kernel computes what its namesake in kernels/cpu/ops.h computes (same shape letters,
+// same layouts, fp32 arithmetic). Where the order of a floating-point sum differs from the
+// CPU loops the results differ by rounding only; the per-op tolerances live in
+// tests/kernels/cuda_backend_test.cpp.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+
+#include "runtime/core/dtype.h"
 
 namespace fot::kernels::cuda {
 
+// ---- device queries -------------------------------------------------------------------------
 // Number of visible CUDA devices; 0 when there is no device or no driver (never throws).
 int device_count();
 
-// out = a + b over n floats.
+// ---- elementwise (elementwise.cu) -------------------------------------------------------------
+// out = a + b over n floats (out may alias a or b).
 void add(float* out, const float* a, const float* b, int64_t n, void* stream);
+// out = silu(gate) * up over n floats (out may alias gate or up).
+void silu_mul(float* out, const float* gate, const float* up, int64_t n, void* stream);
+// out[t] = table[ids[t] - row_begin] widened to f32, zeros for ids outside [row_begin,
+// row_begin + rows). ids is a device array.
+void embedding(float* out,          // (T, C)
+               const int32_t* ids,  // (T)
+               const void* table,   // (rows, C) in table_dtype
+               DType table_dtype, int64_t T, int64_t C, int64_t row_begin, int64_t rows,
+               void* stream);
+// dst[i] = src[i] converted to dst_dtype (f32, bf16 or f16), rounding to nearest even.
+void convert_from_f32(void* dst, DType dst_dtype, const float* src, int64_t n, void* stream);
+// x (T, H, D) rows of x_stride -> dst (H, *, D) with head stride dst_head_stride, rows
+// [at, at + T), converted to dst_dtype (bf16: round to nearest even, bit-identical to
+// fot::f32_to_bf16).
+void scatter_heads(void* dst, DType dst_dtype, int64_t dst_head_stride, int64_t at, const float* x,
+                   int64_t x_stride, int64_t T, int64_t H, int64_t D, void* stream);
+// Fills n elements of dst_dtype with uniform values in [-scale, scale) from a counter-based
+// hash of (seed, index): deterministic, for benchmarks with random weights.
+void fill_uniform(void* dst, DType dst_dtype, int64_t n, uint64_t seed, float scale, void* stream);
+
+// ---- row-wise (rowwise.cu) ---------------------------------------------------------------------
+void rmsnorm(float* out,      // (T, C)
+             const float* x,  // (T, C)
+             const float* w,  // (C)
+             int64_t T, int64_t C, float eps, void* stream);
+// HF rotate-half RoPE in place; inv_freq is computed on the host exactly as the CPU kernel
+// does. D even, D <= 256.
+void rope(float* x, int64_t T, int64_t H, int64_t D, int64_t stride, int64_t first_pos, float theta,
+          void* stream);
+// Per row of logits (T, V): the max and the sum of exp(x - max) (accumulated in double), for
+// the vocab-parallel log-softmax (the all-reduce of max and sum happens outside).
+void row_max_sumexp(const float* logits, int64_t T, int64_t V, float* max_out, float* sum_out,
+                    void* stream);
+
+// ---- attention partials (attention.cu); layout as in kernels/cpu/ops.h ----------------------
+// Largest head dim the attention kernels take.
+constexpr int64_t kMaxHeadDim = 128;
+
+void attn_partial_init(float* part, int64_t H, int64_t T, int64_t D, void* stream);
+
+// How many key splits attn_accumulate should use for this shape on a device with `sm_count`
+// multiprocessors (>= 1). With splits > 1 it needs splits * H * T * (D + 2) floats of scratch.
+// Many queries (prefill) give 1; few queries over many keys (decode) split the keys so that
+// every multiprocessor streams a slice (flash-decoding).
+int64_t attn_accumulate_splits(int64_t H, int64_t T, int64_t S, int64_t D, int64_t causal_offset,
+                               int sm_count);
+
+// Folds keys [0, S) into the partial, as kernels::cpu::attn_accumulate. T <= 8 uses a
+// decode kernel (one thread per output dim), larger T a tiled kernel (64 queries x 32 keys
+// per shared-memory tile); both stream keys through shared memory with an online softmax.
+// With splits > 1 each split writes a fresh partial into `scratch` and a merge folds them
+// into `part` (merge order: part, then splits in key order).
+void attn_accumulate(float* part,     // (H, T, D + 2)
+                     const float* q,  // (T, H, D) rows of q_stride
+                     int64_t q_stride,
+                     const void* k,  // (H, *, D) in kv_dtype, head stride kv_head_stride
+                     const void* v,  // (H, *, D)
+                     DType kv_dtype, int64_t kv_head_stride, int64_t H, int64_t T, int64_t S,
+                     int64_t D, float scale, int64_t causal_offset, int64_t splits, float* scratch,
+                     void* stream);
+
+// out (H, T, D + 2) = merge of R partials (R, H, T, D + 2) in order; out may alias parts.
+void attn_partial_merge(float* out, const float* parts, int64_t R, int64_t H, int64_t T, int64_t D,
+                        void* stream);
+
+// out[t, h*D + d] = o / l; zeros where l == 0.
+void attn_partial_finalize(float* out, int64_t out_stride, const float* part, int64_t H, int64_t T,
+                           int64_t D, void* stream);
+
+// ---- exact top-k retrieval (topk.cu) -----------------------------------------------------------
+// Candidates of up to this many slots (K rounded up to a power of two) are sorted in shared
+// memory; larger K sorts in the caller's scratch (any K works).
+constexpr int64_t kSharedTopK = 1024;
+
+// Scratch floats one (head, query) row of memory_topk needs: its S scores, plus room to sort
+// its candidates when K > kSharedTopK. More scratch lets it handle more rows per pass.
+int64_t memory_topk_row_scratch(int64_t S, int64_t K);
+
+// As kernels::cpu::memory_topk: per (h, t) the K best keys (score desc, position asc), sorted
+// best first, absent slots (-inf, -1, -1). Scores of a group of (h, t) rows are computed by a
+// tiled kernel into `scratch` (memory_topk_row_scratch(S, K) floats per row, at least one
+// row), then one block per row radix-selects the K-th best and bitonic-sorts the survivors.
+// With S == 0 the keys are not read (k and row_pos may be null) and every slot is absent.
+void memory_topk(float* scores, int64_t* rows, int64_t* positions,     // (H, T, K) each
+                 const float* q, int64_t q_stride,                     // (T, H, D)
+                 const void* k, DType k_dtype, int64_t k_head_stride,  // (H, *, D)
+                 const int64_t* row_pos,                               // (S)
+                 int64_t H, int64_t T, int64_t S, int64_t D, int64_t K, float scale, float* scratch,
+                 int64_t scratch_floats, void* stream);
+
+// As kernels::cpu::topk_threshold (one block per (h, t), radix select over R x K).
+void topk_threshold(float* thr_score, int64_t* thr_pos,             // (H, T)
+                    const float* scores, const int64_t* positions,  // (R, H, T, K)
+                    int64_t R, int64_t H, int64_t T, int64_t K, void* stream);
+
+// As kernels::cpu::attn_accumulate_selected (candidates summed in slot order, like the CPU).
+// D <= kMaxHeadDim; v is read only at the rows of passing candidates.
+void attn_accumulate_selected(float* part, const void* v, DType v_dtype, int64_t v_head_stride,
+                              const float* scores, const int64_t* rows, const int64_t* positions,
+                              const float* thr_score, const int64_t* thr_pos, int64_t H, int64_t T,
+                              int64_t D, int64_t K, void* stream);
 
 }  // namespace fot::kernels::cuda

@@ -3,6 +3,9 @@
 
 #include "runtime/backend/backend.h"
 #include "runtime/backend/cpu_backend.h"
+#if FOT_HAVE_CUDA
+#include "runtime/backend/cuda_backend.h"
+#endif
 #include "runtime/core/status.h"
 
 namespace fot {
@@ -11,11 +14,11 @@ std::unique_ptr<Backend> make_backend(const std::string& name, int device_index,
     if (name == "cpu") return std::make_unique<CpuBackend>(threads);
     if (name == "cuda") {
 #if FOT_HAVE_CUDA
-        FOT_THROW("backend 'cuda' is compiled in but the CUDA backend is not implemented yet "
-                  "(issue F5); use --backend cpu");
+        return std::make_unique<CudaBackend>(device_index);
 #else
-        FOT_THROW("backend 'cuda' is not available: fotrt was built without CUDA "
-                  "(configure with -DFOT_CUDA=ON on a machine with the CUDA toolkit)");
+        FOT_THROW(
+            "backend 'cuda' is not available: fotrt was built without CUDA "
+            "(configure with -DFOT_CUDA=ON on a machine with the CUDA toolkit)");
 #endif
     }
     FOT_THROW("unknown backend '", name, "' (expected cpu or cuda)");

@@ -22,6 +22,9 @@ MemoryStore::MemoryStore(Backend& backend, int64_t num_layers, int64_t heads, in
     positions_.resize(num_layers);
     sizes_.assign(num_layers, 0);
     blocks_.resize(num_layers);
+    // A one-row arena from the start: an empty shard (an mp rank that owns no block yet)
+    // still has well-formed [H, cap, D] views for the attention ops.
+    for (int64_t s = 0; s < num_layers; ++s) grow(s, 1);
 }
 
 int64_t MemoryStore::bytes_per_token_per_layer() const {

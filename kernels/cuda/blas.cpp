@@ -1,0 +1,101 @@
+// cuBLAS GEMMs for CudaBackend (see blas.h for the precision contract).
+#include "kernels/cuda/blas.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <climits>
+
+#include "kernels/cuda/ops.h"
+#include "runtime/core/status.h"
+
+namespace fot::kernels::cuda {
+namespace {
+
+constexpr size_t kWorkspaceBytes = size_t{32} << 20;
+
+#define FOT_CUBLAS_CHECK(expr)                                                               \
+    do {                                                                                     \
+        cublasStatus_t fot_st_ = (expr);                                                     \
+        if (fot_st_ != CUBLAS_STATUS_SUCCESS) {                                              \
+            FOT_THROW("cuBLAS error: ", #expr, " failed at ", __FILE__, ":", __LINE__, ": ", \
+                      cublasGetStatusString(fot_st_));                                       \
+        }                                                                                    \
+    } while (0)
+
+#define FOT_CUDART_CHECK(expr)                                                             \
+    do {                                                                                   \
+        cudaError_t fot_err_ = (expr);                                                     \
+        if (fot_err_ != cudaSuccess) {                                                     \
+            FOT_THROW("CUDA error: ", #expr, " failed at ", __FILE__, ":", __LINE__, ": ", \
+                      cudaGetErrorString(fot_err_));                                       \
+        }                                                                                  \
+    } while (0)
+
+cublasHandle_t as_handle(void* h) {
+    return static_cast<cublasHandle_t>(h);
+}
+
+}  // namespace
+
+Blas::Blas(void* stream) : stream_(stream) {
+    cublasHandle_t h = nullptr;
+    FOT_CUBLAS_CHECK(cublasCreate(&h));
+    handle_ = h;
+    try {
+        FOT_CUBLAS_CHECK(cublasSetStream(h, static_cast<cudaStream_t>(stream)));
+        // Default math mode: COMPUTE_32F stays true fp32 (no TF32), tensor cores for bf16/f16.
+        FOT_CUBLAS_CHECK(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH));
+        FOT_CUDART_CHECK(cudaMalloc(&workspace_, kWorkspaceBytes));
+        FOT_CUBLAS_CHECK(cublasSetWorkspace(h, workspace_, kWorkspaceBytes));
+    } catch (...) {
+        if (workspace_) cudaFree(workspace_);
+        cublasDestroy(h);
+        throw;
+    }
+}
+
+Blas::~Blas() {
+    if (handle_) cublasDestroy(as_handle(handle_));
+    if (workspace_) cudaFree(workspace_);
+}
+
+size_t Blas::scratch_bytes(DType w_dtype, int64_t T, int64_t K) {
+    if (w_dtype == DType::kF32) return 0;
+    return static_cast<size_t>(T) * static_cast<size_t>(K) * dtype_size(w_dtype);
+}
+
+void Blas::matmul(float* out, const float* x, const void* w, DType w_dtype, int64_t T, int64_t N,
+                  int64_t K, void* x_lowp) {
+    if (T == 0 || N == 0) return;
+    FOT_CHECK(T <= INT_MAX && N <= INT_MAX && K <= INT_MAX, "cuda matmul: shape [", T, ", ", K,
+              "] x [", N, ", ", K, "]^T exceeds cuBLAS's int dimensions");
+    const float alpha = 1.0f, beta = 0.0f;
+    cudaDataType_t wt = CUDA_R_32F;
+    const void* xb = x;
+    switch (w_dtype) {
+        case DType::kF32:
+            break;
+        case DType::kBF16:
+            wt = CUDA_R_16BF;
+            break;
+        case DType::kF16:
+            wt = CUDA_R_16F;
+            break;
+        default:
+            FOT_THROW("cuda matmul: weight dtype ", dtype_name(w_dtype),
+                      " is not supported (expected f32, bf16 or f16)");
+    }
+    if (w_dtype != DType::kF32) {
+        FOT_ASSERT(x_lowp != nullptr);
+        convert_from_f32(x_lowp, w_dtype, x, T * K, stream_);
+        xb = x_lowp;
+    }
+    // Column-major view: out^T [N, T] = w [N, K] (op T of the col-major [K, N]) * x^T [K, T].
+    FOT_CUBLAS_CHECK(cublasGemmEx(
+        as_handle(handle_), CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(N), static_cast<int>(T),
+        static_cast<int>(K), &alpha, w, wt, static_cast<int>(K), xb, wt, static_cast<int>(K), &beta,
+        out, CUDA_R_32F, static_cast<int>(N), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+}  // namespace fot::kernels::cuda

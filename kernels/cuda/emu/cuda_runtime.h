@@ -1,0 +1,220 @@
+// CUDA emulator for development on machines without a GPU (kernels/cuda/emu/README.md).
+//
+// Stands in for <cuda_runtime.h> when the .cu files are compiled as plain C++ (after
+// preprocess.py has rewritten kernel launches and dynamic shared memory). Each block runs
+// its threads as fibers on one OS thread, scheduled round-robin; __syncthreads, __syncwarp
+// and the warp collectives are real barriers (a barrier that can never complete aborts with a
+// message, so divergent barriers are caught); __shared__ variables are function statics
+// (blocks run one after another). Device memory is host memory. Deterministic; slow; for
+// correctness only. Never part of the library.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <tuple>
+#include <utility>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __shared__ static
+#define __launch_bounds__(...)
+#define __constant__ static
+
+struct dim3 {
+    unsigned x = 1, y = 1, z = 1;
+    dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+struct float4 {
+    float x, y, z, w;
+};
+struct uint4 {
+    unsigned x, y, z, w;
+};
+inline float4 make_float4(float x, float y, float z, float w) {
+    return {x, y, z, w};
+}
+
+// The running fiber's coordinates (set by the scheduler before each switch).
+extern dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+// ---- runtime types ---------------------------------------------------------------------------
+enum cudaError_t {
+    cudaSuccess = 0,
+    cudaErrorInvalidValue = 1,
+    cudaErrorMemoryAllocation = 2,
+    cudaErrorNoDevice = 100,
+    cudaErrorNotReady = 600
+};
+using cudaStream_t = struct EmuStream*;
+using cudaEvent_t = struct EmuEvent*;
+enum cudaMemcpyKind {
+    cudaMemcpyHostToHost,
+    cudaMemcpyHostToDevice,
+    cudaMemcpyDeviceToHost,
+    cudaMemcpyDeviceToDevice,
+    cudaMemcpyDefault
+};
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+enum cudaDeviceAttr {
+    cudaDevAttrMultiProcessorCount = 16,
+    cudaDevAttrClockRate = 13,
+    cudaDevAttrMemoryClockRate = 36
+};
+constexpr unsigned cudaStreamNonBlocking = 1, cudaEventDisableTiming = 2, cudaHostAllocDefault = 0;
+
+const char* cudaGetErrorString(cudaError_t e);
+cudaError_t cudaGetLastError();
+cudaError_t cudaGetDeviceCount(int* n);
+cudaError_t cudaSetDevice(int d);
+cudaError_t cudaGetDevice(int* d);
+cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int device);
+cudaError_t cudaMalloc(void** p, size_t bytes);
+cudaError_t cudaFree(void* p);
+cudaError_t cudaHostAlloc(void** p, size_t bytes, unsigned flags);
+cudaError_t cudaFreeHost(void* p);
+cudaError_t cudaMemGetInfo(size_t* free_b, size_t* total_b);
+cudaError_t cudaMemcpy(void* d, const void* s, size_t n, cudaMemcpyKind k);
+cudaError_t cudaMemcpyAsync(void* d, const void* s, size_t n, cudaMemcpyKind k, cudaStream_t st);
+cudaError_t cudaMemsetAsync(void* d, int v, size_t n, cudaStream_t st);
+cudaError_t cudaStreamCreate(cudaStream_t* s);
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned flags);
+cudaError_t cudaStreamDestroy(cudaStream_t s);
+cudaError_t cudaStreamSynchronize(cudaStream_t s);
+cudaError_t cudaStreamQuery(cudaStream_t s);
+cudaError_t cudaDeviceSynchronize();
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned flags);
+cudaError_t cudaEventDestroy(cudaEvent_t e);
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s);
+cudaError_t cudaEventSynchronize(cudaEvent_t e);
+
+namespace emu {
+// Dynamic shared memory of the running block (what `extern __shared__ T x[]` becomes).
+void* dynamic_smem_raw();
+template <typename T>
+T* dynamic_smem() {
+    return static_cast<T*>(dynamic_smem_raw());
+}
+void set_max_dynamic_smem(const void* kernel, int bytes);
+// Runs `body` as grid x block fibers; checks the launch configuration first.
+void run_grid(const void* kernel, dim3 grid, dim3 block, size_t smem, void (*body)(void*),
+              void* ctx);
+// Barriers and warp collectives (participants: the lanes of `mask`).
+void sync_block();
+void sync_warp(unsigned mask);
+uint64_t warp_exchange(unsigned mask, uint64_t mine, int src_lane);
+unsigned warp_ballot(unsigned mask, bool pred);
+unsigned warp_match_any(unsigned mask, uint64_t value);
+
+inline dim3 as_dim3(dim3 d) {
+    return d;
+}
+inline dim3 as_dim3(unsigned v) {
+    return dim3(v);
+}
+inline dim3 as_dim3(int v) {
+    return dim3(static_cast<unsigned>(v));
+}
+inline dim3 as_dim3(int64_t v) {
+    return dim3(static_cast<unsigned>(v));
+}
+
+// `kernel<<<grid, block, smem, stream>>>(args...)` becomes
+// `::emu::Launch(grid, block, smem, stream)(kernel, args...)`.
+struct Launch {
+    dim3 grid, block;
+    size_t smem;
+    template <typename G, typename B>
+    Launch(G g, B b, size_t s = 0, cudaStream_t = nullptr)
+        : grid(as_dim3(g)), block(as_dim3(b)), smem(s) {}
+    template <typename... P, typename... A>
+    void operator()(void (*kernel)(P...), A&&... args) const {
+        std::tuple<P...> params(std::forward<A>(args)...);
+        struct Ctx {
+            void (*k)(P...);
+            std::tuple<P...>* p;
+        } ctx{kernel, &params};
+        run_grid(
+            reinterpret_cast<const void*>(kernel), grid, block, smem,
+            [](void* c) {
+                auto* x = static_cast<Ctx*>(c);
+                std::apply(x->k, *x->p);
+            },
+            &ctx);
+    }
+};
+}  // namespace emu
+
+template <typename K>
+cudaError_t cudaFuncSetAttribute(K* kernel, cudaFuncAttribute, int value) {
+    emu::set_max_dynamic_smem(reinterpret_cast<const void*>(kernel), value);
+    return cudaSuccess;
+}
+
+// ---- device intrinsics -------------------------------------------------------------------------
+inline void __syncthreads() {
+    emu::sync_block();
+}
+inline void __syncwarp(unsigned mask = 0xffffffffu) {
+    emu::sync_warp(mask);
+}
+template <typename T>
+T __shfl_xor_sync(unsigned mask, T v, int lane_mask) {
+    static_assert(sizeof(T) <= 8, "shuffle of a large type");
+    uint64_t bits = 0;
+    std::memcpy(&bits, &v, sizeof(T));
+    const int lane = static_cast<int>(threadIdx.x & 31u);
+    const uint64_t got = emu::warp_exchange(mask, bits, lane ^ lane_mask);
+    T r;
+    std::memcpy(&r, &got, sizeof(T));
+    return r;
+}
+inline unsigned __ballot_sync(unsigned mask, int pred) {
+    return emu::warp_ballot(mask, pred != 0);
+}
+template <typename T>
+unsigned __match_any_sync(unsigned mask, T v) {
+    uint64_t bits = 0;
+    std::memcpy(&bits, &v, sizeof(T));
+    return emu::warp_match_any(mask, bits);
+}
+inline int __ffs(unsigned x) {
+    return __builtin_ffs(static_cast<int>(x));
+}
+inline int __popc(unsigned x) {
+    return __builtin_popcount(x);
+}
+template <typename T>
+T atomicAdd(T* p, T v) {
+    const T old = *p;  // one OS thread runs the whole block: plain read-modify-write
+    *p = old + v;
+    return old;
+}
+template <typename T>
+T __ldg(const T* p) {
+    return *p;
+}
+inline unsigned __float_as_uint(float f) {
+    unsigned u;
+    std::memcpy(&u, &f, 4);
+    return u;
+}
+inline float __uint_as_float(unsigned u) {
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+inline float __int_as_float(int i) {
+    float f;
+    std::memcpy(&f, &i, 4);
+    return f;
+}
+inline int min(int a, int b) {
+    return a < b ? a : b;
+}
+inline int max(int a, int b) {
+    return a > b ? a : b;
+}

@@ -1,0 +1,403 @@
+// CUDA emulator: the block scheduler (fibers on ucontext), barriers, warp collectives, host
+// stand-ins for the runtime and cuBLAS calls. See cuda_runtime.h.
+#include <ucontext.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cublas_v2.h"
+#include "cuda_bf16.h"
+#include "cuda_fp16.h"
+#include "cuda_runtime.h"
+
+dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+namespace emu {
+namespace {
+
+[[noreturn]] void die(const std::string& msg) {
+    std::fprintf(stderr, "cuda emulator: %s\n", msg.c_str());
+    std::fflush(stderr);
+    std::abort();
+}
+
+struct Barrier {
+    int count = 0;
+    uint64_t gen = 0;
+    const char* what = "";
+};
+
+struct Fiber {
+    ucontext_t ctx;
+    unsigned tid = 0;
+    bool done = false;
+    Barrier* waiting = nullptr;
+    uint64_t wait_gen = 0;
+};
+
+// One barrier and exchange area per (warp, lane mask): lanes of a subset (e.g. a
+// __match_any_sync under a branch) and the rest of the warp (already in the next
+// full-warp collective) must not share a count.
+struct WarpGroup {
+    Barrier bar;
+    uint64_t slot[32];
+};
+struct Warp {
+    std::map<unsigned, WarpGroup> groups;
+};
+
+struct BlockRun {
+    std::vector<Fiber> fibers;
+    ucontext_t sched;
+    int cur = -1;
+    int live = 0;
+    Barrier block_bar;
+    std::vector<Warp> warps;
+    void (*body)(void*) = nullptr;
+    void* ctx = nullptr;
+};
+
+constexpr size_t kStackBytes = 256 * 1024;
+BlockRun* g_run = nullptr;
+std::vector<std::unique_ptr<char[]>> g_stacks;
+std::vector<unsigned char> g_smem;
+std::map<const void*, int> g_max_smem;
+constexpr int kDefaultSmem = 48 * 1024;
+constexpr int kOptInSmem = 227 * 1024;
+
+void fiber_main() {
+    BlockRun* r = g_run;
+    r->body(r->ctx);
+    r->fibers[r->cur].done = true;
+    --r->live;
+}
+
+Fiber& me() {
+    return g_run->fibers[g_run->cur];
+}
+
+void arrive(Barrier& b, int participants) {
+    const uint64_t gen = b.gen;
+    if (++b.count >= participants) {
+        b.count = 0;
+        ++b.gen;
+        return;
+    }
+    Fiber& f = me();
+    f.waiting = &b;
+    f.wait_gen = gen;
+    swapcontext(&f.ctx, &g_run->sched);
+}
+
+WarpGroup& my_warp(unsigned mask) {
+    const unsigned tid = me().tid, lane = tid & 31u;
+    if (!(mask & (1u << lane))) die("warp collective called by a lane outside its mask");
+    return g_run->warps[tid / 32].groups[mask];
+}
+
+void run_block(unsigned nthreads) {
+    BlockRun& r = *g_run;
+    r.fibers.assign(nthreads, Fiber{});
+    r.warps.assign((nthreads + 31) / 32, Warp{});
+    r.block_bar = Barrier{};
+    while (g_stacks.size() < nthreads) g_stacks.emplace_back(new char[kStackBytes]);
+    for (unsigned i = 0; i < nthreads; ++i) {
+        Fiber& f = r.fibers[i];
+        f.tid = i;
+        getcontext(&f.ctx);
+        f.ctx.uc_stack.ss_sp = g_stacks[i].get();
+        f.ctx.uc_stack.ss_size = kStackBytes;
+        f.ctx.uc_link = &r.sched;
+        makecontext(&f.ctx, fiber_main, 0);
+    }
+    r.live = static_cast<int>(nthreads);
+    while (r.live > 0) {
+        bool progressed = false;
+        for (unsigned i = 0; i < nthreads; ++i) {
+            Fiber& f = r.fibers[i];
+            if (f.done) continue;
+            if (f.waiting && f.waiting->gen == f.wait_gen) continue;
+            f.waiting = nullptr;
+            r.cur = static_cast<int>(i);
+            threadIdx =
+                dim3(i % blockDim.x, (i / blockDim.x) % blockDim.y, i / (blockDim.x * blockDim.y));
+            swapcontext(&r.sched, &f.ctx);
+            progressed = true;
+            // A thread that exits no longer counts for __syncthreads.
+            if (f.done && r.block_bar.count > 0 && r.block_bar.count >= r.live) {
+                r.block_bar.count = 0;
+                ++r.block_bar.gen;
+            }
+        }
+        if (!progressed) {
+            int at_block = 0, at_warp = 0;
+            for (auto& f : r.fibers) {
+                if (f.done) continue;
+                (f.waiting == &r.block_bar ? at_block : at_warp)++;
+            }
+            die("deadlock in block (" + std::to_string(blockIdx.x) + "," +
+                std::to_string(blockIdx.y) + "," + std::to_string(blockIdx.z) +
+                "): " + std::to_string(at_block) + " thread(s) wait in __syncthreads, " +
+                std::to_string(at_warp) + " in warp collectives, " +
+                std::to_string(nthreads - r.live) + " exited (divergent barrier?)");
+        }
+    }
+}
+
+}  // namespace
+
+void* dynamic_smem_raw() {
+    return g_smem.data();
+}
+
+void set_max_dynamic_smem(const void* kernel, int bytes) {
+    if (bytes > kOptInSmem)
+        die("cudaFuncSetAttribute: " + std::to_string(bytes) +
+            " bytes of dynamic shared memory exceed the 227 KiB of sm_90");
+    g_max_smem[kernel] = bytes;
+}
+
+void run_grid(const void* kernel, dim3 grid, dim3 block, size_t smem, void (*body)(void*),
+              void* ctx) {
+    const unsigned nthreads = block.x * block.y * block.z;
+    if (nthreads == 0 || nthreads > 1024)
+        die("launch with " + std::to_string(nthreads) + " threads per block");
+    if (grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535) {
+        die("bad grid (" + std::to_string(grid.x) + "," + std::to_string(grid.y) + "," +
+            std::to_string(grid.z) + ")");
+    }
+    auto it = g_max_smem.find(kernel);
+    const int limit = it == g_max_smem.end() ? kDefaultSmem : it->second;
+    if (smem > static_cast<size_t>(limit)) {
+        die("launch asks for " + std::to_string(smem) +
+            " bytes of dynamic shared memory, the kernel's limit is " + std::to_string(limit));
+    }
+    if (g_run) die("nested kernel launch");
+    BlockRun run;
+    run.body = body;
+    run.ctx = ctx;
+    g_run = &run;
+    gridDim = grid;
+    blockDim = block;
+    for (unsigned z = 0; z < grid.z; ++z) {
+        for (unsigned y = 0; y < grid.y; ++y) {
+            for (unsigned x = 0; x < grid.x; ++x) {
+                blockIdx = dim3(x, y, z);
+                // Uninitialised shared memory reads as NaN / 0xff..: catches reads before writes.
+                g_smem.assign(smem + 16, 0xff);
+                run_block(nthreads);
+            }
+        }
+    }
+    g_run = nullptr;
+}
+
+void sync_block() {
+    arrive(g_run->block_bar, g_run->live);
+}
+
+void sync_warp(unsigned mask) {
+    WarpGroup& w = my_warp(mask);
+    arrive(w.bar, __builtin_popcount(mask));
+}
+
+uint64_t warp_exchange(unsigned mask, uint64_t mine, int src_lane) {
+    WarpGroup& w = my_warp(mask);
+    const unsigned lane = me().tid & 31u;
+    if (!(mask & (1u << (src_lane & 31)))) die("shuffle reads a lane outside the mask");
+    w.slot[lane] = mine;
+    arrive(w.bar, __builtin_popcount(mask));
+    const uint64_t v = w.slot[src_lane & 31];
+    arrive(w.bar, __builtin_popcount(mask));
+    return v;
+}
+
+unsigned warp_ballot(unsigned mask, bool pred) {
+    WarpGroup& w = my_warp(mask);
+    const unsigned lane = me().tid & 31u;
+    w.slot[lane] = pred ? 1 : 0;
+    arrive(w.bar, __builtin_popcount(mask));
+    unsigned bits = 0;
+    for (unsigned l = 0; l < 32; ++l) {
+        if ((mask & (1u << l)) && w.slot[l]) bits |= 1u << l;
+    }
+    arrive(w.bar, __builtin_popcount(mask));
+    return bits;
+}
+
+unsigned warp_match_any(unsigned mask, uint64_t value) {
+    WarpGroup& w = my_warp(mask);
+    const unsigned lane = me().tid & 31u;
+    w.slot[lane] = value;
+    arrive(w.bar, __builtin_popcount(mask));
+    unsigned bits = 0;
+    for (unsigned l = 0; l < 32; ++l) {
+        if ((mask & (1u << l)) && w.slot[l] == value) bits |= 1u << l;
+    }
+    arrive(w.bar, __builtin_popcount(mask));
+    return bits;
+}
+
+}  // namespace emu
+
+// ---- runtime -----------------------------------------------------------------------------------
+struct EmuStream {};
+struct EmuEvent {};
+struct EmuCublas {};
+
+const char* cudaGetErrorString(cudaError_t e) {
+    return e == cudaSuccess ? "no error" : "emulated error";
+}
+cudaError_t cudaGetLastError() {
+    return cudaSuccess;
+}
+cudaError_t cudaGetDeviceCount(int* n) {
+    *n = 1;
+    return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int d) {
+    return d == 0 ? cudaSuccess : cudaErrorInvalidValue;
+}
+cudaError_t cudaGetDevice(int* d) {
+    *d = 0;
+    return cudaSuccess;
+}
+cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) {
+    *v = a == cudaDevAttrMultiProcessorCount ? 132 : 1;
+    return cudaSuccess;
+}
+cudaError_t cudaMalloc(void** p, size_t bytes) {
+    *p = std::aligned_alloc(256, (bytes + 255) / 256 * 256 + 256);
+    if (!*p) return cudaErrorMemoryAllocation;
+    std::memset(*p, 0xa5, bytes);  // garbage, as cudaMalloc gives
+    return cudaSuccess;
+}
+cudaError_t cudaFree(void* p) {
+    std::free(p);
+    return cudaSuccess;
+}
+cudaError_t cudaHostAlloc(void** p, size_t bytes, unsigned) {
+    return cudaMalloc(p, bytes);
+}
+cudaError_t cudaFreeHost(void* p) {
+    return cudaFree(p);
+}
+cudaError_t cudaMemGetInfo(size_t* f, size_t* t) {
+    *f = size_t{1} << 34;
+    *t = size_t{1} << 35;
+    return cudaSuccess;
+}
+cudaError_t cudaMemcpy(void* d, const void* s, size_t n, cudaMemcpyKind) {
+    std::memcpy(d, s, n);
+    return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void* d, const void* s, size_t n, cudaMemcpyKind, cudaStream_t) {
+    const char* a = static_cast<const char*>(s);
+    char* b = static_cast<char*>(d);
+    if (b < a + n && a < b + n) emu::die("cudaMemcpyAsync between overlapping ranges");
+    std::memcpy(d, s, n);
+    return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void* d, int v, size_t n, cudaStream_t) {
+    std::memset(d, v, n);
+    return cudaSuccess;
+}
+cudaError_t cudaStreamCreate(cudaStream_t* s) {
+    *s = new EmuStream;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
+    return cudaStreamCreate(s);
+}
+cudaError_t cudaStreamDestroy(cudaStream_t s) {
+    delete s;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t) {
+    return cudaSuccess;
+}
+cudaError_t cudaStreamQuery(cudaStream_t) {
+    return cudaSuccess;
+}
+cudaError_t cudaDeviceSynchronize() {
+    return cudaSuccess;
+}
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) {
+    *e = new EmuEvent;
+    return cudaSuccess;
+}
+cudaError_t cudaEventDestroy(cudaEvent_t e) {
+    delete e;
+    return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) {
+    return cudaSuccess;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t) {
+    return cudaSuccess;
+}
+
+// ---- cuBLAS ------------------------------------------------------------------------------------
+cublasStatus_t cublasCreate(cublasHandle_t* h) {
+    *h = new EmuCublas;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasDestroy(cublasHandle_t h) {
+    delete h;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetStream(cublasHandle_t, cudaStream_t) {
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetMathMode(cublasHandle_t, cublasMath_t) {
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetWorkspace(cublasHandle_t, void*, size_t) {
+    return CUBLAS_STATUS_SUCCESS;
+}
+const char* cublasGetStatusString(cublasStatus_t s) {
+    return s == CUBLAS_STATUS_SUCCESS ? "success" : "not supported";
+}
+
+namespace {
+float load(const void* p, cudaDataType_t t, size_t i) {
+    switch (t) {
+        case CUDA_R_32F:
+            return static_cast<const float*>(p)[i];
+        case CUDA_R_16BF:
+            return fot::bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
+        case CUDA_R_16F:
+            return fot::f16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    }
+    return 0.f;
+}
+}  // namespace
+
+cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m,
+                            int n, int k, const void* alpha, const void* A, cudaDataType_t at,
+                            int lda, const void* B, cudaDataType_t bt, int ldb, const void* beta,
+                            void* C, cudaDataType_t ct, int ldc, cublasComputeType_t,
+                            cublasGemmAlgo_t) {
+    if (ct != CUDA_R_32F || at != bt) return CUBLAS_STATUS_NOT_SUPPORTED;
+    const float al = *static_cast<const float*>(alpha), be = *static_cast<const float*>(beta);
+    float* c = static_cast<float*>(C);
+    for (int j = 0; j < n; ++j) {
+        for (int i = 0; i < m; ++i) {
+            float acc = 0.f;
+            for (int p = 0; p < k; ++p) {
+                const size_t ai = ta == CUBLAS_OP_T ? static_cast<size_t>(i) * lda + p
+                                                    : static_cast<size_t>(p) * lda + i;
+                const size_t bi = tb == CUBLAS_OP_T ? static_cast<size_t>(p) * ldb + j
+                                                    : static_cast<size_t>(j) * ldb + p;
+                acc += load(A, at, ai) * load(B, bt, bi);
+            }
+            float& out = c[static_cast<size_t>(j) * ldc + i];
+            out = al * acc + (be != 0.f ? be * out : 0.f);
+        }
+    }
+    return CUBLAS_STATUS_SUCCESS;
+}

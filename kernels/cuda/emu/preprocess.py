@@ -1,0 +1,19 @@
+#!/usr/bin/env python3
+"""CUDA emulator: rewrites a .cu file into C++ the emulator headers can compile.
+
+  kernel<<<grid, block, smem, stream>>>(args)  ->  ::emu::Launch(grid, block, smem, stream)(kernel, args)
+  extern __shared__ T name[];                  ->  T* name = ::emu::dynamic_smem<T>();
+
+usage: preprocess.py IN.cu OUT.cpp
+"""
+import re
+import sys
+
+src = open(sys.argv[1]).read()
+src, launches = re.subn(r'^(\s*)(.+?)<<<(.+?)>>>\(',
+                        lambda m: f"{m.group(1)}::emu::Launch({m.group(3)})({m.group(2)}, ",
+                        src, flags=re.M)
+src = re.sub(r'extern __shared__ (\w+) (\w+)\[\];', r'\1* \2 = ::emu::dynamic_smem<\1>();', src)
+if '<<<' in src:
+    sys.exit(f"{sys.argv[1]}: a kernel launch the emulator cannot rewrite (one launch per line)")
+open(sys.argv[2], 'w').write(f'#line 1 "{sys.argv[1]}"\n' + src)

@@ -1,0 +1,514 @@
+// Exact top-k memory retrieval on the GPU (DESIGN.md §4.3), same contracts as
+// kernels/cpu/topk.cpp. Candidate order: higher score first, then lower global position.
+//  - memory_topk: a tiled fp32 kernel (tile.cuh) writes the scores of a group of (head,
+//    query) rows into scratch [rows, S]; then one block per row finds the K-th best candidate
+//    by an MSB-first radix select over the 96-bit key (order-preserving score bits, then the
+//    position), gathers the candidates at or before it and bitonic-sorts them (in shared
+//    memory up to kSharedTopK slots, in the caller's scratch beyond).
+//  - topk_threshold: the same radix select over the R x K gathered candidates of each row.
+//  - attn_accumulate_selected: one block per row; candidates are folded in slot order, as the
+//    CPU does.
+// Scores equal the CPU's up to the order of the fp32 dot-product sum, so near-ties may select
+// differently; exact ties are broken by position exactly as on the CPU.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/ops.h"
+#include "kernels/cuda/tile.cuh"
+
+namespace fot::kernels::cuda {
+namespace {
+
+using tile::kLdK;
+using tile::kLdQ;
+using tile::kTileK;
+using tile::kTileQ;
+using tile::kTileThreads;
+
+constexpr int kScoreDP = 128;            // shared-memory layout of the scoring tiles
+constexpr int kScoreTilesPerBlock = 16;  // 512 keys per scoring block
+constexpr int kSelectThreads = 256;
+constexpr int kSmallThreads = 128;
+constexpr uint32_t kWorstScoreKey = 0xffffffffu;
+constexpr uint64_t kWorstPosKey = ~uint64_t{0};
+
+// Ascending key = descending score; -0 and +0 compare equal, as floats do.
+__device__ __forceinline__ uint32_t score_key(float s) {
+    uint32_t u = s == 0.f ? 0u : __float_as_uint(s);
+    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+    return ~u;
+}
+__device__ __forceinline__ float score_from_key(uint32_t k) {
+    uint32_t u = ~k;
+    u = (u & 0x80000000u) ? (u & 0x7fffffffu) : ~u;
+    return __uint_as_float(u);
+}
+__device__ __forceinline__ bool key_less(uint32_t sa, uint64_t pa, uint32_t sb, uint64_t pb) {
+    return sa < sb || (sa == sb && pa < pb);
+}
+
+struct RadixSmem {
+    unsigned int hist[256];
+    uint32_t sprefix, smask;
+    uint64_t pprefix, pmask;
+    int64_t krem;
+    int state;  // 0 running, 1 unique prefix found, 2 fewer than k valid items
+    uint32_t found_s;
+    uint64_t found_p;
+};
+
+// The k-th (1-based) smallest key (score_key, position key) over the valid items i in [0, n).
+// valid_score(i, &sk) -> bool gives the score key of item i (false: not a candidate);
+// pos(i) its position key, read only when the score digits do not decide. Returns false when
+// fewer than k items are valid. Block-wide: every thread calls it, every thread gets the key.
+template <typename ScoreF, typename PosF>
+__device__ bool block_radix_kth(int64_t n, int64_t k, ScoreF valid_score, PosF pos, RadixSmem& sm,
+                                uint32_t* out_s, uint64_t* out_p) {
+    if (threadIdx.x == 0) {
+        sm.sprefix = sm.smask = 0;
+        sm.pprefix = sm.pmask = 0;
+        sm.krem = k;
+        sm.state = 0;
+    }
+    for (int pass = 0; pass < 12; ++pass) {
+        for (int b = threadIdx.x; b < 256; b += blockDim.x) sm.hist[b] = 0;
+        __syncthreads();
+        const uint32_t sp = sm.sprefix, smask = sm.smask;
+        const uint64_t pp = sm.pprefix, pmask = sm.pmask;
+        const bool score_pass = pass < 4;
+        const int shift = score_pass ? 24 - 8 * pass : 56 - 8 * (pass - 4);
+        // Warp-aggregated histogram: scores share few top digits, so one atomic per distinct
+        // digit per warp instead of one per item. The loop bound is uniform over the block.
+        const int lane = threadIdx.x & 31;
+        for (int64_t i0 = 0; i0 < n; i0 += blockDim.x) {
+            const int64_t i = i0 + threadIdx.x;
+            bool take = false;
+            unsigned digit = 0;
+            uint32_t sk;
+            if (i < n && valid_score(i, &sk) && (sk & smask) == sp) {
+                if (score_pass) {
+                    take = true;
+                    digit = (sk >> shift) & 255u;
+                } else {
+                    const uint64_t pk = pos(i);
+                    take = (pk & pmask) == pp;
+                    digit = static_cast<unsigned>((pk >> shift) & 255u);
+                }
+            }
+            const unsigned active = __ballot_sync(0xffffffffu, take);
+            if (take) {
+                const unsigned peers = __match_any_sync(active, digit);
+                if (lane == __ffs(peers) - 1)
+                    atomicAdd(&sm.hist[digit], static_cast<unsigned>(__popc(peers)));
+            }
+        }
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            int64_t total = 0;
+            if (pass == 0) {
+                for (int b = 0; b < 256; ++b) total += sm.hist[b];
+            }
+            if (pass == 0 && total < k) {
+                sm.state = 2;
+            } else {
+                int64_t cum = 0;
+                int chosen = 255;
+                for (int b = 0; b < 256; ++b) {
+                    if (cum + sm.hist[b] >= sm.krem) {
+                        chosen = b;
+                        break;
+                    }
+                    cum += sm.hist[b];
+                }
+                sm.krem -= cum;
+                if (score_pass) {
+                    sm.sprefix |= static_cast<uint32_t>(chosen) << shift;
+                    sm.smask |= 255u << shift;
+                } else {
+                    sm.pprefix |= static_cast<uint64_t>(chosen) << shift;
+                    sm.pmask |= uint64_t{255} << shift;
+                }
+                if (sm.hist[chosen] == 1) sm.state = 1;
+            }
+        }
+        __syncthreads();
+        if (sm.state != 0) break;
+    }
+    const int state = sm.state;
+    if (state == 2) return false;
+    if (state == 1) {
+        // Exactly one item has the prefix: find its full key.
+        const uint32_t sp = sm.sprefix, smask = sm.smask;
+        const uint64_t pp = sm.pprefix, pmask = sm.pmask;
+        for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+            uint32_t sk;
+            if (!valid_score(i, &sk) || (sk & smask) != sp) continue;
+            const uint64_t pk = pos(i);
+            if ((pk & pmask) != pp) continue;
+            sm.found_s = sk;
+            sm.found_p = pk;
+        }
+        __syncthreads();
+        *out_s = sm.found_s;
+        *out_p = sm.found_p;
+    } else {
+        *out_s = sm.sprefix;
+        *out_p = sm.pprefix;
+    }
+    __syncthreads();  // sm may be reused by the caller
+    return true;
+}
+
+// Sorts n (a power of two) keys ascending in shared memory, carrying `slot`.
+__device__ void bitonic_sort(uint32_t* sk, uint64_t* pk, int* slot, int n) {
+    for (int size = 2; size <= n; size <<= 1) {
+        for (int stride = size / 2; stride > 0; stride >>= 1) {
+            for (int i = threadIdx.x; i < n; i += blockDim.x) {
+                const int j = i ^ stride;
+                if (j <= i) continue;
+                const bool asc = (i & size) == 0;
+                const bool j_first = key_less(sk[j], pk[j], sk[i], pk[i]);
+                if (j_first == asc) {
+                    const uint32_t ts = sk[i];
+                    sk[i] = sk[j];
+                    sk[j] = ts;
+                    const uint64_t tp = pk[i];
+                    pk[i] = pk[j];
+                    pk[j] = tp;
+                    const int tt = slot[i];
+                    slot[i] = slot[j];
+                    slot[j] = tt;
+                }
+            }
+            __syncthreads();
+        }
+    }
+}
+
+// ---- memory_topk -----------------------------------------------------------------------------
+// Scores of rows (head h0 + z, queries t0 + ...) against keys [0, S) into out [hc, Tc, S].
+template <typename E>
+__global__ void __launch_bounds__(kTileThreads)
+    score_kernel(float* out, const float* __restrict__ q, int64_t q_stride, const E* __restrict__ k,
+                 int64_t k_head_stride, int64_t h0, int64_t t0, int64_t Tc, int64_t T, int64_t S,
+                 int D, float scale) {
+    extern __shared__ float4 smem4[];
+    float* Qs = reinterpret_cast<float*>(smem4);  // [kScoreDP][kLdQ]
+    float* Ks = Qs + kScoreDP * kLdQ;             // [kScoreDP][kLdK]
+    const int64_t hh = blockIdx.z, h = h0 + hh;
+    const int64_t tq0 = static_cast<int64_t>(blockIdx.y) * kTileQ;  // within the chunk
+    const int64_t jb = static_cast<int64_t>(blockIdx.x) * kTileK * kScoreTilesPerBlock;
+    const int64_t je = min64(S, jb + kTileK * kScoreTilesPerBlock);
+    const int tid = threadIdx.x, tq = tid / 8, tk = tid % 8;
+    // Rows of the chunk beyond Tc load as zero queries and are not written.
+    const int64_t t_end = min64(T, t0 + Tc);
+    tile::load_query_tile(Qs, q, q_stride, h, t0 + tq0, t_end, D);
+    const E* kh = k + h * k_head_stride;
+    for (int64_t j0 = jb; j0 < je; j0 += kTileK) {
+        const int nk = static_cast<int>(min64(kTileK, je - j0));
+        __syncthreads();
+        tile::load_rows<E, true>(Ks, kLdK, kh + j0 * D, nk, D);
+        __syncthreads();
+        float s[4][4];
+        tile::qk_microtile(Qs, Ks, D, tq, tk, s);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const int64_t tr = tq0 + tq * 4 + i;  // row within the chunk
+            if (tr >= Tc || t0 + tr >= T) continue;
+            float* o = out + (hh * Tc + tr) * S + j0;
+#pragma unroll
+            for (int c = 0; c < 4; ++c) {
+                if (tk * 4 + c < nk) o[tk * 4 + c] = s[i][c] * scale;
+            }
+        }
+    }
+}
+
+// Floats of candidate storage per sorted slot: pkey, row (8 bytes each), skey, slot, score.
+constexpr int64_t kCandFloats = 7;
+
+// One block per row (hh, tr) of the chunk: the K best of its S scores, sorted. Candidates sort
+// in dynamic shared memory, or (gcand != null, large K) in the row's slice of gcand.
+__global__ void __launch_bounds__(kSelectThreads)
+    select_kernel(float* scores_out, int64_t* rows_out, int64_t* pos_out,
+                  const float* __restrict__ scores, const int64_t* __restrict__ row_pos, int64_t h0,
+                  int64_t t0, int64_t Tc, int64_t T, int64_t S, int64_t K, int Kp, float* gcand) {
+    extern __shared__ float4 smem4[];
+    float* cand =
+        gcand ? gcand + (static_cast<int64_t>(blockIdx.y) * Tc + blockIdx.x) * kCandFloats * Kp
+              : reinterpret_cast<float*>(smem4);
+    // Sorted keys (csk, cpk, cslot) and, by slot, the candidate's score and store row.
+    uint64_t* cpk = reinterpret_cast<uint64_t*>(cand);       // [Kp]
+    int64_t* crow = reinterpret_cast<int64_t*>(cpk + Kp);    // [Kp]
+    uint32_t* csk = reinterpret_cast<uint32_t*>(crow + Kp);  // [Kp]
+    int* cslot = reinterpret_cast<int*>(csk + Kp);           // [Kp]
+    float* cscore = reinterpret_cast<float*>(cslot + Kp);    // [Kp]
+    __shared__ RadixSmem sm;
+    __shared__ int count;
+
+    const int64_t hh = blockIdx.y, tr = blockIdx.x;
+    const int64_t h = h0 + hh, t = t0 + tr;
+    const float* srow = scores + (hh * Tc + tr) * S;
+    auto score_of = [&](int64_t i, uint32_t* sk) {
+        *sk = score_key(srow[i]);
+        return true;
+    };
+    auto pos_of = [&](int64_t i) { return static_cast<uint64_t>(row_pos[i]); };
+
+    uint32_t ts = kWorstScoreKey;
+    uint64_t tp = kWorstPosKey;
+    const bool all = S <= K;
+    if (!all) block_radix_kth(S, K, score_of, pos_of, sm, &ts, &tp);
+    if (threadIdx.x == 0) count = 0;
+    __syncthreads();
+    for (int64_t i = threadIdx.x; i < S; i += blockDim.x) {
+        const float s = srow[i];
+        const uint32_t sk = score_key(s);
+        if (!all && sk > ts) continue;
+        const uint64_t pk = pos_of(i);
+        if (!all && sk == ts && pk > tp) continue;
+        const int c = atomicAdd(&count, 1);
+        if (c < K) {
+            csk[c] = sk;
+            cpk[c] = pk;
+            cslot[c] = c;
+            cscore[c] = s;
+            crow[c] = i;
+        }
+    }
+    __syncthreads();
+    // Sort only the real candidates, padded to a power of two (<= Kp, the storage).
+    const int n = static_cast<int>(min64(count, K));
+    int ns = 1;
+    while (ns < n) ns <<= 1;
+    for (int i = n + threadIdx.x; i < ns; i += blockDim.x) {
+        csk[i] = kWorstScoreKey;
+        cpk[i] = kWorstPosKey;
+        cslot[i] = -1;
+    }
+    __syncthreads();
+    bitonic_sort(csk, cpk, cslot, ns);
+    const int64_t base = (h * T + t) * K;
+    for (int64_t i = threadIdx.x; i < K; i += blockDim.x) {
+        const int sl = i < n ? cslot[i] : -1;
+        scores_out[base + i] = sl >= 0 ? cscore[sl] : kNegInf;
+        pos_out[base + i] = sl >= 0 ? static_cast<int64_t>(cpk[i]) : -1;
+        rows_out[base + i] = sl >= 0 ? crow[sl] : -1;
+    }
+}
+
+// ---- threshold ---------------------------------------------------------------------------------
+__global__ void __launch_bounds__(kSmallThreads)
+    threshold_kernel(float* thr_score, int64_t* thr_pos, const float* __restrict__ scores,
+                     const int64_t* __restrict__ positions, int64_t R, int64_t H, int64_t T,
+                     int64_t K) {
+    __shared__ RadixSmem sm;
+    const int64_t h = blockIdx.y, t = blockIdx.x;
+    auto index = [&](int64_t i) {
+        const int64_t r = i / K, c = i - r * K;
+        return ((r * H + h) * T + t) * K + c;
+    };
+    auto score_of = [&](int64_t i, uint32_t* sk) {
+        const int64_t x = index(i);
+        if (positions[x] < 0) return false;
+        *sk = score_key(scores[x]);
+        return true;
+    };
+    auto pos_of = [&](int64_t i) { return static_cast<uint64_t>(positions[index(i)]); };
+    uint32_t ts;
+    uint64_t tp;
+    const bool ok = block_radix_kth(R * K, K, score_of, pos_of, sm, &ts, &tp);
+    if (threadIdx.x == 0) {
+        thr_score[h * T + t] = ok ? score_from_key(ts) : kNegInf;
+        thr_pos[h * T + t] = ok ? static_cast<int64_t>(tp) : INT64_MAX;
+    }
+}
+
+// ---- attention over the selected candidates ----------------------------------------------------
+constexpr int kSelChunk = 1024;  // candidates staged in shared memory at a time
+
+// One block per (h, t); thread d owns output dim d (D <= blockDim.x). Pass 1 finds the new
+// running max over the passing candidates; then chunks of candidates are staged (weight,
+// value row) and folded in slot order, as the CPU does.
+template <typename E>
+__global__ void __launch_bounds__(kSmallThreads)
+    selected_kernel(float* part, const E* __restrict__ v, int64_t v_head_stride,
+                    const float* __restrict__ scores, const int64_t* __restrict__ rows,
+                    const int64_t* __restrict__ positions, const float* __restrict__ thr_score,
+                    const int64_t* __restrict__ thr_pos, int64_t H, int64_t T, int64_t D,
+                    int64_t K) {
+    __shared__ float p[kSelChunk];       // exp weight of a passing candidate
+    __shared__ int64_t vrow[kSelChunk];  // its value row, -1 when it does not pass
+    __shared__ float redf[32];
+    __shared__ int redi[32];
+    const int64_t h = blockIdx.y, t = blockIdx.x, o = h * T + t, base = o * K;
+    float* st = part + o * (D + 2);
+    const float ts = thr_score[o];
+    const int64_t tp = thr_pos[o];
+    auto passes = [&](int64_t i) {
+        const float s = scores[base + i];
+        return rows[base + i] >= 0 && (s > ts || (s == ts && positions[base + i] <= tp));
+    };
+    const float m_old = st[D];
+    const float l_old = st[D + 1];
+
+    float mx = kNegInf;
+    int n = 0;
+    for (int64_t i = threadIdx.x; i < K; i += blockDim.x) {
+        if (passes(i)) {
+            mx = fmaxf(mx, scores[base + i]);
+            ++n;
+        }
+    }
+    mx = block_max(mx, redf);
+    n = block_sum(n, redi);
+    if (n == 0) return;  // uniform: every thread got the same n
+    const float m_new = fmaxf(m_old, mx);
+    const float corr = (m_old == kNegInf) ? 0.f : expf(m_old - m_new);
+    const E* vh = v + h * v_head_stride;
+    const int64_t d = threadIdx.x;
+    float a = d < D ? st[d] * corr : 0.f;
+    float l = l_old * corr;  // thread 0's copy is the one written
+    for (int64_t c0 = 0; c0 < K; c0 += kSelChunk) {
+        const int64_t nc = min64(kSelChunk, K - c0);
+        __syncthreads();  // the previous chunk is no longer read
+        for (int64_t i = threadIdx.x; i < nc; i += blockDim.x) {
+            const bool ok = passes(c0 + i);
+            vrow[i] = ok ? rows[base + c0 + i] : -1;
+            p[i] = ok ? expf(scores[base + c0 + i] - m_new) : 0.f;
+        }
+        __syncthreads();
+        for (int64_t i = 0; i < nc; ++i) {
+            if (vrow[i] < 0) continue;
+            if (d < D) a += p[i] * to_f32(vh[vrow[i] * D + d]);
+            if (threadIdx.x == 0) l += p[i];
+        }
+    }
+    if (d < D) st[d] = a;
+    if (threadIdx.x == 0) {
+        st[D] = m_new;
+        st[D + 1] = l;
+    }
+}
+
+__global__ void fill_absent_kernel(float* scores, int64_t* rows, int64_t* positions, int64_t n) {
+    int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+    for (; i < n; i += step) {
+        scores[i] = kNegInf;
+        rows[i] = -1;
+        positions[i] = -1;
+    }
+}
+
+int next_pow2(int64_t x) {
+    int p = 1;
+    while (p < x) p <<= 1;
+    return p;
+}
+
+}  // namespace
+
+int64_t memory_topk_row_scratch(int64_t S, int64_t K) {
+    const int64_t Kp = next_pow2(std::min(K, std::max<int64_t>(S, 1)));  // candidates <= min(K, S)
+    return S + (Kp > kSharedTopK ? kCandFloats * Kp : 0);
+}
+
+void memory_topk(float* scores, int64_t* rows, int64_t* positions, const float* q, int64_t q_stride,
+                 const void* k, DType k_dtype, int64_t k_head_stride, const int64_t* row_pos,
+                 int64_t H, int64_t T, int64_t S, int64_t D, int64_t K, float scale, float* scratch,
+                 int64_t scratch_floats, void* stream) {
+    FOT_CHECK(K >= 1 && K <= (int64_t{1} << 28), "cuda memory_topk: k=", K, " is out of range");
+    FOT_CHECK(H <= 65535, "cuda memory_topk: ", H, " heads exceed the grid limit");
+    if (H <= 0 || T <= 0) return;
+    cudaStream_t st = as_stream(stream);
+    if (S <= 0) {  // no memory on this rank: every slot absent
+        const int64_t n = H * T * K;
+        fill_absent_kernel<<<grid_for(n, 256), 256, 0, st>>>(scores, rows, positions, n);
+        FOT_CUDA_CHECK(cudaGetLastError());
+        return;
+    }
+    FOT_CHECK(D >= 1 && D <= kMaxHeadDim, "cuda memory_topk: head_dim ", D,
+              " is not supported (1 .. ", kMaxHeadDim, ")");
+    const int64_t row_floats = memory_topk_row_scratch(S, K);
+    FOT_CHECK(scratch != nullptr && scratch_floats >= row_floats, "cuda memory_topk: scratch of ",
+              scratch_floats, " floats is below one row (", row_floats, ")");
+    const int Kp = next_pow2(std::min(K, S));  // candidate storage: at most min(K, S)
+    const bool shared = Kp <= kSharedTopK;
+    const size_t select_smem = shared ? static_cast<size_t>(Kp) * kCandFloats * sizeof(float) : 0;
+    // Rows per pass: whole heads when they fit, else a slice of one head's queries.
+    const int64_t rows_fit = scratch_floats / row_floats;
+    int64_t hc, Tc;
+    if (rows_fit >= T) {
+        hc = std::min(H, rows_fit / T);
+        Tc = T;
+    } else {
+        hc = 1;
+        Tc = rows_fit;
+    }
+    // Scratch: [hc * Tc rows of candidates (large K only)] then [hc * Tc rows of S scores].
+    float* cand = shared ? nullptr : scratch;
+    float* score_rows = scratch + (shared ? 0 : hc * Tc * kCandFloats * Kp);
+    const size_t score_smem = sizeof(float) * (kScoreDP * kLdQ + kScoreDP * kLdK);
+    for (int64_t h0 = 0; h0 < H; h0 += hc) {
+        const int64_t nh = std::min(hc, H - h0);
+        for (int64_t t0 = 0; t0 < T; t0 += Tc) {
+            const int64_t nt = std::min(Tc, T - t0);
+            dispatch_float_dtype(k_dtype, "cuda memory_topk keys", [&](auto* tag) {
+                using E = std::remove_pointer_t<decltype(tag)>;
+                FOT_CUDA_CHECK(cudaFuncSetAttribute(score_kernel<E>,
+                                                    cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                    static_cast<int>(score_smem)));
+                const int64_t kpb = int64_t{kTileK} * kScoreTilesPerBlock;
+                const dim3 grid(static_cast<unsigned>((S + kpb - 1) / kpb),
+                                static_cast<unsigned>((nt + kTileQ - 1) / kTileQ),
+                                static_cast<unsigned>(nh));
+                score_kernel<E><<<grid, kTileThreads, score_smem, st>>>(
+                    score_rows, q, q_stride, static_cast<const E*>(k), k_head_stride, h0, t0, nt, T,
+                    S, static_cast<int>(D), scale);
+            });
+            FOT_CUDA_CHECK(cudaGetLastError());
+            const dim3 grid(static_cast<unsigned>(nt), static_cast<unsigned>(nh));
+            select_kernel<<<grid, kSelectThreads, select_smem, st>>>(
+                scores, rows, positions, score_rows, row_pos, h0, t0, nt, T, S, K, Kp, cand);
+            FOT_CUDA_CHECK(cudaGetLastError());
+        }
+    }
+}
+
+void topk_threshold(float* thr_score, int64_t* thr_pos, const float* scores,
+                    const int64_t* positions, int64_t R, int64_t H, int64_t T, int64_t K,
+                    void* stream) {
+    FOT_CHECK(H <= 65535, "cuda topk_threshold: ", H, " heads exceed the grid limit");
+    if (H <= 0 || T <= 0) return;
+    const dim3 grid(static_cast<unsigned>(T), static_cast<unsigned>(H));
+    threshold_kernel<<<grid, kSmallThreads, 0, as_stream(stream)>>>(thr_score, thr_pos, scores,
+                                                                    positions, R, H, T, K);
+    FOT_CUDA_CHECK(cudaGetLastError());
+}
+
+void attn_accumulate_selected(float* part, const void* v, DType v_dtype, int64_t v_head_stride,
+                              const float* scores, const int64_t* rows, const int64_t* positions,
+                              const float* thr_score, const int64_t* thr_pos, int64_t H, int64_t T,
+                              int64_t D, int64_t K, void* stream) {
+    FOT_CHECK(K >= 1, "cuda attn_accumulate_selected: k=", K, " is out of range");
+    FOT_CHECK(D >= 1 && D <= kMaxHeadDim && kMaxHeadDim <= kSmallThreads,
+              "cuda attn_accumulate_selected: head_dim ", D, " is not supported (1 .. ",
+              kMaxHeadDim, ")");
+    FOT_CHECK(H <= 65535, "cuda attn_accumulate_selected: ", H, " heads exceed the grid limit");
+    if (H <= 0 || T <= 0) return;
+    const dim3 grid(static_cast<unsigned>(T), static_cast<unsigned>(H));
+    dispatch_float_dtype(v_dtype, "cuda attn_accumulate_selected values", [&](auto* tag) {
+        using E = std::remove_pointer_t<decltype(tag)>;
+        selected_kernel<E><<<grid, kSmallThreads, 0, as_stream(stream)>>>(
+            part, static_cast<const E*>(v), v_head_stride, scores, rows, positions, thr_score,
+            thr_pos, H, T, D, K);
+    });
+    FOT_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace fot::kernels::cuda

@@ -1,0 +1,462 @@
+#include "runtime/backend/cuda_backend.h"
+
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+
+#include "kernels/cuda/blas.h"
+#include "kernels/cuda/ops.h"
+#include "runtime/core/status.h"
+
+namespace fot {
+namespace kc = kernels::cuda;
+
+namespace {
+
+#define FOT_CUDA_RT_CHECK(expr)                                                            \
+    do {                                                                                   \
+        cudaError_t fot_err_ = (expr);                                                     \
+        if (fot_err_ != cudaSuccess) {                                                     \
+            FOT_THROW("CUDA error: ", #expr, " failed at ", __FILE__, ":", __LINE__, ": ", \
+                      cudaGetErrorString(fot_err_));                                       \
+        }                                                                                  \
+    } while (0)
+
+// Scratch sizes: top-k scores are computed for as many (head, query) rows as fit here.
+constexpr size_t kTopkScratchFloats = size_t{32} << 20;  // 128 MiB
+
+int64_t rows_of(const TensorView& v) {
+    return v.shape.empty() ? 1 : v.shape[0];
+}
+int64_t row_width(const TensorView& v) {
+    return v.shape.empty() ? 1 : v.numel() / v.shape[0];
+}
+
+// Makes `device` current for a scope (Buffer deleters may run on any thread).
+class DeviceGuard {
+  public:
+    explicit DeviceGuard(int device) {
+        if (cudaGetDevice(&prev_) != cudaSuccess) prev_ = -1;
+        if (prev_ != device) cudaSetDevice(device);
+    }
+    ~DeviceGuard() {
+        if (prev_ >= 0) cudaSetDevice(prev_);
+    }
+
+  private:
+    int prev_ = -1;
+};
+
+}  // namespace
+
+struct CudaBackend::Stats {
+    std::atomic<int64_t> bytes{0}, peak{0}, count{0};
+    void add(int64_t b) {
+        const int64_t now = bytes.fetch_add(b) + b;
+        int64_t p = peak.load();
+        while (now > p && !peak.compare_exchange_weak(p, now)) {
+        }
+        count.fetch_add(1);
+    }
+    void sub(int64_t b) { bytes.fetch_sub(b); }
+};
+
+// Grow-only device scratch.
+struct CudaBackend::Scratch {
+    void* ptr = nullptr;
+    size_t bytes = 0;
+};
+
+CudaBackend::CudaBackend(int device_index) : device_(device_index), stats_(new Stats) {
+    const int count = kc::device_count();
+    FOT_CHECK(count > 0,
+              "backend 'cuda': no CUDA device is visible (no GPU, no driver, or "
+              "CUDA_VISIBLE_DEVICES hides them); use --backend cpu");
+    FOT_CHECK(device_index >= 0 && device_index < count, "backend 'cuda': device ", device_index,
+              " does not exist (this node has ", count,
+              " visible; the device is the node-local rank: start at most one rank per GPU)");
+    FOT_CUDA_RT_CHECK(cudaSetDevice(device_));
+    FOT_CUDA_RT_CHECK(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, device_));
+    cudaStream_t s = nullptr;
+    // Blocking (not cudaStreamNonBlocking): ordered with the legacy default stream.
+    FOT_CUDA_RT_CHECK(cudaStreamCreate(&s));
+    stream_ = s;
+    cudaEvent_t e = nullptr;
+    FOT_CUDA_RT_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    ids_event_ = e;
+    gemm_scratch_ = std::make_unique<Scratch>();
+    attn_scratch_ = std::make_unique<Scratch>();
+    topk_scratch_ = std::make_unique<Scratch>();
+    copy_scratch_ = std::make_unique<Scratch>();
+    ids_scratch_ = std::make_unique<Scratch>();
+    blas_ = std::make_unique<kc::Blas>(stream_);
+}
+
+CudaBackend::~CudaBackend() {
+    DeviceGuard g(device_);
+    cudaStreamSynchronize(static_cast<cudaStream_t>(stream_));
+    blas_.reset();
+    for (Scratch* s : {gemm_scratch_.get(), attn_scratch_.get(), topk_scratch_.get(),
+                       copy_scratch_.get(), ids_scratch_.get()}) {
+        if (s && s->ptr) cudaFree(s->ptr);
+    }
+    if (ids_host_) cudaFreeHost(ids_host_);
+    if (ids_event_) cudaEventDestroy(static_cast<cudaEvent_t>(ids_event_));
+    if (stream_) cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
+}
+
+void CudaBackend::check_device(const TensorView& v, const char* what) const {
+    FOT_CHECK(v.device.kind == DeviceKind::kCuda && v.device.index == device_,
+              "cuda backend: ", what, " is not memory of cuda:", device_,
+              v.device.kind == DeviceKind::kCpu ? " (it is host memory)" : "");
+}
+
+void CudaBackend::check_f32(const TensorView& v, const char* what) const {
+    check_device(v, what);
+    FOT_CHECK(v.dtype == DType::kF32, "cuda backend: ", what, " must be f32, is ",
+              dtype_name(v.dtype));
+}
+
+void* CudaBackend::scratch(Scratch& s, size_t bytes) {
+    if (bytes <= s.bytes) return s.ptr;
+    // NOTE: growing synchronises the stream (the old buffer may still be in use); it happens
+    // on the first call of a larger shape only.
+    const size_t want = std::max(bytes, s.bytes + s.bytes / 2);
+    FOT_CUDA_RT_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)));
+    if (s.ptr) {
+        cudaFree(s.ptr);
+        stats_->sub(static_cast<int64_t>(s.bytes));
+        s.ptr = nullptr;
+        s.bytes = 0;
+    }
+    cudaError_t rc = cudaMalloc(&s.ptr, want);
+    if (rc != cudaSuccess) {
+        cudaGetLastError();
+        s.ptr = nullptr;
+        FOT_THROW("cuda backend: out of device memory: scratch of ", want,
+                  " bytes on cuda:", device_, " (", cudaGetErrorString(rc), ")");
+    }
+    s.bytes = want;
+    stats_->add(static_cast<int64_t>(want));
+    return s.ptr;
+}
+
+int64_t CudaBackend::allocated_bytes() const {
+    return stats_->bytes.load();
+}
+int64_t CudaBackend::peak_allocated_bytes() const {
+    return stats_->peak.load();
+}
+int64_t CudaBackend::allocation_count() const {
+    return stats_->count.load();
+}
+
+// ---- memory ------------------------------------------------------------------------------------
+
+Buffer CudaBackend::alloc(DType dtype, Shape shape) {
+    const int64_t n = shape_numel(shape);
+    FOT_CHECK(n >= 0, "cuda backend: negative shape ", shape_str(shape));
+    const size_t bytes = static_cast<size_t>(n) * dtype_size(dtype);
+    const Device dev = Device::cuda(device_);
+    if (bytes == 0) return Buffer(nullptr, dtype, std::move(shape), dev, [](void*) {});
+    void* p = nullptr;
+    cudaError_t rc = cudaMalloc(&p, bytes);
+    if (rc != cudaSuccess) {
+        cudaGetLastError();
+        size_t free_b = 0, total_b = 0;
+        cudaMemGetInfo(&free_b, &total_b);
+        FOT_THROW("cuda backend: out of device memory allocating ", bytes, " bytes for a ",
+                  dtype_name(dtype), " tensor ", shape_str(shape), " on cuda:", device_, " (",
+                  free_b >> 20, " MiB free of ", total_b >> 20,
+                  " MiB); use more memory-parallel ranks (--mp), a smaller memory capacity, or "
+                  "bf16 memory");
+    }
+    stats_->add(static_cast<int64_t>(bytes));
+    // Zero-fill on our stream: later ops on it (and on the legacy stream) see zeros.
+    rc = cudaMemsetAsync(p, 0, bytes, static_cast<cudaStream_t>(stream_));
+    if (rc != cudaSuccess) {
+        cudaFree(p);
+        stats_->sub(static_cast<int64_t>(bytes));
+        FOT_CUDA_RT_CHECK(rc);
+    }
+    const int device = device_;
+    std::shared_ptr<Stats> stats = stats_;
+    return Buffer(p, dtype, std::move(shape), dev, [device, stats, bytes](void* q) {
+        DeviceGuard g(device);
+        cudaFree(q);  // synchronises the device first, so pending work on q ends
+        stats->sub(static_cast<int64_t>(bytes));
+    });
+}
+
+void CudaBackend::upload(TensorView dst, const void* host_src, size_t bytes) {
+    check_device(dst, "upload destination");
+    FOT_ASSERT(bytes <= dst.nbytes());
+    if (bytes == 0) return;
+    auto s = static_cast<cudaStream_t>(stream_);
+    FOT_CUDA_RT_CHECK(cudaMemcpyAsync(dst.data, host_src, bytes, cudaMemcpyHostToDevice, s));
+    FOT_CUDA_RT_CHECK(cudaStreamSynchronize(s));
+}
+
+void CudaBackend::download(void* host_dst, TensorView src, size_t bytes) {
+    check_device(src, "download source");
+    FOT_ASSERT(bytes <= src.nbytes());
+    if (bytes == 0) return;
+    auto s = static_cast<cudaStream_t>(stream_);
+    FOT_CUDA_RT_CHECK(cudaMemcpyAsync(host_dst, src.data, bytes, cudaMemcpyDeviceToHost, s));
+    FOT_CUDA_RT_CHECK(cudaStreamSynchronize(s));
+}
+
+void CudaBackend::copy_rows(TensorView dst, int64_t dst_row, TensorView src, int64_t rows) {
+    check_device(dst, "copy destination");
+    check_device(src, "copy source");
+    FOT_ASSERT(dst.dtype == src.dtype && row_width(dst) == row_width(src));
+    FOT_ASSERT(dst_row >= 0 && dst_row + rows <= rows_of(dst) && rows <= rows_of(src));
+    const size_t row_bytes = static_cast<size_t>(row_width(src)) * dtype_size(src.dtype);
+    const size_t bytes = static_cast<size_t>(rows) * row_bytes;
+    if (bytes == 0) return;
+    char* d = static_cast<char*>(dst.data) + dst_row * row_bytes;
+    const char* sp = static_cast<const char*>(src.data);
+    auto s = static_cast<cudaStream_t>(stream_);
+    const bool overlap = d < sp + bytes && sp < d + bytes;
+    if (!overlap) {
+        FOT_CUDA_RT_CHECK(cudaMemcpyAsync(d, sp, bytes, cudaMemcpyDeviceToDevice, s));
+        return;
+    }
+    // memmove semantics (the CPU backend's): through scratch.
+    void* tmp = scratch(*copy_scratch_, bytes);
+    FOT_CUDA_RT_CHECK(cudaMemcpyAsync(tmp, sp, bytes, cudaMemcpyDeviceToDevice, s));
+    FOT_CUDA_RT_CHECK(cudaMemcpyAsync(d, tmp, bytes, cudaMemcpyDeviceToDevice, s));
+}
+
+// ---- dense ops ---------------------------------------------------------------------------------
+
+void CudaBackend::embedding(TensorView out, const int32_t* host_ids, TensorView table,
+                            int64_t row_begin) {
+    check_f32(out, "embedding output");
+    check_device(table, "embedding table");
+    FOT_ASSERT(table.shape.size() == 2 && row_width(out) == table.shape[1]);
+    const int64_t T = rows_of(out);
+    if (T == 0) return;
+    const size_t bytes = static_cast<size_t>(T) * sizeof(int32_t);
+    auto s = static_cast<cudaStream_t>(stream_);
+    auto ev = static_cast<cudaEvent_t>(ids_event_);
+    // The staging buffer may still be read by the previous call's copy.
+    FOT_CUDA_RT_CHECK(cudaEventSynchronize(ev));
+    if (bytes > ids_host_bytes_) {
+        if (ids_host_) cudaFreeHost(ids_host_);
+        ids_host_ = nullptr;
+        ids_host_bytes_ = 0;
+        const size_t want = std::max<size_t>(bytes, 4096);
+        FOT_CUDA_RT_CHECK(cudaHostAlloc(&ids_host_, want, cudaHostAllocDefault));
+        ids_host_bytes_ = want;
+    }
+    std::memcpy(ids_host_, host_ids, bytes);
+    void* ids_dev = scratch(*ids_scratch_, std::max<size_t>(bytes, 4096));
+    FOT_CUDA_RT_CHECK(cudaMemcpyAsync(ids_dev, ids_host_, bytes, cudaMemcpyHostToDevice, s));
+    FOT_CUDA_RT_CHECK(cudaEventRecord(ev, s));
+    kc::embedding(out.as<float>(), static_cast<const int32_t*>(ids_dev), table.data, table.dtype, T,
+                  table.shape[1], row_begin, table.shape[0], stream_);
+}
+
+void CudaBackend::rmsnorm(TensorView out, TensorView x, TensorView w, float eps) {
+    check_f32(out, "rmsnorm output");
+    check_f32(x, "rmsnorm input");
+    check_f32(w, "rmsnorm weight");
+    FOT_ASSERT(out.numel() == x.numel() && w.numel() == row_width(x));
+    kc::rmsnorm(out.as<float>(), x.as<float>(), w.as<float>(), rows_of(x), row_width(x), eps,
+                stream_);
+}
+
+void CudaBackend::matmul(TensorView out, TensorView x, TensorView w) {
+    check_f32(out, "matmul output");
+    check_f32(x, "matmul input");
+    check_device(w, "matmul weight");
+    FOT_ASSERT(w.shape.size() == 2);
+    const int64_t T = rows_of(x), K = row_width(x), N = w.shape[0];
+    FOT_ASSERT(w.shape[1] == K && rows_of(out) == T && row_width(out) == N);
+    const size_t need = kc::Blas::scratch_bytes(w.dtype, T, K);
+    void* xl = need > 0 ? scratch(*gemm_scratch_, need) : nullptr;
+    blas_->matmul(out.as<float>(), x.as<float>(), w.data, w.dtype, T, N, K, xl);
+}
+
+void CudaBackend::rope(TensorView x, int64_t H, int64_t D, int64_t first_pos, float theta) {
+    check_f32(x, "rope input");
+    FOT_ASSERT(row_width(x) >= H * D && D % 2 == 0);
+    kc::rope(x.as<float>(), rows_of(x), H, D, row_width(x), first_pos, theta, stream_);
+}
+
+void CudaBackend::silu_mul(TensorView out, TensorView gate, TensorView up) {
+    check_f32(out, "silu_mul output");
+    check_f32(gate, "silu_mul gate");
+    check_f32(up, "silu_mul up");
+    FOT_ASSERT(out.numel() == gate.numel() && out.numel() == up.numel());
+    kc::silu_mul(out.as<float>(), gate.as<float>(), up.as<float>(), out.numel(), stream_);
+}
+
+void CudaBackend::add(TensorView out, TensorView a, TensorView b) {
+    check_f32(out, "add output");
+    check_f32(a, "add input a");
+    check_f32(b, "add input b");
+    FOT_ASSERT(out.numel() == a.numel() && out.numel() == b.numel());
+    kc::add(out.as<float>(), a.as<float>(), b.as<float>(), out.numel(), stream_);
+}
+
+// ---- attention ---------------------------------------------------------------------------------
+
+void CudaBackend::attn_partial_init(TensorView part) {
+    check_f32(part, "attention partial");
+    FOT_ASSERT(part.shape.size() == 3);
+    kc::attn_partial_init(part.as<float>(), part.shape[0], part.shape[1], part.shape[2] - 2,
+                          stream_);
+}
+
+void CudaBackend::attn_accumulate(TensorView part, TensorView q, TensorView k, TensorView v,
+                                  int64_t S, float scale, int64_t causal_offset) {
+    check_f32(part, "attention partial");
+    check_f32(q, "attention queries");
+    check_device(k, "attention keys");
+    check_device(v, "attention values");
+    FOT_ASSERT(part.shape.size() == 3 && k.shape.size() == 3);
+    const int64_t H = part.shape[0], T = part.shape[1], D = part.shape[2] - 2;
+    FOT_ASSERT(k.shape[0] == H && k.shape[2] == D && S <= k.shape[1]);
+    FOT_ASSERT(k.dtype == v.dtype && k.shape == v.shape);
+    FOT_ASSERT(rows_of(q) == T && row_width(q) >= H * D);
+    const int64_t splits = kc::attn_accumulate_splits(H, T, S, D, causal_offset, sm_count_);
+    float* sc = nullptr;
+    if (splits > 1) {
+        sc = static_cast<float*>(
+            scratch(*attn_scratch_, sizeof(float) * static_cast<size_t>(splits * H * T * (D + 2))));
+    }
+    kc::attn_accumulate(part.as<float>(), q.as<float>(), row_width(q), k.data, v.data, k.dtype,
+                        k.shape[1] * D, H, T, S, D, scale, causal_offset, splits, sc, stream_);
+}
+
+void CudaBackend::attn_partial_merge(TensorView out, TensorView parts) {
+    check_f32(out, "attention partial");
+    check_f32(parts, "attention partials");
+    FOT_ASSERT(out.shape.size() == 3 && parts.shape.size() == 4);
+    const int64_t R = parts.shape[0], H = out.shape[0], T = out.shape[1], D = out.shape[2] - 2;
+    FOT_ASSERT(parts.shape[1] == H && parts.shape[2] == T && parts.shape[3] == D + 2);
+    kc::attn_partial_merge(out.as<float>(), parts.as<float>(), R, H, T, D, stream_);
+}
+
+void CudaBackend::attn_partial_finalize(TensorView out, TensorView part) {
+    check_f32(out, "attention output");
+    check_f32(part, "attention partial");
+    FOT_ASSERT(part.shape.size() == 3);
+    const int64_t H = part.shape[0], T = part.shape[1], D = part.shape[2] - 2;
+    FOT_ASSERT(rows_of(out) == T && row_width(out) >= H * D);
+    kc::attn_partial_finalize(out.as<float>(), row_width(out), part.as<float>(), H, T, D, stream_);
+}
+
+void CudaBackend::scatter_heads(TensorView store, int64_t at, TensorView x) {
+    check_device(store, "key/value store");
+    check_f32(x, "key/value rows");
+    FOT_ASSERT(store.shape.size() == 3);
+    const int64_t H = store.shape[0], D = store.shape[2], T = rows_of(x);
+    FOT_ASSERT(at >= 0 && at + T <= store.shape[1] && row_width(x) >= H * D);
+    kc::scatter_heads(store.data, store.dtype, store.shape[1] * D, at, x.as<float>(), row_width(x),
+                      T, H, D, stream_);
+}
+
+// ---- top-k -------------------------------------------------------------------------------------
+
+void CudaBackend::memory_topk(TensorView scores, TensorView rows, TensorView positions,
+                              TensorView q, TensorView k, TensorView row_pos, int64_t S,
+                              float scale) {
+    check_f32(scores, "top-k scores");
+    check_f32(q, "top-k queries");
+    check_device(rows, "top-k rows");
+    check_device(positions, "top-k positions");
+    FOT_ASSERT(rows.dtype == DType::kI64 && positions.dtype == DType::kI64);
+    FOT_ASSERT(scores.shape.size() == 3);
+    const int64_t H = scores.shape[0], T = scores.shape[1], K = scores.shape[2];
+    FOT_ASSERT(rows.numel() == scores.numel() && positions.numel() == scores.numel());
+    FOT_ASSERT(rows_of(q) == T);
+    if (S == 0) {
+        // An empty memory shard (its arena may never have been allocated): all slots absent.
+        kc::memory_topk(scores.as<float>(), rows.as<int64_t>(), positions.as<int64_t>(),
+                        q.as<float>(), row_width(q), nullptr, DType::kF32, 0, nullptr, H, T, 0, 0,
+                        K, scale, nullptr, 0, stream_);
+        return;
+    }
+    check_device(k, "top-k keys");
+    check_device(row_pos, "top-k row positions");
+    FOT_ASSERT(row_pos.dtype == DType::kI64 && row_pos.numel() >= S);
+    FOT_ASSERT(k.shape.size() == 3);
+    const int64_t D = k.shape[2];
+    FOT_ASSERT(k.shape[0] == H && S <= k.shape[1] && row_width(q) >= H * D);
+    const size_t row = static_cast<size_t>(kc::memory_topk_row_scratch(S, K));
+    const size_t want =
+        std::max(row, std::min(static_cast<size_t>(H * T) * row, kTopkScratchFloats));
+    float* sc = static_cast<float*>(scratch(*topk_scratch_, want * sizeof(float)));
+    const int64_t avail = static_cast<int64_t>(topk_scratch_->bytes / sizeof(float));
+    kc::memory_topk(scores.as<float>(), rows.as<int64_t>(), positions.as<int64_t>(), q.as<float>(),
+                    row_width(q), k.data, k.dtype, k.shape[1] * D, row_pos.as<int64_t>(), H, T, S,
+                    D, K, scale, sc, avail, stream_);
+}
+
+void CudaBackend::topk_threshold(TensorView thr_score, TensorView thr_pos, TensorView scores,
+                                 TensorView positions) {
+    check_f32(thr_score, "top-k threshold");
+    check_device(thr_pos, "top-k threshold positions");
+    check_f32(scores, "top-k candidate scores");
+    check_device(positions, "top-k candidate positions");
+    FOT_ASSERT(scores.shape.size() == 4 && positions.shape == scores.shape);
+    FOT_ASSERT(thr_pos.dtype == DType::kI64 && positions.dtype == DType::kI64);
+    const int64_t R = scores.shape[0], H = scores.shape[1], T = scores.shape[2],
+                  K = scores.shape[3];
+    FOT_ASSERT(thr_score.numel() == H * T && thr_pos.numel() == H * T);
+    kc::topk_threshold(thr_score.as<float>(), thr_pos.as<int64_t>(), scores.as<float>(),
+                       positions.as<int64_t>(), R, H, T, K, stream_);
+}
+
+void CudaBackend::attn_accumulate_selected(TensorView part, TensorView v, TensorView scores,
+                                           TensorView rows, TensorView positions,
+                                           TensorView thr_score, TensorView thr_pos) {
+    check_f32(part, "attention partial");
+    check_f32(scores, "top-k scores");
+    check_device(rows, "top-k rows");
+    check_device(positions, "top-k positions");
+    check_f32(thr_score, "top-k threshold");
+    check_device(thr_pos, "top-k threshold positions");
+    FOT_ASSERT(part.shape.size() == 3 && scores.shape.size() == 3);
+    const int64_t H = part.shape[0], T = part.shape[1], D = part.shape[2] - 2;
+    const int64_t K = scores.shape[2];
+    FOT_ASSERT(scores.shape[0] == H && scores.shape[1] == T);
+    // An empty shard's value arena may be unallocated; its candidates are all absent (rows
+    // -1), so the kernel never reads it.
+    int64_t v_head_stride = 0;
+    if (v.data != nullptr) {
+        check_device(v, "attention values");
+        FOT_ASSERT(v.shape.size() == 3 && v.shape[2] == D);
+        v_head_stride = v.shape[1] * D;
+    }
+    kc::attn_accumulate_selected(part.as<float>(), v.data, v.dtype, v_head_stride,
+                                 scores.as<float>(), rows.as<int64_t>(), positions.as<int64_t>(),
+                                 thr_score.as<float>(), thr_pos.as<int64_t>(), H, T, D, K, stream_);
+}
+
+void CudaBackend::synchronize() {
+    FOT_CUDA_RT_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)));
+}
+
+// ---- extras ------------------------------------------------------------------------------------
+
+void CudaBackend::row_max_sumexp(TensorView max_out, TensorView sum_out, TensorView logits) {
+    check_f32(max_out, "row max output");
+    check_f32(sum_out, "row sum-exp output");
+    check_f32(logits, "logits");
+    const int64_t T = rows_of(logits), V = row_width(logits);
+    FOT_ASSERT(max_out.numel() == T && sum_out.numel() == T);
+    kc::row_max_sumexp(logits.as<float>(), T, V, max_out.as<float>(), sum_out.as<float>(), stream_);
+}
+
+void CudaBackend::fill_uniform(TensorView dst, uint64_t seed, float scale) {
+    check_device(dst, "fill destination");
+    kc::fill_uniform(dst.data, dst.dtype, dst.numel(), seed, scale, stream_);
+}
+
+}  // namespace fot

@@ -1,0 +1,115 @@
+// CudaBackend: the Backend on one NVIDIA GPU (built when FOT_HAVE_CUDA; see docs/cuda.md).
+//
+// Every op computes what CpuBackend computes (kernels/cpu/ops.h is the arithmetic), with fp32
+// activations and accumulation: cuBLAS GEMMs (kernels/cuda/blas.h: f32 weights run true fp32,
+// bf16/f16 weights round the activations to the weight type first), own kernels for the
+// rest (kernels/cuda/ops.h). Results differ from the CPU's by float rounding only, except the
+// bf16/f16 GEMMs (one extra activation rounding).
+//
+// Memory: buffers from alloc() are device memory of this GPU, zero-filled, freed by their
+// Buffer (they may outlive the backend). Key/value stores live on the device in their own
+// dtype. Scratch (GEMM activation copies, attention key splits, top-k scores, the staging
+// of token ids) is grow-only: it is sized by the first call of each shape and never
+// reallocated per step; allocation_count() lets tests check that.
+//
+// Streams: all ops are enqueued on one stream the backend owns, created as a *blocking*
+// stream, so work a Communicator enqueues on the legacy default stream (NCCL with
+// Stream{}) is ordered with it in both directions. upload() and download() synchronise the
+// stream (NOTE: hidden syncs), so host memory passed in may be reused as soon as they
+// return; embedding() stages its ids in pinned memory and does not synchronise. Growing a
+// scratch buffer synchronises once (first call of a larger shape).
+//
+// Threads: one thread at a time; the constructor makes the device current on the calling
+// thread and ops assume it stays current (one GPU per rank).
+// Construction never happens implicitly: a CPU run never touches CUDA.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "runtime/backend/backend.h"
+#include "runtime/core/stream.h"
+
+namespace fot {
+
+namespace kernels::cuda {
+class Blas;
+}
+
+class CudaBackend final : public Backend {
+  public:
+    // Throws fot::Error when CUDA has no device `device_index` (or no device/driver at all).
+    explicit CudaBackend(int device_index);
+    ~CudaBackend() override;
+    CudaBackend(const CudaBackend&) = delete;
+    CudaBackend& operator=(const CudaBackend&) = delete;
+
+    Device device() const override { return Device::cuda(device_); }
+    std::string name() const override { return "cuda"; }
+
+    Buffer alloc(DType dtype, Shape shape) override;
+    void upload(TensorView dst, const void* host_src, size_t bytes) override;
+    void download(void* host_dst, TensorView src, size_t bytes) override;
+    void copy_rows(TensorView dst, int64_t dst_row, TensorView src, int64_t rows) override;
+
+    void embedding(TensorView out, const int32_t* host_ids, TensorView table,
+                   int64_t row_begin) override;
+    void rmsnorm(TensorView out, TensorView x, TensorView w, float eps) override;
+    void matmul(TensorView out, TensorView x, TensorView w) override;
+    void rope(TensorView x, int64_t H, int64_t D, int64_t first_pos, float theta) override;
+    void silu_mul(TensorView out, TensorView gate, TensorView up) override;
+    void add(TensorView out, TensorView a, TensorView b) override;
+
+    void attn_partial_init(TensorView part) override;
+    void attn_accumulate(TensorView part, TensorView q, TensorView k, TensorView v, int64_t S,
+                         float scale, int64_t causal_offset) override;
+    void attn_partial_merge(TensorView out, TensorView parts) override;
+    void attn_partial_finalize(TensorView out, TensorView part) override;
+    void scatter_heads(TensorView store, int64_t at, TensorView x) override;
+
+    void memory_topk(TensorView scores, TensorView rows, TensorView positions, TensorView q,
+                     TensorView k, TensorView row_pos, int64_t S, float scale) override;
+    void topk_threshold(TensorView thr_score, TensorView thr_pos, TensorView scores,
+                        TensorView positions) override;
+    void attn_accumulate_selected(TensorView part, TensorView v, TensorView scores, TensorView rows,
+                                  TensorView positions, TensorView thr_score,
+                                  TensorView thr_pos) override;
+
+    void synchronize() override;
+
+    // ---- CUDA-only extras (benchmarks, tests, vocab-parallel scoring) ----------------------
+    // The backend's stream (a cudaStream_t), e.g. to pass to a Communicator explicitly.
+    Stream stream() const { return Stream{stream_}; }
+    // Per row of logits [T, V] (f32): max_out[T] = row max, sum_out[T] = sum exp(x - max),
+    // as kernels::cpu::row_max_sumexp (the vocab-parallel log-softmax all-reduces these).
+    void row_max_sumexp(TensorView max_out, TensorView sum_out, TensorView logits);
+    // Fills dst (f32, bf16 or f16) with deterministic uniform values in [-scale, scale).
+    void fill_uniform(TensorView dst, uint64_t seed, float scale);
+    // Device memory this backend's buffers and scratch hold now / at most so far, and how many
+    // device allocations it made (buffers + scratch growth).
+    int64_t allocated_bytes() const;
+    int64_t peak_allocated_bytes() const;
+    int64_t allocation_count() const;
+    int sm_count() const { return sm_count_; }
+
+  private:
+    struct Scratch;
+    struct Stats;
+    void check_device(const TensorView& v, const char* what) const;
+    void check_f32(const TensorView& v, const char* what) const;
+    void* scratch(Scratch& s, size_t bytes);
+
+    int device_ = 0;
+    int sm_count_ = 1;
+    void* stream_ = nullptr;     // cudaStream_t
+    void* ids_event_ = nullptr;  // cudaEvent_t: the last ids upload finished reading the staging
+    std::shared_ptr<Stats> stats_;
+    std::unique_ptr<kernels::cuda::Blas> blas_;
+    std::unique_ptr<Scratch> gemm_scratch_, attn_scratch_, topk_scratch_, copy_scratch_,
+        ids_scratch_;
+    void* ids_host_ = nullptr;  // pinned staging for embedding ids
+    size_t ids_host_bytes_ = 0;
+};
+
+}  // namespace fot
