@@ -95,6 +95,9 @@ int main(int argc, char** argv) {
         } catch (const std::exception& e) {
             failure = e.what();
         }
+        // Messages from option parsing already name the command: do not say it twice.
+        const std::string self = std::string("fotrt ") + c.name + ": ";
+        if (failure.rfind(self, 0) == 0) failure = failure.substr(self.size());
         std::fprintf(stderr, "%sfotrt %s: error: %s\n", fot::log_prefix().c_str(), c.name,
                      one_line(failure).c_str());
         return 1;

@@ -3,9 +3,10 @@
 # runs (.ci/run). Two builds:
 #   1. build/asan: CPU-only with AddressSanitizer; runs the checkpoint-reader tests (label io),
 #      which feed corrupt files to the parsers.
-#   2. build/ci: the full build (CUDA kernels compiled and linked when nvcc exists); runs every
-#      test except those labelled gpu (they skip without a device anyway). Its ctest summary
-#      is the last thing printed.
+#   2. build/ci: the full build (CUDA kernels compiled and linked when nvcc exists, and also
+#      compiled against the CPU emulator in kernels/cuda/emu so their logic is tested without
+#      a GPU: the `emulated.*` tests); runs every test except those labelled gpu (they skip
+#      without a device anyway). Its ctest summary is the last thing printed.
 # Environment: BUILD_ROOT (default build), JOBS (default nproc).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +28,7 @@ cmake --build "$root/asan" -j"$jobs" --target fotrt io_parsers_test io_checkpoin
 (cd "$root/asan" && ASAN_OPTIONS=detect_leaks=0 ctest -L io --output-on-failure -j"$jobs")
 
 echo "== test.sh: full build"
-cmake -S . -B "$root/ci" -G Ninja -DCMAKE_BUILD_TYPE=Release
+cmake -S . -B "$root/ci" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFOT_CUDA_EMULATOR=ON
 cmake --build "$root/ci" -j"$jobs"
 echo "== test.sh: builds done after $(( $(date +%s) - start )) s"
 cd "$root/ci"

@@ -93,6 +93,10 @@ class Backend {
 // or no device is available.
 std::unique_ptr<Backend> make_backend(const std::string& name, int device_index, int threads);
 
+// Devices the named backend can use on this node: CUDA devices visible to this process for
+// "cuda" (0 without a driver or when not built), 1 for "cpu".
+int backend_device_count(const std::string& name);
+
 // A view of the first `rows` rows of a [R, ...] view.
 TensorView first_rows(const TensorView& v, int64_t rows);
 // The same memory reinterpreted with another shape (same number of elements or fewer).

@@ -4,6 +4,7 @@
 #include "runtime/backend/backend.h"
 #include "runtime/backend/cpu_backend.h"
 #if FOT_HAVE_CUDA
+#include "kernels/cuda/ops.h"
 #include "runtime/backend/cuda_backend.h"
 #endif
 #include "runtime/core/status.h"
@@ -22,6 +23,15 @@ std::unique_ptr<Backend> make_backend(const std::string& name, int device_index,
 #endif
     }
     FOT_THROW("unknown backend '", name, "' (expected cpu or cuda)");
+}
+
+int backend_device_count(const std::string& name) {
+    if (name != "cuda") return 1;
+#if FOT_HAVE_CUDA
+    return kernels::cuda::device_count();
+#else
+    return 0;
+#endif
 }
 
 TensorView first_rows(const TensorView& v, int64_t rows) {

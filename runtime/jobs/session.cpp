@@ -9,6 +9,7 @@
 #include "runtime/core/logging.h"
 #include "runtime/core/status.h"
 #include "runtime/core/timer.h"
+#include "parallel/nccl_communicator.h"
 #include "runtime/io/checkpoint.h"
 
 namespace fot {
@@ -46,6 +47,12 @@ std::vector<float> Session::gather_vocab(TensorView local) {
 
 std::unique_ptr<Session> open_session(const RunConfig& run, parallel::Communicator& world_comm) {
     Timer timer;
+    if (!run.log_level.empty()) {
+        LogLevel level;
+        FOT_CHECK(parse_log_level(run.log_level, &level), "log_level '", run.log_level,
+                  "' is not one of error|warn|info|debug");
+        set_log_level(level);
+    }
     auto s = std::make_unique<Session>();
     s->run = run;
     s->world_comm = &world_comm;
@@ -61,7 +68,21 @@ std::unique_ptr<Session> open_session(const RunConfig& run, parallel::Communicat
                         static_cast<int>(run.parallel.mp), local_rank);
     s->world.validate({mc.num_attention_heads, mc.intermediate_size, mc.vocab_size});
     s->comms = parallel::make_group_communicators(s->world, world_comm);
-    s->backend = make_backend(run.backend, s->world.device_index(), static_cast<int>(run.threads));
+    int device = s->world.device_index();
+    if (run.backend == "cuda") {
+        const int visible = backend_device_count("cuda");
+        FOT_CHECK(visible > 0, "--backend cuda: no CUDA device is visible to rank ",
+                  s->world.rank(), " (use --backend cpu)");
+        device = s->world.cuda_device(visible);
+    }
+    s->backend = make_backend(run.backend, device, static_cast<int>(run.threads));
+    // Model collectives move device buffers: over NCCL when the backend is not the host's.
+    parallel::GroupCommunicators* model_comms = &s->comms;
+    if (s->backend->device().kind != DeviceKind::kCpu && world_comm.size() > 1) {
+        s->device_world = parallel::make_nccl_communicator(world_comm, device);
+        s->device_comms = parallel::make_group_communicators(s->world, *s->device_world);
+        model_comms = &s->device_comms;
+    }
 
     auto ckpt = Checkpoint::open(run.model);
     ModelWeights weights =
@@ -84,8 +105,8 @@ std::unique_ptr<Session> open_session(const RunConfig& run, parallel::Communicat
             mo.mem_capacity_tokens > 0 ? std::min(mo.mem_capacity_tokens, by_bytes) : by_bytes;
     }
     const int64_t weight_bytes = weights.bytes;
-    s->model = std::make_unique<LongLlama>(mc, std::move(weights), *s->backend, *s->comms.tp,
-                                           *s->comms.mp, mo);
+    s->model = std::make_unique<LongLlama>(mc, std::move(weights), *s->backend,
+                                           *model_comms->tp, *model_comms->mp, mo);
     s->load_seconds = timer.seconds();
     FOT_LOG(kDebug) << "loaded " << run.model << " (" << ckpt->describe() << ", "
                     << weight_bytes / (1 << 20) << " MiB on this rank) in " << s->load_seconds

@@ -26,7 +26,12 @@ struct Session {
     ModelConfig model_config;
     parallel::World world;
     parallel::Communicator* world_comm = nullptr;  // not owned
+    // Host (MPI/Self) communicators: control plane and host-buffer gathers.
     parallel::GroupCommunicators comms;
+    // Device communicators (NCCL) used by the model when the backend is CUDA and the world
+    // has several ranks; empty otherwise (the model then uses `comms`).
+    std::unique_ptr<parallel::Communicator> device_world;
+    parallel::GroupCommunicators device_comms;
     std::unique_ptr<Backend> backend;
     std::unique_ptr<LongLlama> model;
     std::unique_ptr<Tokenizer> tokenizer;
