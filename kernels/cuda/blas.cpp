@@ -6,6 +6,7 @@
 
 #include <climits>
 
+#include "kernels/cuda/check.h"
 #include "kernels/cuda/ops.h"
 #include "runtime/core/status.h"
 
@@ -23,15 +24,6 @@ constexpr size_t kWorkspaceBytes = size_t{32} << 20;
         }                                                                                    \
     } while (0)
 
-#define FOT_CUDART_CHECK(expr)                                                             \
-    do {                                                                                   \
-        cudaError_t fot_err_ = (expr);                                                     \
-        if (fot_err_ != cudaSuccess) {                                                     \
-            FOT_THROW("CUDA error: ", #expr, " failed at ", __FILE__, ":", __LINE__, ": ", \
-                      cudaGetErrorString(fot_err_));                                       \
-        }                                                                                  \
-    } while (0)
-
 cublasHandle_t as_handle(void* h) {
     return static_cast<cublasHandle_t>(h);
 }
@@ -46,7 +38,7 @@ Blas::Blas(void* stream) : stream_(stream) {
         FOT_CUBLAS_CHECK(cublasSetStream(h, static_cast<cudaStream_t>(stream)));
         // Default math mode: COMPUTE_32F stays true fp32 (no TF32), tensor cores for bf16/f16.
         FOT_CUBLAS_CHECK(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH));
-        FOT_CUDART_CHECK(cudaMalloc(&workspace_, kWorkspaceBytes));
+        FOT_CUDA_CHECK(cudaMalloc(&workspace_, kWorkspaceBytes));
         FOT_CUBLAS_CHECK(cublasSetWorkspace(h, workspace_, kWorkspaceBytes));
     } catch (...) {
         if (workspace_) cudaFree(workspace_);

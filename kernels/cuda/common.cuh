@@ -9,7 +9,7 @@
 
 #include <cstdint>
 
-#include "kernels/cuda/check.cuh"
+#include "kernels/cuda/check.h"
 #include "runtime/core/dtype.h"
 #include "runtime/core/status.h"
 

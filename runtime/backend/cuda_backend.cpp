@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "kernels/cuda/blas.h"
+#include "kernels/cuda/check.h"
 #include "kernels/cuda/ops.h"
 #include "runtime/core/status.h"
 
@@ -14,15 +15,6 @@ namespace fot {
 namespace kc = kernels::cuda;
 
 namespace {
-
-#define FOT_CUDA_RT_CHECK(expr)                                                            \
-    do {                                                                                   \
-        cudaError_t fot_err_ = (expr);                                                     \
-        if (fot_err_ != cudaSuccess) {                                                     \
-            FOT_THROW("CUDA error: ", #expr, " failed at ", __FILE__, ":", __LINE__, ": ", \
-                      cudaGetErrorString(fot_err_));                                       \
-        }                                                                                  \
-    } while (0)
 
 // Scratch sizes: top-k scores are computed for as many (head, query) rows as fit here.
 constexpr size_t kTopkScratchFloats = size_t{32} << 20;  // 128 MiB
@@ -77,14 +69,14 @@ CudaBackend::CudaBackend(int device_index) : device_(device_index), stats_(new S
     FOT_CHECK(device_index >= 0 && device_index < count, "backend 'cuda': device ", device_index,
               " does not exist (this node has ", count,
               " visible; the device is the node-local rank: start at most one rank per GPU)");
-    FOT_CUDA_RT_CHECK(cudaSetDevice(device_));
-    FOT_CUDA_RT_CHECK(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, device_));
+    FOT_CUDA_CHECK(cudaSetDevice(device_));
+    FOT_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, device_));
     cudaStream_t s = nullptr;
     // Blocking (not cudaStreamNonBlocking): ordered with the legacy default stream.
-    FOT_CUDA_RT_CHECK(cudaStreamCreate(&s));
+    FOT_CUDA_CHECK(cudaStreamCreate(&s));
     stream_ = s;
     cudaEvent_t e = nullptr;
-    FOT_CUDA_RT_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    FOT_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
     ids_event_ = e;
     gemm_scratch_ = std::make_unique<Scratch>();
     attn_scratch_ = std::make_unique<Scratch>();
@@ -124,7 +116,7 @@ void* CudaBackend::scratch(Scratch& s, size_t bytes) {
     // NOTE: growing synchronises the stream (the old buffer may still be in use); it happens
     // on the first call of a larger shape only.
     const size_t want = std::max(bytes, s.bytes + s.bytes / 2);
-    FOT_CUDA_RT_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)));
+    FOT_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)));
     if (s.ptr) {
         cudaFree(s.ptr);
         stats_->sub(static_cast<int64_t>(s.bytes));
@@ -179,7 +171,7 @@ Buffer CudaBackend::alloc(DType dtype, Shape shape) {
     if (rc != cudaSuccess) {
         cudaFree(p);
         stats_->sub(static_cast<int64_t>(bytes));
-        FOT_CUDA_RT_CHECK(rc);
+        FOT_CUDA_CHECK(rc);
     }
     const int device = device_;
     std::shared_ptr<Stats> stats = stats_;
@@ -195,8 +187,8 @@ void CudaBackend::upload(TensorView dst, const void* host_src, size_t bytes) {
     FOT_ASSERT(bytes <= dst.nbytes());
     if (bytes == 0) return;
     auto s = static_cast<cudaStream_t>(stream_);
-    FOT_CUDA_RT_CHECK(cudaMemcpyAsync(dst.data, host_src, bytes, cudaMemcpyHostToDevice, s));
-    FOT_CUDA_RT_CHECK(cudaStreamSynchronize(s));
+    FOT_CUDA_CHECK(cudaMemcpyAsync(dst.data, host_src, bytes, cudaMemcpyHostToDevice, s));
+    FOT_CUDA_CHECK(cudaStreamSynchronize(s));
 }
 
 void CudaBackend::download(void* host_dst, TensorView src, size_t bytes) {
@@ -204,8 +196,8 @@ void CudaBackend::download(void* host_dst, TensorView src, size_t bytes) {
     FOT_ASSERT(bytes <= src.nbytes());
     if (bytes == 0) return;
     auto s = static_cast<cudaStream_t>(stream_);
-    FOT_CUDA_RT_CHECK(cudaMemcpyAsync(host_dst, src.data, bytes, cudaMemcpyDeviceToHost, s));
-    FOT_CUDA_RT_CHECK(cudaStreamSynchronize(s));
+    FOT_CUDA_CHECK(cudaMemcpyAsync(host_dst, src.data, bytes, cudaMemcpyDeviceToHost, s));
+    FOT_CUDA_CHECK(cudaStreamSynchronize(s));
 }
 
 void CudaBackend::copy_rows(TensorView dst, int64_t dst_row, TensorView src, int64_t rows) {
@@ -221,13 +213,13 @@ void CudaBackend::copy_rows(TensorView dst, int64_t dst_row, TensorView src, int
     auto s = static_cast<cudaStream_t>(stream_);
     const bool overlap = d < sp + bytes && sp < d + bytes;
     if (!overlap) {
-        FOT_CUDA_RT_CHECK(cudaMemcpyAsync(d, sp, bytes, cudaMemcpyDeviceToDevice, s));
+        FOT_CUDA_CHECK(cudaMemcpyAsync(d, sp, bytes, cudaMemcpyDeviceToDevice, s));
         return;
     }
     // memmove semantics (the CPU backend's): through scratch.
     void* tmp = scratch(*copy_scratch_, bytes);
-    FOT_CUDA_RT_CHECK(cudaMemcpyAsync(tmp, sp, bytes, cudaMemcpyDeviceToDevice, s));
-    FOT_CUDA_RT_CHECK(cudaMemcpyAsync(d, tmp, bytes, cudaMemcpyDeviceToDevice, s));
+    FOT_CUDA_CHECK(cudaMemcpyAsync(tmp, sp, bytes, cudaMemcpyDeviceToDevice, s));
+    FOT_CUDA_CHECK(cudaMemcpyAsync(d, tmp, bytes, cudaMemcpyDeviceToDevice, s));
 }
 
 // ---- dense ops ---------------------------------------------------------------------------------
@@ -243,19 +235,19 @@ void CudaBackend::embedding(TensorView out, const int32_t* host_ids, TensorView 
     auto s = static_cast<cudaStream_t>(stream_);
     auto ev = static_cast<cudaEvent_t>(ids_event_);
     // The staging buffer may still be read by the previous call's copy.
-    FOT_CUDA_RT_CHECK(cudaEventSynchronize(ev));
+    FOT_CUDA_CHECK(cudaEventSynchronize(ev));
     if (bytes > ids_host_bytes_) {
         if (ids_host_) cudaFreeHost(ids_host_);
         ids_host_ = nullptr;
         ids_host_bytes_ = 0;
         const size_t want = std::max<size_t>(bytes, 4096);
-        FOT_CUDA_RT_CHECK(cudaHostAlloc(&ids_host_, want, cudaHostAllocDefault));
+        FOT_CUDA_CHECK(cudaHostAlloc(&ids_host_, want, cudaHostAllocDefault));
         ids_host_bytes_ = want;
     }
     std::memcpy(ids_host_, host_ids, bytes);
     void* ids_dev = scratch(*ids_scratch_, std::max<size_t>(bytes, 4096));
-    FOT_CUDA_RT_CHECK(cudaMemcpyAsync(ids_dev, ids_host_, bytes, cudaMemcpyHostToDevice, s));
-    FOT_CUDA_RT_CHECK(cudaEventRecord(ev, s));
+    FOT_CUDA_CHECK(cudaMemcpyAsync(ids_dev, ids_host_, bytes, cudaMemcpyHostToDevice, s));
+    FOT_CUDA_CHECK(cudaEventRecord(ev, s));
     kc::embedding(out.as<float>(), static_cast<const int32_t*>(ids_dev), table.data, table.dtype, T,
                   table.shape[1], row_begin, table.shape[0], stream_);
 }
@@ -440,7 +432,7 @@ void CudaBackend::attn_accumulate_selected(TensorView part, TensorView v, Tensor
 }
 
 void CudaBackend::synchronize() {
-    FOT_CUDA_RT_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)));
+    FOT_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)));
 }
 
 // ---- extras ------------------------------------------------------------------------------------

@@ -9,11 +9,12 @@
 #include "parallel/mpi_session.h"
 #include "runtime/jobs/generate_job.h"
 #include "runtime/jobs/session.h"
-#include "tests/model/golden_util.h"
+#include "tests/model/golden_checks.h"
 
 namespace fot {
 namespace {
 
+using testing::forward_all;
 using testing::golden_dir;
 using testing::read_f32;
 using testing::read_ids;
@@ -31,19 +32,6 @@ std::vector<Layout> layouts(int world) {
         }
     }
     return out;
-}
-
-std::vector<float> forward_all(Session& s, const std::vector<int32_t>& ids) {
-    std::vector<float> logits;
-    ForwardOptions fo;
-    fo.logits = LogitsRows::kAll;
-    fo.on_logits = [&](int64_t, TensorView v) {
-        auto rows = s.gather_vocab(v);
-        logits.insert(logits.end(), rows.begin(), rows.end());
-    };
-    s.model->reset();
-    s.model->forward(ids, fo);
-    return logits;
 }
 
 // True on every rank when all ranks of my group hold exactly `v` (compared over the world).

@@ -5,7 +5,9 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
 #include <unistd.h>
+#include "tests/model/golden_checks.h"
 
 #include <cmath>
 #include <filesystem>
@@ -85,15 +87,7 @@ TEST_P(ScoreGolden, EqualsDirectLogSoftmaxOfAllLogits) {
     const auto ids = read_json(golden(GetParam()) + "/input_ids.json").get<std::vector<int32_t>>();
     const int64_t n = static_cast<int64_t>(ids.size()), V = s.model_config.vocab_size;
 
-    std::vector<float> logits;
-    ForwardOptions fo;
-    fo.logits = LogitsRows::kAll;
-    fo.on_logits = [&](int64_t, TensorView v) {
-        auto rows = s.gather_vocab(v);
-        logits.insert(logits.end(), rows.begin(), rows.end());
-    };
-    s.model->reset();
-    s.model->forward(ids, fo);
+    const std::vector<float> logits = testing::forward_all(s, ids);
     ASSERT_EQ(static_cast<int64_t>(logits.size()), n * V);
 
     int windows = 0;

@@ -7,7 +7,7 @@
 #include "parallel/self_communicator.h"
 #include "runtime/jobs/generate_job.h"
 #include "runtime/jobs/session.h"
-#include "tests/model/golden_util.h"
+#include "tests/model/golden_checks.h"
 
 namespace fot {
 namespace {
@@ -20,112 +20,22 @@ using testing::read_json;
 
 constexpr double kTol = 1e-4;
 
-struct Loaded {
-    parallel::SelfCommunicator world;
-    std::unique_ptr<Session> session;
-};
+using testing::forward_all;
 
-std::unique_ptr<Loaded> open_model(const std::string& dir) {
-    auto l = std::make_unique<Loaded>();
-    RunConfig run;
-    run.model = dir;
-    l->session = open_session(run, l->world);
-    return l;
-}
-
-// All logits of one call over the whole input, gathered [n, V].
-std::vector<float> forward_all(Session& s, const std::vector<int32_t>& ids,
-                               std::vector<std::vector<float>>* hidden = nullptr) {
-    std::vector<float> logits;
-    ForwardOptions fo;
-    fo.logits = LogitsRows::kAll;
-    fo.on_logits = [&](int64_t row0, TensorView v) {
-        EXPECT_EQ(row0 * s.model_config.vocab_size, static_cast<int64_t>(logits.size()));
-        auto rows = s.gather_vocab(v);
-        logits.insert(logits.end(), rows.begin(), rows.end());
-    };
-    if (hidden) {
-        hidden->assign(s.model_config.num_hidden_layers + 2, {});
-        fo.on_hidden = [&](int64_t idx, int64_t, TensorView h) {
-            const float* p = h.as<float>();
-            (*hidden)[idx].insert((*hidden)[idx].end(), p, p + h.numel());
-        };
-    }
-    s.model->reset();
-    s.model->forward(ids, fo);
-    return logits;
+std::unique_ptr<testing::LoadedModel> open_model(const std::string& dir) {
+    return testing::open_golden_model(dir);
 }
 
 class GoldenCase : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(GoldenCase, LogitsHiddenStatesAndCaches) {
-    const std::string dir = golden_dir(GetParam());
-    auto m = open_model(dir);
-    Session& s = *m->session;
-    const auto ids = read_ids(dir + "/input_ids.json");
-    std::vector<std::vector<float>> hidden;
-    const auto logits = forward_all(s, ids, &hidden);
-    const auto ref = read_f32(dir + "/logits.f32");
-    ASSERT_EQ(logits.size(), ref.size());
-    EXPECT_LT(max_abs_diff(logits, ref), kTol);
-    const int64_t V = s.model_config.vocab_size;
-    EXPECT_EQ(testing::argmax_rows(logits, V), testing::argmax_rows(ref, V));
-    auto summary = read_json(dir + "/summary.json");
-    EXPECT_EQ(testing::argmax_rows(logits, V), summary["argmax"].get<std::vector<int32_t>>());
-
-    // Hidden states [L + 1, n, C]: embeddings, the output of layers 0..L-2, then the last
-    // layer's output after the final norm (our trace index L + 1).
-    const auto href = read_f32(dir + "/hidden_states.f32");
-    const int64_t n = static_cast<int64_t>(ids.size()), C = s.model_config.hidden_size;
-    const int64_t L = s.model_config.num_hidden_layers;
-    ASSERT_EQ(static_cast<int64_t>(href.size()), (L + 1) * n * C);
-    for (int64_t i = 0; i <= L; ++i) {
-        const int64_t ours = i < L ? i : L + 1;
-        std::vector<float> r(href.begin() + i * n * C, href.begin() + (i + 1) * n * C);
-        EXPECT_LT(max_abs_diff(hidden[ours], r), kTol) << "hidden state index " << i;
-    }
-
-    // Cache sizes after the forward (use_cache = true).
-    const auto& fw = summary["forward_use_cache_true"];
-    for (auto& [layer, len] : fw["mem_cache_len_per_mem_layer"].items()) {
-        (void)layer;
-        EXPECT_EQ(s.model->memory_tokens(), len.get<int64_t>());
-    }
-    for (auto& [layer, len] : fw["local_cache_len_per_layer"].items()) {
-        EXPECT_EQ(s.model->local_tokens(std::stoi(layer)), len.get<int64_t>());
-    }
+    auto m = open_model(golden_dir(GetParam()));
+    testing::check_golden_forward(*m->session, golden_dir(GetParam()), kTol);
 }
 
 TEST_P(GoldenCase, GreedyGenerationAcrossFlushes) {
-    const std::string dir = golden_dir(GetParam());
-    auto m = open_model(dir);
-    Session& s = *m->session;
-    auto greedy = read_json(dir + "/greedy.json");
-    const auto ids = read_ids(dir + "/input_ids.json");
-    GenerateOptions go;
-    go.max_new_tokens = greedy["max_new_tokens"].get<int64_t>();
-    go.ignore_eos = true;
-    go.keep_step_logits = true;
-    GenerateResult r = run_generate_job(s, ids, go);
-    EXPECT_EQ(r.new_tokens, greedy["new_tokens"].get<std::vector<int32_t>>());
-
-    const auto step_ref = read_f32(dir + "/greedy_step_logits.f32");
-    const int64_t V = s.model_config.vocab_size;
-    ASSERT_EQ(r.step_logits.size() * V, step_ref.size());
-    for (size_t k = 0; k < r.step_logits.size(); ++k) {
-        std::vector<float> row(step_ref.begin() + k * V, step_ref.begin() + (k + 1) * V);
-        EXPECT_LT(max_abs_diff(r.step_logits[k], row), kTol) << "greedy step " << k;
-    }
-    const auto& steps = greedy["steps"];
-    ASSERT_EQ(steps.size(), r.steps.size());
-    for (size_t k = 0; k < steps.size(); ++k) {
-        EXPECT_EQ(r.steps[k].local_tokens, steps[k]["local_cache_len_after"].get<int64_t>())
-            << "step " << k;
-        for (auto& [layer, len] : steps[k]["mem_len_after"].items()) {
-            (void)layer;
-            EXPECT_EQ(r.steps[k].memory_tokens, len.get<int64_t>()) << "step " << k;
-        }
-    }
+    auto m = open_model(golden_dir(GetParam()));
+    testing::check_golden_greedy(*m->session, golden_dir(GetParam()), kTol);
 }
 
 INSTANTIATE_TEST_SUITE_P(Golden, GoldenCase,
@@ -166,16 +76,13 @@ TEST(Golden, RepeatedForwardAfterResetIsIdentical) {
 namespace fot {
 namespace {
 
-std::unique_ptr<Loaded> open_with(const std::string& dir, Retrieval r, int64_t k,
-                                  int64_t capacity = 0) {
-    auto l = std::make_unique<Loaded>();
+std::unique_ptr<testing::LoadedModel> open_with(const std::string& dir, Retrieval r, int64_t k,
+                                                int64_t capacity = 0) {
     RunConfig run;
-    run.model = dir;
     run.memory.retrieval = r;
     run.memory.k = k;
     run.memory.capacity_tokens = capacity;
-    l->session = open_session(run, l->world);
-    return l;
+    return testing::open_golden_model(dir, run);
 }
 
 TEST(TopK, KAtLeastMemorySizeEqualsDense) {

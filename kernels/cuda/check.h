@@ -1,5 +1,6 @@
 // FOT_CUDA_CHECK: wraps a CUDA runtime call; on failure throws fot::Error naming the call,
-// the location and cudaGetErrorString. Included by .cu files only.
+// the location and cudaGetErrorString. Host code: included by .cu files and by the CUDA
+// backend's .cpp files (CUDA builds only).
 #pragma once
 
 #include <cuda_runtime.h>
