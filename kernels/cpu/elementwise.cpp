@@ -1,6 +1,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "kernels/cpu/ops.h"
 
@@ -74,6 +75,18 @@ void row_max_sumexp(const float* logits, int64_t T, int64_t V, float* max_out, f
         for (int64_t i = 0; i < V; ++i) s += std::exp(static_cast<double>(r[i] - m));
         max_out[t] = m;
         sum_out[t] = static_cast<float>(s);
+    }
+}
+
+void logsoftmax_parts(float* parts, const float* logits, int64_t T, int64_t V,
+                      const int32_t* targets, int64_t vocab_begin) {
+    std::vector<float> mx(static_cast<size_t>(T)), sm(static_cast<size_t>(T));
+    row_max_sumexp(logits, T, V, mx.data(), sm.data());
+    for (int64_t t = 0; t < T; ++t) {
+        const int64_t col = targets[t] < 0 ? -1 : targets[t] - vocab_begin;
+        parts[3 * t] = mx[t];
+        parts[3 * t + 1] = sm[t];
+        parts[3 * t + 2] = (col >= 0 && col < V) ? logits[t * V + col] : 0.0f;
     }
 }
 

@@ -108,4 +108,9 @@ void attn_accumulate_selected(float* part, const void* v, DType v_dtype, int64_t
 // For each row t of logits (T, V): row max and sum of exp(x - max) (for a later all-reduce).
 void row_max_sumexp(const float* logits, int64_t T, int64_t V, float* max_out, float* sum_out);
 
+// parts (T, 3) = (row max, sum of exp(x - max), logits[t, targets[t] - vocab_begin] when that
+// column is in [0, V), else 0); targets[t] < 0 means no target.
+void logsoftmax_parts(float* parts, const float* logits, int64_t T, int64_t V,
+                      const int32_t* targets, int64_t vocab_begin);
+
 }  // namespace fot::kernels::cpu

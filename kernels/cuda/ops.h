@@ -59,6 +59,11 @@ void rope(float* x, int64_t T, int64_t H, int64_t D, int64_t stride, int64_t fir
 void row_max_sumexp(const float* logits, int64_t T, int64_t V, float* max_out, float* sum_out,
                     void* stream);
 
+// parts (T, 3) = (row max, sum of exp(x - max), logit of targets[t] (device ids) when
+// targets[t] - vocab_begin is a column in [0, V), else 0).
+void logsoftmax_parts(float* parts, const float* logits, int64_t T, int64_t V,
+                      const int32_t* targets, int64_t vocab_begin, void* stream);
+
 // ---- attention partials (attention.cu); layout as in kernels/cpu/ops.h ----------------------
 // Largest head dim the attention kernels take.
 constexpr int64_t kMaxHeadDim = 128;

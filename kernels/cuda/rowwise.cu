@@ -69,6 +69,29 @@ __global__ void row_max_sumexp_kernel(const float* logits, int64_t T, int64_t V,
     }
 }
 
+__global__ void logsoftmax_parts_kernel(const float* logits, int64_t T, int64_t V,
+                                        const int32_t* targets, int64_t vocab_begin, float* parts) {
+    __shared__ float redf[32];
+    __shared__ double redd[32];
+    for (int64_t t = blockIdx.x; t < T; t += gridDim.x) {
+        const float* r = logits + t * V;
+        float m = kNegInf;
+        for (int64_t i = threadIdx.x; i < V; i += blockDim.x) m = r[i] > m ? r[i] : m;
+        m = block_max(m, redf);
+        double s = 0.0;
+        for (int64_t i = threadIdx.x; i < V; i += blockDim.x) {
+            s += exp(static_cast<double>(r[i] - m));
+        }
+        s = block_sum(s, redd);
+        if (threadIdx.x == 0) {
+            const int64_t col = targets[t] < 0 ? -1 : targets[t] - vocab_begin;
+            parts[3 * t] = m;
+            parts[3 * t + 1] = static_cast<float>(s);
+            parts[3 * t + 2] = (col >= 0 && col < V) ? r[col] : 0.0f;
+        }
+    }
+}
+
 int rows_grid(int64_t T) {
     return static_cast<int>(T < 65535 ? T : 65535);
 }
@@ -104,6 +127,14 @@ void row_max_sumexp(const float* logits, int64_t T, int64_t V, float* max_out, f
     if (T <= 0) return;
     row_max_sumexp_kernel<<<rows_grid(T), kRowThreads, 0, as_stream(stream)>>>(logits, T, V,
                                                                                max_out, sum_out);
+    FOT_CUDA_CHECK(cudaGetLastError());
+}
+
+void logsoftmax_parts(float* parts, const float* logits, int64_t T, int64_t V,
+                      const int32_t* targets, int64_t vocab_begin, void* stream) {
+    if (T <= 0) return;
+    logsoftmax_parts_kernel<<<rows_grid(T), kRowThreads, 0, as_stream(stream)>>>(
+        logits, T, V, targets, vocab_begin, parts);
     FOT_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -66,6 +66,14 @@ class Backend {
     // store's dtype (rounding to nearest even for bf16).
     virtual void scatter_heads(TensorView store, int64_t at, TensorView x) = 0;
 
+    // ---- vocab-parallel log-softmax ----
+    // For logits [T, V_r] (this rank's vocabulary columns, starting at id vocab_begin):
+    // parts [T, 3] f32 = (row max, sum of exp(x - max), logit of host_targets[t] when this slice
+    // holds that id, else 0). Ranks all-reduce these (max, rescaled sums, target) to get
+    // log p(target) without gathering full-vocabulary rows. host_targets[t] < 0: no target.
+    virtual void logsoftmax_parts(TensorView parts, TensorView logits, const int32_t* host_targets,
+                                  int64_t vocab_begin) = 0;
+
     // ---- exact top-k memory retrieval (DESIGN.md §4.3) ----
     // Candidate order: higher score first, then lower global position. For each (h, t) of
     // queries q [T, H*D], the K best rows of store k [H, cap, D] rows [0, S) under that order

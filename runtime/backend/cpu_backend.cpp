@@ -162,6 +162,16 @@ void CpuBackend::scatter_heads(TensorView store, int64_t at, TensorView x) {
 
 namespace fot {
 
+void CpuBackend::logsoftmax_parts(TensorView parts, TensorView logits, const int32_t* host_targets,
+                                  int64_t vocab_begin) {
+    check_f32(parts, "log-softmax parts");
+    check_f32(logits, "logits");
+    const int64_t T = rows_of(logits);
+    FOT_ASSERT(parts.numel() == 3 * T);
+    k::logsoftmax_parts(parts.as<float>(), logits.as<float>(), T, row_width(logits), host_targets,
+                        vocab_begin);
+}
+
 void CpuBackend::memory_topk(TensorView scores, TensorView rows, TensorView positions, TensorView q,
                              TensorView kk, TensorView row_pos, int64_t S, float scale) {
     check_f32(scores, "top-k scores");

@@ -34,6 +34,8 @@ class CpuBackend final : public Backend {
     void attn_partial_finalize(TensorView out, TensorView part) override;
     void scatter_heads(TensorView store, int64_t at, TensorView x) override;
 
+    void logsoftmax_parts(TensorView parts, TensorView logits, const int32_t* host_targets,
+                          int64_t vocab_begin) override;
     void memory_topk(TensorView scores, TensorView rows, TensorView positions, TensorView q,
                      TensorView k, TensorView row_pos, int64_t S, float scale) override;
     void topk_threshold(TensorView thr_score, TensorView thr_pos, TensorView scores,

@@ -224,13 +224,7 @@ void CudaBackend::copy_rows(TensorView dst, int64_t dst_row, TensorView src, int
 
 // ---- dense ops ---------------------------------------------------------------------------------
 
-void CudaBackend::embedding(TensorView out, const int32_t* host_ids, TensorView table,
-                            int64_t row_begin) {
-    check_f32(out, "embedding output");
-    check_device(table, "embedding table");
-    FOT_ASSERT(table.shape.size() == 2 && row_width(out) == table.shape[1]);
-    const int64_t T = rows_of(out);
-    if (T == 0) return;
+const int32_t* CudaBackend::upload_ids(const int32_t* host_ids, int64_t T) {
     const size_t bytes = static_cast<size_t>(T) * sizeof(int32_t);
     auto s = static_cast<cudaStream_t>(stream_);
     auto ev = static_cast<cudaEvent_t>(ids_event_);
@@ -248,8 +242,31 @@ void CudaBackend::embedding(TensorView out, const int32_t* host_ids, TensorView 
     void* ids_dev = scratch(*ids_scratch_, std::max<size_t>(bytes, 4096));
     FOT_CUDA_CHECK(cudaMemcpyAsync(ids_dev, ids_host_, bytes, cudaMemcpyHostToDevice, s));
     FOT_CUDA_CHECK(cudaEventRecord(ev, s));
-    kc::embedding(out.as<float>(), static_cast<const int32_t*>(ids_dev), table.data, table.dtype, T,
-                  table.shape[1], row_begin, table.shape[0], stream_);
+    return static_cast<const int32_t*>(ids_dev);
+}
+
+void CudaBackend::logsoftmax_parts(TensorView parts, TensorView logits, const int32_t* host_targets,
+                                   int64_t vocab_begin) {
+    check_f32(parts, "log-softmax parts");
+    check_f32(logits, "logits");
+    const int64_t T = rows_of(logits);
+    FOT_ASSERT(parts.numel() == 3 * T);
+    if (T == 0) return;
+    const int32_t* targets = upload_ids(host_targets, T);
+    kc::logsoftmax_parts(parts.as<float>(), logits.as<float>(), T, row_width(logits), targets,
+                         vocab_begin, stream_);
+}
+
+void CudaBackend::embedding(TensorView out, const int32_t* host_ids, TensorView table,
+                            int64_t row_begin) {
+    check_f32(out, "embedding output");
+    check_device(table, "embedding table");
+    FOT_ASSERT(table.shape.size() == 2 && row_width(out) == table.shape[1]);
+    const int64_t T = rows_of(out);
+    if (T == 0) return;
+    const int32_t* ids_dev = upload_ids(host_ids, T);
+    kc::embedding(out.as<float>(), ids_dev, table.data, table.dtype, T, table.shape[1], row_begin,
+                  table.shape[0], stream_);
 }
 
 void CudaBackend::rmsnorm(TensorView out, TensorView x, TensorView w, float eps) {

@@ -84,6 +84,8 @@ class CudaBackend final : public Backend {
     // Per row of logits [T, V] (f32): max_out[T] = row max, sum_out[T] = sum exp(x - max),
     // as kernels::cpu::row_max_sumexp (the vocab-parallel log-softmax all-reduces these).
     void row_max_sumexp(TensorView max_out, TensorView sum_out, TensorView logits);
+    void logsoftmax_parts(TensorView parts, TensorView logits, const int32_t* host_targets,
+                          int64_t vocab_begin) override;
     // Fills dst (f32, bf16 or f16) with deterministic uniform values in [-scale, scale).
     void fill_uniform(TensorView dst, uint64_t seed, float scale);
     // Device memory this backend's buffers and scratch hold now / at most so far, and how many
@@ -99,6 +101,9 @@ class CudaBackend final : public Backend {
     void check_device(const TensorView& v, const char* what) const;
     void check_f32(const TensorView& v, const char* what) const;
     void* scratch(Scratch& s, size_t bytes);
+    // Copies T host token ids into the device ids scratch (through pinned staging), ordered on
+    // the stream; returns the device pointer.
+    const int32_t* upload_ids(const int32_t* host_ids, int64_t T);
 
     int device_ = 0;
     int sm_count_ = 1;

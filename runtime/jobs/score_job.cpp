@@ -4,7 +4,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include "kernels/cpu/ops.h"
 #include "runtime/core/status.h"
 #include "runtime/core/timer.h"
 
@@ -58,28 +57,35 @@ ScoreResult score_document(Session& s, const std::vector<int32_t>& ids, const Sc
     for (int64_t i = 0; i < nb; ++i) r.buckets.push_back(distance_bucket(i));
     if (opts.keep_token_nll) r.token_nll.reserve(static_cast<size_t>(n - 1));
 
-    std::vector<float> host, local_max, local_sum, global_max, sums;
+    // Per window only (max, sum-exp, target logit) per row leave the device; the rows of
+    // full-vocabulary logits are never gathered.
+    std::vector<float> parts, global_max, sums;
+    std::vector<int32_t> targets;
+    Buffer parts_dev;
     ForwardOptions fo;
     fo.logits = LogitsRows::kAll;
     fo.on_logits = [&](int64_t row0, TensorView local) {
         const int64_t rows = local.shape[0];
         FOT_ASSERT(local.shape[1] == vrows);
-        host.resize(static_cast<size_t>(rows * vrows));
-        s.backend->download(host.data(), local, host.size() * sizeof(float));
-        local_max.resize(rows);
-        local_sum.resize(rows);
-        kernels::cpu::row_max_sumexp(host.data(), rows, vrows, local_max.data(), local_sum.data());
-        global_max = local_max;
+        targets.resize(static_cast<size_t>(rows));
+        for (int64_t i = 0; i < rows; ++i) {
+            targets[i] = row0 + i + 1 < n ? ids[row0 + i + 1] : -1;
+        }
+        if (parts_dev.empty() || parts_dev.numel() < 3 * rows) {
+            parts_dev = s.backend->alloc(DType::kF32, {3 * rows});
+        }
+        TensorView pv = reshape(parts_dev.view(), {rows, 3});
+        s.backend->logsoftmax_parts(pv, local, targets.data(), vbegin);
+        parts.resize(static_cast<size_t>(3 * rows));
+        s.backend->download(parts.data(), pv, parts.size() * sizeof(float));
+        global_max.resize(rows);
+        for (int64_t i = 0; i < rows; ++i) global_max[i] = parts[3 * i];
         tp.all_reduce_max(parallel::host_view(global_max.data(), rows));
         // [rows sums of exp(x - global max) | rows target logits (0 unless this rank owns it)]
         sums.assign(static_cast<size_t>(2 * rows), 0.0f);
         for (int64_t i = 0; i < rows; ++i) {
-            sums[i] = local_sum[i] * std::exp(local_max[i] - global_max[i]);
-            const int64_t t = row0 + i;
-            if (t + 1 < n) {
-                const int64_t col = ids[t + 1] - vbegin;
-                if (col >= 0 && col < vrows) sums[rows + i] = host[i * vrows + col];
-            }
+            sums[i] = parts[3 * i + 1] * std::exp(parts[3 * i] - global_max[i]);
+            sums[rows + i] = parts[3 * i + 2];
         }
         tp.all_reduce_sum(parallel::host_view(sums.data(), 2 * rows));
         for (int64_t i = 0; i < rows; ++i) {

@@ -303,5 +303,25 @@ TEST(CpuOps, TopkThresholdAcrossRanksKeepsExactlyK) {
     EXPECT_EQ(thr_p[1], 3);
 }
 
+TEST(CpuOps, LogSoftmaxPartsGiveTheFullLogSoftmaxWhenCombined) {
+    // Two vocabulary slices of one row combine to the full-row log-softmax of the target.
+    const int64_t V = 300, half = V / 2;
+    auto x = randn(V, 51, 3.f);
+    const int32_t target = 217;
+    std::vector<float> p0(3), p1(3);
+    std::vector<float> a(x.begin(), x.begin() + half), b(x.begin() + half, x.end());
+    logsoftmax_parts(p0.data(), a.data(), 1, half, &target, 0);
+    logsoftmax_parts(p1.data(), b.data(), 1, half, &target, half);
+    EXPECT_EQ(p0[2], 0.f);
+    EXPECT_EQ(p1[2], x[target]);
+    const double M = std::max(p0[0], p1[0]);
+    const double L = p0[1] * std::exp(p0[0] - M) + p1[1] * std::exp(p1[0] - M);
+    const double logp = p0[2] + p1[2] - (M + std::log(L));
+    double m = -1e30, s = 0;
+    for (float v : x) m = std::max(m, double(v));
+    for (float v : x) s += std::exp(v - m);
+    EXPECT_NEAR(logp, x[target] - (m + std::log(s)), 1e-5);
+}
+
 }  // namespace
 }  // namespace fot::kernels::cpu

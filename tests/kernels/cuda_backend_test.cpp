@@ -250,6 +250,28 @@ TEST_F(CudaOps, RowMaxSumExp) {
     EXPECT_TRUE(all_close(gpu_f32(sg), sc, {0.0, 1e-6}));
 }
 
+TEST_F(CudaOps, LogSoftmaxPartsOfAVocabularySlice) {
+    const int64_t T = 5, V = 1000, vbegin = 3000;
+    const auto lv = random_floats(T * V, 15, -20.f, 20.f);
+    const std::vector<int32_t> targets = {3000, 3999, 2999, 4000, -1};  // in, in, out, out, none
+    Pair lg = both(DType::kF32, {T, V}, lv);
+    Buffer pc = cpu_.alloc(DType::kF32, {T, 3}), pg = gpu_->alloc(DType::kF32, {T, 3});
+    cpu_.logsoftmax_parts(pc.view(), lg.c.view(), targets.data(), vbegin);
+    gpu_->logsoftmax_parts(pg.view(), lg.g.view(), targets.data(), vbegin);
+    const auto g = gpu_f32(pg);
+    const std::vector<float> c(pc.as<float>(), pc.as<float>() + 3 * T);
+    for (int64_t t = 0; t < T; ++t) {
+        EXPECT_EQ(g[3 * t], c[3 * t]);                                 // max: exact
+        EXPECT_NEAR(g[3 * t + 1], c[3 * t + 1], 1e-6 * c[3 * t + 1]);  // sum-exp
+        EXPECT_EQ(g[3 * t + 2], c[3 * t + 2]);                         // target logit
+    }
+    EXPECT_EQ(c[2], lv[0]);
+    EXPECT_EQ(c[5], lv[V + 999]);
+    EXPECT_EQ(c[8], 0.f);
+    EXPECT_EQ(c[11], 0.f);
+    EXPECT_EQ(c[14], 0.f);
+}
+
 // ---- attention ---------------------------------------------------------------------------------
 
 struct AttnCase {
