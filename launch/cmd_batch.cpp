@@ -1,6 +1,5 @@
 // fotrt batch: the resumable corpus runner (runtime/jobs/batch_job.h); every option can also
 // come from the --config JOB.yaml (runtime/jobs/job_config.h).
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
@@ -134,46 +133,6 @@ struct JobValues {
     }
 };
 
-// resolve_run_config() reads --config itself and rejects unknown keys, so it gets a copy of
-// the YAML without the job keys; messages are given back the user's path.
-RunConfig resolve_with_job_yaml(const Argv& argv, const std::string& yaml_path,
-                                const std::string& run_yaml) {
-    const fs::path tmp =
-        fs::temp_directory_path() / ("fotrt-batch-run-" + std::to_string(::getpid()) + ".yaml");
-    {
-        std::ofstream out(tmp);
-        FOT_CHECK(out, "cannot write a temporary file in ", fs::temp_directory_path().string());
-        out << run_yaml;
-    }
-    Argv replaced;
-    for (size_t i = 0; i < argv.size(); ++i) {
-        if (argv[i] == "--config" && i + 1 < argv.size()) {
-            replaced.push_back("--config");
-            replaced.push_back(tmp.string());
-            ++i;
-        } else if (argv[i].rfind("--config=", 0) == 0) {
-            replaced.push_back("--config=" + tmp.string());
-        } else {
-            replaced.push_back(argv[i]);
-        }
-    }
-    auto args = make_args();
-    args->parse(replaced);
-    try {
-        RunConfig run = resolve_run_config(*args);
-        fs::remove(tmp);
-        return run;
-    } catch (const Error& e) {
-        fs::remove(tmp);
-        std::string msg = e.what();
-        for (size_t p = msg.find(tmp.string()); p != std::string::npos;
-             p = msg.find(tmp.string(), p + yaml_path.size())) {
-            msg.replace(p, tmp.string().size(), yaml_path);
-        }
-        throw Error(msg);
-    }
-}
-
 }  // namespace
 
 int cmd_batch(const Argv& argv) {
@@ -193,7 +152,7 @@ int cmd_batch(const Argv& argv) {
         std::stringstream ss;
         ss << in.rdbuf();
         yaml = split_job_yaml(ss.str(), yaml_path, kJobKeys);
-        run = resolve_with_job_yaml(argv, yaml_path, yaml.run_yaml);
+        run = resolve_run_config(args, yaml.run_yaml, yaml_path);
     } else {
         run = resolve_run_config(args);
     }

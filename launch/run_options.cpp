@@ -49,14 +49,25 @@ void choice(const Args& args, const char* name, const char* expected, Parse pars
 
 }  // namespace
 
-RunConfig resolve_run_config(const Args& args) {
-    RunConfig c;
-    std::string origin = args.command();
-    if (args.has("config")) {
-        origin = args.get("config");
-        c = load_run_config(origin).value();
-    }
+namespace {
+RunConfig apply_run_flags(const Args& args, RunConfig c, const std::string& origin);
+}  // namespace
 
+RunConfig resolve_run_config(const Args& args) {
+    if (args.has("config")) {
+        const std::string origin = args.get("config");
+        return apply_run_flags(args, load_run_config(origin).value(), origin);
+    }
+    return apply_run_flags(args, RunConfig{}, args.command());
+}
+
+RunConfig resolve_run_config(const Args& args, const std::string& yaml_text,
+                             const std::string& origin) {
+    return apply_run_flags(args, parse_run_config(yaml_text, origin).value(), origin);
+}
+
+namespace {
+RunConfig apply_run_flags(const Args& args, RunConfig c, const std::string& origin) {
     if (args.has("model")) c.model = args.get("model");
     if (args.has("backend")) {
         choice(args, "backend", "cpu or cuda", [&](const std::string& s) {
@@ -116,5 +127,6 @@ RunConfig resolve_run_config(const Args& args) {
               "' holds no config.json (expected a Hugging Face checkpoint folder)");
     return c;
 }
+}  // namespace
 
 }  // namespace fot::cli

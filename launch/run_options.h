@@ -19,4 +19,9 @@ void add_run_options(Args& args);
 // fot::Error on any invalid value or a missing/unusable model directory.
 RunConfig resolve_run_config(const Args& args);
 
+// The same with the YAML given as text (instead of reading --config): `origin` names it in
+// messages. For commands whose YAML carries more than the run keys (fotrt batch).
+RunConfig resolve_run_config(const Args& args, const std::string& yaml_text,
+                             const std::string& origin);
+
 }  // namespace fot::cli
