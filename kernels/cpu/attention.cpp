@@ -89,7 +89,7 @@ void attn_accumulate_tiles(float* part, const float* q, int64_t q_stride, const 
                            int64_t T, int64_t S, int64_t D, float scale, int64_t causal_offset) {
     const int64_t nqb = (T + kGemmQueryBlock - 1) / kGemmQueryBlock;
     const int64_t row = D + 2;
-#pragma omp parallel
+#pragma omp parallel if (H * T * S * D > kParallelMinWork)
     {
         std::vector<float> kbuf, vbuf;
         if (kv_dtype != DType::kF32) {
@@ -169,7 +169,7 @@ void attn_accumulate(float* part, const float* q, int64_t q_stride, const void* 
     }
     const int64_t nqb = (T + kQueryBlock - 1) / kQueryBlock;
     const int64_t row = D + 2;
-#pragma omp parallel
+#pragma omp parallel if (H * T * S * D > kParallelMinWork)
     {
         std::vector<float> kbuf, vbuf;
         if (kv_dtype != DType::kF32) {

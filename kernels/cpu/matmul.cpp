@@ -25,7 +25,7 @@ constexpr int64_t kTileRows = 256;  // rows of w widened per sgemm otherwise
 void matmul_small(float* out, const float* x, const void* w, DType w_dtype, int64_t T, int64_t N,
                   int64_t K) {
     const size_t esz = dtype_size(w_dtype);
-#pragma omp parallel
+#pragma omp parallel if (T * N * K > kParallelMinWork)
     {
         std::vector<float> buf(w_dtype == DType::kF32 ? 0 : static_cast<size_t>(K));
 #pragma omp for schedule(static)
@@ -51,7 +51,7 @@ void matmul_lowp_tiled(float* out, const float* x, const void* w, DType w_dtype,
                        int64_t N, int64_t K) {
     const size_t esz = dtype_size(w_dtype);
     const int64_t tiles = (N + kTileRows - 1) / kTileRows;
-#pragma omp parallel
+#pragma omp parallel if (T * N * K > kParallelMinWork)
     {
         std::vector<float> tile(static_cast<size_t>(std::min(N, kTileRows) * K));
 #pragma omp for schedule(dynamic, 1)
@@ -68,7 +68,7 @@ void matmul_lowp_tiled(float* out, const float* x, const void* w, DType w_dtype,
 
 // f32 weights: each thread multiplies by its own contiguous slice of weight rows.
 void matmul_f32(float* out, const float* x, const float* w, int64_t T, int64_t N, int64_t K) {
-#pragma omp parallel
+#pragma omp parallel if (T * N * K > kParallelMinWork)
     {
         const int64_t nth = omp_get_num_threads(), me = omp_get_thread_num();
         // Slices of a multiple of 16 rows keep BLAS on its fast paths.

@@ -15,6 +15,10 @@
 
 namespace fot::kernels::cpu {
 
+// Below this many multiply-adds a kernel runs on the calling thread: waking the OpenMP team
+// costs more than it saves (the golden test models are tiny).
+constexpr int64_t kParallelMinWork = int64_t{1} << 18;
+
 // out = x * rsqrt(mean(x^2) + eps) * w, per row; the reference computes in fp32.
 void rmsnorm(float* out,      // (T, C)
              const float* x,  // (T, C)

@@ -42,7 +42,7 @@ void memory_topk(float* scores, int64_t* rows, int64_t* positions, const float* 
                  const void* k, DType k_dtype, int64_t k_head_stride, const int64_t* row_pos,
                  int64_t H, int64_t T, int64_t S, int64_t D, int64_t K, float scale) {
     const size_t esz = dtype_size(k_dtype);
-#pragma omp parallel
+#pragma omp parallel if (H * T * S * D > kParallelMinWork)
     {
         std::vector<float> kbuf(static_cast<size_t>(kKeyBlock * D));
         std::vector<Cand> heap;
@@ -100,7 +100,7 @@ void memory_topk(float* scores, int64_t* rows, int64_t* positions, const float* 
 
 void topk_threshold(float* thr_score, int64_t* thr_pos, const float* scores,
                     const int64_t* positions, int64_t R, int64_t H, int64_t T, int64_t K) {
-#pragma omp parallel
+#pragma omp parallel if (R * H * T * K > kParallelMinWork)
     {
         std::vector<Cand> all;
 #pragma omp for collapse(2) schedule(static)
@@ -138,7 +138,7 @@ void attn_accumulate_selected(float* part, const void* v, DType v_dtype, int64_t
                               int64_t D, int64_t K) {
     const size_t esz = dtype_size(v_dtype);
     const int64_t row = D + 2;
-#pragma omp parallel
+#pragma omp parallel if (H * T * K * D > kParallelMinWork)
     {
         std::vector<float> vrow(static_cast<size_t>(D));
 #pragma omp for collapse(2) schedule(static)
