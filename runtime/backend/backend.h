@@ -12,12 +12,17 @@
 //    first S rows of each head are valid.
 //  - Ops are ordered on the backend's stream; synchronize() waits for all of them. Host
 //    pointers passed in (ids) are read before the call returns.
+//  - precision() (runtime/core/precision.h) selects the arithmetic of matmul and
+//    attn_accumulate: kExact (default) as described per op; kFast rounds their operands to
+//    bf16 (x for matmul; q, k, v and the probabilities for attention) with fp32 accumulation
+//    and fp32 softmax statistics. Other ops are the same in both modes.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
 
+#include "runtime/core/precision.h"
 #include "runtime/core/tensor.h"
 
 namespace fot {
@@ -28,6 +33,9 @@ class Backend {
 
     virtual Device device() const = 0;
     virtual std::string name() const = 0;
+
+    Precision precision() const { return precision_; }
+    void set_precision(Precision p) { precision_ = p; }
 
     // ---- memory ----
     // A zero-initialised buffer on the device.
@@ -94,6 +102,9 @@ class Backend {
                                           TensorView thr_score, TensorView thr_pos) = 0;
 
     virtual void synchronize() = 0;
+
+  protected:
+    Precision precision_ = Precision::kExact;
 };
 
 // Creates the backend named `name` ("cpu" or "cuda"), on device `device_index` for CUDA.

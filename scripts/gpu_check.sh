@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# One-shot GPU check: everything a session with a lent GPU should run, in one call that fits
+# a short lease (target <= 9 minutes on one H100/H200), writing every log and a summary JSON.
+#
+# usage:
+#   scripts/gpu_check.sh [--dry-run] [--bundle DIR] [--out DIR] [--skip STEP[,STEP...]]
+#   scripts/gpu_check.sh --make-bundle DIR      # build here, copy what a GPU machine needs
+#
+# Steps (each with its own time limit; a step that fails or times out is recorded and the
+# next one still runs):
+#   device     nvidia-smi, compute-sanitizer --version
+#   tests      the GPU test suite: `ctest -L gpu` in a build tree, or the same test binaries
+#              run directly from a bundle (op tests vs CpuBackend, golden cases with
+#              --backend cuda, the factory test)
+#   sanitize   compute-sanitizer memcheck, racecheck, synccheck and initcheck over the kernel
+#              tests (kernels_cuda_backend_test, filtered by FOT_SANITIZE_FILTER)
+#   bench      fot_gpu_bench: 3B shape, prefill 16k/64k/128k and decode after each
+#              (FOT_BENCH_ARGS overrides its arguments)
+#
+# Where the binaries come from:
+#   - default: configure and build build-gpu-check/ here with -DFOT_CUDA=ON (needs fotrt's
+#     build dependencies: scripts/install-deps.sh and the CUDA toolkit);
+#   - --bundle DIR (or FOT_GPU_BUNDLE): binaries made by `--make-bundle DIR` on a machine that
+#     has the dependencies; for GPU machines that have the driver and the CUDA toolkit but not
+#     MPI/yaml-cpp/sentencepiece dev packages. cuBLAS/NCCL/cudart are taken from the GPU
+#     machine's toolkit, not shipped (they are too large to carry).
+#
+# Output: every log and summary.json go to --out DIR, else $OUT, else ./gpu-check-out
+# (at most 8 files, so a lease tool that returns few files gets them all). Exit status: 0
+# when every step that ran passed, 1 otherwise, 2 for usage errors.
+set -uo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+dry_run=0
+bundle="${FOT_GPU_BUNDLE:-}"
+make_bundle=""
+out="${OUT:-}"
+skip=","
+
+usage() {
+    sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    exit "${1:-0}"
+}
+die() {
+    echo "gpu_check.sh: $*" >&2
+    exit 2
+}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --dry-run) dry_run=1 ;;
+    --bundle) [ $# -ge 2 ] || die "--bundle needs a directory"; bundle="$2"; shift ;;
+    --make-bundle) [ $# -ge 2 ] || die "--make-bundle needs a directory"; make_bundle="$2"; shift ;;
+    --out) [ $# -ge 2 ] || die "--out needs a directory"; out="$2"; shift ;;
+    --skip) [ $# -ge 2 ] || die "--skip needs a list of steps"; skip=",$2,"; shift ;;
+    -h | --help) usage 0 ;;
+    *) die "unknown argument '$1' (see --help)" ;;
+    esac
+    shift
+done
+out="${out:-$PWD/gpu-check-out}"
+for s in $(echo "$skip" | tr ',' ' '); do
+    case "$s" in device | tests | sanitize | bench) ;; *) die "--skip: unknown step '$s' (device, tests, sanitize, bench)" ;; esac
+done
+
+test_bins=(kernels_cuda_factory_test kernels_cuda_backend_test kernels_cuda_golden_test)
+bench_args=(${FOT_BENCH_ARGS:---lengths 16k,64k,128k --decode-steps 32})
+sanitize_filter="${FOT_SANITIZE_FILTER:-CudaOps.*:Shapes/CudaAttention.*D100_T200*:Shapes/CudaAttention.*D100_T1_at37*:Shapes/CudaTopk.*D100_T4*}"
+build="${BUILD_DIR:-$root/build-gpu-check}"
+
+# ---- --make-bundle: build here, copy binaries and the non-system, non-CUDA libraries --------
+if [ -n "$make_bundle" ]; then
+    command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ] || die "--make-bundle needs the CUDA toolkit (nvcc)"
+    gen=()
+    command -v ninja >/dev/null 2>&1 && gen=(-G Ninja)
+    # FOT_NATIVE=OFF: the GPU machine's CPU may lack this machine's instruction set extensions.
+    cmake -S "$root" -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DFOT_CUDA=ON \
+        -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH:-90}" -DFOT_NATIVE=OFF -DFOT_BUILD_TESTS=ON \
+        -DFOT_BUILD_BENCH=ON >/dev/null || exit 1
+    cmake --build "$build" -j"$(nproc)" --target fot_gpu_bench fotrt "${test_bins[@]}" || exit 1
+    mkdir -p "$make_bundle/lib"
+    bins=("$build/bench/fot_gpu_bench" "$build/launch/fotrt")
+    for t in "${test_bins[@]}"; do bins+=("$build/tests/kernels/$t"); done
+    cp "${bins[@]}" "$make_bundle/"
+    for b in "${bins[@]}"; do
+        ldd "$b" | awk '/=> \//{print $3}' | while read -r lib; do
+            case "$(basename "$lib")" in
+            libc.so* | libm.so* | libdl.so* | libpthread.so* | librt.so* | ld-linux* | libcuda.so* | \
+                libcublas* | libcudart* | libnccl* | libnvidia*) ;;
+            *) cp -Ln "$lib" "$make_bundle/lib/" 2>/dev/null || true ;;
+            esac
+        done
+    done
+    echo "gpu_check.sh: bundle in $make_bundle ($(du -sh "$make_bundle" | cut -f1));" \
+        "on the GPU machine: scripts/gpu_check.sh --bundle $make_bundle"
+    exit 0
+fi
+
+# ---- the plan -------------------------------------------------------------------------------
+declare -a step_names step_limits step_cmds step_logs
+add_step() { # name limit_s log command...
+    local name="$1" limit="$2" log="$3"
+    shift 3
+    case "$skip" in *",${name%%:*},"*) return ;; esac
+    step_names+=("$name")
+    step_limits+=("$limit")
+    step_logs+=("$log")
+    step_cmds+=("$*")
+}
+
+if [ -n "$bundle" ]; then
+    bundle="$(cd "$bundle" 2>/dev/null && pwd)" || die "--bundle: no directory '$bundle'"
+    bin_dir="$bundle"
+    ld="$bundle/lib"
+    for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
+        [ -d "$d" ] && ld="$ld:$d"
+    done
+    # Exported, not prefixed with env: compute-sanitizer must launch the test binary itself.
+    export LD_LIBRARY_PATH="$ld${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" FOT_TEST_DATA="$root/tests/data"
+    test_cmd="rc=0;"
+    for t in "${test_bins[@]}"; do
+        test_cmd="$test_cmd $bin_dir/$t --gtest_brief=1 || rc=1;"
+    done
+    test_cmd="$test_cmd exit \$rc"
+    kernel_test="$bin_dir/kernels_cuda_backend_test"
+    bench_bin="$bin_dir/fot_gpu_bench"
+else
+    bin_dir="$build"
+    test_cmd="cd $build && ctest -L gpu --output-on-failure"
+    kernel_test="$build/tests/kernels/kernels_cuda_backend_test"
+    bench_bin="$build/bench/fot_gpu_bench"
+    gen=""
+    command -v ninja >/dev/null 2>&1 && gen="-G Ninja"
+    add_step build 420 build.log "cmake -S $root -B $build $gen -DCMAKE_BUILD_TYPE=Release -DFOT_CUDA=ON" \
+        "-DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCH:-90} -DFOT_BUILD_TESTS=ON -DFOT_BUILD_BENCH=ON &&" \
+        "cmake --build $build -j$(nproc) --target fot_gpu_bench fotrt ${test_bins[*]}"
+fi
+
+add_step device 30 device.log "nvidia-smi; nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv;" \
+    "compute-sanitizer --version || echo 'compute-sanitizer not found'"
+add_step tests "${FOT_TESTS_LIMIT:-150}" tests.log "$test_cmd"
+for tool in memcheck racecheck synccheck initcheck; do
+    add_step "sanitize:$tool" "${FOT_SANITIZE_LIMIT:-45}" "sanitize.log" \
+        "compute-sanitizer --tool $tool --error-exitcode 86 --print-limit 20 $kernel_test" \
+        "--gtest_brief=1 '--gtest_filter=$sanitize_filter'"
+done
+add_step bench "${FOT_BENCH_LIMIT:-180}" bench.log "$bench_bin ${bench_args[*]}"
+
+if [ "$dry_run" = 1 ]; then
+    echo "gpu_check.sh --dry-run: would write logs and summary.json to $out and run:"
+    total=0
+    for i in "${!step_names[@]}"; do
+        printf '  %-20s limit %4ss  -> %-12s %s\n' "${step_names[$i]}" "${step_limits[$i]}" \
+            "${step_logs[$i]}" "${step_cmds[$i]}"
+        total=$((total + step_limits[i]))
+    done
+    echo "  worst case ${total} s (the step limits added up)"
+    exit 0
+fi
+
+# ---- run --------------------------------------------------------------------------------------
+mkdir -p "$out" || die "cannot create output folder $out"
+summary="$out/summary.json"
+started=$(date +%s)
+overall=0
+entries=()
+json_str() { printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g'; }
+for i in "${!step_names[@]}"; do
+    name="${step_names[$i]}"
+    log="$out/${step_logs[$i]}"
+    limit="${step_limits[$i]}"
+    echo "== gpu_check: $name (limit ${limit}s)" | tee -a "$log"
+    t0=$(date +%s)
+    timeout --kill-after=10 "$limit" bash -c "${step_cmds[$i]}" >>"$log" 2>&1
+    rc=$?
+    secs=$(($(date +%s) - t0))
+    if [ $rc -eq 0 ]; then
+        status=pass
+    elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+        status=timeout
+    elif [ $rc -eq 86 ]; then
+        status=sanitizer-errors
+    else
+        status=fail
+    fi
+    [ "$status" = pass ] || overall=1
+    echo "== gpu_check: $name: $status (rc $rc, ${secs}s)" | tee -a "$log"
+    extra=""
+    if [ "$name" = bench ]; then
+        # The benchmark's closing table rows, kept in the summary.
+        rows=$(grep -E '^\| [0-9]' "$log" | tr '\n' ';')
+        extra=", \"table\": \"$(json_str "$rows")\""
+    fi
+    if [ "$name" = tests ]; then
+        extra=", \"failed\": \"$(json_str "$(grep -E '^\[  FAILED  \]|\(Failed\)|\*\*\*Failed' "$log" | sort -u | head -40 | tr '\n' ';')")\""
+    fi
+    entries+=("{\"step\": \"$name\", \"status\": \"$status\", \"rc\": $rc, \"seconds\": $secs, \"log\": \"${step_logs[$i]}\"$extra}")
+    # Rewritten after every step, so a killed run still leaves a summary of what finished.
+    {
+        echo "{\"started\": \"$(date -u -d @"$started" +%FT%TZ)\", \"bundle\": \"$(json_str "$bundle")\","
+        echo " \"gpu\": \"$(json_str "$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)")\","
+        echo " \"steps\": ["
+        for j in "${!entries[@]}"; do
+            sep=","
+            [ "$j" -eq $((${#entries[@]} - 1)) ] && sep=""
+            echo "  ${entries[$j]}$sep"
+        done
+        echo " ], \"seconds\": $(($(date +%s) - started)), \"ok\": $([ $overall = 0 ] && echo true || echo false)}"
+    } >"$summary"
+done
+echo "gpu_check: done in $(($(date +%s) - started)) s; summary in $summary"
+grep -E '"step"' "$summary" | sed 's/, "log".*//'
+[ -f "$out/bench.log" ] && grep -E '^\| ' "$out/bench.log"
+exit $overall
