@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <type_traits>
 
+#include "kernels/cuda/attention_common.cuh"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/tile.cuh"
@@ -22,6 +23,9 @@
 namespace fot::kernels::cuda {
 namespace {
 
+using attn::KeyRange;
+using attn::split_range;
+using attn::state_row;
 using tile::kLdK;
 using tile::kLdQ;
 using tile::kTileK;
@@ -33,32 +37,8 @@ constexpr int kDecodeK = 32;         // keys per decode tile
 constexpr int kDecodeThreads = 128;  // >= kMaxHeadDim: one thread per output dim
 static_assert(kDecodeThreads >= kMaxHeadDim, "decode kernel: one thread per dim");
 
-// Key range [kb, ke) of split `split` for a block whose last query is t_last.
-struct KeyRange {
-    int64_t kb, ke;
-};
-__device__ __forceinline__ KeyRange split_range(int64_t S, int64_t t_last, int64_t causal_offset,
-                                                int64_t split, int64_t splits, int64_t tile_k) {
-    int64_t kend = S;
-    if (causal_offset < S) kend = min64(S, t_last + causal_offset + 1);
-    if (kend < 0) kend = 0;
-    int64_t chunk = (kend + splits - 1) / splits;
-    chunk = (chunk + tile_k - 1) / tile_k * tile_k;
-    const int64_t kb = min64(kend, split * chunk);
-    return {kb, min64(kend, kb + chunk)};
-}
-
-// Where a block reads its starting state and writes its result: the caller's partial
-// (splits == 1) or its own slice of the split scratch, starting empty.
-__device__ __forceinline__ float* state_row(float* part, float* scratch, int64_t splits,
-                                            int64_t split, int64_t H, int64_t T, int64_t h,
-                                            int64_t t, int64_t D) {
-    if (splits == 1) return part + (h * T + t) * (D + 2);
-    return scratch + ((split * H + h) * T + t) * (D + 2);
-}
-
 // ---------------------------------------------------------------------------------------------
-template <typename E, int DP>
+template <typename E, int DP, bool kFast>
 __global__ void __launch_bounds__(kTileThreads)
     tiled_kernel(float* part, const float* __restrict__ q, int64_t q_stride,
                  const E* __restrict__ k, const E* __restrict__ v, int64_t kv_head_stride,
@@ -101,15 +81,15 @@ __global__ void __launch_bounds__(kTileThreads)
         }
     }
 
-    tile::load_query_tile(Qs, q, q_stride, h, t0, T, D);
+    tile::load_query_tile<kFast>(Qs, q, q_stride, h, t0, T, D);
     const E* kh = k + h * kv_head_stride;
     const E* vh = v + h * kv_head_stride;
 
     for (int64_t j0 = kr.kb; j0 < kr.ke; j0 += kTileK) {
         const int nk = static_cast<int>(min64(kTileK, kr.ke - j0));
         __syncthreads();  // previous tile's Ks/Vs/Ps are no longer read
-        tile::load_rows<E, true>(Ks, kLdK, kh + j0 * D, nk, D);
-        tile::load_rows<E, false>(Vs, DP, vh + j0 * D, nk, D);
+        tile::load_rows<E, true, kFast>(Ks, kLdK, kh + j0 * D, nk, D);
+        tile::load_rows<E, false, kFast>(Vs, DP, vh + j0 * D, nk, D);
         __syncthreads();
 
         float s[4][4];
@@ -151,8 +131,10 @@ __global__ void __launch_bounds__(kTileThreads)
         }
 #pragma unroll
         for (int c = 0; c < 4; ++c) {
+            // fast: l summed the fp32 p above; the P.V operand is p rounded to bf16.
+            auto pv = [](float p) { return kFast ? attn::round_bf16(p) : p; };
             *reinterpret_cast<float4*>(Ps + (tk * 4 + c) * kLdQ + tq * 4) =
-                make_float4(s[0][c], s[1][c], s[2][c], s[3][c]);
+                make_float4(pv(s[0][c]), pv(s[1][c]), pv(s[2][c]), pv(s[3][c]));
         }
         __syncthreads();
 
@@ -195,7 +177,7 @@ __global__ void __launch_bounds__(kTileThreads)
 }
 
 // ---------------------------------------------------------------------------------------------
-template <typename E>
+template <typename E, bool kFast>
 __global__ void __launch_bounds__(kDecodeThreads)
     decode_kernel(float* part, const float* __restrict__ q, int64_t q_stride,
                   const E* __restrict__ k, const E* __restrict__ v, int64_t kv_head_stride,
@@ -233,7 +215,8 @@ __global__ void __launch_bounds__(kDecodeThreads)
     }
     for (int i = tid; i < nq * D; i += blockDim.x) {
         const int qi = i / D, d = i - qi * D;
-        Qs[qi][d] = q[(t0 + qi) * q_stride + h * D + d];
+        const float x = q[(t0 + qi) * q_stride + h * D + d];
+        Qs[qi][d] = kFast ? attn::round_bf16(x) : x;
     }
     const E* kh = k + h * kv_head_stride;
     const E* vh = v + h * kv_head_stride;
@@ -241,8 +224,8 @@ __global__ void __launch_bounds__(kDecodeThreads)
     for (int64_t j0 = kr.kb; j0 < kr.ke; j0 += kDecodeK) {
         const int nk = static_cast<int>(min64(kDecodeK, kr.ke - j0));
         __syncthreads();
-        tile::load_rows<E, false>(Ks, ldk, kh + j0 * D, nk, D);
-        tile::load_rows<E, false>(Vs, D, vh + j0 * D, nk, D);
+        tile::load_rows<E, false, kFast>(Ks, ldk, kh + j0 * D, nk, D);
+        tile::load_rows<E, false, kFast>(Vs, D, vh + j0 * D, nk, D);
         __syncthreads();
 
         // Scores: warp w takes queries w and w + 4, lane = key.
@@ -264,7 +247,7 @@ __global__ void __launch_bounds__(kDecodeThreads)
             const float corr = (m_old == kNegInf) ? 0.f : expf(m_old - m_new);
             const float p = (s == kNegInf) ? 0.f : expf(s - m_new);
             const float rs = warp_sum(p);
-            Ss[qi][lane] = p;
+            Ss[qi][lane] = kFast ? attn::round_bf16(p) : p;  // fast: bf16 P.V operand
             __syncwarp();
             if (lane == 0) {
                 if (m_new != kNegInf) {
@@ -378,19 +361,41 @@ size_t tiled_smem_bytes() {
     return sizeof(float) * (DP * kLdQ + DP * kLdK + kTileK * DP + kTileK * kLdQ);
 }
 
-template <typename E, int DP>
+template <typename E, int DP, bool kFast>
 void launch_tiled(float* part, const float* q, int64_t q_stride, const void* k, const void* v,
                   int64_t kv_head_stride, int64_t H, int64_t T, int64_t S, int D, float scale,
                   int64_t causal_offset, int64_t splits, float* scratch, cudaStream_t stream) {
     const size_t smem = tiled_smem_bytes<DP>();
     // The opt-in above 48 KiB is per kernel and per device; setting it every launch is cheap.
-    FOT_CUDA_CHECK(cudaFuncSetAttribute(
-        tiled_kernel<E, DP>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+    FOT_CUDA_CHECK(cudaFuncSetAttribute(tiled_kernel<E, DP, kFast>,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        static_cast<int>(smem)));
     const dim3 grid(static_cast<unsigned>((T + kTileQ - 1) / kTileQ), static_cast<unsigned>(H),
                     static_cast<unsigned>(splits));
-    tiled_kernel<E, DP><<<grid, kTileThreads, smem, stream>>>(
+    tiled_kernel<E, DP, kFast><<<grid, kTileThreads, smem, stream>>>(
         part, q, q_stride, static_cast<const E*>(k), static_cast<const E*>(v), kv_head_stride, H, T,
         S, D, scale, causal_offset, splits, scratch);
+}
+
+template <typename E, bool kFast>
+void launch_fp32(float* part, const float* q, int64_t q_stride, const void* k, const void* v,
+                 int64_t kv_head_stride, int64_t H, int64_t T, int64_t S, int d, float scale,
+                 int64_t causal_offset, int64_t splits, float* scratch, cudaStream_t st) {
+    if (T <= kDecodeQ) {
+        const dim3 grid(1, static_cast<unsigned>(H), static_cast<unsigned>(splits));
+        decode_kernel<E, kFast><<<grid, kDecodeThreads, 0, st>>>(
+            part, q, q_stride, static_cast<const E*>(k), static_cast<const E*>(v), kv_head_stride,
+            H, T, S, d, scale, causal_offset, splits, scratch);
+    } else if (d <= 32) {
+        launch_tiled<E, 32, kFast>(part, q, q_stride, k, v, kv_head_stride, H, T, S, d, scale,
+                                   causal_offset, splits, scratch, st);
+    } else if (d <= 64) {
+        launch_tiled<E, 64, kFast>(part, q, q_stride, k, v, kv_head_stride, H, T, S, d, scale,
+                                   causal_offset, splits, scratch, st);
+    } else {
+        launch_tiled<E, 128, kFast>(part, q, q_stride, k, v, kv_head_stride, H, T, S, d, scale,
+                                    causal_offset, splits, scratch, st);
+    }
 }
 
 }  // namespace
@@ -422,8 +427,8 @@ int64_t attn_accumulate_splits(int64_t H, int64_t T, int64_t S, int64_t D, int64
 
 void attn_accumulate(float* part, const float* q, int64_t q_stride, const void* k, const void* v,
                      DType kv_dtype, int64_t kv_head_stride, int64_t H, int64_t T, int64_t S,
-                     int64_t D, float scale, int64_t causal_offset, int64_t splits, float* scratch,
-                     void* stream) {
+                     int64_t D, float scale, int64_t causal_offset, bool fast, int64_t splits,
+                     float* scratch, void* stream) {
     FOT_CHECK(D >= 1 && D <= kMaxHeadDim, "cuda attention: head_dim ", D,
               " is not supported (1 .. ", kMaxHeadDim, ")");
     FOT_CHECK(splits >= 1 && splits <= 65535, "cuda attention: bad split count ", splits);
@@ -433,24 +438,21 @@ void attn_accumulate(float* part, const float* q, int64_t q_stride, const void* 
     if (S <= 0 || T <= 0 || H <= 0) return;
     cudaStream_t st = as_stream(stream);
     const int d = static_cast<int>(D);
-    dispatch_float_dtype(kv_dtype, "cuda attention keys/values", [&](auto* tag) {
-        using E = std::remove_pointer_t<decltype(tag)>;
-        if (T <= kDecodeQ) {
-            const dim3 grid(1, static_cast<unsigned>(H), static_cast<unsigned>(splits));
-            decode_kernel<E><<<grid, kDecodeThreads, 0, st>>>(
-                part, q, q_stride, static_cast<const E*>(k), static_cast<const E*>(v),
-                kv_head_stride, H, T, S, d, scale, causal_offset, splits, scratch);
-        } else if (D <= 32) {
-            launch_tiled<E, 32>(part, q, q_stride, k, v, kv_head_stride, H, T, S, d, scale,
-                                causal_offset, splits, scratch, st);
-        } else if (D <= 64) {
-            launch_tiled<E, 64>(part, q, q_stride, k, v, kv_head_stride, H, T, S, d, scale,
-                                causal_offset, splits, scratch, st);
-        } else {
-            launch_tiled<E, 128>(part, q, q_stride, k, v, kv_head_stride, H, T, S, d, scale,
-                                 causal_offset, splits, scratch, st);
-        }
-    });
+    if (fast && T > kDecodeQ && attn_accumulate_tc_supported(k, v, kv_dtype, kv_head_stride, D)) {
+        attn_accumulate_tc(part, q, q_stride, k, v, kv_head_stride, H, T, S, D, scale,
+                           causal_offset, splits, scratch, stream);
+    } else {
+        dispatch_float_dtype(kv_dtype, "cuda attention keys/values", [&](auto* tag) {
+            using E = std::remove_pointer_t<decltype(tag)>;
+            if (fast) {
+                launch_fp32<E, true>(part, q, q_stride, k, v, kv_head_stride, H, T, S, d, scale,
+                                     causal_offset, splits, scratch, st);
+            } else {
+                launch_fp32<E, false>(part, q, q_stride, k, v, kv_head_stride, H, T, S, d, scale,
+                                      causal_offset, splits, scratch, st);
+            }
+        });
+    }
     FOT_CUDA_CHECK(cudaGetLastError());
     if (splits > 1) {
         const int64_t rows = H * T;

@@ -7,6 +7,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <cmath>
 #include <cstdint>
 
 #include "kernels/cuda/check.h"
@@ -22,6 +23,16 @@ __device__ __forceinline__ int64_t min64(int64_t a, int64_t b) {
 }
 __device__ __forceinline__ int64_t max64(int64_t a, int64_t b) {
     return a > b ? a : b;
+}
+
+// e^x by the hardware's ex2.approx (about 2 ulp): for softmax weights that are rounded to
+// bf16 right after (the `fast` precision). The emulator uses std::exp.
+__device__ __forceinline__ float fast_exp(float x) {
+#if defined(__CUDACC__)
+    return __expf(x);
+#else
+    return std::exp(x);
+#endif
 }
 
 // ---- element conversions ---------------------------------------------------------------------

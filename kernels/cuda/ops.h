@@ -77,19 +77,33 @@ void attn_partial_init(float* part, int64_t H, int64_t T, int64_t D, void* strea
 int64_t attn_accumulate_splits(int64_t H, int64_t T, int64_t S, int64_t D, int64_t causal_offset,
                                int sm_count);
 
-// Folds keys [0, S) into the partial, as kernels::cpu::attn_accumulate. T <= 8 uses a
-// decode kernel (one thread per output dim), larger T a tiled kernel (64 queries x 32 keys
-// per shared-memory tile); both stream keys through shared memory with an online softmax.
-// With splits > 1 each split writes a fresh partial into `scratch` and a merge folds them
-// into `part` (merge order: part, then splits in key order).
+// Folds keys [0, S) into the partial, as kernels::cpu::attn_accumulate. fast = false: fp32
+// operands; T <= 8 uses a decode kernel (one thread per output dim), larger T a tiled fp32
+// kernel (64 queries x 32 keys per shared-memory tile); both stream keys through shared
+// memory with an online softmax. fast = true: the `fast` precision's roundings
+// (runtime/core/precision.h: bf16 q, k, v and P.V operand, fp32 statistics); T > 8 with a
+// bf16 store runs the tensor-core kernel (attention_tc.cu), other cases the fp32 kernels with
+// the same roundings. With splits > 1 each split writes a fresh partial into `scratch` and a
+// merge folds them into `part` (merge order: part, then splits in key order).
 void attn_accumulate(float* part,     // (H, T, D + 2)
                      const float* q,  // (T, H, D) rows of q_stride
                      int64_t q_stride,
                      const void* k,  // (H, *, D) in kv_dtype, head stride kv_head_stride
                      const void* v,  // (H, *, D)
                      DType kv_dtype, int64_t kv_head_stride, int64_t H, int64_t T, int64_t S,
-                     int64_t D, float scale, int64_t causal_offset, int64_t splits, float* scratch,
-                     void* stream);
+                     int64_t D, float scale, int64_t causal_offset, bool fast, int64_t splits,
+                     float* scratch, void* stream);
+
+// The tensor-core kernel alone (attention_tc.cu; bf16 mma.sync with fp32 accumulation, any T):
+// whether it takes these keys/values (bf16, D <= kMaxHeadDim, rows at least 4-byte aligned),
+// and the launch, with the partial layout and split semantics of attn_accumulate (it does
+// not merge: with splits > 1 the caller merges the scratch).
+bool attn_accumulate_tc_supported(const void* k, const void* v, DType kv_dtype,
+                                  int64_t kv_head_stride, int64_t D);
+void attn_accumulate_tc(float* part, const float* q, int64_t q_stride, const void* k, const void* v,
+                        int64_t kv_head_stride, int64_t H, int64_t T, int64_t S, int64_t D,
+                        float scale, int64_t causal_offset, int64_t splits, float* scratch,
+                        void* stream);
 
 // out (H, T, D + 2) = merge of R partials (R, H, T, D + 2) in order; out may alias parts.
 void attn_partial_merge(float* out, const float* parts, int64_t R, int64_t H, int64_t T, int64_t D,

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/attention_common.cuh"
 #include "kernels/cuda/common.cuh"
 
 namespace fot::kernels::cuda::tile {
@@ -24,13 +25,15 @@ constexpr int kLdK = kTileK + 4;  // floats per d-row of the key tile
 
 // Copies n_rows rows of D elements (contiguous in global memory, n_rows * D elements from src)
 // into shared memory as f32: transposed ? dst[d * ld + r] : dst[r * ld + d]. 16-byte loads when
-// src is 16-byte aligned and the element count allows it.
-template <typename T, bool kTransposed>
+// src is 16-byte aligned and the element count allows it. kRound: each value is rounded to
+// bf16 (the `fast` precision's operand rounding).
+template <typename T, bool kTransposed, bool kRound = false>
 __device__ __forceinline__ void load_rows(float* dst, int ld, const T* __restrict__ src, int n_rows,
                                           int D) {
     const int total = n_rows * D;
     constexpr int kVec = 16 / sizeof(T);
     auto put = [&](int r, int d, float v) {
+        if (kRound) v = attn::round_bf16(v);
         if (kTransposed) {
             dst[d * ld + r] = v;
         } else {
@@ -62,14 +65,16 @@ __device__ __forceinline__ void load_rows(float* dst, int ld, const T* __restric
 }
 
 // Query tile: rows t0 .. t0 + kTileQ - 1 of head h, d-major into Qs [DP][kLdQ]; rows >= T are
-// zero.
+// zero. kRound: values rounded to bf16.
+template <bool kRound = false>
 __device__ __forceinline__ void load_query_tile(float* Qs, const float* __restrict__ q,
                                                 int64_t q_stride, int64_t h, int64_t t0, int64_t T,
                                                 int D) {
     for (int i = threadIdx.x; i < kTileQ * D; i += blockDim.x) {
         const int r = i / D, d = i - r * D;
         const int64_t t = t0 + r;
-        Qs[d * kLdQ + r] = t < T ? q[t * q_stride + h * D + d] : 0.f;
+        const float x = t < T ? q[t * q_stride + h * D + d] : 0.f;
+        Qs[d * kLdQ + r] = kRound ? attn::round_bf16(x) : x;
     }
 }
 

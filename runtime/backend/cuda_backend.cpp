@@ -339,7 +339,8 @@ void CudaBackend::attn_accumulate(TensorView part, TensorView q, TensorView k, T
             scratch(*attn_scratch_, sizeof(float) * static_cast<size_t>(splits * H * T * (D + 2))));
     }
     kc::attn_accumulate(part.as<float>(), q.as<float>(), row_width(q), k.data, v.data, k.dtype,
-                        k.shape[1] * D, H, T, S, D, scale, causal_offset, splits, sc, stream_);
+                        k.shape[1] * D, H, T, S, D, scale, causal_offset,
+                        precision_ == Precision::kFast, splits, sc, stream_);
 }
 
 void CudaBackend::attn_partial_merge(TensorView out, TensorView parts) {

@@ -1,12 +1,14 @@
 // CUDA emulator for development on machines without a GPU (kernels/cuda/emu/README.md).
 //
 // Stands in for <cuda_runtime.h> when the .cu files are compiled as plain C++ (after
-// preprocess.py has rewritten kernel launches and dynamic shared memory). Each block runs
-// its threads as fibers on one OS thread, scheduled round-robin; __syncthreads, __syncwarp
-// and the warp collectives are real barriers (a barrier that can never complete aborts with a
-// message, so divergent barriers are caught); __shared__ variables are function statics
-// (blocks run one after another). Device memory is host memory. Deterministic; slow; for
-// correctness only. Never part of the library.
+// preprocess.py has rewritten kernel launches and shared memory). Each block runs its
+// threads as fibers on one OS thread, in a seeded random order between barriers (blocks run
+// one after another, in a random order too); __syncthreads, __syncwarp and the warp
+// collectives are real barriers (a barrier that can never complete aborts with a message,
+// so divergent barriers are caught); __shared__ variables are function statics, poisoned
+// (0xff bytes) at the start of every block, like dynamic shared memory. Device memory is
+// host memory. Deterministic for a seed; slow; for correctness only. Never part of the
+// library.
 #pragma once
 
 #include <cmath>
@@ -102,12 +104,32 @@ void set_max_dynamic_smem(const void* kernel, int bytes);
 // Runs `body` as grid x block fibers; checks the launch configuration first.
 void run_grid(const void* kernel, dim3 grid, dim3 block, size_t smem, void (*body)(void*),
               void* ctx);
-// Barriers and warp collectives (participants: the lanes of `mask`).
-void sync_block();
+// Aborts with a message (an emulated kernel broke a rule of the hardware).
+[[noreturn]] void fail(const char* what);
+// Barriers and warp collectives (participants: the lanes of `mask`). `file`/`line` name the
+// __syncthreads call site, for fault injection (skip_barrier).
+void sync_block(const char* file, int line);
 void sync_warp(unsigned mask);
 uint64_t warp_exchange(unsigned mask, uint64_t mine, int src_lane);
 unsigned warp_ballot(unsigned mask, bool pred);
 unsigned warp_match_any(unsigned mask, uint64_t value);
+// All 32 lanes of the calling warp: lane l's `bytes` bytes land at all + l * bytes.
+void warp_all_gather(const void* mine, size_t bytes, void* all);
+// cp.async: copy `bytes` from src (zeros when src is null) to dst, completing at a random
+// moment no later than the cp_async_wait that covers its group.
+void cp_async(void* dst, const void* src, int bytes);
+void cp_async_commit();
+void cp_async_wait(int pending);
+// Static __shared__ arrays start each block as 0xff bytes (preprocess.py inserts the call).
+void poison_static(void* p, size_t bytes);
+
+// ---- test controls ----
+// Seed of the schedule: the order of blocks, of threads between barriers, and of cp.async
+// completions. Default 1, or $FOT_EMU_SEED.
+void set_seed(uint64_t seed);
+// Fault injection: __syncthreads calls at `line` of a file whose path ends with
+// `file_suffix` return without waiting (as if the barrier were deleted). line 0 = none.
+void skip_barrier(const char* file_suffix, int line);
 
 inline dim3 as_dim3(dim3 d) {
     return d;
@@ -155,8 +177,8 @@ cudaError_t cudaFuncSetAttribute(K* kernel, cudaFuncAttribute, int value) {
 }
 
 // ---- device intrinsics -------------------------------------------------------------------------
-inline void __syncthreads() {
-    emu::sync_block();
+inline void __syncthreads(const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+    emu::sync_block(file, line);
 }
 inline void __syncwarp(unsigned mask = 0xffffffffu) {
     emu::sync_warp(mask);

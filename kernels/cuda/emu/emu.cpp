@@ -2,10 +2,12 @@
 // stand-ins for the runtime and cuBLAS calls. See cuda_runtime.h.
 #include <ucontext.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -31,12 +33,21 @@ struct Barrier {
     const char* what = "";
 };
 
+// One cp.async copy; src null = zero fill.
+struct Copy {
+    void* dst;
+    const void* src;
+    int bytes;
+};
+
 struct Fiber {
     ucontext_t ctx;
     unsigned tid = 0;
     bool done = false;
     Barrier* waiting = nullptr;
     uint64_t wait_gen = 0;
+    std::vector<Copy> open;                 // cp.async copies not yet committed
+    std::vector<std::vector<Copy>> groups;  // committed groups, oldest first
 };
 
 // One barrier and exchange area per (warp, lane mask): lanes of a subset (e.g. a
@@ -45,6 +56,7 @@ struct Fiber {
 struct WarpGroup {
     Barrier bar;
     uint64_t slot[32];
+    std::vector<unsigned char> bytes;  // warp_all_gather
 };
 struct Warp {
     std::map<unsigned, WarpGroup> groups;
@@ -69,10 +81,34 @@ std::map<const void*, int> g_max_smem;
 constexpr int kDefaultSmem = 48 * 1024;
 constexpr int kOptInSmem = 227 * 1024;
 
+uint64_t initial_seed() {
+    const char* e = std::getenv("FOT_EMU_SEED");
+    return e && *e ? std::strtoull(e, nullptr, 10) : 1;
+}
+std::mt19937_64 g_rng(initial_seed());
+uint64_t g_block_gen = 0;                    // counts blocks run, for poison_static
+std::map<const void*, uint64_t> g_poisoned;  // static shared array -> block it was poisoned in
+std::string g_skip_file;
+int g_skip_line = 0;
+
+void perform(const Copy& c) {
+    if (c.src) {
+        std::memcpy(c.dst, c.src, static_cast<size_t>(c.bytes));
+    } else {
+        std::memset(c.dst, 0, static_cast<size_t>(c.bytes));
+    }
+}
+
 void fiber_main() {
     BlockRun* r = g_run;
     r->body(r->ctx);
-    r->fibers[r->cur].done = true;
+    Fiber& f = r->fibers[r->cur];
+    for (auto& g : f.groups)
+        for (auto& c : g) perform(c);
+    for (auto& c : f.open) perform(c);
+    f.groups.clear();
+    f.open.clear();
+    f.done = true;
     --r->live;
 }
 
@@ -115,12 +151,19 @@ void run_block(unsigned nthreads) {
         makecontext(&f.ctx, fiber_main, 0);
     }
     r.live = static_cast<int>(nthreads);
+    // Each step runs one runnable thread, picked at random, until it blocks: a warp can run
+    // far ahead of the others up to the next __syncthreads, so code that lacks a barrier sees
+    // another thread's writes too early or too late.
+    auto runnable = [&](const Fiber& f) {
+        return !f.done && !(f.waiting && f.waiting->gen == f.wait_gen);
+    };
     while (r.live > 0) {
         bool progressed = false;
-        for (unsigned i = 0; i < nthreads; ++i) {
+        const unsigned start = static_cast<unsigned>(g_rng() % nthreads);
+        for (unsigned k = 0; k < nthreads && !progressed; ++k) {
+            const unsigned i = (start + k) % nthreads;
             Fiber& f = r.fibers[i];
-            if (f.done) continue;
-            if (f.waiting && f.waiting->gen == f.wait_gen) continue;
+            if (!runnable(f)) continue;
             f.waiting = nullptr;
             r.cur = static_cast<int>(i);
             threadIdx =
@@ -183,21 +226,85 @@ void run_grid(const void* kernel, dim3 grid, dim3 block, size_t smem, void (*bod
     g_run = &run;
     gridDim = grid;
     blockDim = block;
+    std::vector<dim3> blocks;
     for (unsigned z = 0; z < grid.z; ++z) {
         for (unsigned y = 0; y < grid.y; ++y) {
-            for (unsigned x = 0; x < grid.x; ++x) {
-                blockIdx = dim3(x, y, z);
-                // Uninitialised shared memory reads as NaN / 0xff..: catches reads before writes.
-                g_smem.assign(smem + 16, 0xff);
-                run_block(nthreads);
-            }
+            for (unsigned x = 0; x < grid.x; ++x) blocks.emplace_back(x, y, z);
         }
+    }
+    std::shuffle(blocks.begin(), blocks.end(), g_rng);  // no kernel may rely on block order
+    for (const dim3& b : blocks) {
+        blockIdx = b;
+        ++g_block_gen;
+        // Uninitialised shared memory reads as NaN / 0xff..: catches reads before writes.
+        g_smem.assign(smem + 16, 0xff);
+        run_block(nthreads);
     }
     g_run = nullptr;
 }
 
-void sync_block() {
+void fail(const char* what) {
+    die(what);
+}
+
+void sync_block(const char* file, int line) {
+    if (line == g_skip_line && !g_skip_file.empty()) {
+        const std::string f = file;
+        if (f.size() >= g_skip_file.size() &&
+            f.compare(f.size() - g_skip_file.size(), g_skip_file.size(), g_skip_file) == 0)
+            return;  // injected fault: this barrier does not exist
+    }
     arrive(g_run->block_bar, g_run->live);
+}
+
+void warp_all_gather(const void* mine, size_t bytes, void* all) {
+    WarpGroup& w = my_warp(0xffffffffu);
+    const unsigned lane = me().tid & 31u;
+    if (w.bytes.size() != 32 * bytes) w.bytes.assign(32 * bytes, 0);
+    std::memcpy(w.bytes.data() + lane * bytes, mine, bytes);
+    arrive(w.bar, 32);
+    std::memcpy(all, w.bytes.data(), 32 * bytes);
+    arrive(w.bar, 32);
+}
+
+void cp_async(void* dst, const void* src, int bytes) {
+    const Copy c{dst, src, bytes};
+    // Completes now or at the covering wait, at random: both are what hardware may do.
+    if (g_rng() & 1) {
+        perform(c);
+    } else {
+        me().open.push_back(c);
+    }
+}
+
+void cp_async_commit() {
+    Fiber& f = me();
+    f.groups.push_back(std::move(f.open));
+    f.open.clear();
+}
+
+void cp_async_wait(int pending) {
+    Fiber& f = me();
+    while (static_cast<int>(f.groups.size()) > pending) {
+        for (const Copy& c : f.groups.front()) perform(c);
+        f.groups.erase(f.groups.begin());
+    }
+}
+
+void poison_static(void* p, size_t bytes) {
+    uint64_t& gen = g_poisoned[p];
+    if (gen == g_block_gen) return;  // another thread of this block got here first
+    gen = g_block_gen;
+    std::memset(p, 0xff, bytes);
+}
+
+void set_seed(uint64_t seed) {
+    g_rng.seed(seed);
+}
+
+void skip_barrier(const char* file_suffix, int line) {
+    g_skip_file = file_suffix ? file_suffix : "";
+    g_skip_line = line;
 }
 
 void sync_warp(unsigned mask) {
