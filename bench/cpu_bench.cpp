@@ -2,10 +2,14 @@
 // on the CpuBackend, with achieved GFLOP/s from an analytic FLOP count.
 //
 //   fot_cpu_bench [--tokens 4096,16384] [--decode 8] [--threads N] [--weights f32|bf16]
+//                 [--precision exact|fast|both]
 //                 [--hidden 1024 --heads 16 --layers 8 --intermediate 2816 --vocab 32000
 //                  --window 512 --lcl 256]
 // Prefill = one model call over n tokens with logits for every position (as `fotrt logits`);
 // decode = tokens fed one at a time afterwards, logits for the last position only.
+// --precision (runtime/core/precision.h): default as in a session (fast for bf16 weights,
+// exact for f32); fast on f32 weights uses them rounded to bf16, as a session does; `both`
+// runs exact then fast. Every line says which mode ran.
 #include <algorithm>
 #include <cstdio>
 #include <random>
@@ -17,6 +21,7 @@
 #include "launch/args.h"
 #include "parallel/self_communicator.h"
 #include "runtime/backend/cpu_backend.h"
+#include "runtime/core/precision.h"
 #include "runtime/core/timer.h"
 #include "runtime/model/long_llama.h"
 #include "runtime/model/random_weights.h"
@@ -54,11 +59,14 @@ int main(int argc, char** argv) {
     try {
         cli::Args args("fot_cpu_bench",
                        "Prefill and decode timing of a random LongLLaMA on the CPU.",
-                       {"fot_cpu_bench --tokens 4k,16k --threads 2"});
+                       {"fot_cpu_bench --tokens 4k,16k --threads 2",
+                        "fot_cpu_bench --tokens 4k --weights bf16 --precision both"});
         args.option("tokens", "N,N", "prompt lengths", "4096,16384");
         args.option("decode", "N", "tokens decoded after each prefill", "8");
         args.option("threads", "N", "CPU threads (0 = all)", "0");
         args.option("weights", "DTYPE", "weight dtype f32|bf16", "f32");
+        args.option("precision", "exact|fast|both", "arithmetic (both: one run of each)",
+                    "fast for bf16 weights, exact for f32");
         args.option("hidden", "N", "hidden size", "1024");
         args.option("heads", "N", "attention heads", "16");
         args.option("layers", "N", "layers", "8");
@@ -84,6 +92,17 @@ int main(int argc, char** argv) {
         validate_model_config(c, "benchmark").check();
         DType wdt;
         FOT_CHECK(parse_dtype(args.get("weights", "f32"), &wdt), "--weights: f32 or bf16");
+        std::vector<Precision> modes;
+        if (!args.has("precision")) {
+            modes = {wdt == DType::kF32 ? Precision::kExact : Precision::kFast};
+        } else if (args.get("precision") == "both") {
+            modes = {Precision::kExact, Precision::kFast};
+        } else {
+            Precision p;
+            FOT_CHECK(parse_precision(args.get("precision"), &p), "--precision '",
+                      args.get("precision"), "' is unknown (expected exact, fast or both)");
+            modes = {p};
+        }
         const int threads = static_cast<int>(args.get_int("threads", 0));
         std::vector<int64_t> lengths;
         {
@@ -96,45 +115,54 @@ int main(int argc, char** argv) {
 
         CpuBackend backend(threads);
         parallel::SelfCommunicator self;
-        ModelWeights w = random_model_weights(c, backend, wdt, 1);
-        const double weight_gb = w.bytes / 1e9;
-        ModelOptions mo;
-        mo.mem_dtype = c.mem_dtype;
-        mo.last_context_length = c.last_context_length;
-        LongLlama model(c, std::move(w), backend, self, self, mo);
+        for (Precision mode : modes) {
+            backend.set_precision(mode);
+            // As a session: fast mode multiplies bf16 weights (f32 ones are rounded at load).
+            const DType mode_wdt =
+                mode == Precision::kFast && wdt == DType::kF32 ? DType::kBF16 : wdt;
+            ModelWeights w = random_model_weights(c, backend, mode_wdt, 1);
+            const double weight_gb = w.bytes / 1e9;
+            ModelOptions mo;
+            mo.mem_dtype = c.mem_dtype;
+            mo.last_context_length = c.last_context_length;
+            mo.precision = mode;
+            LongLlama model(c, std::move(w), backend, self, self, mo);
 
-        std::printf(
-            "fot_cpu_bench: hidden %lld, %lld heads, %lld layers, intermediate %lld, vocab "
-            "%lld, W %lld, lcl %lld, mem_layers [2,5], weights %s (%.2f GB), memory bf16, "
-            "threads %d\n",
-            (long long)c.hidden_size, (long long)c.num_attention_heads,
-            (long long)c.num_hidden_layers, (long long)c.intermediate_size, (long long)c.vocab_size,
-            (long long)c.max_position_embeddings, (long long)c.last_context_length, dtype_name(wdt),
-            weight_gb, threads);
-        std::printf("%8s %10s %10s %10s %14s %12s\n", "tokens", "prefill_s", "tokens/s", "GFLOP/s",
-                    "decode_ms/tok", "memory_MiB");
-        std::mt19937 rng(5);
-        std::uniform_int_distribution<int32_t> tok(3, static_cast<int32_t>(c.vocab_size - 1));
-        for (int64_t n : lengths) {
-            std::vector<int32_t> ids(n);
-            for (auto& t : ids) t = tok(rng);
-            model.reset();
-            ForwardOptions all;
-            all.logits = LogitsRows::kAll;
-            all.on_logits = [](int64_t, TensorView) {};
-            Timer t;
-            model.forward(ids, all);
-            const double prefill = t.seconds();
-            ForwardOptions last;
-            last.logits = LogitsRows::kLast;
-            last.on_logits = [](int64_t, TensorView) {};
-            t.reset();
-            for (int64_t i = 0; i < decode; ++i) model.forward({tok(rng)}, last);
-            const double dec = decode > 0 ? t.seconds() / decode : 0.0;
-            std::printf("%8lld %10.2f %10.0f %10.1f %14.1f %12.1f\n", (long long)n, prefill,
-                        n / prefill, prefill_flops(c, n, true) / prefill / 1e9, dec * 1e3,
-                        model.memory().used_bytes() / 1048576.0);
-            std::fflush(stdout);
+            std::printf(
+                "fot_cpu_bench: precision %s, hidden %lld, %lld heads, %lld layers, intermediate "
+                "%lld, vocab %lld, W %lld, lcl %lld, mem_layers [2,5], weights %s (%.2f GB), "
+                "memory "
+                "bf16, threads %d\n",
+                precision_name(mode), (long long)c.hidden_size, (long long)c.num_attention_heads,
+                (long long)c.num_hidden_layers, (long long)c.intermediate_size,
+                (long long)c.vocab_size, (long long)c.max_position_embeddings,
+                (long long)c.last_context_length, dtype_name(mode_wdt), weight_gb, threads);
+            std::printf("%9s %8s %10s %10s %10s %14s %12s\n", "precision", "tokens", "prefill_s",
+                        "tokens/s", "GFLOP/s", "decode_ms/tok", "memory_MiB");
+            std::mt19937 rng(5);
+            std::uniform_int_distribution<int32_t> tok(3, static_cast<int32_t>(c.vocab_size - 1));
+            for (int64_t n : lengths) {
+                std::vector<int32_t> ids(n);
+                for (auto& t : ids) t = tok(rng);
+                model.reset();
+                ForwardOptions all;
+                all.logits = LogitsRows::kAll;
+                all.on_logits = [](int64_t, TensorView) {};
+                Timer t;
+                model.forward(ids, all);
+                const double prefill = t.seconds();
+                ForwardOptions last;
+                last.logits = LogitsRows::kLast;
+                last.on_logits = [](int64_t, TensorView) {};
+                t.reset();
+                for (int64_t i = 0; i < decode; ++i) model.forward({tok(rng)}, last);
+                const double dec = decode > 0 ? t.seconds() / decode : 0.0;
+                std::printf("%9s %8lld %10.2f %10.0f %10.1f %14.1f %12.1f\n", precision_name(mode),
+                            (long long)n, prefill, n / prefill,
+                            prefill_flops(c, n, true) / prefill / 1e9, dec * 1e3,
+                            model.memory().used_bytes() / 1048576.0);
+                std::fflush(stdout);
+            }
         }
         return 0;
     } catch (const std::exception& e) {

@@ -240,6 +240,17 @@ RunConfig parse_document(const YAML::Node& root, const std::string& origin) {
                  choice(n, p, "f32 or bf16",
                         [&](const std::string& s) { return parse_compute_dtype(s, &c.dtype); });
              }},
+            {"precision",
+             [&](const Node& n, const Path& p) {
+                 if (n.IsNull()) {
+                     c.precision.reset();
+                     return;
+                 }
+                 Precision pr;
+                 choice(n, p, "exact or fast",
+                        [&](const std::string& s) { return parse_precision(s, &pr); });
+                 c.precision = pr;
+             }},
             {"threads",
              [&](const Node& n, const Path& p) {
                  c.threads = r.integer(n, p, 0, "an integer >= 0 (0 = all cores)");

@@ -5,6 +5,7 @@
 //   model: DIR
 //   backend: cpu | cuda
 //   dtype: f32 | bf16          # compute dtype (CPU computes in f32)
+//   precision: exact | fast    # unset: fast for bf16/f16 checkpoints, exact for f32
 //   threads: N                 # 0 = all cores
 //   parallel: { tp: 1, mp: 1 }
 //   memory:
@@ -23,6 +24,7 @@
 #include <string_view>
 
 #include "runtime/core/dtype.h"
+#include "runtime/core/precision.h"
 #include "runtime/core/status.h"
 
 namespace fot {
@@ -47,6 +49,9 @@ struct RunConfig {
     std::string model;
     std::string backend = "cpu";
     DType dtype = DType::kF32;
+    // exact | fast (runtime/core/precision.h); unset: decided by the checkpoint's linear
+    // weight dtype when the session loads it (fast for bf16/f16, exact for f32).
+    std::optional<Precision> precision;
     int64_t threads = 0;
     ParallelConfig parallel;
     MemoryConfig memory;

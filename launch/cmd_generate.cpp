@@ -23,6 +23,7 @@ int cmd_generate(const Argv& argv) {
               "tokens, as the reference). Greedy unless --temperature > 0.",
               {"fotrt generate --model M --prompt 'The capital of France is' --max-new-tokens 8",
                "fotrt generate --model M --ids prompt.json --max-new-tokens 16 --json",
+               "fotrt generate --model M --prompt 'Hello' --precision fast   # bf16 operands",
                "fotrt generate --model M --prompt-file book.txt --temperature 0.7 --top-p 0.9 "
                "--seed 1"});
     args.option("ids", "IDS.json", "prompt token ids: a flat JSON list");

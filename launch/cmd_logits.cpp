@@ -17,6 +17,8 @@ int cmd_logits(const Argv& argv) {
               "the local cache, exactly as the reference) and writes the logits of every\n"
               "position as raw little-endian float32, row-major [n, vocab].",
               {"fotrt logits --model models/long_llama_3b --ids doc.json --out doc.f32",
+               "fotrt logits --model M --ids doc.json --out doc.f32 --precision exact   # fp32 on "
+               "a bf16 checkpoint",
                "mpirun -np 4 fotrt logits --model M --ids doc.json --out doc.f32 --tp 2 --mp 2"});
     args.option("ids", "IDS.json", "input token ids: a flat JSON list, e.g. [1, 450, 4996]");
     args.option("out", "OUT.f32", "output file (written by rank 0; replaced atomically)");

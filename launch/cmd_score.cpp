@@ -25,6 +25,7 @@ int cmd_score(const Argv& argv) {
         "a resumable job use fotrt batch --task score.",
         {"fotrt score --model models/long_llama_3b --input docs.jsonl --output scores.jsonl",
          "fotrt score --model M --input books/ --output scores.jsonl --mem-capacity 256k",
+         "fotrt score --model M --input docs.jsonl --output s.jsonl --precision exact",
          "mpirun -np 4 fotrt score --model M --input tokens.bin --output s.jsonl --tp 2"});
     args.option("input", "CORPUS", "JSONL file, directory of .txt files, or a token .bin");
     args.option("output", "OUT.jsonl", "output records (overwritten; written by rank 0)");

@@ -16,6 +16,10 @@ void add_run_options(Args& args) {
     args.option("model", "DIR", "model directory (config.json, tokenizer.model, weights)");
     args.option("backend", "cpu|cuda", "compute backend", "cpu");
     args.option("dtype", "f32|bf16", "compute dtype (the CPU backend computes in f32)", "f32");
+    args.option("precision", "exact|fast",
+                "arithmetic: exact = fp32 (the golden contract), fast = bf16 GEMM/attention "
+                "operands with fp32 accumulation and bf16 local caches",
+                "fast for bf16/f16 checkpoints, exact for f32");
     args.option("threads", "N", "CPU threads per rank, 0 = all cores", "0");
     args.option("tp", "N", "tensor-parallel degree", "1");
     args.option("mp", "N", "memory-parallel degree (memory split by blocks across N ranks)", "1");
@@ -78,6 +82,12 @@ RunConfig apply_run_flags(const Args& args, RunConfig c, const std::string& orig
     if (args.has("dtype")) {
         choice(args, "dtype", "f32 or bf16",
                [&](const std::string& s) { return parse_compute_dtype(s, &c.dtype); });
+    }
+    if (args.has("precision")) {
+        Precision p;
+        choice(args, "precision", "exact or fast",
+               [&](const std::string& s) { return parse_precision(s, &p); });
+        c.precision = p;
     }
     if (args.has("threads")) c.threads = int_at_least(args, "threads", 0, "an integer >= 0");
     if (args.has("tp")) c.parallel.tp = int_at_least(args, "tp", 1, "an integer >= 1");

@@ -11,8 +11,9 @@
 
 namespace fot::cli {
 
-// Declares --config, --model, --backend, --dtype, --threads, --tp, --mp, --retrieval, --k,
-// --mem-dtype, --mem-capacity, --mem-capacity-bytes, --last-context-length, --log-level.
+// Declares --config, --model, --backend, --dtype, --precision, --threads, --tp, --mp,
+// --retrieval, --k, --mem-dtype, --mem-capacity, --mem-capacity-bytes, --last-context-length,
+// --log-level.
 void add_run_options(Args& args);
 
 // Builds the RunConfig from parsed `args` (which must have had add_run_options()). Throws

@@ -7,6 +7,10 @@
 //    key block) tile are single-threaded BLAS GEMMs inside OpenMP work items, and the
 //    exponentials use a vectorisable exp (fast_exp, ~2 ulp);
 //  - few queries (decode): dot products per key, no tile set-up.
+// Precision::kFast (`bf16_operands`, runtime/core/precision.h): q, k and v are rounded to bf16
+// (nearest even) as they enter the tiles, the products accumulate in fp32, the softmax
+// statistics (m, l) are fp32 and p = exp(s - m) is rounded to bf16 only as the operand of
+// P.V (after it was summed into l). Exact mode takes none of these branches.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -58,15 +62,25 @@ inline float dot(const float* a, const float* b, int64_t n) {
     return acc;
 }
 
+inline void round_bf16_into(float* dst, const float* src, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) dst[i] = round_bf16(src[i]);
+}
+
 // The f32 rows [j0, j0 + n) of head h: a pointer into `base` when already f32, else widened
-// into `scratch`.
+// into `scratch`. With `to_bf16` the values are rounded to bf16 (into `scratch`; a no-op for
+// bf16 stores).
 const float* key_rows(const void* base, DType dtype, int64_t head_offset, int64_t j0, int64_t n,
-                      int64_t D, float* scratch) {
+                      int64_t D, float* scratch, bool to_bf16 = false) {
     const size_t esz = dtype_size(dtype);
     const char* p =
         static_cast<const char*>(base) + static_cast<size_t>(head_offset + j0 * D) * esz;
-    if (dtype == DType::kF32) return reinterpret_cast<const float*>(p);
+    if (dtype == DType::kF32) {
+        if (!to_bf16) return reinterpret_cast<const float*>(p);
+        round_bf16_into(scratch, reinterpret_cast<const float*>(p), n * D);
+        return scratch;
+    }
     convert_to_f32(p, dtype, scratch, static_cast<size_t>(n * D));
+    if (to_bf16 && dtype != DType::kBF16) round_bf16_into(scratch, scratch, n * D);
     return scratch;
 }
 
@@ -86,16 +100,18 @@ namespace {
 
 void attn_accumulate_tiles(float* part, const float* q, int64_t q_stride, const void* k,
                            const void* v, DType kv_dtype, int64_t kv_head_stride, int64_t H,
-                           int64_t T, int64_t S, int64_t D, float scale, int64_t causal_offset) {
+                           int64_t T, int64_t S, int64_t D, float scale, int64_t causal_offset,
+                           bool bf16_operands) {
     const int64_t nqb = (T + kGemmQueryBlock - 1) / kGemmQueryBlock;
     const int64_t row = D + 2;
 #pragma omp parallel if (H * T * S * D > kParallelMinWork)
     {
-        std::vector<float> kbuf, vbuf;
-        if (kv_dtype != DType::kF32) {
+        std::vector<float> kbuf, vbuf, qbuf;
+        if (kv_dtype != DType::kF32 || bf16_operands) {
             kbuf.resize(static_cast<size_t>(kGemmKeyBlock * D));
             vbuf.resize(static_cast<size_t>(kGemmKeyBlock * D));
         }
+        if (bf16_operands) qbuf.resize(static_cast<size_t>(kGemmQueryBlock * D));
         std::vector<float> sc(static_cast<size_t>(kGemmQueryBlock * kGemmKeyBlock));
 #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int64_t h = 0; h < H; ++h) {
@@ -105,15 +121,25 @@ void attn_accumulate_tiles(float* part, const float* q, int64_t q_stride, const 
                 const int64_t jlast = std::min(S - 1, (t0 + nq - 1) + std::min(causal_offset, S));
                 const int64_t head_off = h * kv_head_stride;
                 const float* qh = q + t0 * q_stride + h * D;
+                int64_t qh_stride = q_stride;
+                if (bf16_operands) {
+                    for (int64_t i = 0; i < nq; ++i) {
+                        round_bf16_into(qbuf.data() + i * D, qh + i * q_stride, D);
+                    }
+                    qh = qbuf.data();
+                    qh_stride = D;
+                }
                 float* oh = part + (h * T + t0) * row;
                 for (int64_t j0 = 0; j0 <= jlast; j0 += kGemmKeyBlock) {
                     const int64_t nk = std::min(kGemmKeyBlock, jlast + 1 - j0);
-                    const float* kr = key_rows(k, kv_dtype, head_off, j0, nk, D, kbuf.data());
-                    const float* vr = key_rows(v, kv_dtype, head_off, j0, nk, D, vbuf.data());
+                    const float* kr =
+                        key_rows(k, kv_dtype, head_off, j0, nk, D, kbuf.data(), bf16_operands);
+                    const float* vr =
+                        key_rows(v, kv_dtype, head_off, j0, nk, D, vbuf.data(), bf16_operands);
                     // sc[nq, nk] = q_block . k_block^T
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(nq),
                                 static_cast<int>(nk), static_cast<int>(D), 1.0f, qh,
-                                static_cast<int>(q_stride), kr, static_cast<int>(D), 0.0f,
+                                static_cast<int>(qh_stride), kr, static_cast<int>(D), 0.0f,
                                 sc.data(), static_cast<int>(nk));
                     for (int64_t i = 0; i < nq; ++i) {
                         float* srow = sc.data() + i * nk;
@@ -136,6 +162,8 @@ void attn_accumulate_tiles(float* part, const float* q, int64_t q_stride, const 
                                 srow[j] = fast_exp(srow[j] - m_new);
                                 lsum += srow[j];
                             }
+                            // fast: l has the fp32 p; P.V takes them rounded to bf16.
+                            if (bf16_operands) round_bf16_into(srow, srow, n);
                         }
                         for (int64_t j = n; j < nk; ++j) srow[j] = 0.f;  // masked: no weight
                         const float corr = (m_old == kNegInf) ? 0.f : fast_exp(m_old - m_new);
@@ -160,22 +188,23 @@ void attn_accumulate_tiles(float* part, const float* q, int64_t q_stride, const 
 
 void attn_accumulate(float* part, const float* q, int64_t q_stride, const void* k, const void* v,
                      DType kv_dtype, int64_t kv_head_stride, int64_t H, int64_t T, int64_t S,
-                     int64_t D, float scale, int64_t causal_offset) {
+                     int64_t D, float scale, int64_t causal_offset, bool bf16_operands) {
     if (S <= 0 || T <= 0) return;
     if (T >= kGemmMinQueries) {
         attn_accumulate_tiles(part, q, q_stride, k, v, kv_dtype, kv_head_stride, H, T, S, D, scale,
-                              causal_offset);
+                              causal_offset, bf16_operands);
         return;
     }
     const int64_t nqb = (T + kQueryBlock - 1) / kQueryBlock;
     const int64_t row = D + 2;
 #pragma omp parallel if (H * T * S * D > kParallelMinWork)
     {
-        std::vector<float> kbuf, vbuf;
-        if (kv_dtype != DType::kF32) {
+        std::vector<float> kbuf, vbuf, qbuf;
+        if (kv_dtype != DType::kF32 || bf16_operands) {
             kbuf.resize(static_cast<size_t>(kKeyBlock * D));
             vbuf.resize(static_cast<size_t>(kKeyBlock * D));
         }
+        if (bf16_operands) qbuf.resize(static_cast<size_t>(D));
         float scores[kKeyBlock];
 #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int64_t h = 0; h < H; ++h) {
@@ -187,8 +216,10 @@ void attn_accumulate(float* part, const float* q, int64_t q_stride, const void* 
                 const int64_t head_off = h * kv_head_stride;
                 for (int64_t j0 = 0; j0 <= jlast; j0 += kKeyBlock) {
                     const int64_t nk = std::min(kKeyBlock, jlast + 1 - j0);
-                    const float* kr = key_rows(k, kv_dtype, head_off, j0, nk, D, kbuf.data());
-                    const float* vr = key_rows(v, kv_dtype, head_off, j0, nk, D, vbuf.data());
+                    const float* kr =
+                        key_rows(k, kv_dtype, head_off, j0, nk, D, kbuf.data(), bf16_operands);
+                    const float* vr =
+                        key_rows(v, kv_dtype, head_off, j0, nk, D, vbuf.data(), bf16_operands);
                     for (int64_t t = t0; t < t1; ++t) {
                         // Keys j <= t + causal_offset are visible.
                         int64_t jend = j0 + nk;
@@ -196,6 +227,10 @@ void attn_accumulate(float* part, const float* q, int64_t q_stride, const void* 
                         const int64_t n = jend - j0;
                         if (n <= 0) continue;
                         const float* qt = q + t * q_stride + h * D;
+                        if (bf16_operands) {
+                            round_bf16_into(qbuf.data(), qt, D);
+                            qt = qbuf.data();
+                        }
                         float bmax = kNegInf;
                         for (int64_t j = 0; j < n; ++j) {
                             scores[j] = dot(qt, kr + j * D, D) * scale;
@@ -210,6 +245,7 @@ void attn_accumulate(float* part, const float* q, int64_t q_stride, const void* 
                             scores[j] = std::exp(scores[j] - m_new);
                             lsum += scores[j];
                         }
+                        if (bf16_operands) round_bf16_into(scores, scores, n);
                         if (corr != 1.f) {
                             for (int64_t d = 0; d < D; ++d) st[d] *= corr;
                         }

@@ -85,6 +85,18 @@ void matmul_f32(float* out, const float* x, const float* w, int64_t T, int64_t N
 
 }  // namespace
 
+void round_to_dtype(float* dst, const float* src, int64_t n, DType dtype) {
+    if (dtype == DType::kBF16) {
+#pragma omp parallel for schedule(static) if (n > kParallelMinWork)
+        for (int64_t i = 0; i < n; ++i) dst[i] = round_bf16(src[i]);
+    } else if (dtype == DType::kF16) {
+#pragma omp parallel for schedule(static) if (n > kParallelMinWork)
+        for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(f32_to_f16(src[i]));
+    } else if (dst != src) {
+        std::copy(src, src + n, dst);
+    }
+}
+
 void matmul(float* out, const float* x, const void* w, DType w_dtype, int64_t T, int64_t N,
             int64_t K) {
     if (T == 0 || N == 0) return;

@@ -25,6 +25,10 @@ void rmsnorm(float* out,      // (T, C)
              const float* w,  // (C)
              int64_t T, int64_t C, float eps);
 
+// dst = src rounded to `dtype` (bf16 or f16, nearest even) and widened back to f32; a copy
+// for f32. dst may alias src. Precision::kFast rounds the GEMM input x with it.
+void round_to_dtype(float* dst, const float* src, int64_t n, DType dtype);
+
 // out[t, n] = sum_k x[t, k] * w[n, k]   (x times w-transposed; w is a torch Linear weight).
 // w is f32, bf16 or f16; low-precision weights are widened tile by tile (no full f32 copy).
 void matmul(float* out,      // (T, N)
@@ -65,13 +69,18 @@ void attn_partial_init(float* part, int64_t H, int64_t T, int64_t D);
 // (q . k) * scale. Causal: query t sees key j iff j <= t + causal_offset; pass
 // causal_offset >= S (e.g. INT64_MAX / 2) for no mask. Masked keys get no weight (the
 // reference clamps them to -1e6, which is exactly zero weight after exp).
+// bf16_operands (Precision::kFast, runtime/core/precision.h): q, k and v are rounded to bf16
+// (nearest even; a no-op for bf16 stores) before the products, which accumulate in fp32;
+// m and l stay fp32 (l sums the fp32 p = exp(s - m)); o adds round_bf16(p) * v, where m is
+// the running max after the key block holding the key (blocks of 256 keys from key 0 when
+// T >= 8, 128 below), as the online softmax computes it.
 void attn_accumulate(float* part,     // (H, T, D + 2)
                      const float* q,  // (T, H, D) rows of q_stride
                      int64_t q_stride,
                      const void* k,  // (H, *, D), head stride kv_head_stride elements
                      const void* v,  // (H, *, D)
                      DType kv_dtype, int64_t kv_head_stride, int64_t H, int64_t T, int64_t S,
-                     int64_t D, float scale, int64_t causal_offset);
+                     int64_t D, float scale, int64_t causal_offset, bool bf16_operands = false);
 
 // Merges R partials laid out back to back (R, H, T, D + 2) into `out` (H, T, D + 2), in rank
 // order. out may alias the first partial.

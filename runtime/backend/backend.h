@@ -15,7 +15,8 @@
 //  - precision() (runtime/core/precision.h) selects the arithmetic of matmul and
 //    attn_accumulate: kExact (default) as described per op; kFast rounds their operands to
 //    bf16 (x for matmul; q, k, v and the probabilities for attention) with fp32 accumulation
-//    and fp32 softmax statistics. Other ops are the same in both modes.
+//    and fp32 softmax statistics. Other ops are the same in both modes; in particular the
+//    top-k path (memory_topk, attn_accumulate_selected) stays fp32 in both modes.
 #pragma once
 
 #include <cstdint>

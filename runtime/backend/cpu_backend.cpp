@@ -89,7 +89,15 @@ void CpuBackend::matmul(TensorView out, TensorView x, TensorView w) {
     FOT_ASSERT(w.shape.size() == 2);
     const int64_t T = rows_of(x), K = row_width(x), N = w.shape[0];
     FOT_ASSERT(w.shape[1] == K && rows_of(out) == T && row_width(out) == N);
-    k::matmul(out.as<float>(), x.as<float>(), w.data, w.dtype, T, N, K);
+    const float* xp = x.as<float>();
+    if (precision() == Precision::kFast) {
+        // bf16 GEMM operands (f16 for f16 weights), fp32 accumulation.
+        x_round_.resize(static_cast<size_t>(T * K));
+        k::round_to_dtype(x_round_.data(), xp, T * K,
+                          w.dtype == DType::kF16 ? DType::kF16 : DType::kBF16);
+        xp = x_round_.data();
+    }
+    k::matmul(out.as<float>(), xp, w.data, w.dtype, T, N, K);
 }
 
 void CpuBackend::rope(TensorView x, int64_t H, int64_t D, int64_t first_pos, float theta) {
@@ -128,7 +136,8 @@ void CpuBackend::attn_accumulate(TensorView part, TensorView q, TensorView kk, T
     FOT_ASSERT(kk.dtype == v.dtype && kk.shape == v.shape);
     FOT_ASSERT(rows_of(q) == T && row_width(q) >= H * D);
     k::attn_accumulate(part.as<float>(), q.as<float>(), row_width(q), kk.data, v.data, kk.dtype,
-                       kk.shape[1] * D, H, T, S, D, scale, causal_offset);
+                       kk.shape[1] * D, H, T, S, D, scale, causal_offset,
+                       precision() == Precision::kFast);
 }
 
 void CpuBackend::attn_partial_merge(TensorView out, TensorView parts) {

@@ -1,6 +1,11 @@
 // CpuBackend: the reference backend. f32 compute, BLAS GEMMs, OpenMP elsewhere; see
-// kernels/cpu/ops.h for the arithmetic of each op.
+// kernels/cpu/ops.h for the arithmetic of each op. Precision::kFast: matmul rounds x to bf16
+// (to f16 for f16 weights) into a scratch before the fp32 GEMM, attn_accumulate runs the
+// kernel's bf16-operand variant; everything else is the same in both modes.
+// Not yet: AVX512_BF16 (vdpbf16ps) GEMMs; the bf16 operands are still multiplied in fp32.
 #pragma once
+
+#include <vector>
 
 #include "runtime/backend/backend.h"
 
@@ -45,6 +50,9 @@ class CpuBackend final : public Backend {
                                   TensorView thr_pos) override;
 
     void synchronize() override {}
+
+  private:
+    std::vector<float> x_round_;  // matmul's rounded x in kFast (one call at a time)
 };
 
 }  // namespace fot

@@ -78,6 +78,7 @@ std::string fingerprint(const Session& s, const BatchOptions& o, const Corpus& c
     j["corpus"] = corpus.describe();
     j["model"] = fs::absolute(s.run.model).lexically_normal().string();
     j["dtype"] = dtype_name(s.run.dtype);
+    j["precision"] = precision_name(s.model->options().precision);
     j["retrieval"] = retrieval_name(s.run.memory.retrieval);
     j["k"] = s.run.memory.retrieval == Retrieval::kTopK ? s.run.memory.k : 0;
     j["mem_dtype"] = dtype_name(s.model->options().mem_dtype);

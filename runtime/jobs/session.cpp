@@ -6,10 +6,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "parallel/nccl_communicator.h"
 #include "runtime/core/logging.h"
 #include "runtime/core/status.h"
 #include "runtime/core/timer.h"
-#include "parallel/nccl_communicator.h"
 #include "runtime/io/checkpoint.h"
 
 namespace fot {
@@ -85,9 +85,15 @@ std::unique_ptr<Session> open_session(const RunConfig& run, parallel::Communicat
     }
 
     auto ckpt = Checkpoint::open(run.model);
+    // The default precision follows the checkpoint's linear weights (q_proj of layer 0).
+    const TensorRecord* q0 = ckpt->find("model.layers.0.self_attn.q_proj.weight");
+    const Precision precision =
+        run.precision.value_or(default_precision(q0 ? q0->dtype : DType::kF32));
+    s->backend->set_precision(precision);
     ModelWeights weights =
-        load_model_weights(*ckpt, mc, *s->backend, s->world.tp_rank(), s->world.tp());
+        load_model_weights(*ckpt, mc, *s->backend, s->world.tp_rank(), s->world.tp(), precision);
     ModelOptions mo;
+    mo.precision = precision;
     mo.mem_dtype = run.memory.mem_dtype.value_or(mc.mem_dtype);
     mo.last_context_length = mc.last_context_length;
     mo.retrieval = run.memory.retrieval;
@@ -105,13 +111,20 @@ std::unique_ptr<Session> open_session(const RunConfig& run, parallel::Communicat
             mo.mem_capacity_tokens > 0 ? std::min(mo.mem_capacity_tokens, by_bytes) : by_bytes;
     }
     const int64_t weight_bytes = weights.bytes;
-    s->model = std::make_unique<LongLlama>(mc, std::move(weights), *s->backend,
-                                           *model_comms->tp, *model_comms->mp, mo);
+    s->model = std::make_unique<LongLlama>(mc, std::move(weights), *s->backend, *model_comms->tp,
+                                           *model_comms->mp, mo);
     s->load_seconds = timer.seconds();
     FOT_LOG(kDebug) << "loaded " << run.model << " (" << ckpt->describe() << ", "
-                    << weight_bytes / (1 << 20) << " MiB on this rank) in " << s->load_seconds
-                    << " s; " << s->world.describe();
+                    << weight_bytes / (1 << 20) << " MiB on this rank, precision "
+                    << precision_name(precision) << ") in " << s->load_seconds << " s; "
+                    << s->world.describe();
     return s;
+}
+
+Precision default_precision(DType linear_weight_dtype) {
+    return linear_weight_dtype == DType::kBF16 || linear_weight_dtype == DType::kF16
+               ? Precision::kFast
+               : Precision::kExact;
 }
 
 std::vector<int32_t> read_ids_json(const std::string& path) {

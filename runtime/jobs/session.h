@@ -46,8 +46,14 @@ struct Session {
 };
 
 // Collective over `world_comm`. Builds the grid from run.parallel (tp, mp), validates it
-// against the model, and loads this rank's weights.
+// against the model, and loads this rank's weights. The precision is run.precision or, when
+// unset, default_precision() of the checkpoint; it goes to the backend (set_precision) and
+// to the model (ModelOptions::precision).
 std::unique_ptr<Session> open_session(const RunConfig& run, parallel::Communicator& world_comm);
+
+// The precision used when the run does not set one: kFast for bf16/f16 linear weights
+// (what such checkpoints are made for), kExact for f32 (the golden contract).
+Precision default_precision(DType linear_weight_dtype);
 
 // Reads a flat JSON list of token ids (IDS.json); throws naming the file on any problem.
 std::vector<int32_t> read_ids_json(const std::string& path);

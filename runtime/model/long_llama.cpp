@@ -59,10 +59,12 @@ LongLlama::LongLlama(const ModelConfig& config, ModelWeights weights, Backend& b
     for (size_t i = 0; i < config_.mem_layers.size(); ++i) mem_slot_[config_.mem_layers[i]] = i;
 
     const int64_t HD = H_ * D_;
+    // kFast: bf16 local caches (scatter_heads rounds to nearest even on the way in).
+    const DType cache_dtype = options_.precision == Precision::kFast ? DType::kBF16 : DType::kF32;
     local_.resize(config_.num_hidden_layers);
     for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
-        local_[l].k_rot = backend_.alloc(DType::kF32, {H_, W_, D_});
-        local_[l].v = backend_.alloc(DType::kF32, {H_, W_, D_});
+        local_[l].k_rot = backend_.alloc(cache_dtype, {H_, W_, D_});
+        local_[l].v = backend_.alloc(cache_dtype, {H_, W_, D_});
         if (mem_slot_[l] >= 0) {
             local_[l].k_raw = backend_.alloc(DType::kF32, {W_, HD});
             local_[l].v_raw = backend_.alloc(DType::kF32, {W_, HD});

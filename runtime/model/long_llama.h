@@ -28,6 +28,7 @@
 #include "config/run_config.h"
 #include "parallel/communicator.h"
 #include "runtime/backend/backend.h"
+#include "runtime/core/precision.h"
 #include "runtime/memory/memory_attention.h"
 #include "runtime/memory/memory_store.h"
 #include "runtime/model/weights.h"
@@ -41,6 +42,9 @@ struct ModelOptions {
     Retrieval retrieval = Retrieval::kDense;
     int64_t k = 128;
     int world_rank = 0;  // for log messages and fault injection (FOT_INJECT_FAULT)
+    // kFast keeps the local key/value caches (k_rot, v) in bf16; the backend's own
+    // set_precision() selects the arithmetic. The residual stream is f32 in both modes.
+    Precision precision = Precision::kExact;
 };
 
 // Which rows of a call need logits.
@@ -91,8 +95,8 @@ class LongLlama {
 
   private:
     struct LocalCache {
-        Buffer k_rot;  // [H_r, W, D] f32, rotated at slot index
-        Buffer v;      // [H_r, W, D] f32
+        Buffer k_rot;  // [H_r, W, D] f32 (bf16 in kFast), rotated at slot index
+        Buffer v;      // [H_r, W, D] f32 (bf16 in kFast)
         Buffer k_raw;  // [W, H_r * D] f32 (memory layers: flushed into memory)
         Buffer v_raw;  // [W, H_r * D] f32 (memory layers)
         int64_t len = 0;

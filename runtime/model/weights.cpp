@@ -12,6 +12,7 @@ namespace {
 struct Loader {
     const Checkpoint& ckpt;
     Backend& backend;
+    bool linear_to_bf16 = false;  // kFast on f32 weights
     int64_t bytes = 0;
 
     const TensorRecord& get(const std::string& name) {
@@ -40,8 +41,16 @@ struct Loader {
     Buffer rows(const std::string& name, int64_t r0, int64_t r1) {
         return slice(name, r0, r1, 0, get(name).shape[1]);
     }
-    Buffer cols(const std::string& name, int64_t c0, int64_t c1) {
-        return slice(name, 0, get(name).shape[0], c0, c1);
+    // A linear (GEMM) weight: bf16 instead of f32 when linear_to_bf16.
+    std::optional<DType> linear_dtype(const std::string& name) {
+        if (linear_to_bf16 && get(name).dtype == DType::kF32) return DType::kBF16;
+        return std::nullopt;
+    }
+    Buffer linear_rows(const std::string& name, int64_t r0, int64_t r1) {
+        return slice(name, r0, r1, 0, get(name).shape[1], linear_dtype(name));
+    }
+    Buffer linear_cols(const std::string& name, int64_t c0, int64_t c1) {
+        return slice(name, 0, get(name).shape[0], c0, c1, linear_dtype(name));
     }
     Buffer vec_f32(const std::string& name) {
         return slice(name, 0, 1, 0, get(name).shape[0], DType::kF32);
@@ -55,7 +64,7 @@ void check_split(int64_t n, int tp, const char* what) {
 }  // namespace
 
 ModelWeights load_model_weights(const Checkpoint& ckpt, const ModelConfig& c, Backend& backend,
-                                int tp_rank, int tp_size) {
+                                int tp_rank, int tp_size, Precision precision) {
     validate_llama_checkpoint(ckpt, c);
     check_split(c.num_attention_heads, tp_size, "num_attention_heads");
     check_split(c.intermediate_size, tp_size, "intermediate_size");
@@ -70,24 +79,24 @@ ModelWeights load_model_weights(const Checkpoint& ckpt, const ModelConfig& c, Ba
     const int64_t a0 = w.heads * D * tp_rank, a1 = a0 + w.heads * D;
     const int64_t i0 = w.intermediate * tp_rank, i1 = i0 + w.intermediate;
 
-    Loader ld{ckpt, backend};
+    Loader ld{ckpt, backend, precision == Precision::kFast};
     w.embed = ld.rows("model.embed_tokens.weight", w.vocab_begin, w.vocab_begin + w.vocab_rows);
     w.layers.resize(c.num_hidden_layers);
     for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
         const std::string p = "model.layers." + std::to_string(l) + ".";
         LayerWeights& L = w.layers[l];
-        L.wq = ld.rows(p + "self_attn.q_proj.weight", a0, a1);
-        L.wk = ld.rows(p + "self_attn.k_proj.weight", a0, a1);
-        L.wv = ld.rows(p + "self_attn.v_proj.weight", a0, a1);
-        L.wo = ld.cols(p + "self_attn.o_proj.weight", a0, a1);
-        L.w_gate = ld.rows(p + "mlp.gate_proj.weight", i0, i1);
-        L.w_up = ld.rows(p + "mlp.up_proj.weight", i0, i1);
-        L.w_down = ld.cols(p + "mlp.down_proj.weight", i0, i1);
+        L.wq = ld.linear_rows(p + "self_attn.q_proj.weight", a0, a1);
+        L.wk = ld.linear_rows(p + "self_attn.k_proj.weight", a0, a1);
+        L.wv = ld.linear_rows(p + "self_attn.v_proj.weight", a0, a1);
+        L.wo = ld.linear_cols(p + "self_attn.o_proj.weight", a0, a1);
+        L.w_gate = ld.linear_rows(p + "mlp.gate_proj.weight", i0, i1);
+        L.w_up = ld.linear_rows(p + "mlp.up_proj.weight", i0, i1);
+        L.w_down = ld.linear_cols(p + "mlp.down_proj.weight", i0, i1);
         L.ln_in = ld.vec_f32(p + "input_layernorm.weight");
         L.ln_post = ld.vec_f32(p + "post_attention_layernorm.weight");
     }
     w.norm = ld.vec_f32("model.norm.weight");
-    w.lm_head = ld.rows("lm_head.weight", w.vocab_begin, w.vocab_begin + w.vocab_rows);
+    w.lm_head = ld.linear_rows("lm_head.weight", w.vocab_begin, w.vocab_begin + w.vocab_rows);
     w.bytes = ld.bytes;
     return w;
 }

@@ -6,6 +6,9 @@
 // checkpoint (mmap-ed), so no rank ever holds the full model when tp > 1.
 // Linear weights keep the checkpoint's dtype (f32, bf16 or f16): the CPU backend widens bf16
 // tiles on the fly instead of keeping a second f32 copy. Norm weights are converted to f32.
+// Precision::kFast on an f32 checkpoint converts the linear weights (q, k, v, o, gate, up,
+// down, lm_head; not the norms, not the embedding) to bf16 at load (nearest even), so fast
+// mode always multiplies bf16 operands.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +16,7 @@
 
 #include "config/model_config.h"
 #include "runtime/backend/backend.h"
+#include "runtime/core/precision.h"
 #include "runtime/core/tensor.h"
 
 namespace fot {
@@ -41,6 +45,6 @@ struct ModelWeights {
 // Validates the checkpoint against `c` and loads tp slice `tp_rank` of `tp_size`.
 // Throws fot::Error naming the tensor or the dimension that does not split.
 ModelWeights load_model_weights(const Checkpoint& ckpt, const ModelConfig& c, Backend& backend,
-                                int tp_rank, int tp_size);
+                                int tp_rank, int tp_size, Precision precision = Precision::kExact);
 
 }  // namespace fot

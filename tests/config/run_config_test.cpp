@@ -67,7 +67,27 @@ TEST(RunConfigTest, EmptyAndPartialDocumentsKeepDefaults) {
         EXPECT_EQ(c.memory.capacity_bytes, 0);
         EXPECT_FALSE(c.last_context_length.has_value());
         EXPECT_EQ(c.log_level, "");
+        EXPECT_FALSE(c.precision.has_value());  // decided by the checkpoint's dtype
     }
+}
+
+TEST(RunConfigTest, PrecisionKey) {
+    for (const auto& [text, want] :
+         {std::pair{"exact", Precision::kExact}, std::pair{"fast", Precision::kFast}}) {
+        Result<RunConfig> r =
+            parse_run_config(std::string("precision: ") + text + "\n", "run.yaml");
+        ASSERT_TRUE(r.ok()) << r.status().message();
+        ASSERT_TRUE(r.value().precision.has_value());
+        EXPECT_EQ(*r.value().precision, want);
+    }
+    Result<RunConfig> n = parse_run_config("precision: ~\n", "run.yaml");
+    ASSERT_TRUE(n.ok()) << n.status().message();
+    EXPECT_FALSE(n.value().precision.has_value());
+    // A bad value: one line naming the file, line, key and the allowed values.
+    Result<RunConfig> bad = parse_run_config("model: m\nprecision: turbo\n", "run.yaml");
+    ASSERT_FALSE(bad.ok());
+    EXPECT_EQ(bad.status().message(),
+              "run.yaml:2: precision 'turbo' is unknown (expected exact or fast)");
 }
 
 TEST(RunConfigTest, NullClearsOptionalFields) {

@@ -154,6 +154,7 @@ TEST_F(RunOptionsTest, BadFlagValuesNameTheFlag) {
         {{"--mem-capacity-bytes", "8XB"}, "--mem-capacity-bytes"},
         {{"--last-context-length", "0"}, "--last-context-length"},
         {{"--log-level", "loud"}, "--log-level"},
+        {{"--precision", "bf16"}, "--precision"},
     };
     for (const auto& [extra, flag] : cases) {
         SCOPED_TRACE(flag);
@@ -161,6 +162,18 @@ TEST_F(RunOptionsTest, BadFlagValuesNameTheFlag) {
         argv.insert(argv.end(), extra.begin(), extra.end());
         EXPECT_THAT(error_of(argv), HasSubstr(flag));
     }
+}
+
+TEST_F(RunOptionsTest, PrecisionFlagOverridesYamlAndDefaultsToUnset) {
+    EXPECT_FALSE(resolve({"--model", kModel}).precision.has_value());
+    EXPECT_EQ(resolve({"--model", kModel, "--precision", "fast"}).precision, Precision::kFast);
+    EXPECT_EQ(resolve({"--model", kModel, "--precision=exact"}).precision, Precision::kExact);
+    std::string yaml = write("run.yaml", "model: " + kModel + "\nprecision: fast\n");
+    EXPECT_EQ(resolve({"--config", yaml}).precision, Precision::kFast);
+    EXPECT_EQ(resolve({"--config", yaml, "--precision", "exact"}).precision, Precision::kExact);
+    // One line naming the flag and the allowed values.
+    EXPECT_EQ(error_of({"--model", kModel, "--precision", "turbo"}),
+              "fotrt test: --precision 'turbo' is unknown (expected exact or fast)");
 }
 
 TEST_F(RunOptionsTest, BadConfigFileNamesIt) {
@@ -176,8 +189,8 @@ TEST_F(RunOptionsTest, HelpListsTheSharedOptions) {
     Args args("fotrt test", "run options under test");
     add_run_options(args);
     std::string help = args.help();
-    for (const char* flag : {"--config", "--model", "--backend", "--threads", "--tp", "--mp",
-                             "--retrieval", "--k", "--mem-dtype", "--mem-capacity",
+    for (const char* flag : {"--config", "--model", "--backend", "--precision", "--threads", "--tp",
+                             "--mp", "--retrieval", "--k", "--mem-dtype", "--mem-capacity",
                              "--mem-capacity-bytes", "--last-context-length", "--log-level"}) {
         EXPECT_THAT(help, HasSubstr(flag));
     }

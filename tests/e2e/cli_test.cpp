@@ -64,6 +64,34 @@ TEST_P(CliGolden, GenerateJsonMatchesGreedyReference) {
 
 INSTANTIATE_TEST_SUITE_P(Golden, CliGolden, ::testing::Values("case_a", "case_e", "case_f"));
 
+// --precision on the command line and in the run YAML reach the model: on case_h's f32
+// checkpoint the default (exact) matches the reference's fp32 logits; fast (bf16 operands)
+// does not, but stays within the reference's own bf16 run (0.140).
+TEST(CliPrecision, FlagAndYamlSelectTheArithmetic) {
+    const std::string dir = golden_dir("case_h");
+    const auto ref = testing::read_f32(dir + "/logits_f32.f32");
+    TempDir tmp;
+    auto logits = [&](const std::string& extra) {
+        RunResult r = run_fotrt("logits --model " + dir + " --ids " + dir +
+                                "/input_ids.json --out " + (tmp / "l.f32") + " " + extra);
+        EXPECT_EQ(r.code, 0) << r.err;
+        return testing::read_f32(tmp / "l.f32");
+    };
+    EXPECT_LT(testing::max_abs_diff(logits(""), ref), 1e-4);  // f32 checkpoint: exact
+    EXPECT_LT(testing::max_abs_diff(logits("--precision exact"), ref), 1e-4);
+    const auto fast = logits("--precision fast");
+    EXPECT_GT(testing::max_abs_diff(fast, ref), 1e-3);
+    EXPECT_LE(testing::max_abs_diff(fast, ref), 0.140);
+    write_file(tmp / "run.yaml", "precision: fast\n");
+    EXPECT_EQ(logits("--config " + (tmp / "run.yaml")), fast);
+    EXPECT_LT(
+        testing::max_abs_diff(logits("--config " + (tmp / "run.yaml") + " --precision exact"), ref),
+        1e-4);
+    RunResult h = run_fotrt("logits --help");
+    EXPECT_NE(h.out.find("--precision exact|fast"), std::string::npos) << h.out;
+    EXPECT_NE(h.out.find("--precision exact "), std::string::npos) << h.out;  // an example
+}
+
 // Every bad input: non-zero exit, exactly one line on stderr that contains `needle`.
 void expect_one_line_error(const std::string& args, const std::string& needle) {
     RunResult r = run_fotrt(args);
@@ -109,6 +137,13 @@ TEST(CliBadInput, OneLineErrors) {
         "--frobnicate");
     expect_one_line_error(
         "logits --model " + a + " --ids " + a + "/input_ids.json" + out + " --tp 3", "3");
+    expect_one_line_error(
+        "logits --model " + a + " --ids " + a + "/input_ids.json" + out + " --precision turbo",
+        "--precision 'turbo' is unknown (expected exact or fast)");
+    write_file(tmp / "run.yaml", "precision: bf16\n");
+    expect_one_line_error("logits --model " + a + " --ids " + a + "/input_ids.json" + out +
+                              " --config " + (tmp / "run.yaml"),
+                          "precision 'bf16' is unknown (expected exact or fast)");
     expect_one_line_error("generate --model " + a + " --max-new-tokens 2", "--ids");
     expect_one_line_error("generate --model " + a + " --prompt hello", "tokenizer.model");
     expect_one_line_error("logits --model " + a + " --ids " + a + "/input_ids.json --out " +

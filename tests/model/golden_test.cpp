@@ -158,7 +158,10 @@ TEST(GoldenCheckpoints, EveryFormatGivesTheReferenceLogits) {
     for (Case c : {Case{"checkpoints/pytorch_fp32", &f32_ref},
                    Case{"checkpoints/pytorch_bf16_sharded", &bf16_ref},
                    Case{"checkpoints/safetensors_bf16_sharded", &bf16_ref}}) {
-        auto m = open_model(golden_dir(c.dir));
+        // bf16 checkpoints default to Precision::kFast; this 1e-4 contract is the exact path.
+        RunConfig run;
+        run.precision = Precision::kExact;
+        auto m = testing::open_golden_model(golden_dir(c.dir), run);
         const auto logits = forward_all(*m->session, ids);
         EXPECT_LT(max_abs_diff(logits, *c.ref), kTol) << c.dir;
         // bf16 weights stay bf16 on the device (no second f32 copy).
