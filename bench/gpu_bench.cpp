@@ -7,7 +7,11 @@
 // --decode-steps greedy steps. FLOP and byte counts follow DESIGN.md §7 (formulas below);
 // the ceilings are measured here: a large bf16 GEMM through CudaBackend::matmul and a large
 // device-to-device copy (bytes read + written). Timings use the host clock around
-// CudaBackend::synchronize(), after a warm-up forward.
+// CudaBackend::synchronize(), after a warm-up forward. Per-phase tables (GEMMs, local
+// attention, memory attention, top-k, collectives, other) come from CUDA events around each
+// backend op (CudaBackend::set_profiling) with analytic FLOP/byte counts per op; the prefill
+// is timed with profiling on (its ops are milliseconds long), decode ms/token without it
+// and its phase table from a second, profiled set of steps.
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -18,6 +22,7 @@
 #include <vector>
 
 #include "config/model_config.h"
+#include "config/run_config.h"
 #include "parallel/self_communicator.h"
 #include "runtime/backend/cuda_backend.h"
 #include "runtime/core/status.h"
@@ -37,6 +42,9 @@ struct Options {
     std::vector<int64_t> mem_layers = {6, 12, 18};
     DType weights = DType::kBF16, mem = DType::kBF16;
     bool ceilings = true;
+    Precision precision = Precision::kFast;
+    Retrieval retrieval = Retrieval::kDense;
+    int64_t k = 128;
 };
 
 [[noreturn]] void usage(const std::string& why) {
@@ -45,7 +53,9 @@ struct Options {
                  "usage: fot_gpu_bench [--lengths 16k,64k,128k] [--decode-steps N] [--device N]\n"
                  "  [--hidden N] [--heads N] [--layers N] [--intermediate N] [--vocab N]\n"
                  "  [--window N] [--lcl N] [--mem-layers 6,12,18] [--weights bf16|f16|f32]\n"
-                 "  [--mem-dtype bf16|f16|f32] [--no-ceilings]\n",
+                 "  [--mem-dtype bf16|f16|f32] [--precision fast|exact] [--retrieval dense|topk]\n"
+                 "  [--k N] [--no-ceilings]\n"
+                 "example: fot_gpu_bench --lengths 16k,128k --precision fast --decode-steps 32\n",
                  why.c_str());
     std::exit(2);
 }
@@ -115,6 +125,14 @@ Options parse(int argc, char** argv) {
             o.weights = dtype(val());
         else if (a == "--mem-dtype")
             o.mem = dtype(val());
+        else if (a == "--precision") {
+            const std::string v = val();
+            if (!parse_precision(v, &o.precision)) usage(a + ": '" + v + "' is not exact or fast");
+        } else if (a == "--retrieval") {
+            const std::string v = val();
+            if (!parse_retrieval(v, &o.retrieval)) usage(a + ": '" + v + "' is not dense or topk");
+        } else if (a == "--k")
+            o.k = parse_count(a, val());
         else if (a == "--no-ceilings")
             o.ceilings = false;
         else if (a == "--help" || a == "-h")
@@ -194,6 +212,26 @@ double prefill_flops(const ModelConfig& c, int64_t lcl, int64_t n) {
     return f;
 }
 
+// One table row per phase: time, share, achieved TFLOP/s and GB/s (analytic counts / time).
+void print_phases(const char* what, const PhaseStats& ph, double wall_s, double steps) {
+    double total = 0;
+    for (const PhaseStat& p : ph) total += p.seconds;
+    std::printf("    %s: %.3f s wall, %.3f s in profiled ops%s\n", what, wall_s / steps,
+                total / steps, steps > 1 ? " (per step)" : "");
+    std::printf("    | phase | calls | s | %% | TFLOP/s | GB/s |\n    |---|---|---|---|---|---|\n");
+    for (size_t i = 0; i < ph.size(); ++i) {
+        const PhaseStat& p = ph[i];
+        if (p.calls == 0) continue;
+        std::printf("    | %s | %lld | %.4f | %.1f | %.1f | %.0f |\n",
+                    phase_name(static_cast<Phase>(i)), static_cast<long long>(p.calls),
+                    p.seconds / steps, total > 0 ? 100.0 * p.seconds / total : 0.0,
+                    p.seconds > 0 ? p.flops / p.seconds / 1e12 : 0.0,
+                    p.seconds > 0 ? p.bytes / p.seconds / 1e9 : 0.0);
+    }
+    std::printf("    | collectives | 0 | 0 | 0 | - | - |  (one GPU: no tp/mp communication)\n");
+    std::fflush(stdout);
+}
+
 struct Ceilings {
     double tflops = 0, gbps = 0;
 };
@@ -242,21 +280,29 @@ int run(const Options& o) {
     validate_model_config(mc, "fot_gpu_bench options").check();
 
     CudaBackend backend(o.device);
+    backend.set_precision(o.precision);
     parallel::SelfCommunicator tp(backend.device()), mp(backend.device());
     ModelOptions mo;
     mo.mem_dtype = o.mem;
     mo.last_context_length = o.lcl;
-    ModelWeights weights = random_weights(backend, mc, o.weights);
+    mo.precision = o.precision;
+    mo.retrieval = o.retrieval;
+    mo.k = o.k;
+    // fast runs bf16 GEMM operands: f32 weights would be converted at load (weights.cpp).
+    ModelWeights weights = random_weights(
+        backend, mc,
+        o.precision == Precision::kFast && o.weights == DType::kF32 ? DType::kBF16 : o.weights);
     const double weight_bytes = static_cast<double>(weights.bytes);
     LongLlama model(mc, std::move(weights), backend, tp, mp, mo);
     std::printf(
         "fot_gpu_bench: hidden %lld, %lld heads x %lld, %lld layers, intermediate %lld, "
         "vocab %lld, mem_layers %zu, W %lld, lcl %lld, %s weights (%.2f GB), %s memory, "
-        "%d SMs\n",
+        "%d SMs, precision %s, retrieval %s (k %lld)\n",
         (long long)o.hidden, (long long)o.heads, (long long)mc.head_dim(), (long long)o.layers,
         (long long)o.intermediate, (long long)o.vocab, o.mem_layers.size(), (long long)o.window,
         (long long)o.lcl, dtype_name(o.weights), weight_bytes / 1e9, dtype_name(o.mem),
-        backend.sm_count());
+        backend.sm_count(), precision_name(o.precision), retrieval_name(o.retrieval),
+        (long long)o.k);
 
     std::mt19937 rng(7);
     std::uniform_int_distribution<int32_t> tok(3, static_cast<int32_t>(o.vocab - 1));
@@ -291,9 +337,12 @@ int run(const Options& o) {
         std::vector<int32_t> ids(static_cast<size_t>(n));
         for (auto& t : ids) t = tok(rng);
         model.reset();
+        backend.set_profiling(true);
         Timer t;
         forward(ids);
         const double ps = t.seconds();
+        const PhaseStats prefill_phases = backend.take_phase_stats();
+        backend.set_profiling(false);
         const double pf = prefill_flops(mc, o.lcl, n);
         // Decode: greedy steps from the prefill's last logits.
         double bytes = 0, flops = 0;
@@ -303,10 +352,12 @@ int run(const Options& o) {
                 static_cast<int32_t>(std::max_element(last.begin(), last.end()) - last.begin());
             const double local = static_cast<double>(model.local_tokens(0) + 1);
             const double mem = static_cast<double>(model.memory_tokens());
-            // Bytes: every weight once, the memory keys/values once, the f32 local cache once.
-            bytes +=
-                weight_bytes + mem * mem_bytes_per_token +
-                local * 2.0 * static_cast<double>(o.hidden) * 4.0 * static_cast<double>(o.layers);
+            // Bytes: every weight once, the memory keys/values once, the local cache once (f32
+            // in exact, bf16 in fast).
+            const double local_elem = o.precision == Precision::kFast ? 2.0 : 4.0;
+            bytes += weight_bytes + mem * mem_bytes_per_token +
+                     local * 2.0 * static_cast<double>(o.hidden) * local_elem *
+                         static_cast<double>(o.layers);
             flops += 2.0 * weight_bytes / static_cast<double>(dtype_size(o.weights)) +
                      4.0 * static_cast<double>(o.hidden) *
                          (local * static_cast<double>(o.layers) +
@@ -315,6 +366,17 @@ int run(const Options& o) {
         }
         const double ds = d.seconds();
         const double steps = static_cast<double>(std::max<int64_t>(o.decode_steps, 1));
+        // A few more steps with profiling on, for the decode phase table.
+        const int64_t prof_steps = std::min<int64_t>(8, std::max<int64_t>(o.decode_steps, 1));
+        backend.set_profiling(true);
+        Timer dp;
+        for (int64_t s = 0; s < prof_steps; ++s) {
+            forward(
+                {static_cast<int32_t>(std::max_element(last.begin(), last.end()) - last.begin())});
+        }
+        const double dps = dp.seconds();
+        const PhaseStats decode_phases = backend.take_phase_stats();
+        backend.set_profiling(false);
         rows.push_back({n, ps, pf / ps / 1e12, 1e3 * ds / steps, bytes / ds / 1e9,
                         flops / ds / 1e12, model.memory_tokens()});
         std::printf(
@@ -322,7 +384,9 @@ int run(const Options& o) {
             "%7.1f GB/s (memory %lld tokens)\n",
             (long long)n, ps, rows.back().prefill_tflops, rows.back().decode_ms,
             rows.back().decode_gbps, (long long)model.memory_tokens());
-        std::fflush(stdout);
+        print_phases("prefill", prefill_phases, ps, 1);
+        print_phases("decode (profiled steps)", decode_phases, dps,
+                     static_cast<double>(prof_steps));
     }
     const double peak_mem = static_cast<double>(backend.peak_allocated_bytes());
 

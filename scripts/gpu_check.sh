@@ -14,8 +14,10 @@
 #              --backend cuda, the factory test)
 #   sanitize   compute-sanitizer memcheck, racecheck, synccheck and initcheck over the kernel
 #              tests (kernels_cuda_backend_test, filtered by FOT_SANITIZE_FILTER)
-#   bench      fot_gpu_bench: 3B shape, prefill 16k/64k/128k and decode after each
-#              (FOT_BENCH_ARGS overrides its arguments)
+#   bench      fot_gpu_bench, 3B shape: fast dense prefill 16k/64k/128k and decode after each,
+#              exact dense 16k, fast top-k (k 128) 16k; per-phase tables (FOT_BENCH_ARGS
+#              replaces the three runs with one)
+#   sass       cuobjdump -sass of the attention kernels: HMMA present, no local-memory spills
 #
 # Where the binaries come from:
 #   - default: configure and build build-gpu-check/ here with -DFOT_CUDA=ON (needs fotrt's
@@ -63,9 +65,14 @@ for s in $(echo "$skip" | tr ',' ' '); do
     case "$s" in device | tests | sanitize | bench) ;; *) die "--skip: unknown step '$s' (device, tests, sanitize, bench)" ;; esac
 done
 
-test_bins=(kernels_cuda_factory_test kernels_cuda_backend_test kernels_cuda_golden_test)
-bench_args=(${FOT_BENCH_ARGS:---lengths 16k,64k,128k --decode-steps 32})
-sanitize_filter="${FOT_SANITIZE_FILTER:-CudaOps.*:Shapes/CudaAttention.*D100_T200*:Shapes/CudaAttention.*D100_T1_at37*:Shapes/CudaTopk.*D100_T4*}"
+test_bins=(kernels_cuda_factory_test kernels_cuda_backend_test kernels_cuda_golden_test kernels_cuda_golden_fast_test)
+# The benchmark runs: fast dense at every length (the targets), exact dense at 16k (the fp32
+# path, for comparison), fast top-k (k 128) at 16k. FOT_BENCH_ARGS replaces all three.
+bench_runs=("--precision fast --retrieval dense --lengths 16k,64k,128k --decode-steps 32"
+    "--precision exact --retrieval dense --lengths 16k --decode-steps 16 --no-ceilings"
+    "--precision fast --retrieval topk --k 128 --lengths 16k --decode-steps 16 --no-ceilings")
+[ -n "${FOT_BENCH_ARGS:-}" ] && bench_runs=("$FOT_BENCH_ARGS")
+sanitize_filter="${FOT_SANITIZE_FILTER:-CudaOps.*:Shapes/CudaAttention.*D100_T200*:Shapes/CudaAttention.*D100_T1_at37*:Shapes/CudaTopk.*D100_T4*:Shapes/CudaAttentionFast.*D100_T70*:Shapes/CudaAttentionFast.*D16_T64*:Shapes/CudaAttentionFast.*D128_T130*}"
 build="${BUILD_DIR:-$root/build-gpu-check}"
 
 # ---- --make-bundle: build here, copy binaries and the non-system, non-CUDA libraries --------
@@ -144,7 +151,10 @@ for tool in memcheck racecheck synccheck initcheck; do
         "compute-sanitizer --tool $tool --error-exitcode 86 --print-limit 20 $kernel_test" \
         "--gtest_brief=1 '--gtest_filter=$sanitize_filter'"
 done
-add_step bench "${FOT_BENCH_LIMIT:-180}" bench.log "$bench_bin ${bench_args[*]}"
+bench_cmd="rc=0;"
+for r in "${bench_runs[@]}"; do bench_cmd="$bench_cmd $bench_bin $r || rc=1;"; done
+add_step sass 30 sass.log "$root/scripts/check_sass.sh $kernel_test"
+add_step bench "${FOT_BENCH_LIMIT:-240}" bench.log "$bench_cmd exit \$rc"
 
 if [ "$dry_run" = 1 ]; then
     echo "gpu_check.sh --dry-run: would write logs and summary.json to $out and run:"
@@ -183,7 +193,14 @@ for i in "${!step_names[@]}"; do
     else
         status=fail
     fi
-    [ "$status" = pass ] || overall=1
+    if [ "$status" = sanitizer-errors ]; then
+        # Reports name the kernel; ours are in fot::kernels::cuda. cuBLAS's own kernels (nvjet,
+        # splitKreduce) are reported too and are not ours to fix: recorded, not failed.
+        ours=$(sed -n "/== gpu_check: $name (limit/,\$p" "$log" | grep -E '^=+ +(at |Error: Race reported)' |
+            grep -cE 'kernels4cuda|fot::kernels' || true)
+        [ "$ours" = 0 ] && status=cublas-findings-only
+    fi
+    case "$status" in pass | cublas-findings-only) ;; *) overall=1 ;; esac
     echo "== gpu_check: $name: $status (rc $rc, ${secs}s)" | tee -a "$log"
     extra=""
     if [ "$name" = bench ]; then

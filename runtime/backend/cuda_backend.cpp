@@ -9,6 +9,7 @@
 #include "kernels/cuda/blas.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/ops.h"
+#include "runtime/backend/cuda_phase_profiler.h"
 #include "runtime/core/status.h"
 
 namespace fot {
@@ -40,6 +41,32 @@ class DeviceGuard {
   private:
     int prev_ = -1;
 };
+
+// Brackets one op with the profiler's events when profiling is on (set_profiling).
+class ProfileScope {
+  public:
+    ProfileScope(PhaseProfiler* p, Phase phase, double flops = 0, double bytes = 0) : p_(p) {
+        if (p_) slot_ = p_->begin(phase, flops, bytes);
+    }
+    ~ProfileScope() {
+        if (p_) p_->end(slot_);
+    }
+    ProfileScope(const ProfileScope&) = delete;
+    ProfileScope& operator=(const ProfileScope&) = delete;
+
+  private:
+    PhaseProfiler* p_;
+    size_t slot_ = 0;
+};
+
+// (query, key) pairs attn_accumulate visits: query t sees keys [0, min(S, t + co + 1)).
+double visible_pairs(int64_t T, int64_t S, int64_t causal_offset) {
+    if (causal_offset >= S) return static_cast<double>(T) * static_cast<double>(S);
+    double n = 0;
+    for (int64_t t = 0; t < T; ++t)
+        n += static_cast<double>(std::clamp<int64_t>(t + causal_offset + 1, 0, S));
+    return n;
+}
 
 }  // namespace
 
@@ -201,6 +228,7 @@ void CudaBackend::download(void* host_dst, TensorView src, size_t bytes) {
 }
 
 void CudaBackend::copy_rows(TensorView dst, int64_t dst_row, TensorView src, int64_t rows) {
+    ProfileScope prof(profiler_.get(), Phase::kOther);
     check_device(dst, "copy destination");
     check_device(src, "copy source");
     FOT_ASSERT(dst.dtype == src.dtype && row_width(dst) == row_width(src));
@@ -247,6 +275,7 @@ const int32_t* CudaBackend::upload_ids(const int32_t* host_ids, int64_t T) {
 
 void CudaBackend::logsoftmax_parts(TensorView parts, TensorView logits, const int32_t* host_targets,
                                    int64_t vocab_begin) {
+    ProfileScope prof(profiler_.get(), Phase::kOther);
     check_f32(parts, "log-softmax parts");
     check_f32(logits, "logits");
     const int64_t T = rows_of(logits);
@@ -259,6 +288,7 @@ void CudaBackend::logsoftmax_parts(TensorView parts, TensorView logits, const in
 
 void CudaBackend::embedding(TensorView out, const int32_t* host_ids, TensorView table,
                             int64_t row_begin) {
+    ProfileScope prof(profiler_.get(), Phase::kOther);
     check_f32(out, "embedding output");
     check_device(table, "embedding table");
     FOT_ASSERT(table.shape.size() == 2 && row_width(out) == table.shape[1]);
@@ -270,6 +300,7 @@ void CudaBackend::embedding(TensorView out, const int32_t* host_ids, TensorView 
 }
 
 void CudaBackend::rmsnorm(TensorView out, TensorView x, TensorView w, float eps) {
+    ProfileScope prof(profiler_.get(), Phase::kOther);
     check_f32(out, "rmsnorm output");
     check_f32(x, "rmsnorm input");
     check_f32(w, "rmsnorm weight");
@@ -285,18 +316,24 @@ void CudaBackend::matmul(TensorView out, TensorView x, TensorView w) {
     FOT_ASSERT(w.shape.size() == 2);
     const int64_t T = rows_of(x), K = row_width(x), N = w.shape[0];
     FOT_ASSERT(w.shape[1] == K && rows_of(out) == T && row_width(out) == N);
+    ProfileScope prof(
+        profiler_.get(), Phase::kGemm,
+        2.0 * static_cast<double>(T) * static_cast<double>(N) * static_cast<double>(K),
+        static_cast<double>(w.nbytes()) + 4.0 * static_cast<double>(T * (K + N)));
     const size_t need = kc::Blas::scratch_bytes(w.dtype, T, K);
     void* xl = need > 0 ? scratch(*gemm_scratch_, need) : nullptr;
     blas_->matmul(out.as<float>(), x.as<float>(), w.data, w.dtype, T, N, K, xl);
 }
 
 void CudaBackend::rope(TensorView x, int64_t H, int64_t D, int64_t first_pos, float theta) {
+    ProfileScope prof(profiler_.get(), Phase::kOther);
     check_f32(x, "rope input");
     FOT_ASSERT(row_width(x) >= H * D && D % 2 == 0);
     kc::rope(x.as<float>(), rows_of(x), H, D, row_width(x), first_pos, theta, stream_);
 }
 
 void CudaBackend::silu_mul(TensorView out, TensorView gate, TensorView up) {
+    ProfileScope prof(profiler_.get(), Phase::kOther);
     check_f32(out, "silu_mul output");
     check_f32(gate, "silu_mul gate");
     check_f32(up, "silu_mul up");
@@ -305,6 +342,7 @@ void CudaBackend::silu_mul(TensorView out, TensorView gate, TensorView up) {
 }
 
 void CudaBackend::add(TensorView out, TensorView a, TensorView b) {
+    ProfileScope prof(profiler_.get(), Phase::kOther);
     check_f32(out, "add output");
     check_f32(a, "add input a");
     check_f32(b, "add input b");
@@ -315,6 +353,7 @@ void CudaBackend::add(TensorView out, TensorView a, TensorView b) {
 // ---- attention ---------------------------------------------------------------------------------
 
 void CudaBackend::attn_partial_init(TensorView part) {
+    ProfileScope prof(profiler_.get(), Phase::kOther);
     check_f32(part, "attention partial");
     FOT_ASSERT(part.shape.size() == 3);
     kc::attn_partial_init(part.as<float>(), part.shape[0], part.shape[1], part.shape[2] - 2,
@@ -332,6 +371,10 @@ void CudaBackend::attn_accumulate(TensorView part, TensorView q, TensorView k, T
     FOT_ASSERT(k.shape[0] == H && k.shape[2] == D && S <= k.shape[1]);
     FOT_ASSERT(k.dtype == v.dtype && k.shape == v.shape);
     FOT_ASSERT(rows_of(q) == T && row_width(q) >= H * D);
+    ProfileScope prof(
+        profiler_.get(), causal_offset < S ? Phase::kLocalAttention : Phase::kMemoryAttention,
+        profiler_ ? 4.0 * static_cast<double>(H * D) * visible_pairs(T, S, causal_offset) : 0.0,
+        2.0 * static_cast<double>(H * std::max<int64_t>(S, 0) * D) * dtype_size(k.dtype));
     const int64_t splits = kc::attn_accumulate_splits(H, T, S, D, causal_offset, sm_count_);
     float* sc = nullptr;
     if (splits > 1) {
@@ -344,6 +387,7 @@ void CudaBackend::attn_accumulate(TensorView part, TensorView q, TensorView k, T
 }
 
 void CudaBackend::attn_partial_merge(TensorView out, TensorView parts) {
+    ProfileScope prof(profiler_.get(), Phase::kOther);
     check_f32(out, "attention partial");
     check_f32(parts, "attention partials");
     FOT_ASSERT(out.shape.size() == 3 && parts.shape.size() == 4);
@@ -353,6 +397,7 @@ void CudaBackend::attn_partial_merge(TensorView out, TensorView parts) {
 }
 
 void CudaBackend::attn_partial_finalize(TensorView out, TensorView part) {
+    ProfileScope prof(profiler_.get(), Phase::kOther);
     check_f32(out, "attention output");
     check_f32(part, "attention partial");
     FOT_ASSERT(part.shape.size() == 3);
@@ -362,6 +407,7 @@ void CudaBackend::attn_partial_finalize(TensorView out, TensorView part) {
 }
 
 void CudaBackend::scatter_heads(TensorView store, int64_t at, TensorView x) {
+    ProfileScope prof(profiler_.get(), Phase::kOther);
     check_device(store, "key/value store");
     check_f32(x, "key/value rows");
     FOT_ASSERT(store.shape.size() == 3);
@@ -376,6 +422,10 @@ void CudaBackend::scatter_heads(TensorView store, int64_t at, TensorView x) {
 void CudaBackend::memory_topk(TensorView scores, TensorView rows, TensorView positions,
                               TensorView q, TensorView k, TensorView row_pos, int64_t S,
                               float scale) {
+    ProfileScope prof(profiler_.get(), Phase::kTopk,
+                      2.0 * static_cast<double>(q.numel()) * static_cast<double>(S),
+                      static_cast<double>(S) * static_cast<double>(k.nbytes()) /
+                          std::max<double>(1, static_cast<double>(k.shape[1])));
     check_f32(scores, "top-k scores");
     check_f32(q, "top-k queries");
     check_device(rows, "top-k rows");
@@ -410,6 +460,7 @@ void CudaBackend::memory_topk(TensorView scores, TensorView rows, TensorView pos
 
 void CudaBackend::topk_threshold(TensorView thr_score, TensorView thr_pos, TensorView scores,
                                  TensorView positions) {
+    ProfileScope prof(profiler_.get(), Phase::kTopk);
     check_f32(thr_score, "top-k threshold");
     check_device(thr_pos, "top-k threshold positions");
     check_f32(scores, "top-k candidate scores");
@@ -426,6 +477,7 @@ void CudaBackend::topk_threshold(TensorView thr_score, TensorView thr_pos, Tenso
 void CudaBackend::attn_accumulate_selected(TensorView part, TensorView v, TensorView scores,
                                            TensorView rows, TensorView positions,
                                            TensorView thr_score, TensorView thr_pos) {
+    ProfileScope prof(profiler_.get(), Phase::kTopk);
     check_f32(part, "attention partial");
     check_f32(scores, "top-k scores");
     check_device(rows, "top-k rows");
@@ -467,6 +519,15 @@ void CudaBackend::row_max_sumexp(TensorView max_out, TensorView sum_out, TensorV
 void CudaBackend::fill_uniform(TensorView dst, uint64_t seed, float scale) {
     check_device(dst, "fill destination");
     kc::fill_uniform(dst.data, dst.dtype, dst.numel(), seed, scale, stream_);
+}
+
+void CudaBackend::set_profiling(bool on) {
+    if (on && !profiler_) profiler_ = std::make_unique<PhaseProfiler>(stream_);
+    if (!on) profiler_.reset();
+}
+
+PhaseStats CudaBackend::take_phase_stats() {
+    return profiler_ ? profiler_->take() : PhaseStats{};
 }
 
 }  // namespace fot

@@ -29,6 +29,7 @@
 #include <string>
 
 #include "runtime/backend/backend.h"
+#include "runtime/backend/cuda_phase_profiler.h"
 #include "runtime/core/stream.h"
 
 namespace fot {
@@ -94,6 +95,11 @@ class CudaBackend final : public Backend {
     int64_t peak_allocated_bytes() const;
     int64_t allocation_count() const;
     int sm_count() const { return sm_count_; }
+    // Per-phase GPU time of the ops (benchmarks): on = every op records CUDA events around
+    // its launches (a few microseconds each); take_phase_stats() synchronises and returns the
+    // statistics since the last call (all zero when profiling is off).
+    void set_profiling(bool on);
+    PhaseStats take_phase_stats();
 
   private:
     struct Scratch;
@@ -113,7 +119,8 @@ class CudaBackend final : public Backend {
     std::unique_ptr<kernels::cuda::Blas> blas_;
     std::unique_ptr<Scratch> gemm_scratch_, attn_scratch_, topk_scratch_, copy_scratch_,
         ids_scratch_;
-    void* ids_host_ = nullptr;  // pinned staging for embedding ids
+    void* ids_host_ = nullptr;                 // pinned staging for embedding ids
+    std::unique_ptr<PhaseProfiler> profiler_;  // null unless set_profiling(true)
     size_t ids_host_bytes_ = 0;
 };
 

@@ -2,6 +2,8 @@
 // logits, and Precision::kFast on the bf16 model against the yardstick of the reference's own
 // bf16 run (shared/golden/README.md, "case_h"). The bf16 checkpoint is derived at test time
 // with the `fotrt convert --dtype bf16` code path (convert_checkpoint) into a temp dir.
+// Compiled twice: for CpuBackend (tests/model) and, with FOT_CASE_H_BACKEND="cuda", for
+// CudaBackend (tests/kernels: on a GPU, and under the CUDA emulator in CI).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -14,10 +16,20 @@
 #include "runtime/jobs/session.h"
 #include "tests/model/golden_checks.h"
 
+#ifndef FOT_CASE_H_BACKEND
+#define FOT_CASE_H_BACKEND "cpu"
+#endif
+
 namespace fot {
 namespace {
 
 namespace fs = std::filesystem;
+
+// A run on the backend this file is compiled for.
+RunConfig on_backend(RunConfig run = {}) {
+    run.backend = FOT_CASE_H_BACKEND;
+    return run;
+}
 using testing::argmax_rows;
 using testing::forward_all;
 using testing::golden_dir;
@@ -36,6 +48,10 @@ double argmax_agreement(const std::vector<float>& a, const std::vector<float>& b
 
 class CaseH : public ::testing::Test {
   protected:
+    void SetUp() override {
+        if (backend_device_count(FOT_CASE_H_BACKEND) == 0)
+            GTEST_SKIP() << "no " << FOT_CASE_H_BACKEND << " device";
+    }
     // case_h's weights rounded to bf16 (nearest even) as a bf16 safetensors checkpoint: the
     // bytes of shared/golden/case_h/model_bf16/.
     static void SetUpTestSuite() {
@@ -88,7 +104,7 @@ class CaseH : public ::testing::Test {
 std::string* CaseH::bf16_dir_ = nullptr;
 
 TEST_F(CaseH, ExactMatchesF32ReferenceEverywhere) {
-    auto m = testing::open_golden_model(dir_);  // f32 checkpoint: exact by default
+    auto m = testing::open_golden_model(dir_, on_backend());  // f32 checkpoint: exact by default
     EXPECT_EQ(m->session->backend->precision(), Precision::kExact);
     const auto logits = forward_all(*m->session, ids_);
     ASSERT_EQ(logits.size(), ref_f32_.size());
@@ -99,7 +115,7 @@ TEST_F(CaseH, ExactMatchesF32ReferenceEverywhere) {
 }
 
 TEST_F(CaseH, FastOnBf16ModelIsAsCloseAsTheReferenceBf16Run) {
-    auto m = testing::open_golden_model(*bf16_dir_);  // bf16 checkpoint: fast by default
+    auto m = testing::open_golden_model(*bf16_dir_, on_backend());  // bf16: fast by default
     Session& s = *m->session;
     EXPECT_EQ(s.backend->precision(), Precision::kFast);
     EXPECT_EQ(s.model->options().precision, Precision::kFast);
@@ -108,7 +124,7 @@ TEST_F(CaseH, FastOnBf16ModelIsAsCloseAsTheReferenceBf16Run) {
 }
 
 TEST_F(CaseH, FastOnF32ModelConvertsLinearWeightsToBf16) {
-    RunConfig run;
+    RunConfig run = on_backend();
     run.precision = Precision::kFast;
     auto m = testing::open_golden_model(dir_, run);
     const ModelWeights& w = m->session->model->weights();
@@ -129,17 +145,18 @@ TEST_F(CaseH, ExactOnBf16ModelIsTheF32EngineOnRoundedWeights) {
     // Asked explicitly, exact mode on bf16 weights is fp32 arithmetic: far closer to the f32
     // logits than the fast path's bound only through the weights' rounding, and different
     // from the fast path.
-    RunConfig run;
+    RunConfig run = on_backend();
     run.precision = Precision::kExact;
     auto exact = testing::open_golden_model(*bf16_dir_, run);
     EXPECT_EQ(exact->session->backend->precision(), Precision::kExact);
-    auto fast = testing::open_golden_model(*bf16_dir_);
+    auto fast = testing::open_golden_model(*bf16_dir_, on_backend());
     const auto le = forward_all(*exact->session, ids_);
     const auto lf = forward_all(*fast->session, ids_);
     EXPECT_GT(max_abs_diff(le, lf), 1e-3);
     EXPECT_LE(max_abs_diff(le, ref_f32_), max_diff_bound());
 }
 
+#if !defined(FOT_CASE_H_CUDA)
 TEST(Precision, DefaultFollowsTheCheckpointWeights) {
     EXPECT_EQ(default_precision(DType::kF32), Precision::kExact);
     EXPECT_EQ(default_precision(DType::kBF16), Precision::kFast);
@@ -150,6 +167,7 @@ TEST(Precision, DefaultFollowsTheCheckpointWeights) {
     EXPECT_EQ(bf16->session->backend->precision(), Precision::kFast);
     EXPECT_EQ(bf16->session->model->options().precision, Precision::kFast);
 }
+#endif
 
 }  // namespace
 }  // namespace fot

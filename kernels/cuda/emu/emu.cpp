@@ -437,6 +437,13 @@ cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) {
     *e = new EmuEvent;
     return cudaSuccess;
 }
+cudaError_t cudaEventCreate(cudaEvent_t* e) {
+    return cudaEventCreateWithFlags(e, 0);
+}
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t, cudaEvent_t) {
+    *ms = 0.f;  // no timing in the emulator
+    return cudaSuccess;
+}
 cudaError_t cudaEventDestroy(cudaEvent_t e) {
     delete e;
     return cudaSuccess;

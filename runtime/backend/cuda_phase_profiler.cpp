@@ -1,0 +1,76 @@
+#include "runtime/backend/cuda_phase_profiler.h"
+
+#include <cuda_runtime_api.h>
+
+#include "kernels/cuda/check.h"
+
+namespace fot {
+
+const char* phase_name(Phase p) {
+    switch (p) {
+        case Phase::kGemm:
+            return "GEMMs";
+        case Phase::kLocalAttention:
+            return "local attention";
+        case Phase::kMemoryAttention:
+            return "memory attention";
+        case Phase::kTopk:
+            return "top-k";
+        case Phase::kOther:
+            return "other";
+        case Phase::kCount:
+            break;
+    }
+    return "?";
+}
+
+PhaseProfiler::PhaseProfiler(void* stream) : stream_(stream) {}
+
+PhaseProfiler::~PhaseProfiler() {
+    for (Slot& s : slots_) {
+        cudaEventDestroy(static_cast<cudaEvent_t>(s.start));
+        cudaEventDestroy(static_cast<cudaEvent_t>(s.stop));
+    }
+}
+
+size_t PhaseProfiler::begin(Phase phase, double flops, double bytes) {
+    if (used_ == slots_.size()) {
+        Slot s;
+        cudaEvent_t a = nullptr, b = nullptr;
+        FOT_CUDA_CHECK(cudaEventCreate(&a));
+        FOT_CUDA_CHECK(cudaEventCreate(&b));
+        s.start = a;
+        s.stop = b;
+        slots_.push_back(s);
+    }
+    Slot& s = slots_[used_];
+    s.phase = phase;
+    PhaseStat& st = pending_[static_cast<size_t>(phase)];
+    ++st.calls;
+    st.flops += flops;
+    st.bytes += bytes;
+    FOT_CUDA_CHECK(
+        cudaEventRecord(static_cast<cudaEvent_t>(s.start), static_cast<cudaStream_t>(stream_)));
+    return used_++;
+}
+
+void PhaseProfiler::end(size_t slot) {
+    FOT_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(slots_[slot].stop),
+                                   static_cast<cudaStream_t>(stream_)));
+}
+
+PhaseStats PhaseProfiler::take() {
+    FOT_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)));
+    PhaseStats out = pending_;
+    for (size_t i = 0; i < used_; ++i) {
+        float ms = 0.f;
+        FOT_CUDA_CHECK(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(slots_[i].start),
+                                            static_cast<cudaEvent_t>(slots_[i].stop)));
+        out[static_cast<size_t>(slots_[i].phase)].seconds += 1e-3 * ms;
+    }
+    used_ = 0;
+    pending_ = {};
+    return out;
+}
+
+}  // namespace fot

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Checks the machine code of the tensor-core attention kernels (kernels/cuda/attention_tc.cu)
+# in a binary, object or static library built for sm_90: every attn_tc_kernel instance must
+# contain HMMA (tensor-core mma) instructions and no local-memory loads/stores (LDL/STL: a
+# register array spilled or indexed at run time). Prints the instruction mix per kernel
+# (HMMA, LDSM = ldmatrix, LDGSTS = cp.async, BAR, LDL/STL).
+#
+# usage: scripts/check_sass.sh FILE
+# Exit: 0 ok, 1 a check failed, 77 cuobjdump is not installed (ctest counts that as skipped).
+set -euo pipefail
+file="${1:?usage: check_sass.sh FILE (binary, object or .a with sm_90 code)}"
+cuobjdump=$(command -v cuobjdump || true)
+[ -z "$cuobjdump" ] && [ -x /usr/local/cuda/bin/cuobjdump ] && cuobjdump=/usr/local/cuda/bin/cuobjdump
+if [ -z "$cuobjdump" ]; then
+    echo "check_sass.sh: cuobjdump not found (CUDA toolkit without its binary utilities): skipped"
+    exit 77
+fi
+[ -f "$file" ] || { echo "check_sass.sh: no file '$file'" >&2; exit 1; }
+"$cuobjdump" -sass "$file" | awk '
+    /Function :/ { name = $3; next }
+    name ~ /attn_tc_kernel/ {
+        if ($0 ~ /HMMA/) hmma[name]++
+        if ($0 ~ /LDSM/) ldsm[name]++
+        if ($0 ~ /LDGSTS/) cp[name]++
+        if ($0 ~ /BAR\.SYNC/) bar[name]++
+        if ($0 ~ /[^A-Z](LDL|STL)[. ]/) local[name]++
+        seen[name] = 1
+    }
+    END {
+        n = 0; bad = 0
+        for (f in seen) {
+            n++
+            printf "%s: HMMA %d, LDSM %d, LDGSTS %d, BAR %d, LDL/STL %d\n", f, hmma[f], ldsm[f], cp[f], bar[f], local[f]
+            if (hmma[f] == 0 || local[f] > 0) bad = 1
+        }
+        if (n == 0) { print "check_sass.sh: no attn_tc_kernel in the SASS"; exit 1 }
+        exit bad
+    }'
