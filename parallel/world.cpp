@@ -116,6 +116,9 @@ GroupCommunicators make_group_communicators(const World& world, const Communicat
     FOT_ASSERT(c.tp && c.tp->size() == world.tp() && c.tp->rank() == world.tp_rank());
     FOT_ASSERT(c.mp && c.mp->size() == world.mp() && c.mp->rank() == world.mp_rank());
     FOT_ASSERT(world.is_group_leader() == (c.leaders != nullptr));
+    c.tp->set_group_name("tp");
+    c.mp->set_group_name("mp");
+    if (c.leaders) c.leaders->set_group_name("dp leaders");
     return c;
 }
 
