@@ -273,7 +273,7 @@ std::unique_ptr<Communicator> make_nccl_communicator(Communicator& bootstrap, in
     FOT_NCCL_CUDA_CHECK(cudaGetDeviceCount(&count));
     FOT_CHECK(device >= 0 && device < count, "rank ", bootstrap.rank(), " wants CUDA device ",
               device, " but this process sees ", count,
-              " (pick it with World::cuda_device: start at most one rank per GPU)");
+              " (pick it with select_cuda_device: start at most one rank per GPU)");
     DeviceScope scope(device);
     ncclUniqueId id{};
     if (bootstrap.rank() == 0) FOT_NCCL_CHECK(ncclGetUniqueId(&id));

@@ -28,7 +28,7 @@ std::string describe_nccl_work(const std::string& op, const std::string& detail,
 }
 
 std::string wait_for_work(const WatchedWork& work, const WatchSources& sources, double timeout_s,
-                          const std::atomic<bool>* cancel) {
+                          const std::atomic<bool>* cancel, double poll_s) {
     const auto start = Clock::now();
     auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
     auto fail = [&](const std::string& why) {
@@ -52,9 +52,9 @@ std::string wait_for_work(const WatchedWork& work, const WatchSources& sources, 
                             "called a different collective"));
         }
         if (cancel && cancel->load()) return "";
-        // Spin briefly (collectives are usually short), then poll every 50 us.
-        if (it < 64) continue;
-        std::this_thread::sleep_for(std::chrono::microseconds(50));
+        // Spin briefly when waiting in place (collectives are usually short), then sleep.
+        if (poll_s < 1e-4 && it < 64) continue;
+        std::this_thread::sleep_for(std::chrono::duration<double>(poll_s));
     }
 }
 
@@ -96,7 +96,7 @@ void WorkWatchdog::run() {
             queue_.pop_front();
             in_flight_ = 1;
         }
-        const std::string failure = wait_for_work(item.first, sources_, item.second, &stop_);
+        const std::string failure = wait_for_work(item.first, sources_, item.second, &stop_, 1e-3);
         {
             std::lock_guard<std::mutex> lock(mu_);
             in_flight_ = 0;

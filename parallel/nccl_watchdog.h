@@ -52,13 +52,15 @@ std::string describe_nccl_work(const std::string& op, const std::string& detail,
 
 // Polls until `work` is done (returns ""), or until an asynchronous error or `timeout_s`
 // (0 = no timeout) elapses: then calls sources.abort() once and returns the one-line message.
-// Returns "" early when *cancel becomes true (shutdown).
+// Returns "" early when *cancel becomes true (shutdown). Polls every poll_s seconds (after a
+// short spin when poll_s is below 0.1 ms: a host that waits wants the result soon).
 std::string wait_for_work(const WatchedWork& work, const WatchSources& sources, double timeout_s,
-                          const std::atomic<bool>* cancel = nullptr);
+                          const std::atomic<bool>* cancel = nullptr, double poll_s = 50e-6);
 
 // A background thread that waits for watched work in FIFO order (work on one stream completes
-// in order). The first failure is passed to on_failure (the failure policy: abort_world, which
-// does not return) and the thread stops watching.
+// in order), polling every millisecond so that it takes next to no CPU from the rank. The first
+// failure is passed to on_failure (the failure policy: abort_world, which does not return) and the
+// thread stops watching.
 class WorkWatchdog {
   public:
     using FailureHandler = std::function<void(const std::string&)>;

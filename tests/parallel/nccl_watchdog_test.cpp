@@ -99,8 +99,10 @@ TEST(NcclWatchdog, ACudaErrorWhileQueryingIsReportedLikeAnAsyncError) {
 
 TEST(NcclWatchdog, ZeroTimeoutWaitsUntilDone) {
     Fakes f;
-    f.done_after = 200000;  // far longer than one timeout step would allow with a timeout
-    EXPECT_EQ(wait_for_work(f.work(kWhat), f.sources(), 0.0), "");
+    const auto t0 = Clock::now();
+    WatchedWork slow{kWhat, [&] { return seconds_since(t0) > 0.3; }};
+    EXPECT_EQ(wait_for_work(slow, f.sources(), 0.0), "");
+    EXPECT_GE(seconds_since(t0), 0.3);
     EXPECT_EQ(f.aborts, 0);
 }
 
