@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -86,6 +87,10 @@ struct Case {
     int tp, mp;
     Retrieval retrieval;
 };
+
+void PrintTo(const Case& c, std::ostream* os) {
+    *os << c.name << " tp " << c.tp << " mp " << c.mp << " " << retrieval_name(c.retrieval);
+}
 
 class ModelStream : public ::testing::TestWithParam<Case> {};
 
