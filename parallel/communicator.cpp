@@ -97,6 +97,14 @@ void Communicator::recv(TensorView buf, int peer, Stream s) {
     do_recv(buf, peer, s);
 }
 
+void Communicator::sendrecv(TensorView send_buf, int dst, TensorView recv_buf, int src, Stream s) {
+    check_buffer(send_buf, "sendrecv", "send_buf");
+    check_buffer(recv_buf, "sendrecv", "recv_buf");
+    check_peer(dst, "sendrecv");
+    check_peer(src, "sendrecv");
+    do_sendrecv(send_buf, dst, recv_buf, src, s);
+}
+
 bool Communicator::probe(int peer) {
     check_peer(peer, "probe");
     return do_probe(peer);

@@ -24,6 +24,7 @@
 #include <memory>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "runtime/core/dtype.h"
@@ -68,6 +69,10 @@ class Communicator {
     // receiver's buffer must have exactly the sender's byte count.
     void send(TensorView buf, int peer, Stream s = {});
     void recv(TensorView buf, int peer, Stream s = {});
+    // A symmetric exchange: send `send_buf` to `dst` and receive `recv_buf` from `src` as one
+    // operation (NCCL: ncclSend/ncclRecv inside ncclGroupStart/End; MPI: both posted before
+    // waiting), so a ring or pairwise swap where every rank sends first cannot deadlock.
+    void sendrecv(TensorView send_buf, int dst, TensorView recv_buf, int src, Stream s = {});
     // Non-blocking: true when a message from `peer` is waiting to be received (a recv would
     // not block). Lets a coordinator serve requests between its own work. Implementations
     // without a probe answer true (the following recv then simply blocks).
@@ -84,6 +89,10 @@ class Communicator {
     // control-plane communicator where a leader idles waiting for requests.
     void set_timeout(double seconds);
     double timeout() const { return timeout_s_; }
+    // The communicator's role, for messages: "world" (default), "tp", "mp" or "dp leaders"
+    // (set by make_group_communicators).
+    const std::string& group_name() const { return group_name_; }
+    void set_group_name(std::string name) { group_name_ = std::move(name); }
 
     // ---- control plane helpers (host communicators only) -----------------------------------
     // Root's value is copied to every rank; other ranks' values are overwritten (vectors and
@@ -109,10 +118,13 @@ class Communicator {
     virtual void do_broadcast(TensorView buf, int root, Stream s) = 0;
     virtual void do_send(TensorView buf, int peer, Stream s) = 0;
     virtual void do_recv(TensorView buf, int peer, Stream s) = 0;
+    virtual void do_sendrecv(TensorView send_buf, int dst, TensorView recv_buf, int src,
+                             Stream s) = 0;
     virtual void do_barrier() = 0;
     virtual bool do_probe(int peer) { return true; }
 
     double timeout_s_;
+    std::string group_name_ = "world";
 
   private:
     void check_buffer(const TensorView& v, const char* op, const char* what) const;

@@ -6,6 +6,7 @@
 // spins briefly, then yields, then sleeps in short steps so that oversubscribed ranks leave
 // the cores to the ranks that still compute.
 #include <mpi.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -44,6 +45,18 @@ std::string mpi_error_string(int code) {
     } while (0)
 
 std::atomic<bool> g_session_alive{false};
+NodeInfo g_node;  // set by MpiSession (on the main thread, before any reader)
+
+std::string host_name() {
+    char buf[256] = {};
+    if (gethostname(buf, sizeof(buf) - 1) != 0) return "localhost";
+    return buf;
+}
+
+std::string env_or_empty(const char* name) {
+    const char* v = std::getenv(name);
+    return v ? v : "";
+}
 std::atomic<int64_t> g_max_chunk{INT_MAX};
 
 bool mpi_usable() {
@@ -211,6 +224,40 @@ class MpiCommunicator final : public Communicator {
         }
     }
 
+    // Both directions posted before waiting: a symmetric exchange cannot deadlock.
+    void do_sendrecv(TensorView send_buf, int dst, TensorView recv_buf, int src, Stream) override {
+        const int64_t sbytes = static_cast<int64_t>(send_buf.nbytes());
+        const int64_t rbytes = static_cast<int64_t>(recv_buf.nbytes());
+        auto* sbase = static_cast<char*>(send_buf.data);
+        auto* rbase = static_cast<char*>(recv_buf.data);
+        std::vector<MPI_Request> reqs;
+        std::vector<int> expected;
+        for (int64_t off = 0; off == 0 || off < rbytes; off += detail::mpi_max_chunk()) {
+            reqs.emplace_back();
+            expected.push_back(chunk_count(rbytes - off));
+            FOT_MPI_CHECK(
+                MPI_Irecv(rbase + off, expected.back(), MPI_BYTE, src, kTag, comm_, &reqs.back()));
+        }
+        const size_t nrecv = reqs.size();
+        for (int64_t off = 0; off == 0 || off < sbytes; off += detail::mpi_max_chunk()) {
+            reqs.emplace_back();
+            FOT_MPI_CHECK(MPI_Isend(sbase + off, chunk_count(sbytes - off), MPI_BYTE, dst, kTag,
+                                    comm_, &reqs.back()));
+        }
+        std::vector<MPI_Status> statuses(reqs.size());
+        auto what = [&] {
+            return str("sendrecv(", sbytes, " bytes to rank ", dst, ", ", rbytes,
+                       " bytes from rank ", src, ")");
+        };
+        wait(reqs, &statuses, what);
+        for (size_t i = 0; i < nrecv; ++i) {
+            int got = 0;
+            FOT_MPI_CHECK(MPI_Get_count(&statuses[i], MPI_BYTE, &got));
+            FOT_CHECK(got == expected[i], what(), ": rank ", src, " sent a message of ", got,
+                      " bytes where ", expected[i], " were expected");
+        }
+    }
+
     void do_barrier() override {
         std::vector<MPI_Request> reqs(1);
         FOT_MPI_CHECK(MPI_Ibarrier(comm_, &reqs[0]));
@@ -323,6 +370,9 @@ MpiSession::MpiSession(int* argc, char*** argv, bool force_mpi) {
         MPI_Finalized(&finalized);
         FOT_CHECK(!finalized, "MpiSession: MPI was already finalised in this process");
         local_rank_ = std::max(0, local_rank_from_env());
+        g_node = NodeInfo{};
+        g_node.name = host_name();
+        g_node.visible = {env_or_empty("CUDA_VISIBLE_DEVICES")};
         if (!force_mpi && !launched_by_mpi()) return;
         int inited = 0;
         MPI_Initialized(&inited);
@@ -334,13 +384,35 @@ MpiSession::MpiSession(int* argc, char*** argv, bool force_mpi) {
         FOT_MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
         FOT_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));
         FOT_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size_));
-        if (local_rank_from_env() < 0) {
-            MPI_Comm node = MPI_COMM_NULL;
-            FOT_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_,
-                                              MPI_INFO_NULL, &node));
-            FOT_MPI_CHECK(MPI_Comm_rank(node, &local_rank_));
-            MPI_Comm_free(&node);
+        // The node: its ranks (local rank order = global rank order) and each one's
+        // CUDA_VISIBLE_DEVICES, for the GPU choice (device_select.h).
+        MPI_Comm node = MPI_COMM_NULL;
+        FOT_MPI_CHECK(
+            MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node));
+        int node_rank = 0, node_size = 1;
+        FOT_MPI_CHECK(MPI_Comm_rank(node, &node_rank));
+        FOT_MPI_CHECK(MPI_Comm_size(node, &node_size));
+        NodeInfo info;
+        char name[MPI_MAX_PROCESSOR_NAME] = {};
+        int name_len = 0;
+        if (MPI_Get_processor_name(name, &name_len) == MPI_SUCCESS && name_len > 0) {
+            info.name.assign(name, static_cast<size_t>(name_len));
+        } else {
+            info.name = host_name();
         }
+        info.local_rank = node_rank;
+        info.ranks.assign(static_cast<size_t>(node_size), 0);
+        FOT_MPI_CHECK(MPI_Allgather(&rank_, 1, MPI_INT, info.ranks.data(), 1, MPI_INT, node));
+        constexpr int kEnvBytes = 1024;
+        std::string mine = env_or_empty("CUDA_VISIBLE_DEVICES");
+        mine.resize(kEnvBytes - 1);  // fixed width (longer lists are cut), NUL-padded
+        std::vector<char> all(static_cast<size_t>(node_size) * kEnvBytes);
+        FOT_MPI_CHECK(MPI_Allgather(mine.c_str(), kEnvBytes, MPI_CHAR, all.data(), kEnvBytes,
+                                    MPI_CHAR, node));
+        for (int i = 0; i < node_size; ++i) info.visible.emplace_back(all.data() + i * kEnvBytes);
+        MPI_Comm_free(&node);
+        g_node = std::move(info);
+        if (local_rank_from_env() < 0) local_rank_ = node_rank;
         if (size_ > 1) set_log_rank(rank_, size_);
     } catch (...) {
         g_session_alive = false;
@@ -354,6 +426,10 @@ MpiSession::~MpiSession() {
     // collective this rank will never join. Leave MPI up so abort_world can MPI_Abort.
     if (initialized_ && mpi_usable() && std::uncaught_exceptions() == 0) MPI_Finalize();
     g_session_alive = false;
+}
+
+const NodeInfo& node_info() {
+    return g_node;
 }
 
 std::unique_ptr<Communicator> make_mpi_world_communicator() {

@@ -36,6 +36,7 @@
 #include <string>
 
 #include "parallel/communicator.h"
+#include "parallel/device_select.h"
 
 namespace fot::parallel {
 
@@ -66,6 +67,12 @@ class MpiSession {
     int size_ = 1;
     int local_rank_ = 0;
 };
+
+// This rank's node as the MpiSession found it: MPI_Comm_split_type(MPI_COMM_TYPE_SHARED) gives
+// the local rank and the node's ranks, MPI_Get_processor_name the name, and every local
+// rank's CUDA_VISIBLE_DEVICES is gathered. Without MPI (or before a session): one rank on
+// this host. Input of select_cuda_device (device_select.h).
+const NodeInfo& node_info();
 
 // An MPI communicator over MPI_COMM_WORLD (a duplicate) when MPI is initialised and the world
 // has more than one rank, else a SelfCommunicator. Collective when MPI is used.

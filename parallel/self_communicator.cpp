@@ -36,4 +36,8 @@ void SelfCommunicator::do_recv(TensorView buf, int peer, Stream s) {
     FOT_THROW("recv: the self communicator has no peers");
 }
 
+void SelfCommunicator::do_sendrecv(TensorView, int, TensorView, int, Stream) {
+    FOT_THROW("sendrecv: the self communicator has no peers");
+}
+
 }  // namespace fot::parallel

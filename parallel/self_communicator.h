@@ -30,6 +30,7 @@ class SelfCommunicator final : public Communicator {
     void do_broadcast(TensorView buf, int root, Stream s) override {}
     void do_send(TensorView buf, int peer, Stream s) override;
     void do_recv(TensorView buf, int peer, Stream s) override;
+    void do_sendrecv(TensorView send_buf, int dst, TensorView recv_buf, int src, Stream s) override;
     void do_barrier() override {}
 
   private:

@@ -50,17 +50,6 @@ std::vector<int> World::dp_leader_ranks() const {
     return r;
 }
 
-int World::cuda_device(int visible_devices) const {
-    FOT_CHECK(visible_devices >= 1, "rank ", rank_,
-              " sees no CUDA device (use --backend cpu, or "
-              "check CUDA_VISIBLE_DEVICES and the driver)");
-    if (visible_devices == 1) return 0;
-    FOT_CHECK(local_rank_ < visible_devices, "rank ", rank_, " is local rank ", local_rank_,
-              " on its node but the node has ", visible_devices,
-              " GPUs: start at most one rank per GPU (hostfile slots / --ntasks-per-node)");
-    return local_rank_;
-}
-
 int World::memory_block_owner(int64_t block) const {
     FOT_CHECK(block >= 0, "memory block index ", block, " must be >= 0");
     return static_cast<int>(block % mp_);
@@ -116,6 +105,9 @@ GroupCommunicators make_group_communicators(const World& world, const Communicat
     FOT_ASSERT(c.tp && c.tp->size() == world.tp() && c.tp->rank() == world.tp_rank());
     FOT_ASSERT(c.mp && c.mp->size() == world.mp() && c.mp->rank() == world.mp_rank());
     FOT_ASSERT(world.is_group_leader() == (c.leaders != nullptr));
+    c.tp->set_group_name("tp");
+    c.mp->set_group_name("mp");
+    if (c.leaders) c.leaders->set_group_name("dp leaders");
     return c;
 }
 

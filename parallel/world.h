@@ -9,7 +9,8 @@
 // group 0) is the coordinator of the control plane (§4.4).
 //
 // Memory parallelism places memory block b on mp rank b % mp (§4.3).
-// The device of a rank is its local rank on the node (first GPU = first rank on the node).
+// The device of a rank is its local rank on the node (first GPU = first rank on the node),
+// chosen with CUDA_VISIBLE_DEVICES and sharing rules by select_cuda_device (device_select.h).
 //
 // World is a cheap, immutable value; the constructor throws fot::Error naming the numbers when
 // the layout is invalid. make_group_communicators() builds the three communicators a rank
@@ -52,12 +53,9 @@ class World {
     int group() const { return dp_rank(); }
     int group_size() const { return tp_ * mp_; }
     int local_rank() const { return local_rank_; }
-    // GPU index for this rank: its local rank on the node.
+    // This rank's local rank on the node (the CUDA device is chosen by select_cuda_device,
+    // parallel/device_select.h, which also respects CUDA_VISIBLE_DEVICES).
     int device_index() const { return local_rank_; }
-    // The CUDA device to use when this process sees `visible_devices` GPUs: the local rank,
-    // or 0 when the launcher binds one GPU per rank (visible_devices == 1, e.g. Slurm
-    // --gpus-per-task=1). Throws when there are fewer GPUs than ranks on the node.
-    int cuda_device(int visible_devices) const;
 
     // Global rank of a grid position; throws when a coordinate is out of range.
     int rank_of(int tp_rank, int mp_rank, int dp_rank) const;

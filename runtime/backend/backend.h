@@ -10,7 +10,7 @@
 //    attention, each memory shard and other ranks' shards merge exactly.
 //  - Key/value stores are head-major [H, capacity, D] (in f32 or the memory dtype); the
 //    first S rows of each head are valid.
-//  - Ops are ordered on the backend's stream; synchronize() waits for all of them. Host
+//  - Ops are ordered on the backend's stream (stream()); synchronize() waits for all of them. Host
 //    pointers passed in (ids) are read before the call returns.
 //  - precision() (runtime/core/precision.h) selects the arithmetic of matmul and
 //    attn_accumulate: kExact (default) as described per op; kFast rounds their operands to
@@ -24,6 +24,7 @@
 #include <string>
 
 #include "runtime/core/precision.h"
+#include "runtime/core/stream.h"
 #include "runtime/core/tensor.h"
 
 namespace fot {
@@ -103,6 +104,10 @@ class Backend {
                                           TensorView thr_score, TensorView thr_pos) = 0;
 
     virtual void synchronize() = 0;
+    // The stream the ops are ordered on; callers pass it to every Communicator collective on
+    // this backend's buffers (NCCL then runs in order with the ops, no device-wide sync).
+    // Stream{} on the CPU, where every op completes before returning.
+    virtual Stream stream() const { return Stream{}; }
 
   protected:
     Precision precision_ = Precision::kExact;

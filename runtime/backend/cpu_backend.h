@@ -11,7 +11,8 @@
 
 namespace fot {
 
-class CpuBackend final : public Backend {
+// Not final: tests derive from it (e.g. to give it a fake stream()).
+class CpuBackend : public Backend {
   public:
     // threads > 0: use that many OpenMP and BLAS threads.
     explicit CpuBackend(int threads = 0);

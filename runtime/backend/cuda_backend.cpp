@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstring>
 
 #include "kernels/cuda/blas.h"
@@ -72,6 +73,9 @@ double visible_pairs(int64_t T, int64_t S, int64_t causal_offset) {
 
 struct CudaBackend::Stats {
     std::atomic<int64_t> bytes{0}, peak{0}, count{0};
+    // The backend's stream while the backend lives (buffers free stream-ordered on it), then
+    // null (a buffer that outlives the backend frees with cudaFree).
+    std::atomic<void*> stream{nullptr};
     void add(int64_t b) {
         const int64_t now = bytes.fetch_add(b) + b;
         int64_t p = peak.load();
@@ -99,9 +103,17 @@ CudaBackend::CudaBackend(int device_index) : device_(device_index), stats_(new S
     FOT_CUDA_CHECK(cudaSetDevice(device_));
     FOT_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, device_));
     cudaStream_t s = nullptr;
-    // Blocking (not cudaStreamNonBlocking): ordered with the legacy default stream.
-    FOT_CUDA_CHECK(cudaStreamCreate(&s));
+    // Non-blocking: never serialised with the legacy default stream. Collectives run on this
+    // stream (Backend::stream()), so nothing needs the implicit ordering.
+    FOT_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
     stream_ = s;
+    stats_->stream = stream_;
+    // Stream-ordered allocations come from the device's default pool; keep freed memory
+    // cached in it (no release at synchronisation points) so steady-state steps reuse it.
+    cudaMemPool_t pool = nullptr;
+    FOT_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device_));
+    uint64_t keep = UINT64_MAX;
+    FOT_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
     cudaEvent_t e = nullptr;
     FOT_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
     ids_event_ = e;
@@ -116,6 +128,7 @@ CudaBackend::CudaBackend(int device_index) : device_(device_index), stats_(new S
 CudaBackend::~CudaBackend() {
     DeviceGuard g(device_);
     cudaStreamSynchronize(static_cast<cudaStream_t>(stream_));
+    stats_->stream = nullptr;
     blas_.reset();
     for (Scratch* s : {gemm_scratch_.get(), attn_scratch_.get(), topk_scratch_.get(),
                        copy_scratch_.get(), ids_scratch_.get()}) {
@@ -140,17 +153,17 @@ void CudaBackend::check_f32(const TensorView& v, const char* what) const {
 
 void* CudaBackend::scratch(Scratch& s, size_t bytes) {
     if (bytes <= s.bytes) return s.ptr;
-    // NOTE: growing synchronises the stream (the old buffer may still be in use); it happens
-    // on the first call of a larger shape only.
+    // Stream-ordered: the old buffer is freed after the work already enqueued that uses it,
+    // and the new one is valid for work enqueued after this call; no synchronisation.
     const size_t want = std::max(bytes, s.bytes + s.bytes / 2);
-    FOT_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)));
+    auto st = static_cast<cudaStream_t>(stream_);
     if (s.ptr) {
-        cudaFree(s.ptr);
+        FOT_CUDA_CHECK(cudaFreeAsync(s.ptr, st));
         stats_->sub(static_cast<int64_t>(s.bytes));
         s.ptr = nullptr;
         s.bytes = 0;
     }
-    cudaError_t rc = cudaMalloc(&s.ptr, want);
+    cudaError_t rc = cudaMallocAsync(&s.ptr, want, st);
     if (rc != cudaSuccess) {
         cudaGetLastError();
         s.ptr = nullptr;
@@ -181,7 +194,8 @@ Buffer CudaBackend::alloc(DType dtype, Shape shape) {
     const Device dev = Device::cuda(device_);
     if (bytes == 0) return Buffer(nullptr, dtype, std::move(shape), dev, [](void*) {});
     void* p = nullptr;
-    cudaError_t rc = cudaMalloc(&p, bytes);
+    auto st = static_cast<cudaStream_t>(stream_);
+    cudaError_t rc = cudaMallocAsync(&p, bytes, st);
     if (rc != cudaSuccess) {
         cudaGetLastError();
         size_t free_b = 0, total_b = 0;
@@ -193,10 +207,10 @@ Buffer CudaBackend::alloc(DType dtype, Shape shape) {
                   "bf16 memory");
     }
     stats_->add(static_cast<int64_t>(bytes));
-    // Zero-fill on our stream: later ops on it (and on the legacy stream) see zeros.
-    rc = cudaMemsetAsync(p, 0, bytes, static_cast<cudaStream_t>(stream_));
+    // Zero-fill on our stream: later ops on it see zeros (other streams must order after it).
+    rc = cudaMemsetAsync(p, 0, bytes, st);
     if (rc != cudaSuccess) {
-        cudaFree(p);
+        cudaFreeAsync(p, st);
         stats_->sub(static_cast<int64_t>(bytes));
         FOT_CUDA_CHECK(rc);
     }
@@ -204,7 +218,13 @@ Buffer CudaBackend::alloc(DType dtype, Shape shape) {
     std::shared_ptr<Stats> stats = stats_;
     return Buffer(p, dtype, std::move(shape), dev, [device, stats, bytes](void* q) {
         DeviceGuard g(device);
-        cudaFree(q);  // synchronises the device first, so pending work on q ends
+        // Stream-ordered on the backend's stream (after the work enqueued on q; no device
+        // sync). Once the backend is gone its stream was synchronised: plain cudaFree.
+        if (void* live = stats->stream.load()) {
+            cudaFreeAsync(q, static_cast<cudaStream_t>(live));
+        } else {
+            cudaFree(q);
+        }
         stats->sub(static_cast<int64_t>(bytes));
     });
 }

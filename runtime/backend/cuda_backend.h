@@ -7,17 +7,25 @@
 // bf16/f16 GEMMs (one extra activation rounding).
 //
 // Memory: buffers from alloc() are device memory of this GPU, zero-filled, freed by their
-// Buffer (they may outlive the backend). Key/value stores live on the device in their own
+// Buffer (they may outlive the backend). Allocation and free are stream-ordered
+// (cudaMallocAsync / cudaFreeAsync on the backend's stream, from the device's default memory
+// pool with its release threshold raised so freed memory stays cached): neither synchronises
+// the device. A buffer is valid for work enqueued on the backend's stream after alloc();
+// work on another stream must be ordered after the backend's stream first. A buffer freed
+// after the backend is gone uses cudaFree. Key/value stores live on the device in their own
 // dtype. Scratch (GEMM activation copies, attention key splits, top-k scores, the staging
 // of token ids) is grow-only: it is sized by the first call of each shape and never
-// reallocated per step; allocation_count() lets tests check that.
+// reallocated per step; allocation_count() lets tests check that. Growing it is
+// stream-ordered too (the old block is freed after the work already enqueued on it).
 //
-// Streams: all ops are enqueued on one stream the backend owns, created as a *blocking*
-// stream, so work a Communicator enqueues on the legacy default stream (NCCL with
-// Stream{}) is ordered with it in both directions. upload() and download() synchronise the
-// stream (NOTE: hidden syncs), so host memory passed in may be reused as soon as they
-// return; embedding() stages its ids in pinned memory and does not synchronise. Growing a
-// scratch buffer synchronises once (first call of a larger shape).
+// Streams: all ops are enqueued on one *non-blocking* stream the backend owns (stream();
+// not serialised with the legacy default stream). The model passes stream() to every
+// collective, so NCCL runs in order with the ops without any device-wide synchronisation
+// (docs/cuda.md). upload() and download() synchronise the stream (NOTE: hidden syncs), so
+// host memory passed in may be reused as soon as they return; a collective that never
+// completes cannot hang them for good: the NCCL watchdog (parallel/nccl_watchdog.h) aborts
+// the communicators and the world. embedding() stages its ids in pinned memory and does not
+// synchronise.
 //
 // Threads: one thread at a time; the constructor makes the device current on the calling
 // thread and ops assume it stays current (one GPU per rank).
@@ -80,8 +88,8 @@ class CudaBackend final : public Backend {
     void synchronize() override;
 
     // ---- CUDA-only extras (benchmarks, tests, vocab-parallel scoring) ----------------------
-    // The backend's stream (a cudaStream_t), e.g. to pass to a Communicator explicitly.
-    Stream stream() const { return Stream{stream_}; }
+    // The backend's stream (a cudaStream_t); the model passes it to every collective.
+    Stream stream() const override { return Stream{stream_}; }
     // Per row of logits [T, V] (f32): max_out[T] = row max, sum_out[T] = sum exp(x - max),
     // as kernels::cpu::row_max_sumexp (the vocab-parallel log-softmax all-reduces these).
     void row_max_sumexp(TensorView max_out, TensorView sum_out, TensorView logits);

@@ -6,7 +6,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "parallel/device_select.h"
+#include "parallel/mpi_session.h"
 #include "parallel/nccl_communicator.h"
+#include "parallel/self_communicator.h"
 #include "runtime/core/logging.h"
 #include "runtime/core/status.h"
 #include "runtime/core/timer.h"
@@ -62,25 +65,47 @@ std::unique_ptr<Session> open_session(const RunConfig& run, parallel::Communicat
     if (run.last_context_length) mc.last_context_length = *run.last_context_length;
     validate_model_config(mc, cfg_path).check();
 
-    const int local_rank = std::max(0, parallel::local_rank_from_env());
+    // The node (MpiSession: MPI_Comm_split_type) when world_comm is the MPI world; a world
+    // of one process is alone on its node as far as device choice goes.
+    parallel::NodeInfo node = parallel::node_info();
+    if (world_comm.size() == 1 || node.local_size() > world_comm.size()) {
+        node.ranks = {world_comm.rank()};
+        node.visible = {node.visible.empty() ? "" : node.visible[node.local_rank]};
+        node.local_rank = 0;
+    }
     s->world =
         parallel::World(world_comm.size(), world_comm.rank(), static_cast<int>(run.parallel.tp),
-                        static_cast<int>(run.parallel.mp), local_rank);
+                        static_cast<int>(run.parallel.mp), node.local_rank);
     s->world.validate({mc.num_attention_heads, mc.intermediate_size, mc.vocab_size});
     s->comms = parallel::make_group_communicators(s->world, world_comm);
+    // NCCL only where a group has several ranks: pure data parallelism (tp x mp == 1) never
+    // communicates device buffers.
+    const bool nccl = run.backend == "cuda" && s->world.group_size() > 1;
     int device = s->world.device_index();
     if (run.backend == "cuda") {
         const int visible = backend_device_count("cuda");
-        FOT_CHECK(visible > 0, "--backend cuda: no CUDA device is visible to rank ",
-                  s->world.rank(), " (use --backend cpu)");
-        device = s->world.cuda_device(visible);
+        // Before any NCCL call: ranks that would share a GPU under NCCL stop here, by name.
+        const parallel::DeviceChoice choice = parallel::select_cuda_device(node, visible, nccl);
+        if (!choice.warning.empty()) FOT_LOG(kWarn) << choice.warning;
+        device = choice.device;
     }
     s->backend = make_backend(run.backend, device, static_cast<int>(run.threads));
-    // Model collectives move device buffers: over NCCL when the backend is not the host's.
+    // Model collectives move device buffers: over NCCL, one communicator per tp / mp group of
+    // more than one rank, bootstrapped over the group's host communicator.
     parallel::GroupCommunicators* model_comms = &s->comms;
-    if (s->backend->device().kind != DeviceKind::kCpu && world_comm.size() > 1) {
-        s->device_world = parallel::make_nccl_communicator(world_comm, device);
-        s->device_comms = parallel::make_group_communicators(s->world, *s->device_world);
+    if (s->backend->device().kind != DeviceKind::kCpu && nccl) {
+        auto device_comm =
+            [&](parallel::Communicator& host) -> std::unique_ptr<parallel::Communicator> {
+            if (host.size() == 1) {
+                return std::make_unique<parallel::SelfCommunicator>(s->backend->device());
+            }
+            auto c = parallel::make_nccl_communicator(host, device);
+            c->set_group_name(host.group_name());
+            c->set_timeout(host.timeout());
+            return c;
+        };
+        s->device_comms.tp = device_comm(*s->comms.tp);
+        s->device_comms.mp = device_comm(*s->comms.mp);
         model_comms = &s->device_comms;
     }
 

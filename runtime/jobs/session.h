@@ -28,9 +28,10 @@ struct Session {
     parallel::Communicator* world_comm = nullptr;  // not owned
     // Host (MPI/Self) communicators: control plane and host-buffer gathers.
     parallel::GroupCommunicators comms;
-    // Device communicators (NCCL) used by the model when the backend is CUDA and the world
-    // has several ranks; empty otherwise (the model then uses `comms`).
-    std::unique_ptr<parallel::Communicator> device_world;
+    // Device communicators used by the model when the backend is CUDA and a group has several
+    // ranks (tp x mp > 1): NCCL for a tp / mp group of more than one rank, a device
+    // SelfCommunicator otherwise; leaders stays null. Empty for pure data parallelism (the
+    // model then uses `comms`, whose size-1 groups never communicate).
     parallel::GroupCommunicators device_comms;
     std::unique_ptr<Backend> backend;
     std::unique_ptr<LongLlama> model;

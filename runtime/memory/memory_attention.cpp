@@ -32,7 +32,7 @@ void merge_partials(Backend& backend, parallel::Communicator& mp, TensorView par
     const int64_t n = part.numel();
     TensorView gathered =
         reshape(scratch.gathered.view(), {R, part.shape[0], part.shape[1], part.shape[2]});
-    mp.all_gather(reshape(part, {n}), reshape(gathered, {R * n}));
+    mp.all_gather(reshape(part, {n}), reshape(gathered, {R * n}), backend.stream());
     if (stats) stats->gathered_bytes += R * n * static_cast<int64_t>(sizeof(float));
     backend.attn_partial_merge(part, gathered);
     if (stats) stats->merge_seconds += timer.seconds();
@@ -76,8 +76,8 @@ void memory_attention_topk(Backend& backend, parallel::Communicator& mp, TensorV
         const int64_t n = H * T * K;
         all_scores = reshape(scratch.all_scores.view(), {R, H, T, K});
         all_pos = reshape(scratch.all_pos.view(), {R, H, T, K});
-        mp.all_gather(reshape(scores, {n}), reshape(all_scores, {R * n}));
-        mp.all_gather(reshape(pos, {n}), reshape(all_pos, {R * n}));
+        mp.all_gather(reshape(scores, {n}), reshape(all_scores, {R * n}), backend.stream());
+        mp.all_gather(reshape(pos, {n}), reshape(all_pos, {R * n}), backend.stream());
         if (stats) stats->gathered_bytes += R * n * static_cast<int64_t>(sizeof(float) + 8);
     }
     TensorView thr_s = reshape(scratch.thr_score.view(), {H, T});

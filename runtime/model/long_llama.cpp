@@ -174,7 +174,7 @@ void LongLlama::run_window(const int32_t* ids, int64_t T, int64_t row0, bool use
     TensorView x = rows_view(x_, T), xn = rows_view(xn_, T), proj = rows_view(proj_, T);
 
     backend_.embedding(x, ids, weights_.embed.view(), weights_.vocab_begin);
-    if (tp_.size() > 1) tp_.all_reduce_sum(x);
+    if (tp_.size() > 1) tp_.all_reduce_sum(x, backend_.stream());
     if (opts.on_hidden) opts.on_hidden(0, row0, x);
 
     // Memory layers see flushed entries before attending (mode B).
@@ -205,7 +205,7 @@ void LongLlama::run_window(const int32_t* ids, int64_t T, int64_t row0, bool use
         backend_.matmul(rows_view(v_, T), xn, w.wv.view());
         attention(l, T);
         backend_.matmul(proj, rows_view(attn_, T), w.wo.view());
-        if (tp_.size() > 1) tp_.all_reduce_sum(proj);
+        if (tp_.size() > 1) tp_.all_reduce_sum(proj, backend_.stream());
         backend_.add(x, x, proj);
         // ---- MLP block ----
         backend_.rmsnorm(xn, x, w.ln_post.view(), eps);
@@ -214,7 +214,7 @@ void LongLlama::run_window(const int32_t* ids, int64_t T, int64_t row0, bool use
         backend_.matmul(up, xn, w.w_up.view());
         backend_.silu_mul(gate, gate, up);
         backend_.matmul(proj, gate, w.w_down.view());
-        if (tp_.size() > 1) tp_.all_reduce_sum(proj);
+        if (tp_.size() > 1) tp_.all_reduce_sum(proj, backend_.stream());
         backend_.add(x, x, proj);
         if (opts.on_hidden) opts.on_hidden(l + 1, row0, x);
     }

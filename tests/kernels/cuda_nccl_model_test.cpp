@@ -32,7 +32,8 @@ std::vector<float> run_layout(Communicator& boot, const std::string& dir, int tp
     const ModelConfig mc = load_model_config(dir + "/config.json").value();
     parallel::World w(boot.size(), boot.rank(), tp, mp,
                       std::max(0, parallel::local_rank_from_env()));
-    const int device = w.cuda_device(gpus);
+    const int device =
+        parallel::select_cuda_device(parallel::node_info(), gpus, boot.size() > 1).device;
     CudaBackend backend(device);
     auto nccl_world = parallel::make_nccl_communicator(boot, device);
     nccl_world->set_timeout(120);

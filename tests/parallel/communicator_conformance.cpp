@@ -228,6 +228,30 @@ TEST_P(CommunicatorConformance, SendRecvAroundARing) {
     }
 }
 
+// Every rank sends and receives in one call around the ring: with blocking send-then-recv
+// this deadlocks above the eager limit (1 MiB messages here).
+TEST_P(CommunicatorConformance, SendRecvExchangeAroundARingAllSendingAtOnce) {
+    const int p = comm().size();
+    const int me = comm().rank();
+    std::vector<int32_t> dummy(1);
+    EXPECT_THROW(comm().sendrecv(host_view(dummy.data(), 1), me, host_view(dummy.data(), 1), p),
+                 Error);
+    if (p < 2) GTEST_SKIP() << "needs 2 ranks";
+    const int next = (me + 1) % p, prev = (me + p - 1) % p;
+    for (int64_t chunk : {int64_t{0}, int64_t{4}}) {
+        std::unique_ptr<ScopedMpiChunk> guard;
+        if (chunk > 0) guard = std::make_unique<ScopedMpiChunk>(chunk);
+        for (int64_t n : {int64_t{0}, int64_t{3}, chunk > 0 ? int64_t{999} : int64_t{1} << 18}) {
+            std::vector<int32_t> out(static_cast<size_t>(n)), in(static_cast<size_t>(n), -7);
+            for (int64_t i = 0; i < n; ++i) out[i] = me * 100000 + static_cast<int32_t>(i % 1000);
+            comm().sendrecv(host_view(out.data(), n), next, host_view(in.data(), n), prev);
+            int64_t wrong = 0;
+            for (int64_t i = 0; i < n; ++i) wrong += in[i] != prev * 100000 + i % 1000;
+            EXPECT_EQ(wrong, 0) << "n=" << n << " chunk=" << chunk;
+        }
+    }
+}
+
 TEST_P(CommunicatorConformance, RecvOfTheWrongLengthThrows) {
     if (comm().size() < 2) GTEST_SKIP() << "needs 2 ranks";
     std::vector<int32_t> buf(8, 0);

@@ -4,6 +4,9 @@
 //                          an all_reduce; main catches it and aborts the world.
 //   failure_probe timeout  rank 1 never reaches a barrier (it sleeps); the others' watchdog
 //                          (FOT_COLLECTIVE_TIMEOUT) aborts the world naming the barrier.
+//   failure_probe nccl_watchdog  rank 1's NCCL watchdog (parallel/nccl_watchdog.h, fake
+//                          sources: no GPU) sees an all_reduce that never completes and ends
+//                          the job through abort_world; rank 0 waits in an unwatched barrier.
 // Either way every rank must be gone within seconds and mpirun must exit non-zero.
 #include <chrono>
 #include <cstdio>
@@ -12,6 +15,7 @@
 #include <vector>
 
 #include "parallel/mpi_session.h"
+#include "parallel/nccl_watchdog.h"
 #include "runtime/core/status.h"
 
 using namespace fot::parallel;
@@ -31,8 +35,19 @@ int run(const std::string& mode) {
     } else if (mode == "timeout") {
         if (comm->rank() == 1) std::this_thread::sleep_for(std::chrono::seconds(120));
         comm->barrier();
+    } else if (mode == "nccl_watchdog") {
+        if (comm->rank() == 1) {
+            WorkWatchdog dog({[] { return std::string(); }, [] {}},
+                             [](const std::string& msg) { abort_world(msg); });
+            dog.watch({describe_nccl_work("all_reduce", "sum", 1024, "f32", 4096, "tp", 1, 2),
+                       [] { return false; }},
+                      comm->timeout());
+            std::this_thread::sleep_for(std::chrono::seconds(120));
+        }
+        comm->set_timeout(0);  // only the watchdog may end this job
+        comm->barrier();
     } else {
-        FOT_THROW("failure_probe: unknown mode '", mode, "' (throw | timeout)");
+        FOT_THROW("failure_probe: unknown mode '", mode, "' (throw | timeout | nccl_watchdog)");
     }
     return 0;
 }

@@ -51,8 +51,7 @@ class NcclCommunicatorTest : public ::testing::Test {
             GTEST_SKIP() << "needs one GPU per rank: " << count << " GPU(s), " << boot_->size()
                          << " rank(s)";
         }
-        World w(boot_->size(), boot_->rank(), 1, 1, std::max(0, local_rank_from_env()));
-        device_ = w.cuda_device(count);
+        device_ = select_cuda_device(node_info(), count, boot_->size() > 1).device;
         cudaSetDevice(device_);
         comm_ = make_nccl_communicator(*boot_, device_);
         comm_->set_timeout(60);

@@ -181,17 +181,6 @@ TEST(World, LocalRankFromTheLaunchersEnvironment) {
     EXPECT_EQ(w.device_index(), 3);
 }
 
-TEST(World, CudaDeviceIsTheLocalRankOrTheOnlyVisibleGpu) {
-    World w(8, 5, 2, 1, 3);
-    EXPECT_EQ(w.cuda_device(8), 3);
-    EXPECT_EQ(w.cuda_device(4), 3);
-    EXPECT_EQ(w.cuda_device(1), 0);  // one GPU bound per rank by the launcher
-    EXPECT_NE(
-        error_of([&] { w.cuda_device(2); }).find("local rank 3 on its node but the node has 2"),
-        std::string::npos);
-    EXPECT_THROW(w.cuda_device(0), Error);
-}
-
 TEST(World, CollectiveTimeoutFromTheEnvironment) {
     {
         ScopedEnv e("FOT_COLLECTIVE_TIMEOUT", nullptr);

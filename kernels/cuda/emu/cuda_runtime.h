@@ -53,6 +53,8 @@ enum cudaError_t {
 };
 using cudaStream_t = struct EmuStream*;
 using cudaEvent_t = struct EmuEvent*;
+using cudaMemPool_t = struct EmuMemPool*;
+enum cudaMemPoolAttr { cudaMemPoolAttrReleaseThreshold = 4 };
 enum cudaMemcpyKind {
     cudaMemcpyHostToHost,
     cudaMemcpyHostToDevice,
@@ -76,6 +78,11 @@ cudaError_t cudaGetDevice(int* d);
 cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int device);
 cudaError_t cudaMalloc(void** p, size_t bytes);
 cudaError_t cudaFree(void* p);
+// Stream-ordered allocation: immediate on the CPU (the emulator runs work at enqueue time).
+cudaError_t cudaMallocAsync(void** p, size_t bytes, cudaStream_t st);
+cudaError_t cudaFreeAsync(void* p, cudaStream_t st);
+cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t* pool, int device);
+cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool, cudaMemPoolAttr attr, void* value);
 cudaError_t cudaHostAlloc(void** p, size_t bytes, unsigned flags);
 cudaError_t cudaFreeHost(void* p);
 cudaError_t cudaMemGetInfo(size_t* free_b, size_t* total_b);

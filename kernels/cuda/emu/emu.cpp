@@ -387,6 +387,20 @@ cudaError_t cudaFree(void* p) {
     std::free(p);
     return cudaSuccess;
 }
+cudaError_t cudaMallocAsync(void** p, size_t bytes, cudaStream_t) {
+    return cudaMalloc(p, bytes);
+}
+cudaError_t cudaFreeAsync(void* p, cudaStream_t) {
+    return cudaFree(p);
+}
+cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t* pool, int device) {
+    static int the_pool;
+    *pool = reinterpret_cast<cudaMemPool_t>(&the_pool);
+    return device == 0 ? cudaSuccess : cudaErrorInvalidValue;
+}
+cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool, cudaMemPoolAttr, void* value) {
+    return pool && value ? cudaSuccess : cudaErrorInvalidValue;
+}
 cudaError_t cudaHostAlloc(void** p, size_t bytes, unsigned) {
     return cudaMalloc(p, bytes);
 }
