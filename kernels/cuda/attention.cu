@@ -413,14 +413,20 @@ int64_t attn_accumulate_splits(int64_t H, int64_t T, int64_t S, int64_t D, int64
     const bool decode = T <= kDecodeQ;
     const int64_t q_tiles = decode ? (T + kDecodeQ - 1) / kDecodeQ : (T + kTileQ - 1) / kTileQ;
     const int64_t blocks = H * q_tiles;
-    // Roughly the blocks that run at once: decode blocks are small, tiled blocks use up to
-    // 78 KiB of shared memory.
-    const int64_t target = static_cast<int64_t>(std::max(sm_count, 1)) * (decode ? 8 : 2);
-    if (blocks >= target) return 1;
+    // Roughly the blocks that run at once: tiled blocks use up to 87 KiB of shared memory.
+    const int64_t target = static_cast<int64_t>(std::max(sm_count, 1)) * 2;
     int64_t keys = S;
     if (causal_offset < S) keys = std::max<int64_t>(0, std::min(S, T + causal_offset));
-    const int64_t tile_k = decode ? kDecodeK : kTileK;
-    const int64_t by_keys = std::max<int64_t>(1, keys / (8 * tile_k));  // >= 8 tiles per split
+    if (decode) {
+        // attention_decode.cu: chunks of at most kDecodeChunk keys, and enough blocks for ~4
+        // per SM when there are that many chunks of >= 128 keys.
+        const int64_t need = (keys + kDecodeChunk - 1) / kDecodeChunk;
+        const int64_t want = (4 * static_cast<int64_t>(std::max(sm_count, 1)) + H - 1) / H;
+        const int64_t by_keys = std::max<int64_t>(1, (keys + 127) / 128);
+        return std::min<int64_t>(65535, std::max({need, std::min(want, by_keys), int64_t{1}}));
+    }
+    if (blocks >= target) return 1;
+    const int64_t by_keys = std::max<int64_t>(1, keys / (8 * kTileK));  // >= 8 tiles per split
     const int64_t want = (target + blocks - 1) / blocks;
     return std::max<int64_t>(1, std::min<int64_t>({want, by_keys, int64_t{64}}));
 }
@@ -438,9 +444,16 @@ void attn_accumulate(float* part, const float* q, int64_t q_stride, const void* 
     if (S <= 0 || T <= 0 || H <= 0) return;
     cudaStream_t st = as_stream(stream);
     const int d = static_cast<int>(D);
+    int64_t keys = S;
+    if (causal_offset < S) keys = std::max<int64_t>(0, std::min(S, T + causal_offset));
+    const int64_t chunk = ((keys + splits - 1) / splits + 31) / 32 * 32;
     if (fast && T > kDecodeQ && attn_accumulate_tc_supported(k, v, kv_dtype, kv_head_stride, D)) {
         attn_accumulate_tc(part, q, q_stride, k, v, kv_head_stride, H, T, S, D, scale,
                            causal_offset, splits, scratch, stream);
+    } else if (T <= kDecodeQ && chunk <= kDecodeChunk &&
+               attn_decode_supported(k, v, kv_dtype, kv_head_stride, T, D)) {
+        attn_decode(part, q, q_stride, k, v, kv_dtype, kv_head_stride, H, T, S, D, scale,
+                    causal_offset, fast, splits, scratch, stream);
     } else {
         dispatch_float_dtype(kv_dtype, "cuda attention keys/values", [&](auto* tag) {
             using E = std::remove_pointer_t<decltype(tag)>;

@@ -40,29 +40,45 @@ struct TcShape {
     static constexpr size_t kSmemBytes = sizeof(uint16_t) * kRows * kLd;
 };
 
-// Issues the copies of rows [0, kTcK) of a tile (`valid` of them real, the rest zero-filled),
-// D bf16 elements each, into dst rows of `ld` elements. kChunk bytes per copy.
+// How this thread copies tiles: rows D elements long are cut into pieces of `chunk` bytes;
+// thread t copies piece t % per_row of rows t / per_row, + rows_step, ... (set up once per
+// kernel, so the per-tile loop has no division).
+struct TileCopy {
+    int chunk;     // bytes per cp.async: 16, 8 or 4
+    int col;       // first element of this thread's piece
+    int row0;      // first row
+    int row_step;  // rows per pass of the block
+    bool active;   // threads beyond rows_step * per_row copy nothing
+};
+
+__device__ __forceinline__ TileCopy tile_copy(int D, int chunk) {
+    const int per_row = D * 2 / chunk;
+    const int rows_step = kTcThreads / per_row;
+    const int t = static_cast<int>(threadIdx.x);
+    return {chunk, (t % per_row) * (chunk / 2), t / per_row, rows_step, t < rows_step * per_row};
+}
+
+// Issues the copies of rows [0, kTcK) of a tile (`valid` of them real, the rest zero-filled)
+// into dst rows of `ld` elements.
 template <int kChunk>
 __device__ __forceinline__ void load_tile(uint16_t* dst, int ld, const uint16_t* src, int valid,
-                                          int D) {
-    constexpr int kE = kChunk / 2;
-    const int per_row = D / kE;
-    for (int i = threadIdx.x; i < kTcK * per_row; i += kTcThreads) {
-        const int r = i / per_row, c = (i - r * per_row) * kE;
+                                          int D, const TileCopy& tc) {
+    if (!tc.active) return;
+    for (int r = tc.row0; r < kTcK; r += tc.row_step) {
         const bool ok = r < valid;
-        mma::cp_async<kChunk>(dst + r * ld + c, ok ? src + static_cast<int64_t>(r) * D + c : src,
-                              ok);
+        mma::cp_async<kChunk>(dst + r * ld + tc.col,
+                              ok ? src + static_cast<int64_t>(r) * D + tc.col : src, ok);
     }
 }
 
 __device__ __forceinline__ void load_tile_any(uint16_t* dst, int ld, const uint16_t* src, int valid,
-                                              int D, int chunk) {
-    if (chunk == 16) {
-        load_tile<16>(dst, ld, src, valid, D);
-    } else if (chunk == 8) {
-        load_tile<8>(dst, ld, src, valid, D);
+                                              int D, const TileCopy& tc) {
+    if (tc.chunk == 16) {
+        load_tile<16>(dst, ld, src, valid, D, tc);
+    } else if (tc.chunk == 8) {
+        load_tile<8>(dst, ld, src, valid, D, tc);
     } else {
-        load_tile<4>(dst, ld, src, valid, D);
+        load_tile<4>(dst, ld, src, valid, D, tc);
     }
 }
 
@@ -91,12 +107,13 @@ __global__ void __launch_bounds__(kTcThreads)
     const int n_tiles = static_cast<int>((kr.ke - kr.kb + kTcK - 1) / kTcK);
     const uint16_t* kh = k + h * kv_head_stride;
     const uint16_t* vh = v + h * kv_head_stride;
+    const TileCopy tcopy = tile_copy(D, chunk);
 
     // Tile 0 starts loading first; the pad columns and the query tile are written meanwhile.
     if (n_tiles > 0) {
         const int valid = static_cast<int>(min64(kTcK, kr.ke - kr.kb));
-        load_tile_any(Ks, kLd, kh + kr.kb * D, valid, D, chunk);
-        load_tile_any(Vs, kLd, vh + kr.kb * D, valid, D, chunk);
+        load_tile_any(Ks, kLd, kh + kr.kb * D, valid, D, tcopy);
+        load_tile_any(Vs, kLd, vh + kr.kb * D, valid, D, tcopy);
     }
     mma::cp_async_commit();
     if (D < DP) {
@@ -112,7 +129,11 @@ __global__ void __launch_bounds__(kTcThreads)
         Qs[r * kLd + d] = t < T ? f32_to_bf16_bits(q[t * q_stride + h * D + d]) : 0;
     }
 
-    // Softmax state and output of this lane's two rows (g and g + 8 of the warp's 16).
+    // Softmax state and output of this lane's two rows (g and g + 8 of the warp's 16). Inside
+    // the kernel scores and m are in log2 units (x = s * scale * log2 e, p = 2^(x - m): one
+    // multiply and ex2 per score); the partial stores m in natural units like every kernel.
+    constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
+    const float scale_log2 = scale * kLog2e;
     const int64_t row0 = t0 + warp * 16 + g, row1 = row0 + 8;
     float m[2] = {kNegInf, kNegInf}, l[2] = {0.f, 0.f};
     float o[kNt][4];
@@ -124,7 +145,7 @@ __global__ void __launch_bounds__(kTcThreads)
             const int64_t t = r == 0 ? row0 : row1;
             if (t >= T) continue;
             const float* st = part + (h * T + t) * (D + 2);
-            m[r] = st[D];
+            m[r] = st[D] * kLog2e;  // -inf stays -inf
             l[r] = st[D + 1];
 #pragma unroll
             for (int nt = 0; nt < kNt; ++nt) {
@@ -151,8 +172,8 @@ __global__ void __launch_bounds__(kTcThreads)
         if (it + 1 < n_tiles) {
             const int64_t j1 = j0 + kTcK;
             const int valid = static_cast<int>(min64(kTcK, kr.ke - j1));
-            load_tile_any(Ks + (stage ^ 1) * Sh::kTile, kLd, kh + j1 * D, valid, D, chunk);
-            load_tile_any(Vs + (stage ^ 1) * Sh::kTile, kLd, vh + j1 * D, valid, D, chunk);
+            load_tile_any(Ks + (stage ^ 1) * Sh::kTile, kLd, kh + j1 * D, valid, D, tcopy);
+            load_tile_any(Vs + (stage ^ 1) * Sh::kTile, kLd, vh + j1 * D, valid, D, tcopy);
         }
         mma::cp_async_commit();
         mma::cp_async_wait<1>();  // this thread's copies of tile `it` are done
@@ -190,7 +211,7 @@ __global__ void __launch_bounds__(kTcThreads)
         for (int nt = 0; nt < kTcK / 8; ++nt) {
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
-                float x = s[nt][e] * scale;
+                float x = s[nt][e] * scale_log2;  // scores in log2 units: p = 2^(x - m)
                 if (masked) {
                     const int64_t j = j0 + nt * 8 + 2 * c4 + (e & 1);
                     const int64_t t = e < 2 ? row0 : row1;
@@ -205,7 +226,7 @@ __global__ void __launch_bounds__(kTcThreads)
         for (int r = 0; r < 2; ++r) {
             mt[r] = warp_max<4>(mt[r]);
             mn[r] = fmaxf(m[r], mt[r]);
-            corr[r] = (m[r] == kNegInf || mn[r] == kNegInf) ? 0.f : fast_exp(m[r] - mn[r]);
+            corr[r] = (m[r] == kNegInf || mn[r] == kNegInf) ? 0.f : fast_exp2(m[r] - mn[r]);
         }
         float rs[2] = {0.f, 0.f};
 #pragma unroll
@@ -213,7 +234,7 @@ __global__ void __launch_bounds__(kTcThreads)
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
                 const float x = s[nt][e];
-                const float p = x == kNegInf ? 0.f : fast_exp(x - mn[e >> 1]);
+                const float p = x == kNegInf ? 0.f : fast_exp2(x - mn[e >> 1]);
                 s[nt][e] = p;
                 rs[e >> 1] += p;
             }
@@ -269,7 +290,7 @@ __global__ void __launch_bounds__(kTcThreads)
             if (d + 1 < D) st[d + 1] = o[nt][2 * r + 1];
         }
         if (c4 == 0) {
-            st[D] = m[r];
+            st[D] = m[r] * kLn2;
             st[D + 1] = l[r];
         }
     }

@@ -45,6 +45,16 @@ void scatter_heads(void* dst, DType dst_dtype, int64_t dst_head_stride, int64_t 
 // hash of (seed, index): deterministic, for benchmarks with random weights.
 void fill_uniform(void* dst, DType dst_dtype, int64_t n, uint64_t seed, float scale, void* stream);
 
+// ---- decode GEMV (gemv.cu) -----------------------------------------------------------------
+// out[T, N] = x[T, K] * w[N, K]^T for T <= kGemvMaxT, with the arithmetic of the cuBLAS path
+// (blas.h): bf16/f16 w multiply x rounded to w's type, f32 w multiply f32 x; fp32
+// accumulation. One pass over w with 16-byte loads. Supported: x and w 16-byte aligned, rows
+// of w a multiple of 16 bytes, K % 4 == 0.
+constexpr int64_t kGemvMaxT = 4;
+bool gemv_supported(const float* x, const void* w, DType w_dtype, int64_t T, int64_t K);
+void gemv(float* out, const float* x, const void* w, DType w_dtype, int64_t T, int64_t N, int64_t K,
+          void* stream);
+
 // ---- row-wise (rowwise.cu) ---------------------------------------------------------------------
 void rmsnorm(float* out,      // (T, C)
              const float* x,  // (T, C)
@@ -78,13 +88,13 @@ int64_t attn_accumulate_splits(int64_t H, int64_t T, int64_t S, int64_t D, int64
                                int sm_count);
 
 // Folds keys [0, S) into the partial, as kernels::cpu::attn_accumulate. fast = false: fp32
-// operands; T <= 8 uses a decode kernel (one thread per output dim), larger T a tiled fp32
-// kernel (64 queries x 32 keys per shared-memory tile); both stream keys through shared
-// memory with an online softmax. fast = true: the `fast` precision's roundings
-// (runtime/core/precision.h: bf16 q, k, v and P.V operand, fp32 statistics); T > 8 with a
-// bf16 store runs the tensor-core kernel (attention_tc.cu), other cases the fp32 kernels with
-// the same roundings. With splits > 1 each split writes a fresh partial into `scratch` and a
-// merge folds them into `part` (merge order: part, then splits in key order).
+// operands; T <= 8 uses a decode kernel (attention_decode.cu when the store's rows are 8-byte
+// aligned, else a one-thread-per-dim kernel), larger T a tiled fp32 kernel (64 queries x 32 keys
+// per shared-memory tile); both stream keys through shared memory with an online softmax. fast =
+// true: the `fast` precision's roundings (runtime/core/precision.h: bf16 q, k, v and P.V operand,
+// fp32 statistics); T > 8 with a bf16 store runs the tensor-core kernel (attention_tc.cu), other
+// cases the fp32 kernels with the same roundings. With splits > 1 each split writes a fresh partial
+// into `scratch` and a merge folds them into `part` (merge order: part, then splits in key order).
 void attn_accumulate(float* part,     // (H, T, D + 2)
                      const float* q,  // (T, H, D) rows of q_stride
                      int64_t q_stride,
@@ -93,6 +103,19 @@ void attn_accumulate(float* part,     // (H, T, D + 2)
                      DType kv_dtype, int64_t kv_head_stride, int64_t H, int64_t T, int64_t S,
                      int64_t D, float scale, int64_t causal_offset, bool fast, int64_t splits,
                      float* scratch, void* stream);
+
+// The decode kernel alone (attention_decode.cu; T <= 8 queries): one block per head and chunk
+// of at most kDecodeChunk keys, lane-per-key scores and coalesced P.V at memory bandwidth.
+// Supported: f32/bf16/f16 stores whose rows are 8-byte aligned. `splits` must give chunks of
+// at most kDecodeChunk keys (attn_accumulate_splits does); the caller merges the scratch when
+// splits > 1.
+constexpr int64_t kDecodeChunk = 512;
+bool attn_decode_supported(const void* k, const void* v, DType kv_dtype, int64_t kv_head_stride,
+                           int64_t T, int64_t D);
+void attn_decode(float* part, const float* q, int64_t q_stride, const void* k, const void* v,
+                 DType kv_dtype, int64_t kv_head_stride, int64_t H, int64_t T, int64_t S, int64_t D,
+                 float scale, int64_t causal_offset, bool fast, int64_t splits, float* scratch,
+                 void* stream);
 
 // The tensor-core kernel alone (attention_tc.cu; bf16 mma.sync with fp32 accumulation, any T):
 // whether it takes these keys/values (bf16, D <= kMaxHeadDim, rows at least 4-byte aligned),

@@ -340,6 +340,11 @@ void CudaBackend::matmul(TensorView out, TensorView x, TensorView w) {
         profiler_.get(), Phase::kGemm,
         2.0 * static_cast<double>(T) * static_cast<double>(N) * static_cast<double>(K),
         static_cast<double>(w.nbytes()) + 4.0 * static_cast<double>(T * (K + N)));
+    if (kc::gemv_supported(x.as<float>(), w.data, w.dtype, T, K)) {
+        // Decode-sized: one pass over the weights, no separate conversion of x.
+        kc::gemv(out.as<float>(), x.as<float>(), w.data, w.dtype, T, N, K, stream_);
+        return;
+    }
     const size_t need = kc::Blas::scratch_bytes(w.dtype, T, K);
     void* xl = need > 0 ? scratch(*gemm_scratch_, need) : nullptr;
     blas_->matmul(out.as<float>(), x.as<float>(), w.data, w.dtype, T, N, K, xl);
@@ -442,10 +447,13 @@ void CudaBackend::scatter_heads(TensorView store, int64_t at, TensorView x) {
 void CudaBackend::memory_topk(TensorView scores, TensorView rows, TensorView positions,
                               TensorView q, TensorView k, TensorView row_pos, int64_t S,
                               float scale) {
+    // Keys read once per (head, row): S rows of D elements per head. An empty shard may pass
+    // an empty view (no shape).
+    const double key_bytes =
+        k.shape.size() == 3 ? static_cast<double>(S) * k.shape[0] * k.shape[2] * dtype_size(k.dtype)
+                            : 0.0;
     ProfileScope prof(profiler_.get(), Phase::kTopk,
-                      2.0 * static_cast<double>(q.numel()) * static_cast<double>(S),
-                      static_cast<double>(S) * static_cast<double>(k.nbytes()) /
-                          std::max<double>(1, static_cast<double>(k.shape[1])));
+                      2.0 * static_cast<double>(q.numel()) * static_cast<double>(S), key_bytes);
     check_f32(scores, "top-k scores");
     check_f32(q, "top-k queries");
     check_device(rows, "top-k rows");

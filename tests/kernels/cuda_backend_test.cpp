@@ -142,7 +142,9 @@ struct GemmShape {
 };
 
 TEST_F(CudaOps, MatmulF32IsTrueFp32) {
-    for (GemmShape s : {GemmShape{1, 96, 64}, GemmShape{37, 200, 320}, GemmShape{130, 256, 3200}}) {
+    // T <= 4 with aligned rows runs the decode GEMV (gemv.cu), the rest cuBLAS.
+    for (GemmShape s : {GemmShape{1, 96, 64}, GemmShape{37, 200, 320}, GemmShape{130, 256, 3200},
+                        GemmShape{3, 131, 3200}, GemmShape{4, 257, 864}, GemmShape{2, 50, 102}}) {
         SCOPED_TRACE(::testing::Message() << s.T << "x" << s.N << "x" << s.K);
         Pair x = both(DType::kF32, {s.T, s.K}, random_floats(s.T * s.K, 6));
         Pair w = both(DType::kF32, {s.N, s.K}, random_floats(s.N * s.K, 7));
@@ -155,7 +157,8 @@ TEST_F(CudaOps, MatmulF32IsTrueFp32) {
 
 TEST_F(CudaOps, MatmulLowPrecisionWeightsRoundActivationsOnce) {
     for (DType wt : {DType::kBF16, DType::kF16}) {
-        for (GemmShape s : {GemmShape{1, 96, 64}, GemmShape{19, 130, 3200}}) {
+        for (GemmShape s : {GemmShape{1, 96, 64}, GemmShape{19, 130, 3200}, GemmShape{2, 131, 3200},
+                            GemmShape{4, 33, 8640}, GemmShape{3, 40, 100}}) {
             SCOPED_TRACE(::testing::Message()
                          << dtype_name(wt) << " " << s.T << "x" << s.N << "x" << s.K);
             const auto xv = random_floats(s.T * s.K, 8, -4.f, 4.f);

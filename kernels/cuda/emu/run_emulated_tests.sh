@@ -26,7 +26,7 @@ compile() {  # source object
   fi
   objs+=("$2")
 }
-for cu in elementwise rowwise attention attention_tc topk; do
+for cu in elementwise rowwise attention attention_tc attention_decode gemv topk; do
   python3 "$emu/preprocess.py" "$root/kernels/cuda/$cu.cu" "$out/$cu.emu.cpp.new"
   if ! cmp -s "$out/$cu.emu.cpp.new" "$out/$cu.emu.cpp"; then mv "$out/$cu.emu.cpp.new" "$out/$cu.emu.cpp"; else rm "$out/$cu.emu.cpp.new"; fi
   compile "$out/$cu.emu.cpp" "$out/$cu.o"

@@ -1,0 +1,284 @@
+// Decode attention (T <= 8 queries, e.g. one generated token) at memory bandwidth: folds keys
+// [0, S) of a store into the partials [H, T, D + 2] like the other attention kernels, split
+// over many blocks (flash-decoding) so every SM streams keys.
+//
+// One block of 256 threads (8 warps) = one head x one chunk of at most kChunk keys:
+//   scores   lane = key: each lane reads its key row with 8-byte loads (the warp's 32 rows
+//            are contiguous, so L1 serves the partial sectors) and dots it with the T queries
+//            held in shared memory; scores go to shared memory
+//   softmax  per query: block max and sum of exp over the chunk (fp32); p kept in shared
+//            memory (rounded to bf16 in `fast`, where l sums the unrounded p)
+//   P.V      thread = (8-byte piece of the value row, key group): coalesced row reads, T
+//            accumulators per dim, then a shared-memory reduction over the key groups
+// and writes the chunk's partial: into the caller's partial when there is one split (merged
+// with the state already there), else into its slice of the split scratch for the merge
+// kernel (attention.cu). Exact mode computes in fp32 from the stored values; fast mode rounds
+// q, k, v and the P.V operand to bf16 (runtime/core/precision.h).
+#include <cuda_runtime.h>
+
+#include <type_traits>
+
+#include "kernels/cuda/attention_common.cuh"
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/ops.h"
+
+namespace fot::kernels::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
+constexpr int kMaxT = 8;
+constexpr int kChunk = static_cast<int>(kDecodeChunk);  // keys per block at most
+constexpr int kMaxGroups = 8;                           // key groups of the P.V phase
+
+// Key groups of the P.V phase for rows of D elements of esz bytes (8-byte pieces).
+__host__ __device__ __forceinline__ int pv_groups(int D, int esz) {
+    const int pieces = D * esz / 8;
+    const int g = kThreads / pieces;
+    return g < kMaxGroups ? g : kMaxGroups;
+}
+
+// Dynamic shared memory: qs [T][D], ps [T][kChunk], acc [groups][T][D] floats.
+size_t smem_bytes(int64_t T, int64_t D, int esz) {
+    return sizeof(float) *
+           static_cast<size_t>(T * D + T * kChunk + pv_groups(static_cast<int>(D), esz) * T * D);
+}
+
+// The elements of an 8-byte piece of a row, as floats (rounded to bf16 when kRound).
+template <typename E, bool kRound>
+__device__ __forceinline__ void unpack(const uint2& raw, float* out) {
+    constexpr int kN = 8 / sizeof(E);
+    const E* e = reinterpret_cast<const E*>(&raw);
+#pragma unroll
+    for (int i = 0; i < kN; ++i) {
+        const float x = to_f32(e[i]);
+        out[i] = kRound ? attn::round_bf16(x) : x;
+    }
+}
+
+template <typename E, bool kFast>
+__global__ void __launch_bounds__(kThreads, 2)
+    decode_split_kernel(float* part, const float* __restrict__ q, int64_t q_stride,
+                        const E* __restrict__ k, const E* __restrict__ v, int64_t kv_head_stride,
+                        int64_t H, int64_t T, int64_t S, int D, float scale, int64_t causal_offset,
+                        int64_t splits, float* scratch) {
+    constexpr int kN = 8 / sizeof(E);  // elements per 8-byte piece
+    // kFast rounds f32/f16 stores to bf16; bf16 stores are already bf16.
+    constexpr bool kRoundKv = kFast && !std::is_same_v<E, __nv_bfloat16>;
+    extern __shared__ float4 smem_dec[];
+    __shared__ float red[kWarps][kMaxT];            // block reductions
+    __shared__ float stat_m[kMaxT], stat_l[kMaxT];  // chunk max, sum
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int64_t h = blockIdx.y, split = blockIdx.x;
+    const int nq = static_cast<int>(T);
+    const bool causal = causal_offset < S;
+    const attn::KeyRange kr = attn::split_range(S, T - 1, causal_offset, split, splits, kN * 4);
+    const int n = static_cast<int>(kr.ke - kr.kb);  // <= kChunk (the launcher checks)
+    const E* kh = k + h * kv_head_stride + kr.kb * D;
+    const E* vh = v + h * kv_head_stride + kr.kb * D;
+    const int pieces = D / kN;
+    const int groups = pv_groups(D, sizeof(E));
+    float* qs = reinterpret_cast<float*>(smem_dec);  // [nq][D]
+    float* ps = qs + nq * D;                         // [nq][kChunk]: scores, then p
+    float* acc_s = ps + nq * kChunk;                 // [groups][nq][D]
+
+    for (int i = tid; i < nq * D; i += kThreads) {
+        const int t = i / D, d = i - t * D;
+        const float x = q[t * q_stride + h * D + d];
+        qs[t * D + d] = kFast ? attn::round_bf16(x) : x;
+    }
+    __syncthreads();
+
+    // ---- scores: lane = key ----
+    for (int j = tid; j < n; j += kThreads) {
+        float dot[kMaxT];
+#pragma unroll
+        for (int t = 0; t < kMaxT; ++t) dot[t] = 0.f;
+        const uint2* row = reinterpret_cast<const uint2*>(kh + static_cast<int64_t>(j) * D);
+        // kBatch loads in flight per lane before their first use (memory-level parallelism).
+        constexpr int kBatch = 8;
+        for (int c0 = 0; c0 < pieces; c0 += kBatch) {
+            uint2 raw[kBatch];
+#pragma unroll
+            for (int b = 0; b < kBatch; ++b) {
+                if (c0 + b < pieces) raw[b] = __ldg(row + c0 + b);
+            }
+#pragma unroll
+            for (int b = 0; b < kBatch; ++b) {
+                if (c0 + b >= pieces) break;
+                float e[kN];
+                unpack<E, kRoundKv>(raw[b], e);
+                const float* qc = qs + (c0 + b) * kN;
+#pragma unroll
+                for (int t = 0; t < kMaxT; ++t) {
+                    if (t < nq) {
+#pragma unroll
+                        for (int u = 0; u < kN; ++u) dot[t] = fmaf(qc[t * D + u], e[u], dot[t]);
+                    }
+                }
+            }
+        }
+        const int64_t jg = kr.kb + j;
+#pragma unroll
+        for (int t = 0; t < kMaxT; ++t) {
+            if (t < nq) {
+                const bool visible = !causal || jg <= t + causal_offset;
+                ps[t * kChunk + j] = visible ? dot[t] * scale : kNegInf;
+            }
+        }
+    }
+    __syncthreads();
+
+    // ---- softmax statistics of the chunk, per query ----
+    for (int t = 0; t < nq; ++t) {
+        float mx = kNegInf;
+        for (int j = tid; j < n; j += kThreads) mx = fmaxf(mx, ps[t * kChunk + j]);
+        mx = warp_max(mx);
+        if (lane == 0) red[warp][t] = mx;
+    }
+    __syncthreads();
+    if (tid < nq) {
+        float mx = kNegInf;
+        for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, red[w][tid]);
+        stat_m[tid] = mx;
+    }
+    __syncthreads();
+    for (int t = 0; t < nq; ++t) {
+        const float m = stat_m[t];
+        float sum = 0.f;
+        for (int j = tid; j < n; j += kThreads) {
+            const float s = ps[t * kChunk + j];
+            const float p = (s == kNegInf) ? 0.f : expf(s - m);
+            sum += p;
+            ps[t * kChunk + j] = kFast ? attn::round_bf16(p) : p;  // fast: bf16 P.V operand
+        }
+        sum = warp_sum(sum);
+        if (lane == 0) red[warp][t] = sum;
+    }
+    __syncthreads();
+    if (tid < nq) {
+        float sum = 0.f;
+        for (int w = 0; w < kWarps; ++w) sum += red[w][tid];
+        stat_l[tid] = sum;
+    }
+
+    // ---- P.V: thread = (piece, key group) ----
+    const int piece = tid % pieces, group = tid / pieces;
+    float acc[kMaxT][kN];
+#pragma unroll
+    for (int t = 0; t < kMaxT; ++t) {
+#pragma unroll
+        for (int u = 0; u < kN; ++u) acc[t][u] = 0.f;
+    }
+    if (group < groups) {
+        const uint2* col = reinterpret_cast<const uint2*>(vh) + piece;
+        const int64_t row_pieces = D / kN;
+#pragma unroll 8
+        for (int j = group; j < n; j += groups) {
+            float e[kN];
+            unpack<E, kRoundKv>(__ldg(col + j * row_pieces), e);
+#pragma unroll
+            for (int t = 0; t < kMaxT; ++t) {
+                if (t < nq) {
+                    const float p = ps[t * kChunk + j];
+#pragma unroll
+                    for (int u = 0; u < kN; ++u) acc[t][u] = fmaf(p, e[u], acc[t][u]);
+                }
+            }
+        }
+#pragma unroll
+        for (int t = 0; t < kMaxT; ++t) {  // compile-time t: acc stays in registers
+            if (t < nq) {
+#pragma unroll
+                for (int u = 0; u < kN; ++u)
+                    acc_s[(group * nq + t) * D + piece * kN + u] = acc[t][u];
+            }
+        }
+    }
+    __syncthreads();
+
+    // ---- write the chunk's partial (merged with the caller's state for one split) ----
+    for (int i = tid; i < nq * D; i += kThreads) {
+        const int t = i / D, d = i - t * D;
+        float o = 0.f;
+        for (int g = 0; g < groups; ++g) o += acc_s[(g * nq + t) * D + d];
+        const float mc = stat_m[t];
+        float* st = attn::state_row(part, scratch, splits, split, H, T, h, t, D);
+        if (splits > 1) {
+            st[d] = mc == kNegInf ? 0.f : o;
+            continue;
+        }
+        // One split: fold into the state already in part (its m, l are read below by d == 0
+        // only after every thread has read them: the row's o, m, l update happens at once).
+        const float m0 = st[D];
+        const float M = fmaxf(m0, mc);
+        if (M == kNegInf) continue;  // nothing visible anywhere: the state stays
+        const float w0 = m0 == kNegInf ? 0.f : expf(m0 - M);
+        const float wc = mc == kNegInf ? 0.f : expf(mc - M);
+        st[d] = st[d] * w0 + o * wc;
+    }
+    __syncthreads();  // every o of a row was updated with the old m before m changes
+    if (tid < nq) {
+        const int t = tid;
+        float* st = attn::state_row(part, scratch, splits, split, H, T, h, t, D);
+        const float mc = stat_m[t], lc = mc == kNegInf ? 0.f : stat_l[t];
+        if (splits > 1) {
+            st[D] = mc;
+            st[D + 1] = lc;
+        } else {
+            const float m0 = st[D];
+            const float M = fmaxf(m0, mc);
+            if (M != kNegInf) {
+                const float w0 = m0 == kNegInf ? 0.f : expf(m0 - M);
+                const float wc = mc == kNegInf ? 0.f : expf(mc - M);
+                st[D + 1] = st[D + 1] * w0 + lc * wc;
+                st[D] = M;
+            }
+        }
+    }
+}
+
+}  // namespace
+
+bool attn_decode_supported(const void* k, const void* v, DType kv_dtype, int64_t kv_head_stride,
+                           int64_t T, int64_t D) {
+    const uintptr_t addr = reinterpret_cast<uintptr_t>(k) | reinterpret_cast<uintptr_t>(v);
+    const int64_t esz = static_cast<int64_t>(dtype_size(kv_dtype));
+    return T >= 1 && T <= kMaxT && D >= 1 && D <= kMaxHeadDim && addr % 8 == 0 &&
+           (D * esz) % 8 == 0 && (kv_head_stride * esz) % 8 == 0 &&
+           (kv_dtype == DType::kF32 || kv_dtype == DType::kBF16 || kv_dtype == DType::kF16);
+}
+
+void attn_decode(float* part, const float* q, int64_t q_stride, const void* k, const void* v,
+                 DType kv_dtype, int64_t kv_head_stride, int64_t H, int64_t T, int64_t S, int64_t D,
+                 float scale, int64_t causal_offset, bool fast, int64_t splits, float* scratch,
+                 void* stream) {
+    FOT_CHECK(attn_decode_supported(k, v, kv_dtype, kv_head_stride, T, D),
+              "cuda decode attention: unsupported shape or alignment (T ", T, ", head_dim ", D,
+              ")");
+    if (S <= 0 || T <= 0 || H <= 0) return;
+    cudaStream_t st = as_stream(stream);
+    const int d = static_cast<int>(D);
+    const dim3 grid(static_cast<unsigned>(splits), static_cast<unsigned>(H));
+    const size_t smem = smem_bytes(T, D, static_cast<int>(dtype_size(kv_dtype)));
+    dispatch_float_dtype(kv_dtype, "cuda decode attention keys/values", [&](auto* tag) {
+        using E = std::remove_pointer_t<decltype(tag)>;
+        auto launch = [&](auto kernel) {
+            // Above 48 KiB (T = 8) the opt-in is needed; setting it per launch is cheap.
+            FOT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                static_cast<int>(smem)));
+            kernel<<<grid, kThreads, smem, st>>>(part, q, q_stride, static_cast<const E*>(k),
+                                                 static_cast<const E*>(v), kv_head_stride, H, T, S,
+                                                 d, scale, causal_offset, splits, scratch);
+        };
+        if (fast) {
+            launch(decode_split_kernel<E, true>);
+        } else {
+            launch(decode_split_kernel<E, false>);
+        }
+    });
+    FOT_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace fot::kernels::cuda
