@@ -15,7 +15,7 @@
 #   sanitize   compute-sanitizer memcheck, racecheck, synccheck and initcheck over the kernel
 #              tests (kernels_cuda_backend_test, filtered by FOT_SANITIZE_FILTER)
 #   bench      fot_gpu_bench, 3B shape: fast dense prefill 16k/64k/128k and decode after each,
-#              exact dense 16k, fast top-k (k 128) 16k; per-phase tables (FOT_BENCH_ARGS
+#              exact dense 16k, fast top-k (k 128) 16k and 64k; per-phase tables (FOT_BENCH_ARGS
 #              replaces the three runs with one)
 #   sass       cuobjdump -sass of the attention kernels: HMMA present, no local-memory spills
 #
@@ -67,10 +67,10 @@ done
 
 test_bins=(kernels_cuda_factory_test kernels_cuda_backend_test kernels_cuda_golden_test kernels_cuda_golden_fast_test)
 # The benchmark runs: fast dense at every length (the targets), exact dense at 16k (the fp32
-# path, for comparison), fast top-k (k 128) at 16k. FOT_BENCH_ARGS replaces all three.
+# path, for comparison), fast top-k (k 128) at 16k and 64k. FOT_BENCH_ARGS replaces all three.
 bench_runs=("--precision fast --retrieval dense --lengths 16k,64k,128k --decode-steps 32"
     "--precision exact --retrieval dense --lengths 16k --decode-steps 16 --no-ceilings"
-    "--precision fast --retrieval topk --k 128 --lengths 16k --decode-steps 16 --no-ceilings")
+    "--precision fast --retrieval topk --k 128 --lengths 16k,64k --decode-steps 16 --no-ceilings")
 [ -n "${FOT_BENCH_ARGS:-}" ] && bench_runs=("$FOT_BENCH_ARGS")
 sanitize_filter="${FOT_SANITIZE_FILTER:-CudaOps.*:Shapes/CudaAttention.*D100_T200*:Shapes/CudaAttention.*D100_T1_at37*:Shapes/CudaTopk.*D100_T4*:Shapes/CudaAttentionFast.*D100_T70*:Shapes/CudaAttentionFast.*D16_T64*:Shapes/CudaAttentionFast.*D128_T130*}"
 build="${BUILD_DIR:-$root/build-gpu-check}"
