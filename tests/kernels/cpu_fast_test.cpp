@@ -15,17 +15,12 @@
 
 #include "runtime/backend/cpu_backend.h"
 #include "runtime/core/dtype.h"
+#include "tests/kernels/randn.h"
 
 namespace fot {
 namespace {
 
-std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.f) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> d(0.f, scale);
-    std::vector<float> v(n);
-    for (auto& x : v) x = d(rng);
-    return v;
-}
+using ::fot::testing::randn;
 
 // A [rows, cols] f32 buffer holding `host`.
 Buffer f32_buffer(const std::vector<float>& host, Shape shape) {

@@ -10,17 +10,12 @@
 
 #include "kernels/cpu/ops.h"
 #include "runtime/core/dtype.h"
+#include "tests/kernels/randn.h"
 
 namespace fot::kernels::cpu {
 namespace {
 
-std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.f) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> d(0.f, scale);
-    std::vector<float> v(n);
-    for (auto& x : v) x = d(rng);
-    return v;
-}
+using ::fot::testing::randn;
 
 std::vector<uint16_t> to_bf16(const std::vector<float>& v) {
     std::vector<uint16_t> o(v.size());

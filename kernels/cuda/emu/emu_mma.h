@@ -73,28 +73,24 @@ inline void mma_bf16_16816(float d[4], const uint32_t a[4], const uint32_t b[2])
     }
 }
 
-// Register j of this lane: matrix j's row lane / 4, elements 2 (lane % 4) and + 1.
-inline void ldmatrix_x4(uint32_t r[4], const void* row) {
+// Register j < kMats of this lane: matrix j's row lane / 4, elements 2 (lane % 4) and + 1.
+template <int kMats>
+inline void ldmatrix_rows(uint32_t* r, const void* row) {
     using namespace emu_detail;
     const void* rows[32];
     gather_rows(row, rows);
     const int L = lane();
-    for (int j = 0; j < 4; ++j) {
+    for (int j = 0; j < kMats; ++j) {
         const void* p = rows[j * 8 + (L >> 2)];
         r[j] =
             read_b16(p, 2 * (L & 3)) | (static_cast<uint32_t>(read_b16(p, 2 * (L & 3) + 1)) << 16);
     }
 }
+inline void ldmatrix_x4(uint32_t r[4], const void* row) {
+    ldmatrix_rows<4>(r, row);
+}
 inline void ldmatrix_x2(uint32_t r[2], const void* row) {
-    using namespace emu_detail;
-    const void* rows[32];
-    gather_rows(row, rows);
-    const int L = lane();
-    for (int j = 0; j < 2; ++j) {
-        const void* p = rows[j * 8 + (L >> 2)];
-        r[j] =
-            read_b16(p, 2 * (L & 3)) | (static_cast<uint32_t>(read_b16(p, 2 * (L & 3) + 1)) << 16);
-    }
+    ldmatrix_rows<2>(r, row);
 }
 // .trans: register j holds matrix j's rows 2 (lane % 4) and + 1 at column lane / 4.
 inline void ldmatrix_x4_trans(uint32_t r[4], const void* row) {
