@@ -62,7 +62,7 @@ while [ $# -gt 0 ]; do
 done
 out="${out:-$PWD/gpu-check-out}"
 for s in $(echo "$skip" | tr ',' ' '); do
-    case "$s" in device | tests | sanitize | bench) ;; *) die "--skip: unknown step '$s' (device, tests, sanitize, bench)" ;; esac
+    case "$s" in build | device | tests | sanitize | sass | bench) ;; *) die "--skip: unknown step '$s' (build, device, tests, sanitize, sass, bench)" ;; esac
 done
 
 test_bins=(kernels_cuda_factory_test kernels_cuda_backend_test kernels_cuda_golden_test kernels_cuda_golden_fast_test)
