@@ -2,7 +2,8 @@
 # Checks the machine code of the attention and GEMV kernels in a binary, object or static
 # library built for sm_90: every tensor-core attention kernel (attn_tc_kernel,
 # kernels/cuda/attention_tc.cu) must contain HMMA (tensor-core mma) instructions, and none of
-# attn_tc_kernel, decode_split_kernel (attention_decode.cu) and gemv_kernel (gemv.cu) may use
+# attn_tc_kernel, decode_split_kernel (attention_decode.cu), gemv_kernel (gemv.cu) and
+# score_decode_kernel (topk.cu) may use
 # local memory (LDL/STL: a register array spilled or indexed at run time). Prints the
 # instruction mix per kernel (HMMA, LDSM = ldmatrix, LDGSTS = cp.async, BAR, LDL/STL).
 #
@@ -19,7 +20,7 @@ fi
 [ -f "$file" ] || { echo "check_sass.sh: no file '$file'" >&2; exit 1; }
 "$cuobjdump" -sass "$file" | awk '
     /Function :/ { name = $3; next }
-    name ~ /attn_tc_kernel|decode_split_kernel|gemv_kernel/ {
+    name ~ /attn_tc_kernel|decode_split_kernel|gemv_kernel|score_decode_kernel/ {
         if ($0 ~ /HMMA/) hmma[name]++
         if ($0 ~ /LDSM/) ldsm[name]++
         if ($0 ~ /LDGSTS/) cp[name]++

@@ -1,7 +1,8 @@
 // Exact top-k memory retrieval on the GPU (DESIGN.md §4.3), same contracts as
 // kernels/cpu/topk.cpp. Candidate order: higher score first, then lower global position.
-//  - memory_topk: a tiled fp32 kernel (tile.cuh) writes the scores of a group of (head,
-//    query) rows into scratch [rows, S]; then one block per row finds the K-th best candidate
+//  - memory_topk: a tiled fp32 kernel (tile.cuh; for <= 8 queries a lane-per-key kernel that
+//    reads each key once) writes the scores of a group of (head, query) rows into scratch
+//    [rows, S]; then one block per row finds the K-th best candidate
 //    by an MSB-first radix select over the 96-bit key (order-preserving score bits, then the
 //    position), gathers the candidates at or before it and bitonic-sorts them (in shared
 //    memory up to kSharedTopK slots, in the caller's scratch beyond).
@@ -225,6 +226,51 @@ __global__ void __launch_bounds__(kTileThreads)
                 if (tk * 4 + c < nk) o[tk * 4 + c] = s[i][c] * scale;
             }
         }
+    }
+}
+
+// Scores for few queries (decode: nt <= kDecodeRows): lane = key, each lane reads its key row
+// with 8-byte loads and dots it with the chunk's queries (in shared memory), so the keys are
+// read once instead of through 64-query tiles that are mostly padding. The dot product runs
+// over d in order with fmaf, as score_kernel's does: the same scores bit for bit.
+constexpr int kDecodeRows = 8;
+constexpr int kDecodeScoreThreads = 256;
+
+template <typename E>
+__global__ void __launch_bounds__(kDecodeScoreThreads)
+    score_decode_kernel(float* out, const float* __restrict__ q, int64_t q_stride,
+                        const E* __restrict__ k, int64_t k_head_stride, int64_t h0, int64_t t0,
+                        int64_t Tc, int64_t nt, int64_t S, int D, float scale) {
+    constexpr int kN = 8 / sizeof(E);
+    __shared__ float qs[kDecodeRows][kMaxHeadDim];
+    const int64_t hh = blockIdx.y, h = h0 + hh;
+    const int rows = static_cast<int>(nt);
+    for (int i = threadIdx.x; i < rows * D; i += kDecodeScoreThreads) {
+        const int r = i / D, d = i - r * D;
+        qs[r][d] = q[(t0 + r) * q_stride + h * D + d];
+    }
+    __syncthreads();
+    const int64_t j = static_cast<int64_t>(blockIdx.x) * kDecodeScoreThreads + threadIdx.x;
+    if (j >= S) return;
+    const uint2* row = reinterpret_cast<const uint2*>(k + h * k_head_stride + j * D);
+    float dot[kDecodeRows];
+#pragma unroll
+    for (int r = 0; r < kDecodeRows; ++r) dot[r] = 0.f;
+    for (int c = 0; c < D / kN; ++c) {
+        const uint2 raw = __ldg(row + c);
+        const E* e = reinterpret_cast<const E*>(&raw);
+#pragma unroll
+        for (int u = 0; u < kN; ++u) {
+            const float kv = to_f32(e[u]);
+#pragma unroll
+            for (int r = 0; r < kDecodeRows; ++r) {
+                if (r < rows) dot[r] = fmaf(qs[r][c * kN + u], kv, dot[r]);
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < kDecodeRows; ++r) {
+        if (r < rows) out[(hh * Tc + r) * S + j] = dot[r] * scale;
     }
 }
 
@@ -454,12 +500,26 @@ void memory_topk(float* scores, int64_t* rows, int64_t* positions, const float* 
     float* cand = shared ? nullptr : scratch;
     float* score_rows = scratch + (shared ? 0 : hc * Tc * kCandFloats * Kp);
     const size_t score_smem = sizeof(float) * (kScoreDP * kLdQ + kScoreDP * kLdK);
+    // Few queries per head: the lane-per-key scoring kernel, when the key rows allow 8-byte
+    // loads.
+    const int64_t esz = static_cast<int64_t>(dtype_size(k_dtype));
+    const bool decode_scores = Tc <= kDecodeRows && reinterpret_cast<uintptr_t>(k) % 8 == 0 &&
+                               (D * esz) % 8 == 0 && (k_head_stride * esz) % 8 == 0;
     for (int64_t h0 = 0; h0 < H; h0 += hc) {
         const int64_t nh = std::min(hc, H - h0);
         for (int64_t t0 = 0; t0 < T; t0 += Tc) {
             const int64_t nt = std::min(Tc, T - t0);
             dispatch_float_dtype(k_dtype, "cuda memory_topk keys", [&](auto* tag) {
                 using E = std::remove_pointer_t<decltype(tag)>;
+                if (decode_scores) {
+                    const dim3 grid(
+                        static_cast<unsigned>((S + kDecodeScoreThreads - 1) / kDecodeScoreThreads),
+                        static_cast<unsigned>(nh));
+                    score_decode_kernel<E><<<grid, kDecodeScoreThreads, 0, st>>>(
+                        score_rows, q, q_stride, static_cast<const E*>(k), k_head_stride, h0, t0,
+                        Tc, nt, S, static_cast<int>(D), scale);
+                    return;
+                }
                 FOT_CUDA_CHECK(cudaFuncSetAttribute(score_kernel<E>,
                                                     cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                     static_cast<int>(score_smem)));
