@@ -256,15 +256,25 @@ __global__ void __launch_bounds__(kDecodeScoreThreads)
     float dot[kDecodeRows];
 #pragma unroll
     for (int r = 0; r < kDecodeRows; ++r) dot[r] = 0.f;
-    for (int c = 0; c < D / kN; ++c) {
-        const uint2 raw = __ldg(row + c);
-        const E* e = reinterpret_cast<const E*>(&raw);
+    const int pieces = D / kN;
+    constexpr int kBatch = 4;  // loads in flight per lane before their first use
+    for (int c0 = 0; c0 < pieces; c0 += kBatch) {
+        uint2 raw[kBatch];
 #pragma unroll
-        for (int u = 0; u < kN; ++u) {
-            const float kv = to_f32(e[u]);
+        for (int b = 0; b < kBatch; ++b) {
+            if (c0 + b < pieces) raw[b] = __ldg(row + c0 + b);
+        }
 #pragma unroll
-            for (int r = 0; r < kDecodeRows; ++r) {
-                if (r < rows) dot[r] = fmaf(qs[r][c * kN + u], kv, dot[r]);
+        for (int b = 0; b < kBatch; ++b) {
+            if (c0 + b >= pieces) break;
+            const E* e = reinterpret_cast<const E*>(&raw[b]);
+#pragma unroll
+            for (int u = 0; u < kN; ++u) {
+                const float kv = to_f32(e[u]);
+#pragma unroll
+                for (int r = 0; r < kDecodeRows; ++r) {
+                    if (r < rows) dot[r] = fmaf(qs[r][(c0 + b) * kN + u], kv, dot[r]);
+                }
             }
         }
     }
