@@ -33,6 +33,8 @@ using tile::kTileThreads;
 constexpr int kScoreDP = 128;            // shared-memory layout of the scoring tiles
 constexpr int kScoreTilesPerBlock = 16;  // 512 keys per scoring block
 constexpr int kSelectThreads = 256;
+constexpr int kSelectThreadsFew = 1024;  // rows of at most kFewSelectRows per launch
+constexpr int64_t kFewSelectRows = 128;
 constexpr int kSmallThreads = 128;
 constexpr uint32_t kWorstScoreKey = 0xffffffffu;
 constexpr uint64_t kWorstPosKey = ~uint64_t{0};
@@ -288,8 +290,11 @@ __global__ void __launch_bounds__(kDecodeScoreThreads)
 constexpr int64_t kCandFloats = 7;
 
 // One block per row (hh, tr) of the chunk: the K best of its S scores, sorted. Candidates sort
-// in dynamic shared memory, or (gcand != null, large K) in the row's slice of gcand.
-__global__ void __launch_bounds__(kSelectThreads)
+// in dynamic shared memory, or (gcand != null, large K) in the row's slice of gcand. kThreads:
+// 256, or 1024 when there are few rows (decode: one per head), so each row is scanned by more
+// threads.
+template <int kThreads>
+__global__ void __launch_bounds__(kThreads)
     select_kernel(float* scores_out, int64_t* rows_out, int64_t* pos_out,
                   const float* __restrict__ scores, const int64_t* __restrict__ row_pos, int64_t h0,
                   int64_t t0, int64_t Tc, int64_t T, int64_t S, int64_t K, int Kp, float* gcand) {
@@ -543,8 +548,13 @@ void memory_topk(float* scores, int64_t* rows, int64_t* positions, const float* 
             });
             FOT_CUDA_CHECK(cudaGetLastError());
             const dim3 grid(static_cast<unsigned>(nt), static_cast<unsigned>(nh));
-            select_kernel<<<grid, kSelectThreads, select_smem, st>>>(
-                scores, rows, positions, score_rows, row_pos, h0, t0, nt, T, S, K, Kp, cand);
+            if (nt * nh <= kFewSelectRows) {
+                select_kernel<kSelectThreadsFew><<<grid, kSelectThreadsFew, select_smem, st>>>(
+                    scores, rows, positions, score_rows, row_pos, h0, t0, nt, T, S, K, Kp, cand);
+            } else {
+                select_kernel<kSelectThreads><<<grid, kSelectThreads, select_smem, st>>>(
+                    scores, rows, positions, score_rows, row_pos, h0, t0, nt, T, S, K, Kp, cand);
+            }
             FOT_CUDA_CHECK(cudaGetLastError());
         }
     }
