@@ -127,6 +127,7 @@ int main(int argc, char** argv) {
             mo.last_context_length = c.last_context_length;
             mo.precision = mode;
             LongLlama model(c, std::move(w), backend, self, self, mo);
+            Sequence seq = model.new_sequence();
 
             std::printf(
                 "fot_cpu_bench: precision %s, hidden %lld, %lld heads, %lld layers, intermediate "
@@ -144,23 +145,23 @@ int main(int argc, char** argv) {
             for (int64_t n : lengths) {
                 std::vector<int32_t> ids(n);
                 for (auto& t : ids) t = tok(rng);
-                model.reset();
+                seq.reset();
                 ForwardOptions all;
                 all.logits = LogitsRows::kAll;
                 all.on_logits = [](int64_t, TensorView) {};
                 Timer t;
-                model.forward(ids, all);
+                model.forward(seq, ids, all);
                 const double prefill = t.seconds();
                 ForwardOptions last;
                 last.logits = LogitsRows::kLast;
                 last.on_logits = [](int64_t, TensorView) {};
                 t.reset();
-                for (int64_t i = 0; i < decode; ++i) model.forward({tok(rng)}, last);
+                for (int64_t i = 0; i < decode; ++i) model.forward(seq, {tok(rng)}, last);
                 const double dec = decode > 0 ? t.seconds() / decode : 0.0;
                 std::printf("%9s %8lld %10.2f %10.0f %10.1f %14.1f %12.1f\n", precision_name(mode),
                             (long long)n, prefill, n / prefill,
                             prefill_flops(c, n, true) / prefill / 1e9, dec * 1e3,
-                            model.memory().used_bytes() / 1048576.0);
+                            seq.memory().used_bytes() / 1048576.0);
                 std::fflush(stdout);
             }
         }

@@ -294,6 +294,7 @@ int run(const Options& o) {
         o.precision == Precision::kFast && o.weights == DType::kF32 ? DType::kBF16 : o.weights);
     const double weight_bytes = static_cast<double>(weights.bytes);
     LongLlama model(mc, std::move(weights), backend, tp, mp, mo);
+    Sequence seq = model.new_sequence();
     std::printf(
         "fot_gpu_bench: hidden %lld, %lld heads x %lld, %lld layers, intermediate %lld, "
         "vocab %lld, mem_layers %zu, W %lld, lcl %lld, %s weights (%.2f GB), %s memory, "
@@ -313,7 +314,7 @@ int run(const Options& o) {
         backend.download(last.data(), v, last.size() * sizeof(float));
     };
     auto forward = [&](const std::vector<int32_t>& ids) {
-        model.forward(ids, fo);
+        model.forward(seq, ids, fo);
         backend.synchronize();
     };
 
@@ -321,7 +322,7 @@ int run(const Options& o) {
     {
         std::vector<int32_t> ids(static_cast<size_t>(std::min<int64_t>(o.window + o.lcl, 4096)));
         for (auto& t : ids) t = tok(rng);
-        model.reset();
+        seq.reset();
         forward(ids);
         forward({ids[0]});
     }
@@ -336,7 +337,7 @@ int run(const Options& o) {
     for (int64_t n : o.lengths) {
         std::vector<int32_t> ids(static_cast<size_t>(n));
         for (auto& t : ids) t = tok(rng);
-        model.reset();
+        seq.reset();
         backend.set_profiling(true);
         Timer t;
         forward(ids);
@@ -350,8 +351,8 @@ int run(const Options& o) {
         for (int64_t s = 0; s < o.decode_steps; ++s) {
             const int32_t next =
                 static_cast<int32_t>(std::max_element(last.begin(), last.end()) - last.begin());
-            const double local = static_cast<double>(model.local_tokens(0) + 1);
-            const double mem = static_cast<double>(model.memory_tokens());
+            const double local = static_cast<double>(seq.local_tokens(0) + 1);
+            const double mem = static_cast<double>(seq.memory_tokens());
             // Bytes: every weight once, the memory keys/values once, the local cache once (f32
             // in exact, bf16 in fast).
             const double local_elem = o.precision == Precision::kFast ? 2.0 : 4.0;
@@ -378,12 +379,12 @@ int run(const Options& o) {
         const PhaseStats decode_phases = backend.take_phase_stats();
         backend.set_profiling(false);
         rows.push_back({n, ps, pf / ps / 1e12, 1e3 * ds / steps, bytes / ds / 1e9,
-                        flops / ds / 1e12, model.memory_tokens()});
+                        flops / ds / 1e12, seq.memory_tokens()});
         std::printf(
             "  n=%-7lld prefill %8.3f s  %7.1f TFLOP/s | decode %8.3f ms/token  "
             "%7.1f GB/s (memory %lld tokens)\n",
             (long long)n, ps, rows.back().prefill_tflops, rows.back().decode_ms,
-            rows.back().decode_gbps, (long long)model.memory_tokens());
+            rows.back().decode_gbps, (long long)seq.memory_tokens());
         print_phases("prefill", prefill_phases, ps, 1);
         print_phases("decode (profiled steps)", decode_phases, dps,
                      static_cast<double>(prof_steps));

@@ -103,8 +103,8 @@ int cmd_generate(const Argv& argv) {
         if (text_mode || session->tokenizer)
             j["text"] = session->get_tokenizer().decode(r.new_tokens);
         j["stopped_at_eos"] = r.stopped_at_eos;
-        j["memory_tokens"] = session->model->memory_tokens();
-        j["local_tokens"] = session->model->local_tokens(0);
+        j["memory_tokens"] = session->seq->memory_tokens();
+        j["local_tokens"] = session->seq->local_tokens(0);
         j["prefill_seconds"] = r.prefill_seconds;
         j["decode_ms_per_token"] = n > 1 ? 1000.0 * r.decode_seconds / (n - 1) : 0.0;
         j["memory_stats"] = stats;

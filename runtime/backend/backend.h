@@ -124,6 +124,8 @@ int backend_device_count(const std::string& name);
 
 // A view of the first `rows` rows of a [R, ...] view.
 TensorView first_rows(const TensorView& v, int64_t rows);
+// A view of rows [begin, begin + rows) of a [R, ...] view (checked against R).
+TensorView slice_rows(const TensorView& v, int64_t begin, int64_t rows);
 // The same memory reinterpreted with another shape (same number of elements or fewer).
 TensorView reshape(const TensorView& v, Shape shape);
 

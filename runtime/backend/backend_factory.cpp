@@ -41,6 +41,17 @@ TensorView first_rows(const TensorView& v, int64_t rows) {
     return r;
 }
 
+TensorView slice_rows(const TensorView& v, int64_t begin, int64_t rows) {
+    FOT_ASSERT(!v.shape.empty() && begin >= 0 && rows >= 0 && begin + rows <= v.shape[0]);
+    int64_t row_elems = 1;
+    for (size_t i = 1; i < v.shape.size(); ++i) row_elems *= v.shape[i];
+    TensorView r = v;
+    r.data =
+        static_cast<char*>(v.data) + static_cast<size_t>(begin * row_elems) * dtype_size(v.dtype);
+    r.shape[0] = rows;
+    return r;
+}
+
 TensorView reshape(const TensorView& v, Shape shape) {
     TensorView r = v;
     r.shape = std::move(shape);

@@ -44,11 +44,11 @@ std::string error_record_json(const std::string& id_json, int64_t index, const s
 }
 
 std::string capacity_problem(Session& s, int64_t prompt, int64_t new_tokens) {
-    LongLlama& m = *s.model;
-    const int64_t cap = m.options().mem_capacity_tokens;
+    Sequence& seq = *s.seq;
+    const int64_t cap = seq.memory_capacity_tokens();
     if (cap <= 0 || s.model_config.mem_layers.empty()) return "";
-    m.reset();
-    int64_t need = m.memory_growth_for(prompt);
+    seq.reset();
+    int64_t need = seq.memory_growth_for(prompt);
     // Generation feeds the new tokens one call each (the last one is never fed); a call that
     // would overflow the local cache (W) flushes all of it into memory first.
     const int64_t W = s.model_config.max_position_embeddings;

@@ -64,7 +64,7 @@ BatchResult run_batch_job(Session& s, const BatchOptions& opts);
 
 // Memory the model would need for a document of `prompt` tokens followed by `new_tokens`
 // generated ones (0 for scoring): "" when it fits the session's capacity, else the reason.
-// Resets the model.
+// Resets the session's sequence.
 std::string capacity_problem(Session& s, int64_t prompt, int64_t new_tokens);
 
 // {"id": ..., "index": ..., "error": "..."} as one line.

@@ -11,7 +11,8 @@ GenerateResult run_generate_job(Session& s, const std::vector<int32_t>& prompt,
     GenerateResult res;
     Sampler sampler(opts.sampling);
     LongLlama& m = *s.model;
-    m.reset();
+    Sequence& seq = *s.seq;
+    seq.reset();
 
     std::vector<float> row;
     ForwardOptions fo;
@@ -21,7 +22,7 @@ GenerateResult run_generate_job(Session& s, const std::vector<int32_t>& prompt,
     Timer timer;
     std::vector<int32_t> feed = prompt;
     for (int64_t step = 0; step < opts.max_new_tokens; ++step) {
-        m.forward(feed, fo);
+        m.forward(seq, feed, fo);
         if (step == 0) {
             res.prefill_seconds = timer.seconds();
             timer.reset();
@@ -29,7 +30,7 @@ GenerateResult run_generate_job(Session& s, const std::vector<int32_t>& prompt,
         const int32_t tok = sampler.sample(row.data(), static_cast<int64_t>(row.size()));
         if (opts.keep_step_logits) res.step_logits.push_back(row);
         res.new_tokens.push_back(tok);
-        res.steps.push_back({tok, m.local_tokens(0), m.memory_tokens()});
+        res.steps.push_back({tok, seq.local_tokens(0), seq.memory_tokens()});
         if (opts.on_token) opts.on_token(tok);
         if (!opts.ignore_eos && tok == s.model_config.eos_token_id) {
             res.stopped_at_eos = true;

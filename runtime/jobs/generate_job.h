@@ -37,7 +37,7 @@ struct GenerateResult {
 };
 
 // Collective over the session's ranks; the prompt must be identical on every rank. Every
-// rank gets the same tokens (same logits, same seeded sampler). Resets the model first.
+// rank gets the same tokens (same logits, same seeded sampler). Resets the session's sequence first.
 GenerateResult run_generate_job(Session& s, const std::vector<int32_t>& prompt,
                                 const GenerateOptions& opts);
 

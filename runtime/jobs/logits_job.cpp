@@ -19,7 +19,7 @@ LogitsJobResult run_logits_job(Session& s, const std::vector<int32_t>& ids,
         f.reset(std::fopen(tmp.c_str(), "wb"));
         FOT_CHECK(f, "cannot write logits to ", out_path, " (", tmp, " could not be created)");
     }
-    s.model->reset();
+    s.seq->reset();
     ForwardOptions opts;
     opts.logits = LogitsRows::kAll;
     opts.on_logits = [&](int64_t, TensorView local) {
@@ -30,7 +30,7 @@ LogitsJobResult run_logits_job(Session& s, const std::vector<int32_t>& ids,
         }
     };
     try {
-        s.model->forward(ids, opts);
+        s.model->forward(*s.seq, ids, opts);
     } catch (...) {
         if (f) {
             f.reset();

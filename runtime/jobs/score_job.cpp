@@ -102,8 +102,8 @@ ScoreResult score_document(Session& s, const std::vector<int32_t>& ids, const Sc
         }
         if (opts.between_windows) opts.between_windows();
     };
-    m.reset();
-    m.forward(ids, fo);
+    s.seq->reset();
+    m.forward(*s.seq, ids, fo);
     r.ppl = std::exp(r.nll_sum / static_cast<double>(r.tokens));
     r.seconds = timer.seconds();
     return r;

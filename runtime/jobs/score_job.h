@@ -53,7 +53,7 @@ struct ScoreOptions {
 };
 
 // Collective over the session's group (tp x mp ranks); ids identical on every rank, n >= 2,
-// ids in the vocabulary. Resets the model first (a new document).
+// ids in the vocabulary. Resets the session's sequence first (a new document).
 ScoreResult score_document(Session& s, const std::vector<int32_t>& ids,
                            const ScoreOptions& opts = {});
 

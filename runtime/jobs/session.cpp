@@ -1,5 +1,7 @@
 #include "runtime/jobs/session.h"
 
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -47,6 +49,22 @@ std::vector<float> Session::gather_vocab(TensorView local) {
     }
     return out;
 }
+
+namespace {
+// Fault injection for the failure-policy tests (a multi-rank CLI run cannot install a C++
+// hook): FOT_INJECT_FAULT="RANK:LAYER" makes the process whose world rank is RANK throw when
+// it reaches layer LAYER of a model call; the others are then blocked in a collective and
+// must be brought down by the failure policy.
+void install_injected_fault(LongLlama& model, int world_rank) {
+    const char* e = std::getenv("FOT_INJECT_FAULT");
+    int rank = -1;
+    long layer = -1;
+    if (!e || std::sscanf(e, "%d:%ld", &rank, &layer) != 2 || rank != world_rank) return;
+    model.set_layer_hook([layer](int64_t l) {
+        FOT_CHECK(l != layer, "injected fault (FOT_INJECT_FAULT) at layer ", l, " of a forward");
+    });
+}
+}  // namespace
 
 std::unique_ptr<Session> open_session(const RunConfig& run, parallel::Communicator& world_comm) {
     Timer timer;
@@ -138,6 +156,8 @@ std::unique_ptr<Session> open_session(const RunConfig& run, parallel::Communicat
     const int64_t weight_bytes = weights.bytes;
     s->model = std::make_unique<LongLlama>(mc, std::move(weights), *s->backend, *model_comms->tp,
                                            *model_comms->mp, mo);
+    install_injected_fault(*s->model, s->world.rank());
+    s->seq = std::make_unique<Sequence>(s->model->new_sequence());
     s->load_seconds = timer.seconds();
     FOT_LOG(kDebug) << "loaded " << run.model << " (" << ckpt->describe() << ", "
                     << weight_bytes / (1 << 20) << " MiB on this rank, precision "

@@ -1,6 +1,6 @@
 // Session: everything a job needs to run one model on this rank: the run and model
 // configuration, the process grid and its communicators, the backend, the model (this
-// rank's slices) and, on demand, the tokenizer.
+// rank's slices), the sequence the jobs feed and, on demand, the tokenizer.
 //
 // open_session() is collective over the world communicator: every rank must call it with
 // the same RunConfig. Rank 0 is the only rank that reads job inputs and writes outputs (the
@@ -35,6 +35,8 @@ struct Session {
     parallel::GroupCommunicators device_comms;
     std::unique_ptr<Backend> backend;
     std::unique_ptr<LongLlama> model;
+    // The document the jobs run (they reset it per input); a server would hold several.
+    std::unique_ptr<Sequence> seq;
     std::unique_ptr<Tokenizer> tokenizer;
     double load_seconds = 0.0;
 

@@ -63,17 +63,13 @@ void MemoryStore::grow(int64_t slot, int64_t min_rows) {
     const int64_t used = sizes_[slot];
     if (used > 0) {
         // Per head: rows [0, used) move from head stride old_cap to head stride cap.
+        const TensorView dk = reshape(nk.view(), {heads_ * cap, head_dim_});
+        const TensorView dv = reshape(nv.view(), {heads_ * cap, head_dim_});
+        const TensorView sk = reshape(keys_[slot].view(), {heads_ * old_cap, head_dim_});
+        const TensorView sv = reshape(values_[slot].view(), {heads_ * old_cap, head_dim_});
         for (int64_t h = 0; h < heads_; ++h) {
-            TensorView dk = reshape(nk.view(), {heads_ * cap, head_dim_});
-            TensorView sk = reshape(keys_[slot].view(), {heads_ * old_cap, head_dim_});
-            TensorView dv = reshape(nv.view(), {heads_ * cap, head_dim_});
-            TensorView sv = reshape(values_[slot].view(), {heads_ * old_cap, head_dim_});
-            const size_t esz = dtype_size(dtype_);
-            sk.data = static_cast<char*>(sk.data) + h * old_cap * head_dim_ * esz;
-            sv.data = static_cast<char*>(sv.data) + h * old_cap * head_dim_ * esz;
-            sk.shape[0] = sv.shape[0] = used;
-            backend_.copy_rows(dk, h * cap, sk, used);
-            backend_.copy_rows(dv, h * cap, sv, used);
+            backend_.copy_rows(dk, h * cap, slice_rows(sk, h * old_cap, used), used);
+            backend_.copy_rows(dv, h * cap, slice_rows(sv, h * old_cap, used), used);
         }
     }
     Buffer np = backend_.alloc(DType::kI64, {cap});
@@ -101,10 +97,8 @@ void MemoryStore::append(int64_t slot, TensorView k, TensorView v, int64_t globa
     backend_.scatter_heads(values_[slot].view(), sizes_[slot], v);
     std::vector<int64_t> pos(static_cast<size_t>(T));
     for (int64_t i = 0; i < T; ++i) pos[i] = global_begin + i;
-    TensorView dst = positions_[slot].view();
-    dst.data = static_cast<int64_t*>(dst.data) + sizes_[slot];
-    dst.shape = {T};
-    backend_.upload(dst, pos.data(), pos.size() * sizeof(int64_t));
+    backend_.upload(slice_rows(positions_[slot].view(), sizes_[slot], T), pos.data(),
+                    pos.size() * sizeof(int64_t));
     blocks_[slot].push_back({global_begin, sizes_[slot], T});
     sizes_[slot] = need;
 }

@@ -12,7 +12,8 @@
 #include "parallel/self_communicator.h"
 #include "runtime/backend/cpu_backend.h"
 #include "runtime/core/timer.h"
-#include "runtime/memory/memory_attention.h"
+#include "runtime/memory/retriever.h"
+#include "runtime/memory/topk_retriever.h"
 
 namespace fot {
 namespace {
@@ -74,16 +75,16 @@ TEST(LargeMemory, MillionEntriesTopkFindsPlantedKeysAndDenseMatchesSingleRank) {
     const float scale = 1.f / std::sqrt(float(kD));
 
     // Top-k: every planted key survives for every (head, query).
-    MemoryAttentionScratch scratch(backend, kH, kD, kT, R, kK);
+    TopKRetriever topk(backend, *world, {kH, kD, kT}, kK);
     std::vector<float> part(kH * kT * (kD + 2));
     backend.attn_partial_init(view_of(part, {kH, kT, kD + 2}));
-    memory_attention_topk(backend, *world, view_of(part, {kH, kT, kD + 2}),
-                          view_of(q, {kT, kH * kD}), mine, 0, scale, scratch, nullptr);
+    topk.attend(
+        {view_of(part, {kH, kT, kD + 2}), view_of(q, {kT, kH * kD}), &mine, 0, scale, nullptr});
     std::vector<int64_t> found(kH * kT * kK, -1);
-    const float* cs = scratch.cand_scores.as<float>();
-    const int64_t* cp = scratch.cand_pos.as<int64_t>();
-    const float* ts = scratch.thr_score.as<float>();
-    const int64_t* tpos = scratch.thr_pos.as<int64_t>();
+    const float* cs = topk.candidate_scores().as<float>();
+    const int64_t* cp = topk.candidate_positions().as<int64_t>();
+    const float* ts = topk.threshold_scores().as<float>();
+    const int64_t* tpos = topk.threshold_positions().as<int64_t>();
     for (int64_t i = 0; i < kH * kT * kK; ++i) {
         const int64_t o = i / kK;
         if (cp[i] >= 0 && (cs[i] > ts[o] || (cs[i] == ts[o] && cp[i] <= tpos[o]))) found[i] = cp[i];
@@ -104,11 +105,11 @@ TEST(LargeMemory, MillionEntriesTopkFindsPlantedKeysAndDenseMatchesSingleRank) {
     }
 
     // Dense: distributed vs one rank holding all 1M entries (rank 0 computes the reference).
-    MemoryAttentionScratch dscratch(backend, kH, kD, kT, R, 0);
+    auto dense = make_memory_retriever({"dense", 1}, backend, *world, {kH, kD, kT});
     std::vector<float> dpart(kH * kT * (kD + 2)), dout(kT * kH * kD);
     backend.attn_partial_init(view_of(dpart, {kH, kT, kD + 2}));
-    memory_attention_dense(backend, *world, view_of(dpart, {kH, kT, kD + 2}),
-                           view_of(q, {kT, kH * kD}), mine, 0, scale, dscratch, nullptr);
+    dense->attend(
+        {view_of(dpart, {kH, kT, kD + 2}), view_of(q, {kT, kH * kD}), &mine, 0, scale, nullptr});
     backend.attn_partial_finalize(view_of(dout, {kT, kH * kD}), view_of(dpart, {kH, kT, kD + 2}));
     if (me == 0) {
         MemoryStore full(backend, 1, kH, kD, DType::kBF16, 0);
@@ -119,11 +120,11 @@ TEST(LargeMemory, MillionEntriesTopkFindsPlantedKeysAndDenseMatchesSingleRank) {
                         b * kBlock);
         }
         parallel::SelfCommunicator self;
-        MemoryAttentionScratch sscratch(backend, kH, kD, kT, 1, 0);
+        auto single = make_memory_retriever({"dense", 1}, backend, self, {kH, kD, kT});
         std::vector<float> spart(kH * kT * (kD + 2)), sout(kT * kH * kD);
         backend.attn_partial_init(view_of(spart, {kH, kT, kD + 2}));
-        memory_attention_dense(backend, self, view_of(spart, {kH, kT, kD + 2}),
-                               view_of(q, {kT, kH * kD}), full, 0, scale, sscratch, nullptr);
+        single->attend({view_of(spart, {kH, kT, kD + 2}), view_of(q, {kT, kH * kD}), &full, 0,
+                        scale, nullptr});
         backend.attn_partial_finalize(view_of(sout, {kT, kH * kD}),
                                       view_of(spart, {kH, kT, kD + 2}));
         for (size_t i = 0; i < dout.size(); ++i) EXPECT_NEAR(dout[i], sout[i], 1e-5);

@@ -14,7 +14,8 @@
 #include "parallel/mpi_session.h"
 #include "parallel/self_communicator.h"
 #include "runtime/backend/cpu_backend.h"
-#include "runtime/memory/memory_attention.h"
+#include "runtime/memory/retriever.h"
+#include "runtime/memory/topk_retriever.h"
 
 namespace fot {
 namespace {
@@ -88,20 +89,19 @@ TEST_F(DistributedMemory, TopkSelectsTheBruteForceSetAndDenseMatchesSingleRank) 
     const float scale = 1.f / std::sqrt(float(D));
 
     // ---- top-k ----
-    MemoryAttentionScratch scratch(backend_, H, D, T, R, K);
+    TopKRetriever topk(backend_, *world_, {H, D, T}, K);
     std::vector<float> part(H * T * (D + 2)), out(T * H * D);
     backend_.attn_partial_init(view_of(part, {H, T, D + 2}));
-    memory_attention_topk(backend_, *world_, view_of(part, {H, T, D + 2}), view_of(q, {T, H * D}),
-                          mine, 0, scale, scratch, nullptr);
+    topk.attend({view_of(part, {H, T, D + 2}), view_of(q, {T, H * D}), &mine, 0, scale, nullptr});
     backend_.attn_partial_finalize(view_of(out, {T, H * D}), view_of(part, {H, T, D + 2}));
 
     // The survivors on this rank, gathered from every rank.
     std::vector<int64_t> kept(H * T * K, -1);
-    const float* cs = scratch.cand_scores.as<float>();
-    const int64_t* cp = scratch.cand_pos.as<int64_t>();
-    const int64_t* cr = scratch.cand_rows.as<int64_t>();
-    const float* ts = scratch.thr_score.as<float>();
-    const int64_t* tpos = scratch.thr_pos.as<int64_t>();
+    const float* cs = topk.candidate_scores().as<float>();
+    const int64_t* cp = topk.candidate_positions().as<int64_t>();
+    const int64_t* cr = topk.candidate_rows().as<int64_t>();
+    const float* ts = topk.threshold_scores().as<float>();
+    const int64_t* tpos = topk.threshold_positions().as<int64_t>();
     for (int64_t i = 0; i < H * T; ++i) {
         for (int64_t j = 0; j < K; ++j) {
             const int64_t c = i * K + j;
@@ -151,18 +151,18 @@ TEST_F(DistributedMemory, TopkSelectsTheBruteForceSetAndDenseMatchesSingleRank) 
     }
 
     // ---- dense: distributed == single-rank (all entries on one rank) ----
-    MemoryAttentionScratch dscratch(backend_, H, D, T, R, 0);
+    auto dense = make_memory_retriever({"dense", 1}, backend_, *world_, {H, D, T});
     std::vector<float> dpart(H * T * (D + 2)), dout(T * H * D);
     backend_.attn_partial_init(view_of(dpart, {H, T, D + 2}));
-    memory_attention_dense(backend_, *world_, view_of(dpart, {H, T, D + 2}), view_of(q, {T, H * D}),
-                           mine, 0, scale, dscratch, nullptr);
+    dense->attend(
+        {view_of(dpart, {H, T, D + 2}), view_of(q, {T, H * D}), &mine, 0, scale, nullptr});
     backend_.attn_partial_finalize(view_of(dout, {T, H * D}), view_of(dpart, {H, T, D + 2}));
     parallel::SelfCommunicator self;
-    MemoryAttentionScratch sscratch(backend_, H, D, T, 1, 0);
+    auto single = make_memory_retriever({"dense", 1}, backend_, self, {H, D, T});
     std::vector<float> spart(H * T * (D + 2)), sout(T * H * D);
     backend_.attn_partial_init(view_of(spart, {H, T, D + 2}));
-    memory_attention_dense(backend_, self, view_of(spart, {H, T, D + 2}), view_of(q, {T, H * D}),
-                           all, 0, scale, sscratch, nullptr);
+    single->attend(
+        {view_of(spart, {H, T, D + 2}), view_of(q, {T, H * D}), &all, 0, scale, nullptr});
     backend_.attn_partial_finalize(view_of(sout, {T, H * D}), view_of(spart, {H, T, D + 2}));
     for (size_t i = 0; i < dout.size(); ++i) EXPECT_NEAR(dout[i], sout[i], 1e-5);
 

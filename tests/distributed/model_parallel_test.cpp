@@ -76,7 +76,7 @@ TEST_P(ModelParallel, LogitsMatchGoldenAndAreIdenticalInEachGroup) {
             EXPECT_TRUE(identical_in_group(*world_, *s, logits))
                 << "tp " << l.tp << " mp " << l.mp << " " << retrieval_name(r);
             // Memory is split by blocks: my shard holds about 1/mp of it.
-            EXPECT_LE(s->model->memory_tokens_local(), s->model->memory_tokens());
+            EXPECT_LE(s->seq->memory_tokens_local(), s->seq->memory_tokens());
         }
     }
 }

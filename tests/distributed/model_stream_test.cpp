@@ -115,6 +115,7 @@ TEST_P(ModelStream, EveryModelCollectiveCarriesTheBackendStream) {
     ModelWeights w = load_model_weights(*Checkpoint::open(dir), s->model_config, backend,
                                         s->world.tp_rank(), s->world.tp());
     s->model = std::make_unique<LongLlama>(s->model_config, std::move(w), backend, tp, mp, mo);
+    s->seq = std::make_unique<Sequence>(s->model->new_sequence());
 
     testing::check_golden_forward(*s, dir, 1e-4);
 
@@ -128,7 +129,8 @@ TEST_P(ModelStream, EveryModelCollectiveCarriesTheBackendStream) {
     for (const auto& call : mp.calls()) wrong += call.stream != fake_stream().handle;
     EXPECT_EQ(wrong, 0) << "of " << tp.calls().size() + mp.calls().size()
                         << " collectives, these did not get the backend's stream";
-    s->model.reset();  // before the backend and the communicators it references
+    s->seq.reset();  // before the backend and the communicators they reference
+    s->model.reset();
 }
 
 INSTANTIATE_TEST_SUITE_P(Golden, ModelStream,

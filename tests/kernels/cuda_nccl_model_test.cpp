@@ -68,7 +68,8 @@ std::vector<float> run_layout(Communicator& boot, const std::string& dir, int tp
             }
         }
     };
-    model.forward(ids, fo);
+    Sequence seq = model.new_sequence();
+    model.forward(seq, ids, fo);
     return logits;
 }
 

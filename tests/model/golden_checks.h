@@ -48,8 +48,8 @@ inline std::vector<float> forward_all(Session& s, const std::vector<int32_t>& id
             (*hidden)[idx].insert((*hidden)[idx].end(), host.begin(), host.end());
         };
     }
-    s.model->reset();
-    s.model->forward(ids, fo);
+    s.seq->reset();
+    s.model->forward(*s.seq, ids, fo);
     return logits;
 }
 
@@ -81,10 +81,10 @@ inline void check_golden_forward(Session& s, const std::string& dir, double tol)
     const auto& fw = summary["forward_use_cache_true"];
     for (auto& [layer, len] : fw["mem_cache_len_per_mem_layer"].items()) {
         (void)layer;
-        EXPECT_EQ(s.model->memory_tokens(), len.get<int64_t>());
+        EXPECT_EQ(s.seq->memory_tokens(), len.get<int64_t>());
     }
     for (auto& [layer, len] : fw["local_cache_len_per_layer"].items()) {
-        EXPECT_EQ(s.model->local_tokens(std::stoi(layer)), len.get<int64_t>());
+        EXPECT_EQ(s.seq->local_tokens(std::stoi(layer)), len.get<int64_t>());
     }
 }
 

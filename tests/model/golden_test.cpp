@@ -126,7 +126,7 @@ TEST(Capacity, OverflowIsAClearErrorBeforeAnyWork) {
         EXPECT_NE(msg.find("100"), std::string::npos) << msg;
         EXPECT_NE(msg.find("--mp 2"), std::string::npos) << msg;
     }
-    EXPECT_EQ(m->session->model->memory_tokens(), 0);
+    EXPECT_EQ(m->session->seq->memory_tokens(), 0);
     // Exactly enough fits.
     auto ok = open_with(golden_dir("case_a"), Retrieval::kDense, 128, /*capacity=*/118);
     const auto a = forward_all(*ok->session, ids);
