@@ -190,7 +190,11 @@ int main(int argc, char** argv) {
         }
         return 0;
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "fot_cpu_bench: error: %s\n", e.what());
+        // Usage errors from Args already name the program: do not say it twice.
+        std::string msg = e.what();
+        const std::string self = "fot_cpu_bench: ";
+        if (msg.rfind(self, 0) == 0) msg = msg.substr(self.size());
+        std::fprintf(stderr, "fot_cpu_bench: error: %s\n", msg.c_str());
         return 1;
     }
 }
