@@ -13,11 +13,11 @@
 #include <algorithm>
 #include <cstdio>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "config/model_config.h"
+#include "config/run_config.h"
 #include "launch/args.h"
 #include "parallel/self_communicator.h"
 #include "runtime/backend/cpu_backend.h"
@@ -52,6 +52,48 @@ double prefill_flops(const ModelConfig& c, int64_t n, bool all_logits) {
     return f;
 }
 
+// The benchmark's options; the defaults here are the ones --help shows.
+struct BenchOptions {
+    std::vector<int64_t> tokens = {4096, 16384};
+    int64_t decode = 8;
+    int64_t threads = 0;
+    fot::DType weights = fot::DType::kF32;
+    std::string precision;  // exact | fast | both; "" = as a session decides
+    int64_t hidden = 1024, heads = 16, layers = 8, intermediate = 2816, vocab = 32000;
+    int64_t window = 512, lcl = 256;
+};
+
+const fot::OptionTable<BenchOptions>& bench_options() {
+    using namespace fot;
+    static const OptionTable<BenchOptions> table = [] {
+        OptionTable<BenchOptions> t;
+        t.add(flag("tokens", "N,N", "prompt lengths"), FOT_FIELD(tokens),
+              list_of(count(1), "4k,16k"));
+        t.add(flag("decode", "N", "tokens decoded after each prefill"), FOT_FIELD(decode),
+              integer<int64_t>(0));
+        t.add(flag("threads", "N", "CPU threads (0 = all)"), FOT_FIELD(threads),
+              integer<int64_t>(0));
+        t.add(flag("weights", "DTYPE", "weight dtype f32|bf16"), FOT_FIELD(weights),
+              choice<DType>(
+                  "f32 or bf16",
+                  [](const std::string& s, DType* out) { return parse_compute_dtype(s, out); },
+                  [](const DType& d) { return std::string(dtype_name(d)); }));
+        t.add(flag("precision", "exact|fast|both", "arithmetic (both: one run of each)")
+                  .default_is("fast for bf16 weights, exact for f32"),
+              FOT_FIELD(precision), string_choice({"exact", "fast", "both"}));
+        t.add(flag("hidden", "N", "hidden size"), FOT_FIELD(hidden), integer<int64_t>(1));
+        t.add(flag("heads", "N", "attention heads"), FOT_FIELD(heads), integer<int64_t>(1));
+        t.add(flag("layers", "N", "layers"), FOT_FIELD(layers), integer<int64_t>(1));
+        t.add(flag("intermediate", "N", "MLP size"), FOT_FIELD(intermediate), integer<int64_t>(1));
+        t.add(flag("vocab", "N", "vocabulary"), FOT_FIELD(vocab), integer<int64_t>(1));
+        t.add(flag("window", "N", "W = max_position_embeddings"), FOT_FIELD(window),
+              integer<int64_t>(1));
+        t.add(flag("lcl", "N", "last_context_length"), FOT_FIELD(lcl), integer<int64_t>(1));
+        return t;
+    }();
+    return table;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -61,57 +103,39 @@ int main(int argc, char** argv) {
                        "Prefill and decode timing of a random LongLLaMA on the CPU.",
                        {"fot_cpu_bench --tokens 4k,16k --threads 2",
                         "fot_cpu_bench --tokens 4k --weights bf16 --precision both"});
-        args.option("tokens", "N,N", "prompt lengths", "4096,16384");
-        args.option("decode", "N", "tokens decoded after each prefill", "8");
-        args.option("threads", "N", "CPU threads (0 = all)", "0");
-        args.option("weights", "DTYPE", "weight dtype f32|bf16", "f32");
-        args.option("precision", "exact|fast|both", "arithmetic (both: one run of each)",
-                    "fast for bf16 weights, exact for f32");
-        args.option("hidden", "N", "hidden size", "1024");
-        args.option("heads", "N", "attention heads", "16");
-        args.option("layers", "N", "layers", "8");
-        args.option("intermediate", "N", "MLP size", "2816");
-        args.option("vocab", "N", "vocabulary", "32000");
-        args.option("window", "N", "W = max_position_embeddings", "512");
-        args.option("lcl", "N", "last_context_length", "256");
+        args.add(bench_options());
         if (!args.parse(std::vector<std::string>(argv + 1, argv + argc))) return 0;
+        BenchOptions b;
+        args.apply(bench_options(), b);
 
         ModelConfig c;
-        c.hidden_size = args.get_int("hidden", 1024);
-        c.num_attention_heads = args.get_int("heads", 16);
-        c.num_hidden_layers = args.get_int("layers", 8);
-        c.intermediate_size = args.get_int("intermediate", 2816);
-        c.vocab_size = args.get_int("vocab", 32000);
-        c.max_position_embeddings = args.get_int("window", 512);
-        c.last_context_length = args.get_int("lcl", 256);
+        c.hidden_size = b.hidden;
+        c.num_attention_heads = b.heads;
+        c.num_hidden_layers = b.layers;
+        c.intermediate_size = b.intermediate;
+        c.vocab_size = b.vocab;
+        c.max_position_embeddings = b.window;
+        c.last_context_length = b.lcl;
         c.mem_layers = {2, 5};
         c.mem_layers.erase(std::remove_if(c.mem_layers.begin(), c.mem_layers.end(),
                                           [&](int64_t l) { return l >= c.num_hidden_layers; }),
                            c.mem_layers.end());
         c.mem_dtype = DType::kBF16;
         validate_model_config(c, "benchmark").check();
-        DType wdt;
-        FOT_CHECK(parse_dtype(args.get("weights", "f32"), &wdt), "--weights: f32 or bf16");
+        const DType wdt = b.weights;
         std::vector<Precision> modes;
-        if (!args.has("precision")) {
+        if (b.precision.empty()) {
             modes = {wdt == DType::kF32 ? Precision::kExact : Precision::kFast};
-        } else if (args.get("precision") == "both") {
+        } else if (b.precision == "both") {
             modes = {Precision::kExact, Precision::kFast};
         } else {
             Precision p;
-            FOT_CHECK(parse_precision(args.get("precision"), &p), "--precision '",
-                      args.get("precision"), "' is unknown (expected exact, fast or both)");
+            FOT_ASSERT(parse_precision(b.precision, &p));  // the row only takes exact|fast|both
             modes = {p};
         }
-        const int threads = static_cast<int>(args.get_int("threads", 0));
-        std::vector<int64_t> lengths;
-        {
-            std::stringstream ss(args.get("tokens", "4096,16384"));
-            std::string item;
-            while (std::getline(ss, item, ','))
-                lengths.push_back(cli::parse_count(item, "--tokens"));
-        }
-        const int64_t decode = args.get_int("decode", 8);
+        const int threads = static_cast<int>(b.threads);
+        const std::vector<int64_t>& lengths = b.tokens;
+        const int64_t decode = b.decode;
 
         CpuBackend backend(threads);
         parallel::SelfCommunicator self;
@@ -167,7 +191,11 @@ int main(int argc, char** argv) {
         }
         return 0;
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "fot_cpu_bench: error: %s\n", e.what());
+        // Usage errors from Args already name the program: do not say it twice.
+        std::string msg = e.what();
+        const std::string self = "fot_cpu_bench: ";
+        if (msg.rfind(self, 0) == 0) msg = msg.substr(self.size());
+        std::fprintf(stderr, "fot_cpu_bench: error: %s\n", msg.c_str());
         return 1;
     }
 }

@@ -1,21 +1,18 @@
 // RunConfig: how to run a model (the YAML given with --config, overridden by CLI flags).
 //
-// Documented field by field in docs/configuration.md; examples in config/examples/.
-// YAML layout:
+// Every field is one row of run_options() below: its flag, its YAML key, its help, its value
+// type and checks; the defaults are the member initializers here. Documented field by field
+// in docs/configuration.md; examples in config/examples/. YAML layout:
 //   model: DIR
 //   backend: cpu | cuda
-//   dtype: f32 | bf16          # compute dtype (CPU computes in f32)
-//   precision: exact | fast    # unset: fast for bf16/f16 checkpoints, exact for f32
-//   threads: N                 # 0 = all cores
-//   parallel: { tp: 1, mp: 1 }
-//   memory:
-//     retrieval: dense | topk
-//     k: 128
-//     mem_dtype: bf16          # overrides config.json's mem_dtype when set
-//     capacity_tokens: N       # per rank; 0 = unlimited (grows on demand)
-//     capacity_bytes: N | "8GiB"
-//   last_context_length: N     # overrides config.json when set
-//   log_level: info
+//   dtype: f32 | bf16
+//   precision: exact | fast
+//   threads: N
+//   parallel: { tp: N, mp: N }
+//   memory: { retrieval: dense | topk, k: N, mem_dtype: DTYPE, capacity_tokens: N,
+//             capacity_bytes: SIZE }
+//   last_context_length: N
+//   log_level: LEVEL
 #pragma once
 
 #include <cstdint>
@@ -23,6 +20,7 @@
 #include <string>
 #include <string_view>
 
+#include "config/options.h"
 #include "runtime/core/dtype.h"
 #include "runtime/core/precision.h"
 #include "runtime/core/status.h"
@@ -59,16 +57,19 @@ struct RunConfig {
     std::string log_level;  // "" = environment / default
 };
 
+// The run options, one row each (config/options.h): flag, YAML key, help, value type and
+// checks. The YAML reader below, the CLI (launch/run_options.h), every command's --help and
+// validate_run_config() iterate these rows; docs/configuration.md lists them (a test checks).
+const OptionTable<RunConfig>& run_options();
+
 // Parses a YAML run config. Unknown keys are errors (a typo must not be silently ignored);
-// messages name the file and the key path ("run.yaml: memory.k must be a positive integer").
+// messages name the file, the line and the key path
+// ("run.yaml:7: memory.k expects a positive integer, got 'abc'").
 Result<RunConfig> load_run_config(const std::string& path);
 Result<RunConfig> parse_run_config(const std::string& yaml_text, const std::string& origin);
-// Parses "8GiB", "512MB", "1.5GB", "1000000" into bytes. Units: B, KB/MB/GB/TB (powers of
-// 1000), KiB/MiB/GiB/TiB (powers of 1024), case-insensitive; fractions of a byte round down.
-Result<int64_t> parse_byte_size(const std::string& s);
 
-// Value checks shared by the YAML reader and the CLI overrides (launch/run_options.h):
-// ranges of tp, mp, k, threads, capacities, and the enum-like strings.
+// The checks of run_options() on a hand-built config ("origin: parallel.tp must be >= 1,
+// got 0"); the YAML reader and the CLI run them on every value they read.
 Status validate_run_config(const RunConfig& c, const std::string& origin);
 // "dense" | "topk".
 bool parse_retrieval(std::string_view s, Retrieval* out);

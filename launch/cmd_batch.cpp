@@ -1,16 +1,14 @@
 // fotrt batch: the resumable corpus runner (runtime/jobs/batch_job.h); every option can also
 // come from the --config JOB.yaml (runtime/jobs/job_config.h).
 
-#include <cerrno>
-#include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <optional>
+#include <set>
 #include <sstream>
 
 #include "launch/args.h"
 #include "launch/commands.h"
+#include "launch/job_options.h"
 #include "launch/run_options.h"
 #include "parallel/mpi_session.h"
 #include "runtime/core/logging.h"
@@ -21,17 +19,61 @@ namespace fot::cli {
 
 namespace {
 
-namespace fs = std::filesystem;
+// The job options: each row has its flag and its job-YAML key, so `fotrt batch --config
+// JOB.yaml` takes every option the command line takes, with the same checks.
+const OptionTable<BatchOptions>& batch_options() {
+    static const OptionTable<BatchOptions> table = [] {
+        OptionTable<BatchOptions> t;
+        t.add(flag("task", "score|generate", "what to do with each document").in_yaml("task"),
+              FOT_FIELD(task),
+              choice<BatchTask>(
+                  "score or generate",
+                  [](const std::string& s, BatchTask* out) { return parse_batch_task(s, out); },
+                  [](const BatchTask& b) { return std::string(batch_task_name(b)); }));
+        add_corpus_rows(t, "output records (written by rank 0, resumable)", /*job=*/true);
+        t.add(switch_flag("restart", "discard an existing output and journal and start over")
+                  .in_yaml("restart"),
+              FOT_FIELD(restart), boolean_value());
+        t.add(flag("summary", "FILE", "where to write the summary JSON")
+                  .in_yaml("summary")
+                  .default_is("OUT.jsonl.summary.json"),
+              FOT_FIELD(summary_path), text_value());
+        add_generation_rows(
+            t, [](auto& o) -> auto& { return o; }, 1, "tokens per document",
+            "sampling seed (document i uses S + i)", /*job=*/true);
+        return t;
+    }();
+    return table;
+}
 
-// The job options (flags with '-', YAML keys with '_').
-const std::set<std::string> kJobKeys = {
-    "task",           "input",       "output",  "offsets",
-    "token_dtype",    "restart",     "summary", "progress_interval",
-    "max_new_tokens", "temperature", "top_p",   "seed",
-    "ignore_eos"};
+// --config names a job YAML here: run keys and job keys.
+const OptionTable<ConfigFile>& job_config_file_option() {
+    static const OptionTable<ConfigFile> table = [] {
+        OptionTable<ConfigFile> t;
+        t.add(flag("config", "JOB.yaml",
+                   "run keys (see docs/configuration.md) and job keys (the options above with _); "
+                   "flags given here override it"),
+              FOT_FIELD(path), text_value());
+        return t;
+    }();
+    return table;
+}
 
-std::unique_ptr<Args> make_args() {
-    auto a = std::make_unique<Args>(
+// The job keys of the YAML over the defaults, each checked by its row; messages name the
+// file, the line and the key ("job.yaml:2: max_new_tokens expects an integer, got 'lots'").
+void apply_job_yaml(const JobYaml& yaml, const std::string& path, BatchOptions& o) {
+    for (const auto& [key, value] : yaml.values) {
+        const Option<BatchOptions>* row = batch_options().find_key(key);
+        FOT_ASSERT(row != nullptr);  // split_job_yaml() only takes the table's keys
+        const std::string problem = row->set(value, o);
+        FOT_CHECK(problem.empty(), path, ":", yaml.lines.at(key), ": ", key, " ", problem);
+    }
+}
+
+}  // namespace
+
+Args batch_args() {
+    Args args(
         "fotrt batch",
         "The corpus runner: scores documents or generates after them (--task), streams one\n"
         "JSON line per document to --output and journals it (OUT.jsonl.journal), so that\n"
@@ -41,106 +83,19 @@ std::unique_ptr<Args> make_args() {
         "summary JSON on stdout and in --summary. Every option can also be set in the\n"
         "--config YAML (run keys as in RUN.yaml, job keys like task: score, max_new_tokens: 32;\n"
         "flags win). See docs/jobs.md.",
-        std::vector<std::string>{
-            "fotrt batch --task score --model M --input docs.jsonl --output scores.jsonl",
-            "fotrt batch --config job.yaml",
-            "mpirun -np 8 fotrt batch --config job.yaml --tp 2 --mp 2",
-            "fotrt batch --task generate --model M --input prompts.jsonl --output gen.jsonl "
-            "--max-new-tokens 32"});
-    a->option("task", "score|generate", "what to do with each document", "score");
-    a->option("input", "CORPUS", "JSONL file, directory of .txt files, or a token .bin");
-    a->option("output", "OUT.jsonl", "output records (written by rank 0, resumable)");
-    a->option("offsets", "FILE", "offsets of a token .bin: n + 1 little-endian uint64",
-              "the .bin path with .offsets");
-    a->option("token-dtype", "u16|u32", "id width of a token .bin", "from the file sizes");
-    a->flag("restart", "discard an existing output and journal and start over");
-    a->option("summary", "FILE", "where to write the summary JSON", "OUT.jsonl.summary.json");
-    a->option("progress-interval", "SECONDS",
-              "seconds between progress lines when stderr is not a terminal; 0 = none", "30");
-    a->option("max-new-tokens", "N", "generate: tokens per document", "64");
-    a->option("temperature", "T", "generate: sampling temperature; 0 = greedy", "0");
-    a->option("top-p", "P", "generate: nucleus sampling mass", "1");
-    a->option("seed", "S", "generate: sampling seed (document i uses S + i)", "0");
-    a->flag("ignore-eos", "generate: keep generating after the end-of-sequence token");
-    add_run_options(*a);
-    a->option("config", "JOB.yaml",
-              "run keys (see docs/configuration.md) and job keys (the options above with _); "
-              "flags given here override it");
-    return a;
+        {"fotrt batch --task score --model M --input docs.jsonl --output scores.jsonl",
+         "fotrt batch --config job.yaml",
+         "mpirun -np 8 fotrt batch --config job.yaml --tp 2 --mp 2",
+         "fotrt batch --task generate --model M --input prompts.jsonl --output gen.jsonl "
+         "--max-new-tokens 32"});
+    args.add(batch_options());
+    add_run_options(args, job_config_file_option());
+    return args;
 }
 
-// A job option from the command line, else from the YAML, with its origin for messages.
-struct JobValues {
-    const Args& args;
-    const JobYaml& yaml;
-    std::string yaml_path;
-
-    std::optional<std::string> raw(const std::string& flag, std::string* where) const {
-        std::string key = flag;
-        for (char& c : key) c = c == '-' ? '_' : c;
-        if (args.has(flag)) {
-            *where = "fotrt batch: --" + flag;
-            return args.get(flag);
-        }
-        auto it = yaml.values.find(key);
-        if (it == yaml.values.end()) return std::nullopt;
-        *where = str(yaml_path, ":", yaml.lines.at(key), ": ", key);
-        return it->second;
-    }
-    std::string text(const std::string& flag, const std::string& def = "") const {
-        std::string where;
-        return raw(flag, &where).value_or(def);
-    }
-    int64_t integer(const std::string& flag, int64_t def) const {
-        std::string where;
-        auto v = raw(flag, &where);
-        if (!v) return def;
-        char* end = nullptr;
-        errno = 0;
-        const long long x = std::strtoll(v->c_str(), &end, 10);
-        FOT_CHECK(!v->empty() && *end == '\0' && errno == 0, where, " expects an integer, got '",
-                  *v, "'");
-        return x;
-    }
-    double number(const std::string& flag, double def) const {
-        std::string where;
-        auto v = raw(flag, &where);
-        if (!v) return def;
-        char* end = nullptr;
-        errno = 0;
-        const double x = std::strtod(v->c_str(), &end);
-        FOT_CHECK(!v->empty() && *end == '\0' && errno == 0, where, " expects a number, got '", *v,
-                  "'");
-        return x;
-    }
-    bool boolean(const std::string& flag) const {
-        std::string where;
-        auto v = raw(flag, &where);
-        if (!v) return false;
-        if (args.has(flag)) return true;
-        if (*v == "true" || *v == "yes" || *v == "on") return true;
-        if (*v == "false" || *v == "no" || *v == "off") return false;
-        FOT_THROW(where, " expects true or false, got '", *v, "'");
-    }
-    std::string required(const std::string& flag) const {
-        std::string where;
-        auto v = raw(flag, &where);
-        std::string key = flag;
-        for (char& c : key) c = c == '-' ? '_' : c;
-        FOT_CHECK(v, "fotrt batch: --", flag, " is required (or '", key,
-                  ":' in the --config YAML; see fotrt batch --help)");
-        return *v;
-    }
-};
-
-}  // namespace
-
 int cmd_batch(const Argv& argv) {
-    auto args_ptr = make_args();
-    Args& args = *args_ptr;
+    Args args = batch_args();
     if (!args.parse(argv)) return 0;
-    FOT_CHECK(args.positional().empty(), "fotrt batch: unexpected argument '",
-              args.positional().front(), "' (see fotrt batch --help)");
 
     JobYaml yaml;
     RunConfig run;
@@ -151,40 +106,20 @@ int cmd_batch(const Argv& argv) {
         FOT_CHECK(in, "fotrt batch: cannot read --config ", yaml_path);
         std::stringstream ss;
         ss << in.rdbuf();
-        yaml = split_job_yaml(ss.str(), yaml_path, kJobKeys);
+        std::set<std::string> job_keys;
+        for (const auto& row : batch_options().options()) {
+            if (!row.key.empty()) job_keys.insert(row.key);
+        }
+        yaml = split_job_yaml(ss.str(), yaml_path, job_keys);
         run = resolve_run_config(args, yaml.run_yaml, yaml_path);
     } else {
         run = resolve_run_config(args);
     }
-    const JobValues v{args, yaml, yaml_path};
 
     BatchOptions o;
-    const std::string task = v.text("task", "score");
-    FOT_CHECK(parse_batch_task(task, &o.task), "fotrt batch: task '", task,
-              "' is unknown (expected score or generate)");
-    o.corpus.path = v.required("input");
-    o.output = v.required("output");
-    o.corpus.offsets_path = v.text("offsets");
-    if (std::string w = v.text("token-dtype"); !w.empty()) {
-        FOT_CHECK(parse_token_width(w, &o.corpus.token_bytes), "fotrt batch: token dtype '", w,
-                  "' is unknown (expected u16 or u32)");
-    }
-    o.restart = v.boolean("restart");
-    o.summary_path = v.text("summary", o.output + ".summary.json");
-    o.progress_interval_s = v.number("progress-interval", 30.0);
-    FOT_CHECK(o.progress_interval_s >= 0, "fotrt batch: progress interval must be >= 0");
-    o.max_new_tokens = v.integer("max-new-tokens", 64);
-    FOT_CHECK(o.max_new_tokens >= 1, "fotrt batch: max new tokens must be >= 1, got ",
-              o.max_new_tokens);
-    o.sampling.temperature = v.number("temperature", 0.0);
-    FOT_CHECK(o.sampling.temperature >= 0, "fotrt batch: temperature must be >= 0");
-    o.sampling.top_p = v.number("top-p", 1.0);
-    FOT_CHECK(o.sampling.top_p > 0 && o.sampling.top_p <= 1,
-              "fotrt batch: top_p must be in (0, 1]");
-    const int64_t seed = v.integer("seed", 0);
-    FOT_CHECK(seed >= 0, "fotrt batch: seed must be >= 0");
-    o.sampling.seed = static_cast<uint64_t>(seed);
-    o.ignore_eos = v.boolean("ignore-eos");
+    apply_job_yaml(yaml, yaml_path, o);
+    args.apply(batch_options(), o);  // flags win; then --input and --output are required
+    if (o.summary_path.empty()) o.summary_path = o.output + ".summary.json";
 
     auto world = parallel::make_world_communicator();
     auto session = open_session(run, *world);

@@ -1,8 +1,9 @@
 // fotrt convert: any supported checkpoint -> Hugging Face safetensors shards (see
 // runtime/io/convert.h for what is validated, written and copied).
-#include <filesystem>
 #include <iostream>
+#include <optional>
 
+#include "config/run_config.h"
 #include "launch/args.h"
 #include "launch/commands.h"
 #include "runtime/core/logging.h"
@@ -11,7 +12,62 @@
 
 namespace fot::cli {
 
-int cmd_convert(const Argv& argv) {
+namespace {
+
+// The options fill ConvertOptions directly: its defaults are the ones --help shows.
+const OptionTable<ConvertOptions>& convert_options() {
+    static const OptionTable<ConvertOptions> table = [] {
+        OptionTable<ConvertOptions> t;
+        t.add(flag("from", "DIR", "source model directory (config.json + weights)").must_be_given(),
+              FOT_FIELD(from), text_value());
+        t.add(flag("to", "DIR", "destination directory (created when missing)").must_be_given(),
+              FOT_FIELD(to), text_value());
+        ValueType<int64_t> bytes = byte_size(1);
+        t.add(flag("max-shard-size", "SIZE",
+                   "largest shard: 5GB, 500MB, 2GiB or a byte count (a larger tensor gets its own "
+                   "shard)"),
+              FOT_FIELD(max_shard_bytes),
+              ValueType<size_t>{
+                  bytes.expected,
+                  [bytes](const std::string& text, size_t* out) {
+                      int64_t v = 0;
+                      std::string p = bytes.parse(text, &v);
+                      if (p.empty()) *out = static_cast<size_t>(v);
+                      return p;
+                  },
+                  [](const size_t&) { return std::string(); },
+                  [](const size_t& v) { return format_byte_size(static_cast<int64_t>(v)); }});
+        // "keep" is the unset std::optional: each tensor keeps its own dtype.
+        t.add(flag("dtype", "keep|f32|bf16|f16",
+                   "dtype of the written weights; f32 -> bf16/f16 rounds to nearest even"),
+              FOT_FIELD(dtype),
+              choice<std::optional<DType>>(
+                  "keep, f32, bf16 or f16",
+                  [](const std::string& s, std::optional<DType>* out) {
+                      DType t;
+                      if (s == "keep") {
+                          out->reset();
+                      } else if (parse_storage_dtype(s, &t)) {
+                          *out = t;
+                      } else {
+                          return false;
+                      }
+                      return true;
+                  },
+                  [](const std::optional<DType>& d) {
+                      return std::string(d ? dtype_name(*d) : "keep");
+                  }));
+        t.add(switch_flag("force",
+                          "delete the weight files already in --to, then write the new ones"),
+              FOT_FIELD(force), boolean_value());
+        return t;
+    }();
+    return table;
+}
+
+}  // namespace
+
+Args convert_args() {
     Args args("fotrt convert",
               "Converts a checkpoint (PyTorch .bin, sharded or not, or safetensors) into\n"
               "safetensors: model.safetensors, or model-0000i-of-0000n.safetensors shards plus\n"
@@ -23,32 +79,15 @@ int cmd_convert(const Argv& argv) {
               {"fotrt convert --from models/long_llama_3b --to models/long_llama_3b_st",
                "fotrt convert --from ckpt_bin --to ckpt_bf16 --dtype bf16 --max-shard-size 2GB",
                "fotrt convert --from ckpt_bin --to ckpt_st --force   # replace existing weights"});
-    args.option("from", "DIR", "source model directory (config.json + weights)");
-    args.option("to", "DIR", "destination directory (created when missing)");
-    args.option("max-shard-size", "SIZE",
-                "largest shard: 5GB, 500MB, 2GiB or a byte count (a larger tensor gets its own "
-                "shard)",
-                "5GB");
-    args.option("dtype", "keep|f32|bf16|f16",
-                "dtype of the written weights; f32 -> bf16/f16 rounds to nearest even", "keep");
-    args.flag("force", "delete the weight files already in --to, then write the new ones");
-    if (!args.parse(argv)) return 0;
-    FOT_CHECK(args.positional().empty(), "unexpected argument '", args.positional().front(),
-              "' (see fotrt convert --help)");
+    args.add(convert_options());
+    return args;
+}
 
+int cmd_convert(const Argv& argv) {
+    Args args = convert_args();
+    if (!args.parse(argv)) return 0;
     ConvertOptions o;
-    o.from = args.require("from");
-    o.to = args.require("to");
-    o.max_shard_bytes = parse_byte_size(args.get("max-shard-size", "5GB"), "--max-shard-size");
-    const std::string dtype = args.get("dtype", "keep");
-    if (dtype != "keep") {
-        DType t;
-        FOT_CHECK(
-            parse_dtype(dtype, &t) && (t == DType::kF32 || t == DType::kBF16 || t == DType::kF16),
-            "--dtype must be keep, f32, bf16 or f16, got '", dtype, "'");
-        o.dtype = t;
-    }
-    o.force = args.has("force");
+    args.apply(convert_options(), o);
     std::string current_file;
     o.progress = [&](size_t done, size_t total, const std::string& file) {
         // One line per shard started and every 64 tensors, so big models show movement

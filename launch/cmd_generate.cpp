@@ -8,6 +8,7 @@
 
 #include "launch/args.h"
 #include "launch/commands.h"
+#include "launch/job_options.h"
 #include "launch/run_options.h"
 #include "parallel/mpi_session.h"
 #include "runtime/core/logging.h"
@@ -16,7 +17,40 @@
 
 namespace fot::cli {
 
-int cmd_generate(const Argv& argv) {
+namespace {
+
+// What `fotrt generate` reads from its flags; the generation defaults are GenerateOptions'.
+struct GenerateCommand {
+    std::string ids, prompt, prompt_file;
+    GenerateOptions gen;
+    bool json = false, stats = false;
+};
+
+const OptionTable<GenerateCommand>& generate_options() {
+    static const OptionTable<GenerateCommand> table = [] {
+        OptionTable<GenerateCommand> t;
+        t.add(flag("ids", "IDS.json", "prompt token ids: a flat JSON list"), FOT_FIELD(ids),
+              text_value());
+        t.add(flag("prompt", "TEXT", "prompt text (tokenized with the model's tokenizer.model)"),
+              FOT_FIELD(prompt), text_value());
+        t.add(flag("prompt-file", "FILE", "read the prompt text from a file"),
+              FOT_FIELD(prompt_file), text_value());
+        add_generation_rows(t, FOT_FIELD(gen), 0, "tokens to generate", "random seed for sampling",
+                            /*job=*/false);
+        t.add(switch_flag("json",
+                          "print a JSON object with new_tokens (and text when a tokenizer exists)"),
+              FOT_FIELD(json), boolean_value());
+        t.add(switch_flag("stats",
+                          "print per-rank memory statistics to stderr (always in --json output)"),
+              FOT_FIELD(stats), boolean_value());
+        return t;
+    }();
+    return table;
+}
+
+}  // namespace
+
+Args generate_args() {
     Args args("fotrt generate",
               "Feeds the prompt in one model call, then generates one token per call with the\n"
               "local cache and the FoT memory (flushing the local cache into memory every W\n"
@@ -26,33 +60,21 @@ int cmd_generate(const Argv& argv) {
                "fotrt generate --model M --prompt 'Hello' --precision fast   # bf16 operands",
                "fotrt generate --model M --prompt-file book.txt --temperature 0.7 --top-p 0.9 "
                "--seed 1"});
-    args.option("ids", "IDS.json", "prompt token ids: a flat JSON list");
-    args.option("prompt", "TEXT", "prompt text (tokenized with the model's tokenizer.model)");
-    args.option("prompt-file", "FILE", "read the prompt text from a file");
-    args.option("max-new-tokens", "N", "tokens to generate", "16");
-    args.option("temperature", "T", "sampling temperature; 0 = greedy", "0");
-    args.option("top-p", "P", "nucleus sampling: keep the most likely tokens up to mass P", "1");
-    args.option("seed", "S", "random seed for sampling", "0");
-    args.flag("ignore-eos", "keep generating after the end-of-sequence token");
-    args.flag("json", "print a JSON object with new_tokens (and text when a tokenizer exists)");
-    args.flag("stats", "print per-rank memory statistics to stderr (always in --json output)");
+    args.add(generate_options());
     add_run_options(args);
+    return args;
+}
+
+int cmd_generate(const Argv& argv) {
+    Args args = generate_args();
     if (!args.parse(argv)) return 0;
+    GenerateCommand cmd;
+    args.apply(generate_options(), cmd);
     RunConfig run = resolve_run_config(args);
     const int inputs = args.has("ids") + args.has("prompt") + args.has("prompt-file");
     FOT_CHECK(inputs == 1, "fotrt generate: give exactly one of --ids, --prompt, --prompt-file");
-
-    GenerateOptions go;
-    go.max_new_tokens = args.get_int("max-new-tokens", 16);
-    FOT_CHECK(go.max_new_tokens >= 0, "fotrt generate: --max-new-tokens must be >= 0");
-    go.sampling.temperature = args.get_double("temperature", 0.0);
-    FOT_CHECK(go.sampling.temperature >= 0.0, "fotrt generate: --temperature must be >= 0");
-    go.sampling.top_p = args.get_double("top-p", 1.0);
-    FOT_CHECK(go.sampling.top_p > 0.0 && go.sampling.top_p <= 1.0,
-              "fotrt generate: --top-p must be in (0, 1]");
-    go.sampling.seed = static_cast<uint64_t>(args.get_int("seed", 0));
-    go.ignore_eos = args.has("ignore-eos");
-    const bool json = args.has("json");
+    GenerateOptions& go = cmd.gen;
+    const bool json = cmd.json;
 
     auto world = parallel::make_world_communicator();
     auto session = open_session(run, *world);
@@ -64,12 +86,12 @@ int cmd_generate(const Argv& argv) {
     std::vector<int32_t> prompt;
     if (root) {
         if (args.has("ids")) {
-            prompt = read_ids_json(args.get("ids"));
+            prompt = read_ids_json(cmd.ids);
         } else {
-            std::string text = args.get("prompt");
+            std::string text = cmd.prompt;
             if (args.has("prompt-file")) {
-                std::ifstream in(args.get("prompt-file"), std::ios::binary);
-                FOT_CHECK(in, "cannot read --prompt-file ", args.get("prompt-file"));
+                std::ifstream in(cmd.prompt_file, std::ios::binary);
+                FOT_CHECK(in, "cannot read --prompt-file ", cmd.prompt_file);
                 text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
             }
             prompt = session->get_tokenizer().encode(text, /*add_bos=*/true);
@@ -94,7 +116,7 @@ int cmd_generate(const Argv& argv) {
     GenerateResult r = run_generate_job(*session, prompt, go);
     const auto stats = collect_rank_stats(*session);
     if (!root) return 0;
-    if (args.has("stats")) std::cerr << format_rank_stats(stats);
+    if (cmd.stats) std::cerr << format_rank_stats(stats);
     const int64_t n = static_cast<int64_t>(r.new_tokens.size());
     if (json) {
         nlohmann::json j;

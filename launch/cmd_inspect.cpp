@@ -3,12 +3,14 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <set>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "config/model_config.h"
+#include "config/run_config.h"
 #include "launch/args.h"
 #include "launch/commands.h"
 #include "runtime/core/status.h"
@@ -59,7 +61,37 @@ std::string rope_str(double theta) {
 
 }  // namespace
 
-int cmd_inspect(const Argv& argv) {
+namespace {
+
+struct InspectCommand {
+    std::string model;
+    std::optional<DType> mem_dtype;  // unset: the config's
+    bool json = false;
+};
+
+const OptionTable<InspectCommand>& inspect_options() {
+    static const OptionTable<InspectCommand> table = [] {
+        OptionTable<InspectCommand> t;
+        t.add(flag("model", "DIR", "model directory (config.json + safetensors or .bin weights)")
+                  .must_be_given(),
+              FOT_FIELD(model), text_value());
+        t.add(flag("mem-dtype", "DTYPE", "dtype of stored memory: f32, bf16 or f16")
+                  .default_is("the config's mem_dtype"),
+              FOT_FIELD(mem_dtype),
+              choice<DType>(
+                  "f32, bf16 or f16",
+                  [](const std::string& s, DType* out) { return parse_storage_dtype(s, out); },
+                  [](const DType& d) { return std::string(dtype_name(d)); }));
+        t.add(switch_flag("json", "print the same information as one JSON object"), FOT_FIELD(json),
+              boolean_value());
+        return t;
+    }();
+    return table;
+}
+
+}  // namespace
+
+Args inspect_args() {
     Args args("fotrt inspect",
               "Prints a model's configuration, its checkpoint format, tensor count, dtypes and\n"
               "parameter count, and what memory costs: bytes per memory token (keys and values\n"
@@ -68,27 +100,22 @@ int cmd_inspect(const Argv& argv) {
               "against config.json first: a broken one is a one-line error and exit code 1.",
               {"fotrt inspect --model models/long_llama_3b",
                "fotrt inspect --model models/long_llama_3b --mem-dtype f32 --json"});
-    args.option("model", "DIR", "model directory (config.json + safetensors or .bin weights)");
-    args.option("mem-dtype", "DTYPE", "dtype of stored memory: f32, bf16 or f16",
-                "the config's mem_dtype");
-    args.flag("json", "print the same information as one JSON object");
+    args.add(inspect_options());
+    return args;
+}
+
+int cmd_inspect(const Argv& argv) {
+    Args args = inspect_args();
     if (!args.parse(argv)) return 0;
-    FOT_CHECK(args.positional().empty(), "unexpected argument '", args.positional().front(),
-              "' (see fotrt inspect --help)");
-    const std::string dir = args.require("model");
+    InspectCommand cmd;
+    args.apply(inspect_options(), cmd);
+    const std::string dir = cmd.model;
     std::error_code ec;
     FOT_CHECK(std::filesystem::is_directory(dir, ec), dir, ": no such model directory");
 
     const std::string config_path = (std::filesystem::path(dir) / "config.json").string();
     const ModelConfig c = load_model_config(config_path).value();
-    DType mem_dtype = c.mem_dtype;
-    if (args.has("mem-dtype")) {
-        const std::string s = args.get("mem-dtype");
-        FOT_CHECK(
-            parse_dtype(s, &mem_dtype) &&
-                (mem_dtype == DType::kF32 || mem_dtype == DType::kBF16 || mem_dtype == DType::kF16),
-            "--mem-dtype must be f32, bf16 or f16, got '", s, "'");
-    }
+    const DType mem_dtype = cmd.mem_dtype.value_or(c.mem_dtype);
 
     std::unique_ptr<Checkpoint> ckpt = Checkpoint::open(dir);
     validate_llama_checkpoint(*ckpt, c);
@@ -106,7 +133,7 @@ int cmd_inspect(const Argv& argv) {
     const int64_t per_token = c.memory_bytes_per_token(mem_dtype);
     auto fit = [&](int64_t gib) { return per_token > 0 ? (gib << 30) / per_token : -1; };
 
-    if (args.has("json")) {
+    if (cmd.json) {
         nlohmann::ordered_json j;
         j["model"] = dir;
         j["config"] = {{"num_hidden_layers", c.num_hidden_layers},
@@ -151,9 +178,9 @@ int cmd_inspect(const Argv& argv) {
     row("W", str(c.max_position_embeddings, " (max_position_embeddings)"));
     row("lcl", str(c.last_context_length, " (last_context_length)"));
     row("mem_layers", join_ints(c.mem_layers));
-    row("mem_dtype", str(dtype_name(mem_dtype),
-                         args.has("mem-dtype") ? str(" (config: ", dtype_name(c.mem_dtype), ")")
-                                               : std::string()));
+    row("mem_dtype",
+        str(dtype_name(mem_dtype),
+            cmd.mem_dtype ? str(" (config: ", dtype_name(c.mem_dtype), ")") : std::string()));
     row("rope_theta", rope_str(c.rope_theta));
     row("checkpoint", str(ckpt->describe(), ", ", ckpt->tensors().size(), " tensors"));
     row("dtype", dtype_list);

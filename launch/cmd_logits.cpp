@@ -11,7 +11,34 @@
 
 namespace fot::cli {
 
-int cmd_logits(const Argv& argv) {
+namespace {
+
+struct LogitsCommand {
+    std::string ids, out;
+    bool stats = false;
+};
+
+const OptionTable<LogitsCommand>& logits_options() {
+    static const OptionTable<LogitsCommand> table = [] {
+        OptionTable<LogitsCommand> t;
+        t.add(flag("ids", "IDS.json", "input token ids: a flat JSON list, e.g. [1, 450, 4996]")
+                  .must_be_given(),
+              FOT_FIELD(ids), text_value());
+        t.add(flag("out", "OUT.f32", "output file (written by rank 0; replaced atomically)")
+                  .must_be_given(),
+              FOT_FIELD(out), text_value());
+        t.add(switch_flag("stats",
+                          "print per-rank memory statistics (tokens, bytes, all-gather traffic, "
+                          "time in scoring/selection/merge) to stderr"),
+              FOT_FIELD(stats), boolean_value());
+        return t;
+    }();
+    return table;
+}
+
+}  // namespace
+
+Args logits_args() {
     Args args("fotrt logits",
               "Runs ONE model call over the whole input (prefix windows into memory, the tail in\n"
               "the local cache, exactly as the reference) and writes the logits of every\n"
@@ -20,16 +47,19 @@ int cmd_logits(const Argv& argv) {
                "fotrt logits --model M --ids doc.json --out doc.f32 --precision exact   # fp32 on "
                "a bf16 checkpoint",
                "mpirun -np 4 fotrt logits --model M --ids doc.json --out doc.f32 --tp 2 --mp 2"});
-    args.option("ids", "IDS.json", "input token ids: a flat JSON list, e.g. [1, 450, 4996]");
-    args.option("out", "OUT.f32", "output file (written by rank 0; replaced atomically)");
-    args.flag("stats",
-              "print per-rank memory statistics (tokens, bytes, all-gather traffic, "
-              "time in scoring/selection/merge) to stderr");
+    args.add(logits_options());
     add_run_options(args);
+    return args;
+}
+
+int cmd_logits(const Argv& argv) {
+    Args args = logits_args();
     if (!args.parse(argv)) return 0;
     RunConfig run = resolve_run_config(args);
-    const std::string ids_path = args.require("ids");
-    const std::string out_path = args.require("out");
+    LogitsCommand cmd;
+    args.apply(logits_options(), cmd);
+    const std::string ids_path = cmd.ids;
+    const std::string out_path = cmd.out;
 
     auto world = parallel::make_world_communicator();
     std::vector<int32_t> ids;
@@ -40,7 +70,7 @@ int cmd_logits(const Argv& argv) {
               "fotrt logits runs one document: use --tp x --mp = ", world->size(),
               " ranks (got dp=", session->world.dp(), ")");
     LogitsJobResult r = run_logits_job(*session, ids, out_path);
-    if (args.has("stats")) {
+    if (cmd.stats) {
         const auto stats = collect_rank_stats(*session);
         if (session->is_root()) std::cerr << format_rank_stats(stats);
     }

@@ -4,6 +4,7 @@
 
 #include "launch/args.h"
 #include "launch/commands.h"
+#include "launch/job_options.h"
 #include "launch/run_options.h"
 #include "parallel/mpi_session.h"
 #include "runtime/core/logging.h"
@@ -11,7 +12,21 @@
 
 namespace fot::cli {
 
-int cmd_score(const Argv& argv) {
+namespace {
+
+// The corpus options of `fotrt score` fill BatchOptions directly (its defaults are theirs).
+const OptionTable<BatchOptions>& score_options() {
+    static const OptionTable<BatchOptions> table = [] {
+        OptionTable<BatchOptions> t;
+        add_corpus_rows(t, "output records (overwritten; written by rank 0)", /*job=*/false);
+        return t;
+    }();
+    return table;
+}
+
+}  // namespace
+
+Args score_args() {
     Args args(
         "fotrt score",
         "Scores every document of a corpus in one model call per document (prefix windows\n"
@@ -27,33 +42,21 @@ int cmd_score(const Argv& argv) {
          "fotrt score --model M --input books/ --output scores.jsonl --mem-capacity 256k",
          "fotrt score --model M --input docs.jsonl --output s.jsonl --precision exact",
          "mpirun -np 4 fotrt score --model M --input tokens.bin --output s.jsonl --tp 2"});
-    args.option("input", "CORPUS", "JSONL file, directory of .txt files, or a token .bin");
-    args.option("output", "OUT.jsonl", "output records (overwritten; written by rank 0)");
-    args.option("offsets", "FILE", "offsets of a token .bin: n + 1 little-endian uint64",
-                "the .bin path with .offsets");
-    args.option("token-dtype", "u16|u32", "id width of a token .bin", "from the file sizes");
-    args.option("progress-interval", "SECONDS",
-                "seconds between progress lines when stderr is not a terminal; 0 = none", "30");
+    args.add(score_options());
     add_run_options(args);
+    return args;
+}
+
+int cmd_score(const Argv& argv) {
+    Args args = score_args();
     if (!args.parse(argv)) return 0;
-    FOT_CHECK(args.positional().empty(), "fotrt score: unexpected argument '",
-              args.positional().front(), "' (see fotrt score --help)");
     RunConfig run = resolve_run_config(args);
 
     BatchOptions o;
+    args.apply(score_options(), o);
     o.task = BatchTask::kScore;
     o.label = "score";
     o.journal = false;
-    o.corpus.path = args.require("input");
-    o.output = args.require("output");
-    o.corpus.offsets_path = args.get("offsets");
-    if (args.has("token-dtype")) {
-        FOT_CHECK(parse_token_width(args.get("token-dtype"), &o.corpus.token_bytes),
-                  "fotrt score: --token-dtype '", args.get("token-dtype"),
-                  "' is unknown (expected u16 or u32)");
-    }
-    o.progress_interval_s = args.get_double("progress-interval", 30.0);
-    FOT_CHECK(o.progress_interval_s >= 0, "fotrt score: --progress-interval must be >= 0");
 
     auto world = parallel::make_world_communicator();
     auto session = open_session(run, *world);

@@ -13,28 +13,6 @@
 
 namespace {
 
-struct Command {
-    const char* name;
-    int (*run)(const fot::cli::Argv&);
-    const char* summary;
-};
-
-const Command kCommands[] = {
-    {"logits", fot::cli::cmd_logits,
-     "write the float32 [n, vocab] logits of one forward over a long input"},
-    {"generate", fot::cli::cmd_generate,
-     "generate text or token ids after a long prompt (greedy or sampled)"},
-    {"score", fot::cli::cmd_score,
-     "per-document NLL and perplexity of a corpus (JSONL, .txt directory or token .bin)"},
-    {"passkey", fot::cli::cmd_passkey, "passkey retrieval accuracy by prompt length x key depth"},
-    {"batch", fot::cli::cmd_batch,
-     "resumable corpus runner (score or generate) for clusters; --config JOB.yaml"},
-    {"inspect", fot::cli::cmd_inspect,
-     "print a model's configuration, parameter count and memory cost per token"},
-    {"convert", fot::cli::cmd_convert,
-     "convert a checkpoint (PyTorch .bin or safetensors) to sharded safetensors"},
-};
-
 // Messages are printed on one line: embedded newlines would break log parsing.
 std::string one_line(std::string s) {
     for (char& ch : s) {
@@ -47,7 +25,7 @@ void print_usage() {
     std::cout << "usage: fotrt <command> [options]\n\n"
                  "fotrt runs LongLLaMA (Focused Transformer) models over very long inputs on a\n"
                  "CPU, a GPU or a cluster launched with mpirun.\n\ncommands:\n";
-    for (const auto& c : kCommands) {
+    for (const auto& c : fot::cli::commands()) {
         std::string n = c.name;
         std::cout << "  " << n << std::string(n.size() < 12 ? 12 - n.size() : 1, ' ') << c.summary
                   << "\n";
@@ -73,7 +51,7 @@ int main(int argc, char** argv) {
         return 0;
     }
     std::vector<std::string> args(argv + 2, argv + argc);
-    for (const auto& c : kCommands) {
+    for (const auto& c : fot::cli::commands()) {
         if (name != c.name) continue;
         // Errors end the whole job: one line (with the rank prefix in multi-rank runs), then
         // MPI_Abort so no peer is left waiting in a collective.

@@ -1,5 +1,6 @@
 // The run options shared by every model-running subcommand (logits, generate, score, passkey,
-// serve, bench): one table of flags and one rule for combining them with a run YAML.
+// batch): the rows of run_options() (config/run_config.h) plus --config, and one rule for
+// combining them with a run YAML.
 //
 // Precedence: defaults < the YAML given with --config < each flag given on the command line.
 // resolve_run_config() validates the result and checks that the model directory exists and
@@ -11,10 +12,16 @@
 
 namespace fot::cli {
 
-// Declares --config, --model, --backend, --dtype, --precision, --threads, --tp, --mp,
-// --retrieval, --k, --mem-dtype, --mem-capacity, --mem-capacity-bytes, --last-context-length,
-// --log-level.
-void add_run_options(Args& args);
+// The --config row: the YAML file that run keys (and, for fotrt batch, job keys) come from.
+struct ConfigFile {
+    std::string path;
+};
+// --config RUN.yaml, as the run commands take it.
+const OptionTable<ConfigFile>& run_config_file_option();
+
+// Declares `config_file` (--config) and every row of run_options().
+void add_run_options(Args& args,
+                     const OptionTable<ConfigFile>& config_file = run_config_file_option());
 
 // Builds the RunConfig from parsed `args` (which must have had add_run_options()). Throws
 // fot::Error on any invalid value or a missing/unusable model directory.

@@ -184,6 +184,12 @@ TEST(RunConfigTest, ByteSizes) {
     }
 }
 
+TEST(RunConfigTest, CapacityTokensTakeCountsLikeTheFlag) {
+    Result<RunConfig> r = parse_run_config("memory: { capacity_tokens: 64k }\n", "run.yaml");
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    EXPECT_EQ(r.value().memory.capacity_tokens, 65536);
+}
+
 TEST(RunConfigTest, ByteSizeAsYamlInteger) {
     Result<RunConfig> r = parse_run_config("memory: { capacity_bytes: 123456 }\n", "run.yaml");
     ASSERT_TRUE(r.ok()) << r.status().message();

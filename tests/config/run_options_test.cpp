@@ -185,6 +185,33 @@ TEST_F(RunOptionsTest, BadConfigFileNamesIt) {
     EXPECT_THAT(msg, HasSubstr("memory.kk"));
 }
 
+// One row per option: the flag and the YAML key refuse the same values with the same words.
+TEST_F(RunOptionsTest, FlagsAndYamlRefuseValuesAlike) {
+    int compared = 0;
+    for (const Option<RunConfig>& o : run_options().options()) {
+        for (const std::string bad : {"x!", "-7", "1.5.5"}) {
+            RunConfig scratch;
+            const std::string problem = o.set(bad, scratch);
+            if (problem.empty()) continue;  // a string option takes anything
+            SCOPED_TRACE(o.key + " = " + bad);
+            ++compared;
+            EXPECT_EQ(error_of({"--model", kModel, "--" + o.flag, bad}),
+                      "fotrt test: --" + o.flag + " " + problem);
+            // "memory.k" -> "memory: {k: x!}"
+            std::string yaml = bad;
+            std::string key = o.key;
+            for (size_t dot; (dot = key.rfind('.')) != std::string::npos;
+                 key = key.substr(0, dot)) {
+                yaml = str("{", key.substr(dot + 1), ": ", yaml, "}");
+            }
+            Result<RunConfig> r = parse_run_config(key + ": " + yaml + "\n", "run.yaml");
+            ASSERT_FALSE(r.ok());
+            EXPECT_EQ(r.status().message(), "run.yaml:1: " + o.key + " " + problem);
+        }
+    }
+    EXPECT_GE(compared, 20);
+}
+
 TEST_F(RunOptionsTest, HelpListsTheSharedOptions) {
     Args args("fotrt test", "run options under test");
     add_run_options(args);
