@@ -4,9 +4,9 @@
 // Default shape: LongLLaMA 3B (hidden 3200, 32 heads, 26 layers, intermediate 8640, vocab
 // 32000, mem_layers [6,12,18], W 2048, lcl 1024), bf16 weights and bf16 memory. For each
 // prefill length: one forward over n random tokens (logits of the last row only), then
-// --decode-steps greedy steps. FLOP and byte counts follow DESIGN.md §7 (formulas below);
-// the ceilings are measured here: a large bf16 GEMM through CudaBackend::matmul and a large
-// device-to-device copy (bytes read + written). Timings use the host clock around
+// --decode-steps greedy steps. FLOP and byte counts follow docs/architecture.md §8 (formulas
+// below); the ceilings are measured here: a large bf16 GEMM through CudaBackend::matmul and a
+// large device-to-device copy (bytes read + written). Timings use the host clock around
 // CudaBackend::synchronize(), after a warm-up forward. Per-phase tables (GEMMs, local
 // attention, memory attention, top-k, collectives, other) come from CUDA events around each
 // backend op (CudaBackend::set_profiling) with analytic FLOP/byte counts per op; the prefill

@@ -1,5 +1,6 @@
 // ModelConfig: the Hugging Face config.json of a LongLLaMA checkpoint, every field with the
-// default the reference code uses (see shared/reference/longllama.md §1.2).
+// default the reference code uses (LongLLaMA's configuration_longllama.py); the released
+// checkpoints' values are listed in docs/architecture.md §4.1.
 //
 // Plain data; load_model_config() parses and validates. Validation messages name the file
 // and the key ("config.json: num_attention_heads=5 does not divide hidden_size=64").

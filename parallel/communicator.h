@@ -1,4 +1,5 @@
-// Communicator: the one interface every collective in fotrt goes through (style.md §4).
+// Communicator: the one interface every collective in fotrt goes through
+// (docs/architecture.md §6; adding an implementation: §9.5).
 //
 // Modelled on NCCL: untyped data described by a TensorView, in place where that makes sense,
 // the stream last. Implementations: SelfCommunicator (size 1, no MPI), the MPI communicator

@@ -1,5 +1,5 @@
-// Which GPU a rank uses (DESIGN.md §4.1: device = local rank on the node), as pure logic so
-// that every case is unit-tested without GPUs or MPI. MpiSession gathers the node facts
+// Which GPU a rank uses (docs/architecture.md §6.1: device = local rank on the node), as pure
+// logic so that every case is unit-tested without GPUs or MPI. MpiSession gathers the node facts
 // (MPI_Comm_split_type(MPI_COMM_TYPE_SHARED), each local rank's CUDA_VISIBLE_DEVICES);
 // open_session passes them here with cudaGetDeviceCount's answer, before any NCCL call.
 //

@@ -1,4 +1,5 @@
-// MPI process lifetime, the world communicator and the failure policy (DESIGN.md §4.4).
+// MPI process lifetime, the world communicator and the failure policy
+// (docs/architecture.md §6.5).
 //
 // MpiSession is an RAII object created once, at the top of main(): it calls
 // MPI_Init_thread(FUNNELED) when the process was started by an MPI launcher (mpirun, mpiexec,

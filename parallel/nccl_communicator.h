@@ -1,7 +1,7 @@
 // NcclCommunicator: collectives on CUDA device buffers over NCCL (built when FOT_HAVE_NCCL).
 //
 // `device` is the CUDA device index of this rank (select_cuda_device, device_select.h).
-// Bootstrap (style.md §4; llm.c multi_gpu_config_init): on `device`, rank 0 of the host
+// Bootstrap (as llm.c's multi_gpu_config_init does): on `device`, rank 0 of the host
 // communicator `bootstrap` creates an ncclUniqueId, broadcasts it over `bootstrap`, and every
 // rank joins with ncclCommInitRank. Collective over `bootstrap`; the NCCL communicator has its
 // rank and size.

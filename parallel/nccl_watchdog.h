@@ -1,4 +1,5 @@
-// The NCCL watchdog: waiting for enqueued device work without ever hanging (DESIGN.md §4.4).
+// The NCCL watchdog: waiting for enqueued device work without ever hanging
+// (docs/architecture.md §6.5).
 //
 // NCCL collectives are enqueued on a stream and complete later; a peer that died, diverged or
 // lost its link leaves the kernel spinning and the host blocked in the next stream

@@ -4,7 +4,8 @@
 // every split requires parts to divide n (World::validate() checks the model dimensions up
 // front; these functions throw fot::Error naming the numbers otherwise).
 //
-// Tensor parallelism of the LLaMA weights (Megatron / FasterTransformer, DESIGN.md §4.2).
+// Tensor parallelism of the LLaMA weights (Megatron / FasterTransformer;
+// docs/architecture.md §6.2).
 // HF weights are [out_features, in_features], row-major:
 //   q_proj, k_proj, v_proj, gate_proj, up_proj   rows split     (column-parallel: out split)
 //   o_proj, down_proj                            columns split  (row-parallel: in split; the

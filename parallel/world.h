@@ -1,4 +1,4 @@
-// World: all rank arithmetic of a run, in one value class (DESIGN.md §4.1; TRT-LLM
+// World: all rank arithmetic of a run, in one value class (docs/architecture.md §6.1; TRT-LLM
 // WorldConfig). Nothing else in fotrt computes ranks from tp/mp/dp.
 //
 // A world of P ranks is a grid P = dp x mp x tp. Rank order: tp fastest, then mp, then dp:
@@ -6,9 +6,9 @@
 // so a tp group is tp consecutive ranks (one node with fast links). A "group" is the tp x mp
 // ranks that together run one model instance; dp groups work on different inputs. Each
 // group's leader is its rank with tp_rank == 0 and mp_rank == 0; global rank 0 (the leader of
-// group 0) is the coordinator of the control plane (§4.4).
+// group 0) is the coordinator of the control plane (docs/architecture.md §6.5).
 //
-// Memory parallelism places memory block b on mp rank b % mp (§4.3).
+// Memory parallelism places memory block b on mp rank b % mp (docs/architecture.md §6.3).
 // The device of a rank is its local rank on the node (first GPU = first rank on the node),
 // chosen with CUDA_VISIBLE_DEVICES and sharing rules by select_cuda_device (device_select.h).
 //

@@ -1,4 +1,5 @@
-// The one main() of multi-rank GoogleTest binaries (style.md §6; nccl_m2n basic_api_test_mpi).
+// The one main() of multi-rank GoogleTest binaries (fot_add_mpi_test in cmake/fot_testing.cmake;
+// modelled on nccl_m2n's basic_api_test_mpi).
 //
 // - MpiSession first (MPI is always initialised here, also when started without mpirun).
 // - Rank 0 prints the usual GoogleTest report; the other ranks print only their failed

@@ -1,4 +1,4 @@
-// Exact top-k memory retrieval on the GPU (DESIGN.md §4.3), same contracts as
+// Exact top-k memory retrieval on the GPU (docs/architecture.md §6.3), same contracts as
 // kernels/cpu/topk.cpp. Candidate order: higher score first, then lower global position.
 //  - memory_topk: a tiled fp32 kernel (tile.cuh; for <= 8 queries a lane-per-key kernel that
 //    reads each key once) writes the scores of a group of (head, query) rows into scratch

@@ -84,7 +84,7 @@ class Backend {
     virtual void logsoftmax_parts(TensorView parts, TensorView logits, const int32_t* host_targets,
                                   int64_t vocab_begin) = 0;
 
-    // ---- exact top-k memory retrieval (DESIGN.md §4.3) ----
+    // ---- exact top-k memory retrieval (docs/architecture.md §6.3) ----
     // Candidate order: higher score first, then lower global position. For each (h, t) of
     // queries q [T, H*D], the K best rows of store k [H, cap, D] rows [0, S) under that order
     // (K = scores.shape[2]); row_pos [>= S] (i64) maps a row to its global memory position.

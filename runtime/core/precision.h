@@ -1,4 +1,4 @@
-// Precision modes of the compute path (DESIGN.md §5).
+// Precision modes of the compute path (docs/architecture.md §7).
 //
 //  - kExact: fp32 activations, fp32 GEMM inputs for f32 weights, fp32 attention operands and
 //    f32 local caches. The golden contract: matches the reference PyTorch float32 run to ~1e-4.

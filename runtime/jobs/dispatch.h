@@ -1,4 +1,5 @@
-// Dispatch: hands work items to the dp groups of a world (DESIGN.md §4.4 control plane).
+// Dispatch: hands work items to the dp groups of a world (the control plane of
+// docs/architecture.md §6.5).
 //
 // Global rank 0 is the coordinator and also the leader of group 0. Group leaders pull work:
 // a leader sends rank 0 a request that carries the result of its previous item, rank 0 answers

@@ -1,6 +1,8 @@
 // LongLlama: the LongLLaMA forward with FoT memory, written once against Backend& and the
-// tp / mp Communicators (shared/reference/longllama.md §2 is the specification). The model
-// holds weights and per-call scratch; the state of a document lives in a Sequence.
+// tp / mp Communicators. The specification is the published LongLLaMA reference code
+// (modeling_longllama.py); docs/architecture.md §4 states its semantics and §5 follows one
+// window through this file. The model holds weights and per-call scratch; the state of a
+// document lives in a Sequence.
 //
 // One call = one reference model call over `ids` on one sequence:
 //  - The prefix [0, N - lcl) runs in windows of W tokens. Without a past (first call after

@@ -289,7 +289,7 @@ TEST(ModelConfigTest, ValidateCatchesHandBuiltConfigs) {
 }
 
 TEST(ModelConfigTest, ReleasedCheckpointSizes) {
-    // longllama.md §1.2 / §2.13: 3B = 3.426 B params and 38.4 kB of bf16 memory per token;
+    // docs/architecture.md §4.1: 3B = 3.426 B params and 38.4 kB of bf16 memory per token;
     // Code-7B = 6.739 B params and 49.2 kB.
     ModelConfig b3;
     b3.mem_layers = {6, 12, 18};

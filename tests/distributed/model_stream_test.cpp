@@ -1,9 +1,10 @@
 // The model issues every tensor- and memory-parallel collective on its backend's stream
-// (DESIGN.md §4.3: NCCL must run in order with the backend's ops, never on the legacy default
-// stream). Run under mpirun -np 2: the golden cases under tp 2 and under mp 2, with a CPU
-// backend that reports a fake stream handle and communicators that record the stream of each
-// collective before handing it to the real (MPI) group communicator. The results must still
-// match the golden logits, and every recorded collective must carry the backend's stream.
+// (docs/architecture.md §6.4: NCCL must run in order with the backend's ops, never on the
+// legacy default stream). Run under mpirun -np 2: the golden cases under tp 2 and under mp 2,
+// with a CPU backend that reports a fake stream handle and communicators that record the
+// stream of each collective before handing it to the real (MPI) group communicator. The
+// results must still match the golden logits, and every recorded collective must carry the
+// backend's stream.
 #include <gtest/gtest.h>
 
 #include <memory>

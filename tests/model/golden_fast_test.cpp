@@ -1,6 +1,6 @@
 // Golden case_h (head_dim 100, the 3B shape): the exact path against the reference's fp32
 // logits, and Precision::kFast on the bf16 model against the yardstick of the reference's own
-// bf16 run (shared/golden/README.md, "case_h"). The bf16 checkpoint is derived at test time
+// bf16 run (tests/data/golden/README.md, "case_h"). The bf16 checkpoint is derived at test time
 // with the `fotrt convert --dtype bf16` code path (convert_checkpoint) into a temp dir.
 // Compiled twice: for CpuBackend (tests/model) and, with FOT_CASE_H_BACKEND="cuda", for
 // CudaBackend (tests/kernels: on a GPU, and under the CUDA emulator in CI).
@@ -53,7 +53,7 @@ class CaseH : public ::testing::Test {
             GTEST_SKIP() << "no " << FOT_CASE_H_BACKEND << " device";
     }
     // case_h's weights rounded to bf16 (nearest even) as a bf16 safetensors checkpoint: the
-    // bytes of shared/golden/case_h/model_bf16/.
+    // bytes of the reference's case_h model_bf16/ (tests/data/golden/README.md).
     static void SetUpTestSuite() {
         bf16_dir_ = new std::string(
             (fs::temp_directory_path() / ("fot_case_h_bf16_" + std::to_string(::getpid())))

@@ -1,5 +1,5 @@
 // Golden parity of the CPU engine: logits, hidden states, greedy generation and cache sizes
-// of shared/golden cases (reference PyTorch LongLLaMA, fp32) within 1e-4.
+// of the golden cases in tests/data/golden (reference PyTorch LongLLaMA, fp32) within 1e-4.
 #include <gtest/gtest.h>
 
 #include <memory>

@@ -1,4 +1,4 @@
-// Helpers for tests against shared/golden fixtures copied into tests/data/golden.
+// Helpers for tests against the golden fixtures in tests/data/golden (see its README.md).
 #pragma once
 
 #include <cstdint>
