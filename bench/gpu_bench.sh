@@ -30,7 +30,7 @@ fi
 targets=(fot_gpu_bench)
 tests=()
 if [ -n "${BUNDLE_DIR:-}" ]; then
-  tests=(kernels_cuda_backend_test kernels_cuda_golden_test kernels_cuda_factory_test)
+  tests=(kernels_backend_conformance_cuda kernels_cuda_golden_test kernels_cuda_factory_test)
   targets+=("${tests[@]}")
 fi
 

@@ -10,10 +10,10 @@
 # next one still runs):
 #   device     nvidia-smi, compute-sanitizer --version
 #   tests      the GPU test suite: `ctest -L gpu` in a build tree, or the same test binaries
-#              run directly from a bundle (op tests vs CpuBackend, golden cases with
-#              --backend cuda, the factory test)
+#              run directly from a bundle (the backend conformance suite on CudaBackend vs
+#              CpuBackend, golden cases with --backend cuda, the factory test)
 #   sanitize   compute-sanitizer memcheck, racecheck, synccheck and initcheck over the kernel
-#              tests (kernels_cuda_backend_test, filtered by FOT_SANITIZE_FILTER)
+#              tests (kernels_backend_conformance_cuda, filtered by FOT_SANITIZE_FILTER)
 #   bench      fot_gpu_bench, 3B shape: fast dense prefill 16k/64k/128k and decode after each,
 #              exact dense 16k, fast top-k (k 128) 16k and 64k; per-phase tables (FOT_BENCH_ARGS
 #              replaces the three runs with one)
@@ -65,14 +65,16 @@ for s in $(echo "$skip" | tr ',' ' '); do
     case "$s" in build | device | tests | sanitize | sass | bench) ;; *) die "--skip: unknown step '$s' (build, device, tests, sanitize, sass, bench)" ;; esac
 done
 
-test_bins=(kernels_cuda_factory_test kernels_cuda_backend_test kernels_cuda_golden_test kernels_cuda_golden_fast_test)
+test_bins=(kernels_cuda_factory_test kernels_backend_conformance_cuda kernels_cuda_golden_test kernels_cuda_golden_fast_test)
 # The benchmark runs: fast dense at every length (the targets), exact dense at 16k (the fp32
 # path, for comparison), fast top-k (k 128) at 16k and 64k. FOT_BENCH_ARGS replaces all three.
 bench_runs=("--precision fast --retrieval dense --lengths 16k,64k,128k --decode-steps 32"
     "--precision exact --retrieval dense --lengths 16k --decode-steps 16 --no-ceilings"
     "--precision fast --retrieval topk --k 128 --lengths 16k,64k --decode-steps 16 --no-ceilings")
 [ -n "${FOT_BENCH_ARGS:-}" ] && bench_runs=("$FOT_BENCH_ARGS")
-sanitize_filter="${FOT_SANITIZE_FILTER:-CudaOps.*:Shapes/CudaAttention.*D100_T200*:Shapes/CudaAttention.*D100_T1_at37*:Shapes/CudaTopk.*D100_T4*:Shapes/CudaAttentionFast.*D100_T70*:Shapes/CudaAttentionFast.*D16_T64*:Shapes/CudaAttentionFast.*D128_T130*}"
+# Every op test and CUDA-specific test, and the attention/top-k cases that reach each kernel
+# path (tiled, decode with key splits, tensor-core, top-k scoring) at a moderate size.
+sanitize_filter="${FOT_SANITIZE_FILTER:-Conformance/BackendOps.*:CudaBackendTest.*:Conformance/BackendAttention.*exact_D100_T200_at10_S3000*:Conformance/BackendAttention.*exact_D100_T1_at37*:Conformance/BackendTopk.*D100_T4*:Conformance/BackendAttention.*fast_D100_T70*:Conformance/BackendAttention.*fast_D16_T64*:Conformance/BackendAttention.*fast_D128_T130_at10_S1000*}"
 build="${BUILD_DIR:-$root/build-gpu-check}"
 
 # ---- --make-bundle: build here, copy binaries and the non-system, non-CUDA libraries --------
@@ -129,12 +131,12 @@ if [ -n "$bundle" ]; then
         test_cmd="$test_cmd $bin_dir/$t --gtest_brief=1 || rc=1;"
     done
     test_cmd="$test_cmd exit \$rc"
-    kernel_test="$bin_dir/kernels_cuda_backend_test"
+    kernel_test="$bin_dir/kernels_backend_conformance_cuda"
     bench_bin="$bin_dir/fot_gpu_bench"
 else
     bin_dir="$build"
     test_cmd="cd $build && ctest -L gpu --output-on-failure"
-    kernel_test="$build/tests/kernels/kernels_cuda_backend_test"
+    kernel_test="$build/tests/kernels/kernels_backend_conformance_cuda"
     bench_bin="$build/bench/fot_gpu_bench"
     gen=""
     command -v ninja >/dev/null 2>&1 && gen="-G Ninja"

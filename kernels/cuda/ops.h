@@ -8,7 +8,7 @@
 // Every kernel computes what its namesake in kernels/cpu/ops.h computes (same shape letters,
 // same layouts, fp32 arithmetic). Where the order of a floating-point sum differs from the
 // CPU loops the results differ by rounding only; the per-op tolerances live in
-// tests/kernels/cuda_backend_test.cpp.
+// tests/kernels/backend_conformance.cpp.
 #pragma once
 
 #include <cstddef>

@@ -13,7 +13,7 @@ shift
 out="$build/cuda_emu"
 mkdir -p "$out"
 emu="$root/kernels/cuda/emu"
-cxx=(g++ -std=c++20 -O2 -g -fno-strict-aliasing -fopenmp -I"$emu" -I"$root" -DFOT_HAVE_CUDA=1 -DFOT_HAVE_NCCL=0
+cxx=(g++ -std=c++20 -O2 -g -fno-strict-aliasing -fopenmp -I"$emu" -I"$root" -DFOT_HAVE_CUDA=1 -DFOT_HAVE_NCCL=0 -DFOT_CUDA_EMU_BUILD=1
      -Wno-unknown-pragmas -I/usr/include/x86_64-linux-gnu/openblas-pthread
      -DFOT_SOURCE_DIR="\"$root\"" -DFOT_TEST_DATA="\"$root/tests/data\""
      -DFOT_BINARY_DIR="\"$build\"" -DFOTRT_EXE="\"$build/launch/fotrt\"")
@@ -47,11 +47,15 @@ libs=("$build/runtime/jobs/libfot_jobs.a" "$build/runtime/model/libfot_model.a"
 sys=(-L/usr/lib/x86_64-linux-gnu/openmpi/lib -lgtest -lgtest_main -lsentencepiece
      -lsentencepiece_train -lyaml-cpp -lmpi_cxx -lmpi -lopenblas -lgomp -lpthread)
 
+# Each test binary and its sources (tests/kernels/CMakeLists.txt builds the same ones).
+declare -A sources=(
+  [backend_conformance_cuda_emulated]="backend_conformance backend_reference backend_conformance_cuda cuda_backend_test"
+  [cuda_golden_test]="cuda_golden_test")
 status=0
-for t in cuda_backend_test cuda_golden_test; do
+for t in backend_conformance_cuda_emulated cuda_golden_test; do
   objs=()
-  compile "$root/tests/kernels/$t.cpp" "$out/$t.o"
-  g++ -fopenmp -o "$out/$t" "$out/$t.o" "${lib_objs[@]}" "${libs[@]}" "${sys[@]}"
+  for src in ${sources[$t]}; do compile "$root/tests/kernels/$src.cpp" "$out/$src.o"; done
+  g++ -fopenmp -o "$out/$t" "${objs[@]}" "${lib_objs[@]}" "${libs[@]}" "${sys[@]}"
   echo "== $t (emulated)"
   "$out/$t" "$@" || status=1
 done
