@@ -170,6 +170,26 @@ TEST_P(Sequences, BatchedDecodeOfFourEqualsFourSingleDecodes) {
     }
 }
 
+TEST_P(Sequences, EachSequenceHasItsOwnMemoryCapacity) {
+    for (Layout l : layouts(world_->size())) {
+        auto s = open(l);
+        // 130 tokens put 130 - lcl(32) = 98 tokens into memory: more than 40 per rank on 1 or
+        // 2 mp ranks, nothing for an uncapped sequence.
+        const auto ids = prompt(130, 3, s->model_config.vocab_size);
+        Sequence small = s->model->new_sequence(40), big = s->model->new_sequence(0);
+        EXPECT_EQ(small.memory_capacity_tokens(), 40);
+        EXPECT_THROW(last_logits(*s, small, ids), Error) << name(l, GetParam());
+        EXPECT_FALSE(small.has_past());
+        EXPECT_EQ(small.memory_tokens(), 0);
+        EXPECT_FALSE(last_logits(*s, big, ids).empty());
+        EXPECT_EQ(big.memory_tokens(), 98);
+        // The refused sequence is still usable within its capacity.
+        const auto short_ids = std::vector<int32_t>(ids.begin(), ids.begin() + 60);
+        last_logits(*s, small, short_ids);
+        EXPECT_EQ(small.memory_tokens(), 28);
+    }
+}
+
 TEST_P(Sequences, DecodeRefusesBadBatchesBeforeChangingState) {
     auto s = open({1, 1});
     Sequence a = s->model->new_sequence(), b = s->model->new_sequence();
