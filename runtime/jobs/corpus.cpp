@@ -386,18 +386,22 @@ class TokenBinaryCorpus final : public Corpus {
         }
         const uint64_t tokens = offsets_.back();
         const uint64_t bytes = data_.size();
+        // Compared as bytes / width == tokens, never as bytes == width * tokens: a last offset
+        // near 2^64 / width would wrap the product to the file size and let every document
+        // read past the mapping.
+        auto holds = [&](uint64_t w) { return bytes % w == 0 && bytes / w == tokens; };
         int width = spec.token_bytes;
         if (width == 0) {
-            width = tokens == 0 ? 2 : (bytes == 2 * tokens ? 2 : bytes == 4 * tokens ? 4 : 0);
+            width = tokens == 0 ? 2 : holds(2) ? 2 : holds(4) ? 4 : 0;
             FOT_CHECK(width != 0, "token corpus ", spec.path, " has ", bytes,
                       " bytes but its offsets file ", op, " ends at ", tokens,
-                      " tokens: that is neither uint16 (", 2 * tokens, " bytes) nor uint32 (",
-                      4 * tokens, " bytes) ids");
+                      " tokens: that is neither uint16 (2 bytes per token) nor uint32 (4 bytes per "
+                      "token) ids");
         }
         FOT_CHECK(width == 2 || width == 4, "token width must be 2 (uint16) or 4 (uint32) bytes");
-        FOT_CHECK(bytes == width * tokens, "token corpus ", spec.path, " has ", bytes,
-                  " bytes but its offsets file ", op, " ends at ", tokens, " tokens of ", width,
-                  " bytes = ", width * tokens, " bytes");
+        FOT_CHECK(holds(static_cast<uint64_t>(width)), "token corpus ", spec.path, " has ", bytes,
+                  " bytes = ", bytes / width, " tokens of ", width, " bytes, but its offsets file ",
+                  op, " ends at ", tokens, " tokens");
         width_ = width;
     }
 

@@ -212,6 +212,20 @@ TEST_F(CorpusTest, CorruptOffsetsAreJobErrors) {
     expect_error("is not a list of n + 1 >= 1 little-endian uint64 offsets");
     write_array<uint64_t>("t.offsets", {0, 3});  // 8 bytes for 3 tokens: neither width
     expect_error("neither uint16");
+    // Last offsets whose byte size wraps to the 8 bytes of the file (2^62 + 2 uint32 tokens,
+    // 2^63 + 4 uint16 tokens): documents past the mapping, never readable.
+    const uint64_t wrap4 = (uint64_t{1} << 62) + 2, wrap2 = (uint64_t{1} << 63) + 4;
+    for (int width : {0, 4}) {
+        spec.token_bytes = width;
+        write_array<uint64_t>("t.offsets", {0, 1, wrap4});
+        expect_error("ends at " + std::to_string(wrap4) + " tokens");
+    }
+    for (int width : {0, 2}) {
+        spec.token_bytes = width;
+        write_array<uint64_t>("t.offsets", {0, 2, wrap2});
+        expect_error("ends at " + std::to_string(wrap2) + " tokens");
+    }
+    spec.token_bytes = 0;
     // An explicit offsets path.
     const std::string other = write_array<uint64_t>("elsewhere.idx", {0, 4});
     spec.offsets_path = other;
