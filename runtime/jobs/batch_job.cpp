@@ -9,6 +9,7 @@
 #include "runtime/core/logging.h"
 #include "runtime/core/status.h"
 #include "runtime/core/timer.h"
+#include "runtime/io/quote.h"
 #include "runtime/jobs/dispatch.h"
 #include "runtime/jobs/generate_job.h"
 #include "runtime/jobs/journal.h"
@@ -35,12 +36,21 @@ const char* batch_task_name(BatchTask t) {
     return t == BatchTask::kScore ? "score" : "generate";
 }
 
+namespace {
+// Records, the summary and the journal fingerprint hold text from the input (paths, file
+// names, generated text that may end inside a multi-byte character): ill-formed UTF-8 is
+// written as U+FFFD instead of making the JSON writer throw and end the job.
+std::string dump_line(const ojson& j) {
+    return j.dump(-1, ' ', false, ojson::error_handler_t::replace);
+}
+}  // namespace
+
 std::string error_record_json(const std::string& id_json, int64_t index, const std::string& why) {
     ojson j;
     j["id"] = ojson::parse(id_json);
     j["index"] = index;
-    j["error"] = why;
-    return j.dump();
+    j["error"] = escape_invalid_utf8(why);  // keeps the offending bytes visible
+    return dump_line(j);
 }
 
 std::string capacity_problem(Session& s, int64_t prompt, int64_t new_tokens) {
@@ -91,7 +101,7 @@ std::string fingerprint(const Session& s, const BatchOptions& o, const Corpus& c
         j["seed"] = o.sampling.seed;
         j["ignore_eos"] = o.ignore_eos;
     }
-    return j.dump();
+    return dump_line(j);
 }
 
 // Runs one document on every rank of a group (see the header for the records).
@@ -157,7 +167,7 @@ WorkResult run_document(Session& s, const BatchOptions& o, const WorkItem& item,
         if (!unknown.empty()) j["ids_without_text"] = unknown;
     }
     j["stopped_at_eos"] = gr.stopped_at_eos;
-    r.record = j.dump();
+    r.record = dump_line(j);
     return r;
 }
 
@@ -284,13 +294,13 @@ BatchResult run_batch_job(Session& s, const BatchOptions& opts) {
         j["ranks"] = std::move(ranks);
         j["error_examples"] = std::move(error_examples);
         j["exit_code"] = exit_code;
-        result.summary_json = j.dump();
+        result.summary_json = dump_line(j);
         if (!opts.summary_path.empty()) {
             const std::string tmp = opts.summary_path + ".partial";
             {
                 std::ofstream out(tmp);
                 FOT_CHECK(out, "cannot write the summary to ", opts.summary_path);
-                out << j.dump(2) << "\n";
+                out << j.dump(2, ' ', false, ojson::error_handler_t::replace) << "\n";
                 FOT_CHECK(out.flush(), "write error on ", tmp);
             }
             fs::rename(tmp, opts.summary_path);

@@ -12,6 +12,7 @@
 
 #include "runtime/core/status.h"
 #include "runtime/io/mapped_file.h"
+#include "runtime/io/quote.h"
 
 namespace fot {
 
@@ -112,10 +113,13 @@ bool parse_token_width(const std::string& s, int* bytes) {
 
 namespace {
 
-std::string one_line(std::string s) {
-    std::replace(s.begin(), s.end(), '\n', ' ');
-    std::replace(s.begin(), s.end(), '\r', ' ');
-    return s;
+// A reason for an error record: one line, and valid UTF-8 even when it quotes the record's
+// own bytes (the JSON parser's message does), so that the record can be written.
+std::string reason_line(const std::string& s) {
+    std::string out = escape_invalid_utf8(s);
+    std::replace(out.begin(), out.end(), '\n', ' ');
+    std::replace(out.begin(), out.end(), '\r', ' ');
+    return out;
 }
 
 // Sets d.error for ids outside [0, vocab) (vocab <= 0: only the int32 range is checked).
@@ -151,7 +155,7 @@ void parse_jsonl_record(std::string_view line, int64_t vocab_size, Document& d) 
     try {
         j = nlohmann::json::parse(line.begin(), line.end());
     } catch (const std::exception& e) {
-        d.error = one_line(str("not valid JSON: ", e.what()));
+        d.error = reason_line(str("not valid JSON: ", e.what()));
         return;
     }
     if (!j.is_object()) {
@@ -170,9 +174,9 @@ void parse_jsonl_record(std::string_view line, int64_t vocab_size, Document& d) 
     }
     for (const auto& [key, value] : j.items()) {
         if (key != "id" && key != "text" && key != "ids") {
-            d.error = one_line(str("unknown field \"", key,
-                                   "\" (expected \"id\" and one of "
-                                   "\"text\" or \"ids\")"));
+            d.error = reason_line(str("unknown field \"", key,
+                                      "\" (expected \"id\" and one of "
+                                      "\"text\" or \"ids\")"));
             return;
         }
     }
@@ -327,16 +331,17 @@ class TextDirCorpus final : public Corpus {
         const File& f = files_.at(i);
         Document d;
         d.index = i;
-        d.id_json = nlohmann::json(f.name).dump();
+        // A file name need not be UTF-8; the id must be (it is written as JSON).
+        d.id_json = nlohmann::json(escape_invalid_utf8(f.name)).dump();
         const fs::path path = fs::path(spec_.path) / f.name;
         std::ifstream in(path, std::ios::binary);
         if (!in) {
-            d.error = str("cannot read ", path.string());
+            d.error = reason_line(str("cannot read ", path.string()));
             return d;
         }
         d.text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
         if (d.text.empty()) {
-            d.error = str("empty text (", path.string(), ")");
+            d.error = reason_line(str("empty text (", path.string(), ")"));
             return d;
         }
         d.has_text = true;
