@@ -118,6 +118,7 @@ WorkResult run_document(Session& s, const BatchOptions& o, const WorkItem& item,
     if (!d.error.empty()) return fail(d.error);
     std::vector<int32_t> ids =
         d.has_text ? s.get_tokenizer().encode(d.text, /*add_bos=*/true) : std::move(d.ids);
+    poll();  // tokenizing a book takes a while: a heartbeat before the first window
     const int64_t V = s.model_config.vocab_size;
     for (size_t i = 0; i < ids.size(); ++i) {
         if (ids[i] < 0 || ids[i] >= V) {
@@ -149,7 +150,7 @@ WorkResult run_document(Session& s, const BatchOptions& o, const WorkItem& item,
     go.sampling = o.sampling;
     go.sampling.seed = o.sampling.seed + static_cast<uint64_t>(d.index);
     go.ignore_eos = o.ignore_eos;
-    go.on_token = [&](int32_t) { poll(); };
+    go.between_windows = poll;  // the prompt's windows and every decode step
     GenerateResult gr = run_generate_job(s, ids, go);
     r.tokens = n + static_cast<int64_t>(gr.new_tokens.size());
     ojson j;

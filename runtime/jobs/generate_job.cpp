@@ -17,6 +17,13 @@ GenerateResult run_generate_job(Session& s, const std::vector<int32_t>& prompt,
     ForwardOptions fo;
     fo.logits = LogitsRows::kLast;
     fo.on_logits = [&](int64_t, TensorView local) { row = s.gather_vocab(local); };
+    if (opts.between_windows) {
+        // The model's only per-window hook: on_hidden(0, ...) comes at the start of every
+        // window (the embeddings); the other indices are ignored.
+        fo.on_hidden = [&](int64_t index, int64_t, TensorView) {
+            if (index == 0) opts.between_windows();
+        };
+    }
 
     Timer timer;
     std::vector<int32_t> feed = prompt;
