@@ -1,5 +1,7 @@
 #include "runtime/jobs/batch_job.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -104,6 +106,61 @@ std::string fingerprint(const Session& s, const BatchOptions& o, const Corpus& c
     return dump_line(j);
 }
 
+// Refuses, before anything is opened for writing, an output that is one of the job's inputs
+// (a corpus file, a file of the model directory), by name or through a symbolic or hard link
+// (same device and inode): writing it would truncate the input while it is mapped (SIGBUS)
+// or replace it (--restart, the summary's rename).
+void refuse_outputs_over_inputs(const Session& s, const BatchOptions& o, const Corpus& corpus) {
+    struct Input {
+        std::string path;
+        const char* what;
+        dev_t dev;
+        ino_t ino;
+    };
+    std::vector<Input> inputs;
+    auto add = [&](const std::string& path, const char* what) {
+        struct stat st {};
+        if (::stat(path.c_str(), &st) == 0) inputs.push_back({path, what, st.st_dev, st.st_ino});
+    };
+    for (const std::string& f : corpus.files()) add(f, "the input corpus");
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(s.run.model, ec)) {
+        if (e.is_regular_file(ec)) add(e.path().string(), "a file of the model");
+    }
+    struct Output {
+        std::string path;
+        const char* role;
+        const char* flag;
+    };
+    std::vector<Output> outputs;
+    for (const std::string& f : record_log_files(o.output, o.journal)) {
+        outputs.push_back({f, f == o.output ? "output" : "output file", "--output"});
+    }
+    if (!o.summary_path.empty()) {
+        outputs.push_back({o.summary_path, "summary", "--summary"});
+        outputs.push_back({o.summary_path + ".partial", "summary file", "--summary"});
+    }
+    for (const Output& out : outputs) {
+        struct stat st {};
+        if (::stat(out.path.c_str(), &st) != 0) continue;  // does not exist: cannot be an input
+        for (const Input& in : inputs) {
+            FOT_CHECK(st.st_dev != in.dev || st.st_ino != in.ino, out.role, " ", out.path,
+                      out.path == in.path ? " is " : " is the same file as ", in.what, " ", in.path,
+                      ": writing it would destroy that input; choose another ", out.flag);
+        }
+    }
+    // A new .txt file in a text-directory corpus would become one of its documents.
+    if (fs::is_directory(o.corpus.path, ec)) {
+        const fs::path dir = fs::weakly_canonical(o.corpus.path, ec);
+        for (const Output& out : outputs) {
+            const fs::path p = fs::weakly_canonical(fs::absolute(out.path, ec), ec);
+            FOT_CHECK(p.extension() != ".txt" || p.parent_path() != dir, out.role, " ", out.path,
+                      " is a .txt file in the input directory ", o.corpus.path,
+                      ": it would become one of its documents; choose another ", out.flag);
+        }
+    }
+}
+
 // Runs one document on every rank of a group (see the header for the records).
 WorkResult run_document(Session& s, const BatchOptions& o, const WorkItem& item,
                         const std::function<void()>& poll) {
@@ -194,6 +251,7 @@ BatchResult run_batch_job(Session& s, const BatchOptions& opts) {
         CorpusSpec spec = opts.corpus;
         spec.vocab_size = s.model_config.vocab_size;
         corpus = Corpus::open(spec);
+        refuse_outputs_over_inputs(s, opts, *corpus);
         if (corpus->has_text()) s.get_tokenizer();  // fail now, not once per record
         RecordLogOptions lo;
         lo.journal = opts.journal;

@@ -289,6 +289,7 @@ class JsonlCorpus final : public Corpus {
         return str("jsonl ", spec_.path, " (", entries_.size(), " records, ", file_.size(),
                    " bytes)");
     }
+    std::vector<std::string> files() const override { return {spec_.path}; }
 
   private:
     struct Entry {
@@ -351,6 +352,11 @@ class TextDirCorpus final : public Corpus {
     std::string describe() const override {
         return str("text directory ", spec_.path, " (", files_.size(), " .txt files, ",
                    total_bytes_, " bytes)");
+    }
+    std::vector<std::string> files() const override {
+        std::vector<std::string> out;
+        for (const File& f : files_) out.push_back((fs::path(spec_.path) / f.name).string());
+        return out;
     }
 
   private:
@@ -447,6 +453,7 @@ class TokenBinaryCorpus final : public Corpus {
         return str("uint", 8 * width_, " token corpus ", spec_.path, " (", size(), " documents, ",
                    offsets_.back(), " tokens)");
     }
+    std::vector<std::string> files() const override { return {spec_.path, spec_.offsets_path}; }
 
   private:
     CorpusSpec spec_;
