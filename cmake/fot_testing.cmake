@@ -3,6 +3,11 @@
 # fot_add_test(name SOURCES ... LIBS ... LABELS ...)
 #   One GoogleTest executable; every test case becomes a ctest entry (gtest_discover_tests)
 #   carrying LABELS. FOT_SOURCE_DIR and FOT_TEST_DATA are defined for the sources.
+# fot_test_labels(target timeout label...)
+#   gtest_discover_tests flattens list-valued properties: of LABELS "unit;io" only "unit"
+#   survives (and TIMEOUT is lost). This re-applies the full list and the timeout once the
+#   tests of `target` are discovered, from a ctest include file that runs after gtest's (it
+#   reads the <target>_TESTS list that gtest_discover_tests defines).
 # fot_add_mpi_test(name SOURCES ... LIBS ... NP 2 4 LABELS ...)
 #   One executable with tests/mpi_gtest_main.cpp, one ctest entry per process count, run
 #   under mpirun with --oversubscribe, root allowed, and a timeout so a deadlock fails.
@@ -26,6 +31,15 @@ function(fot_add_test name)
   gtest_discover_tests(${name}
     PROPERTIES LABELS "${labels}" TIMEOUT ${A_TIMEOUT}
     DISCOVERY_TIMEOUT 60)
+endfunction()
+
+function(fot_test_labels target timeout)
+  set(script ${CMAKE_CURRENT_BINARY_DIR}/${target}_labels.cmake)
+  file(WRITE ${script}
+    "if(DEFINED ${target}_TESTS)\n"
+    "  set_tests_properties(\${${target}_TESTS} PROPERTIES LABELS \"${ARGN}\" TIMEOUT ${timeout})\n"
+    "endif()\n")
+  set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES ${script})
 endfunction()
 
 function(fot_add_mpi_test name)

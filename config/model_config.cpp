@@ -3,10 +3,14 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <initializer_list>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
+
+#include "runtime/core/host_memory.h"
 
 namespace fot {
 
@@ -198,19 +202,116 @@ bool ModelConfig::is_mem_layer(int64_t layer) const {
     return std::binary_search(mem_layers.begin(), mem_layers.end(), layer);
 }
 
+namespace {
+
+// a * b and a + b for sizes; throw instead of wrapping.
+int64_t checked_mul(int64_t a, int64_t b, const char* what) {
+    int64_t r = 0;
+    FOT_CHECK(!__builtin_mul_overflow(a, b, &r), what, " overflows 64 bits");
+    return r;
+}
+int64_t checked_add(int64_t a, int64_t b, const char* what) {
+    int64_t r = 0;
+    FOT_CHECK(!__builtin_add_overflow(a, b, &r), what, " overflows 64 bits");
+    return r;
+}
+
+// Saturating a * b and a + b for non-negative sizes: a footprint estimate that only has to be
+// compared with the machine's memory.
+int64_t sat_mul(int64_t a, int64_t b) {
+    int64_t r = 0;
+    return __builtin_mul_overflow(a, b, &r) ? INT64_MAX : r;
+}
+int64_t sat_mul(std::initializer_list<int64_t> xs) {
+    int64_t r = 1;
+    for (int64_t x : xs) r = sat_mul(r, x);
+    return r;
+}
+int64_t sat_add(std::initializer_list<int64_t> xs) {
+    int64_t r = 0;
+    for (int64_t x : xs) {
+        if (__builtin_add_overflow(r, x, &r)) return INT64_MAX;
+    }
+    return r;
+}
+
+}  // namespace
+
 int64_t ModelConfig::parameter_count() const {
+    const char* what = "the parameter count of this config";
     const int64_t h = hidden_size;
-    const int64_t per_layer = 4 * h * h                    // q, k, v, o
-                              + 3 * h * intermediate_size  // gate, up, down
-                              + 2 * h;                     // two RMSNorm weights
-    return vocab_size * h                                  // embed_tokens
-           + num_hidden_layers * per_layer + h             // layers + final norm
-           + (tie_word_embeddings ? 0 : vocab_size * h);   // lm_head
+    // q, k, v, o + gate, up, down + two RMSNorm weights
+    const int64_t per_layer = checked_add(
+        checked_add(checked_mul(checked_mul(4, h, what), h, what),
+                    checked_mul(checked_mul(3, h, what), intermediate_size, what), what),
+        checked_mul(2, h, what), what);
+    const int64_t embed = checked_mul(vocab_size, h, what);
+    int64_t n = checked_add(embed, checked_mul(num_hidden_layers, per_layer, what), what);
+    n = checked_add(n, h, what);                                   // final norm
+    return tie_word_embeddings ? n : checked_add(n, embed, what);  // lm_head
 }
 
 int64_t ModelConfig::memory_bytes_per_token(DType dtype) const {
-    return 2 * hidden_size * static_cast<int64_t>(dtype_size(dtype)) *
-           static_cast<int64_t>(mem_layers.size());
+    const char* what = "the memory bytes per token of this config";
+    return checked_mul(checked_mul(2 * static_cast<int64_t>(dtype_size(dtype)), hidden_size, what),
+                       static_cast<int64_t>(mem_layers.size()), what);
+}
+
+ModelFootprint model_footprint(const ModelConfig& c, int64_t tp, int64_t mp, int64_t weight_bytes,
+                               DType cache_dtype) {
+    FOT_ASSERT(c.num_attention_heads > 0);
+    tp = std::max<int64_t>(tp, 1);
+    const int64_t W = c.max_position_embeddings, C = c.hidden_size, D = c.head_dim();
+    const int64_t H = c.num_attention_heads / tp, I = c.intermediate_size / tp,
+                  V = c.vocab_size / tp, L = c.num_hidden_layers;
+    const int64_t M = static_cast<int64_t>(c.mem_layers.size());
+    const int64_t f32 = 4, cache = static_cast<int64_t>(dtype_size(cache_dtype));
+    ModelFootprint f;
+    int64_t params = 0;
+    try {
+        params = c.parameter_count();
+    } catch (const Error&) {
+        params = INT64_MAX;
+    }
+    f.weights = sat_mul(params / tp, weight_bytes);
+    f.window = sat_add({
+        sat_mul({L, 2, H, W, D, cache}),  // local k_rot, v
+        sat_mul({M, 2, W, H, D, f32}),    // memory layers' raw k, v
+        sat_mul({W, f32,  // activations: x, xn, proj; q, k, v, attn; gate, up; partials
+                 sat_add({sat_mul({3, C}), sat_mul({4, H, D}), sat_mul({2, I}),
+                          sat_mul({H, sat_add({D, 2})})})}),
+        sat_mul({W, V, f32}),  // logits of every row (scoring)
+        mp > 1 && M > 0 ? sat_mul({mp, H, W, sat_add({D, 2}), f32}) : 0,  // memory gather
+    });
+    return f;
+}
+
+Status check_model_fits(const ModelConfig& c, const std::string& origin,
+                        const ModelFootprint& per_rank, int64_t tp, int64_t ranks,
+                        int64_t available, const std::string& available_what) {
+    const int64_t one = sat_add({per_rank.weights, per_rank.window});
+    const int64_t need = sat_mul(one, std::max<int64_t>(ranks, 1));
+    if (need <= available) return Status::ok_status();
+    const std::string sharing =
+        ranks > 1 ? str(" x ", ranks, " ranks on this node = ", format_bytes(need)) : "";
+    const std::string tail =
+        str(", more than the ", format_bytes(available), " of ", available_what);
+    if (per_rank.window >= per_rank.weights) {
+        return Status::error(
+            str(origin, ": max_position_embeddings=", c.max_position_embeddings, " needs ",
+                format_bytes(per_rank.window),
+                " per rank for the local caches and activations of one window (num_hidden_layers=",
+                c.num_hidden_layers, ", hidden_size=", c.hidden_size, ", tp=", tp, ") plus ",
+                format_bytes(per_rank.weights), " of weights", sharing, tail,
+                "; lower max_position_embeddings (the window length) or split the model over more "
+                "ranks (--tp) on more nodes"));
+    }
+    return Status::error(
+        str(origin, ": the weights (vocab_size=", c.vocab_size, ", hidden_size=", c.hidden_size,
+            ", intermediate_size=", c.intermediate_size,
+            ", num_hidden_layers=", c.num_hidden_layers, ") need ", format_bytes(per_rank.weights),
+            " per rank with tp=", tp, " plus ", format_bytes(per_rank.window), " for one window",
+            sharing, tail, "; split the model over more ranks (--tp) on more nodes"));
 }
 
 Status validate_model_config(const ModelConfig& c, const std::string& origin) {
@@ -226,6 +327,20 @@ Status validate_model_config(const ModelConfig& c, const std::string& origin) {
     };
     for (const auto& [key, value] : positive) {
         if (value <= 0) return err(str(key, "=", value, " must be positive"));
+    }
+    // Before any product of them is formed (see kMaxVocabSize).
+    const std::tuple<const char*, int64_t, int64_t> bounded[] = {
+        {"vocab_size", c.vocab_size, kMaxVocabSize},
+        {"hidden_size", c.hidden_size, kMaxHiddenSize},
+        {"intermediate_size", c.intermediate_size, kMaxIntermediateSize},
+        {"num_hidden_layers", c.num_hidden_layers, kMaxHiddenLayers},
+        {"max_position_embeddings", c.max_position_embeddings, kMaxPositionEmbeddings},
+    };
+    for (const auto& [key, value, bound] : bounded) {
+        if (value > bound) {
+            return err(str(key, "=", value, " is larger than fotrt supports (at most ", bound,
+                           "); the file is corrupt or not a LongLLaMA config"));
+        }
     }
     if (c.hidden_size % c.num_attention_heads != 0) {
         return err(str("num_attention_heads=", c.num_attention_heads,

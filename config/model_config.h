@@ -46,18 +46,49 @@ struct ModelConfig {
 
     int64_t head_dim() const { return hidden_size / num_attention_heads; }
     bool is_mem_layer(int64_t layer) const;
-    // Parameters of the checkpoint (embedding + layers + final norm + lm_head).
+    // Parameters of the checkpoint (embedding + layers + final norm + lm_head). Throws
+    // fot::Error when it overflows int64 (only possible for a config that fails validation).
     int64_t parameter_count() const;
-    // Bytes of memory keys and values one token occupies across all memory layers in `dtype`.
+    // Bytes of memory keys and values one token occupies across all memory layers in `dtype`
+    // (throws like parameter_count).
     int64_t memory_bytes_per_token(DType dtype) const;
 };
+
+// Upper bounds of the size fields. Far above any published LLaMA-family model, they keep
+// every size the runtime derives from a config (products of a few of these fields, times 8
+// bytes) inside int64: a config near 2^63 would otherwise wrap to a small buffer.
+constexpr int64_t kMaxVocabSize = int64_t{1} << 24;
+constexpr int64_t kMaxHiddenSize = int64_t{1} << 18;
+constexpr int64_t kMaxIntermediateSize = int64_t{1} << 20;
+constexpr int64_t kMaxHiddenLayers = int64_t{1} << 12;
+constexpr int64_t kMaxPositionEmbeddings = int64_t{1} << 24;
+
+// Bytes one rank holds for a model: its tp share of the weights, and the buffers the model
+// allocates once (local caches of every layer, activations and logits of one window of W
+// rows). Memory, which grows with a document up to the memory capacity, is not counted.
+struct ModelFootprint {
+    int64_t weights = 0;
+    int64_t window = 0;
+};
+// Mirrors the allocations of runtime/model (LongLlama, MemoryAttentionScratch) for a run with
+// `tp` x `mp` ranks per model, weights of `weight_bytes` per element and local caches in
+// `cache_dtype`. `c` must have passed validation; saturates at INT64_MAX instead of wrapping.
+ModelFootprint model_footprint(const ModelConfig& c, int64_t tp, int64_t mp, int64_t weight_bytes,
+                               DType cache_dtype);
+// An error naming the field to change when `ranks` ranks of `per_rank` bytes each need more
+// than `available` bytes (`available_what` says where that number came from, e.g.
+// "physical memory").
+Status check_model_fits(const ModelConfig& c, const std::string& origin,
+                        const ModelFootprint& per_rank, int64_t tp, int64_t ranks,
+                        int64_t available, const std::string& available_what);
 
 // Parses `path` (a config.json). Unknown keys are ignored (HF configs carry many); known keys
 // with the wrong type or an invalid value are errors naming the key.
 Result<ModelConfig> load_model_config(const std::string& path);
 // Same, from JSON text; `origin` names the source in messages.
 Result<ModelConfig> parse_model_config(const std::string& json_text, const std::string& origin);
-// Checks cross-field invariants (heads divide hidden, lcl <= W, mem_layers in range, ...).
+// Checks cross-field invariants (heads divide hidden, lcl <= W, mem_layers in range, ...) and
+// the upper bounds above.
 Status validate_model_config(const ModelConfig& c, const std::string& origin);
 // Writes the config back as HF-style JSON (sorted keys), e.g. for `fotrt convert`.
 std::string model_config_to_json(const ModelConfig& c);

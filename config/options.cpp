@@ -101,16 +101,19 @@ ValueType<std::string> string_choice(std::vector<std::string> names) {
         [](const std::string& s) { return s; }, known);
 }
 
-ValueType<int64_t> positive_integer() {
-    ValueType<int64_t> t = integer<int64_t>(1);
+ValueType<int64_t> positive_integer(int64_t max) {
+    ValueType<int64_t> t = integer<int64_t>(1, max);
     t.expected = "a positive integer";
-    t.check = [](const int64_t& v) {
-        return v < 1 ? range_problem("a positive integer", std::to_string(v)) : std::string();
+    const auto problem = [max](int64_t v) {
+        if (v < 1) return range_problem("a positive integer", std::to_string(v));
+        if (v > max) return range_problem(str("<= ", max), std::to_string(v));
+        return std::string();
     };
-    t.parse = [](const std::string& text, int64_t* out) {
+    t.check = [problem](const int64_t& v) { return problem(v); };
+    t.parse = [problem](const std::string& text, int64_t* out) {
         int64_t v = 0;
         std::string p = option_detail::parse_integer(text, "a positive integer", &v);
-        if (p.empty() && v < 1) p = range_problem("a positive integer", std::to_string(v));
+        if (p.empty()) p = problem(v);
         if (p.empty()) *out = v;
         return p;
     };

@@ -74,8 +74,8 @@ ValueType<V> choice(std::string expected, std::function<bool(const std::string&,
 template <typename I>
 ValueType<I> integer(I min = std::numeric_limits<I>::lowest(),
                      I max = std::numeric_limits<I>::max());
-// Whole numbers >= 1, described as "a positive integer".
-ValueType<int64_t> positive_integer();
+// Whole numbers in [1, max], described as "a positive integer".
+ValueType<int64_t> positive_integer(int64_t max = INT64_MAX);
 
 // Real numbers in a range; an open end excludes its bound: real(0, 1, true) is (0, 1].
 ValueType<double> real(double min, double max = std::numeric_limits<double>::infinity(),

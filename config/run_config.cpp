@@ -90,7 +90,7 @@ const OptionTable<RunConfig>& run_options() {
                   [](const Retrieval& r) { return std::string(retrieval_name(r)); }));
         t.add(flag("k", "N", "memory keys per (query, head) with --retrieval topk")
                   .in_yaml("memory.k"),
-              FOT_FIELD(memory.k), positive_integer());
+              FOT_FIELD(memory.k), positive_integer(int64_t{1} << 20));
         t.add(flag("mem-dtype", "bf16|f32|f16", "storage dtype of memory keys and values")
                   .in_yaml("memory.mem_dtype")
                   .default_is("config.json's mem_dtype"),

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs dependencies, builds everything from scratch and runs every test: this is what CI
 # runs (.ci/run). Two builds:
-#   1. build/asan: CPU-only with AddressSanitizer; runs the checkpoint-reader tests (label io),
-#      which feed corrupt files to the parsers.
+#   1. build/asan: CPU-only with AddressSanitizer and UndefinedBehaviorSanitizer (any report
+#      fails the test: halt_on_error); runs the tests labelled io: the checkpoint readers fed
+#      corrupt files, and the hostile-input suite (e2e_hostile_test).
 #   2. build/ci: the full build (CUDA kernels compiled and linked when nvcc exists, and also
 #      compiled against the CPU emulator in kernels/cuda/emu so their logic is tested without
 #      a GPU: the `emulated.*` tests); runs every test except those labelled gpu (they skip
@@ -21,11 +22,13 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} OPENBLAS_NUM_THREADS=${OPENBLAS_NUM
 start=$(date +%s)
 rm -rf "$root/asan" "$root/ci"
 
-echo "== test.sh: AddressSanitizer build (checkpoint readers)"
+echo "== test.sh: AddressSanitizer + UBSan build (checkpoint readers, hostile inputs)"
 cmake -S . -B "$root/asan" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFOT_CUDA=OFF \
-    -DFOT_SANITIZE=address -DFOT_BUILD_BENCH=OFF -DFOT_NATIVE=OFF
-cmake --build "$root/asan" -j"$jobs" --target fotrt io_parsers_test io_checkpoint_test io_cli_test
-(cd "$root/asan" && ASAN_OPTIONS=detect_leaks=0 ctest -L io --output-on-failure -j"$jobs")
+    -DFOT_SANITIZE=address,undefined -DFOT_BUILD_BENCH=OFF -DFOT_NATIVE=OFF
+cmake --build "$root/asan" -j"$jobs" --target fotrt io_parsers_test io_checkpoint_test io_cli_test \
+    e2e_hostile_test
+(cd "$root/asan" && ASAN_OPTIONS=detect_leaks=0 \
+    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ctest -L io --output-on-failure -j"$jobs")
 
 echo "== test.sh: full build"
 cmake -S . -B "$root/ci" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFOT_CUDA_EMULATOR=ON

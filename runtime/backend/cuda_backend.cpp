@@ -188,9 +188,7 @@ int64_t CudaBackend::allocation_count() const {
 // ---- memory ------------------------------------------------------------------------------------
 
 Buffer CudaBackend::alloc(DType dtype, Shape shape) {
-    const int64_t n = shape_numel(shape);
-    FOT_CHECK(n >= 0, "cuda backend: negative shape ", shape_str(shape));
-    const size_t bytes = static_cast<size_t>(n) * dtype_size(dtype);
+    const size_t bytes = shape_nbytes(shape, dtype);  // throws on a negative or huge shape
     const Device dev = Device::cuda(device_);
     if (bytes == 0) return Buffer(nullptr, dtype, std::move(shape), dev, [](void*) {});
     void* p = nullptr;

@@ -11,8 +11,20 @@ namespace fot {
 
 int64_t shape_numel(const Shape& s) {
     int64_t n = 1;
-    for (int64_t d : s) n *= d;
+    for (int64_t d : s) {
+        FOT_CHECK(d >= 0, "negative dimension in shape ", shape_str(s));
+        FOT_CHECK(!__builtin_mul_overflow(n, d, &n), "shape ", shape_str(s),
+                  " has more elements than fit in 64 bits");
+    }
     return n;
+}
+
+size_t shape_nbytes(const Shape& s, DType t) {
+    int64_t bytes = 0;
+    FOT_CHECK(!__builtin_mul_overflow(shape_numel(s), static_cast<int64_t>(dtype_size(t)), &bytes),
+              "a ", dtype_name(t), " tensor of shape ", shape_str(s),
+              " has more bytes than fit in 64 bits");
+    return static_cast<size_t>(bytes);
 }
 
 std::string shape_str(const Shape& s) {
@@ -24,8 +36,7 @@ std::string shape_str(const Shape& s) {
 }
 
 Buffer::Buffer(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape)) {
-    for (int64_t d : shape_) FOT_CHECK(d >= 0, "negative dimension in shape ", shape_str(shape_));
-    size_t bytes = nbytes();
+    const size_t bytes = nbytes();  // checks the shape
     size_t rounded = (bytes + 63) / 64 * 64;
     if (rounded == 0) rounded = 64;
     data_ = std::aligned_alloc(64, rounded);

@@ -20,7 +20,13 @@ namespace fot {
 
 using Shape = std::vector<int64_t>;
 
+// Elements of a dense tensor of shape `s`. Shapes come from files and flags: a negative
+// dimension or a product beyond int64 throws fot::Error naming the shape, because a wrapped
+// product would size a buffer smaller than the tensor written into it.
 int64_t shape_numel(const Shape& s);
+// Bytes of a dense tensor: shape_numel(s) x dtype_size(t), with the same check (the result
+// fits in int64, so sizes can be passed around as int64_t or size_t alike).
+size_t shape_nbytes(const Shape& s, DType t);
 // "[2, 3, 4]"
 std::string shape_str(const Shape& s);
 
@@ -41,7 +47,7 @@ struct TensorView {
     Device device;
 
     int64_t numel() const { return shape_numel(shape); }
-    size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
+    size_t nbytes() const { return shape_nbytes(shape, dtype); }
     template <typename T>
     T* as() const {
         return static_cast<T*>(data);
@@ -71,7 +77,7 @@ class Buffer {
     const Shape& shape() const { return shape_; }
     Device device() const { return device_; }
     int64_t numel() const { return shape_numel(shape_); }
-    size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype_); }
+    size_t nbytes() const { return shape_nbytes(shape_, dtype_); }
     bool empty() const { return data_ == nullptr; }
 
   private:

@@ -1,5 +1,7 @@
 #include "runtime/jobs/batch_job.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -9,6 +11,7 @@
 #include "runtime/core/logging.h"
 #include "runtime/core/status.h"
 #include "runtime/core/timer.h"
+#include "runtime/io/quote.h"
 #include "runtime/jobs/dispatch.h"
 #include "runtime/jobs/generate_job.h"
 #include "runtime/jobs/journal.h"
@@ -35,12 +38,21 @@ const char* batch_task_name(BatchTask t) {
     return t == BatchTask::kScore ? "score" : "generate";
 }
 
+namespace {
+// Records, the summary and the journal fingerprint hold text from the input (paths, file
+// names, generated text that may end inside a multi-byte character): ill-formed UTF-8 is
+// written as U+FFFD instead of making the JSON writer throw and end the job.
+std::string dump_line(const ojson& j) {
+    return j.dump(-1, ' ', false, ojson::error_handler_t::replace);
+}
+}  // namespace
+
 std::string error_record_json(const std::string& id_json, int64_t index, const std::string& why) {
     ojson j;
     j["id"] = ojson::parse(id_json);
     j["index"] = index;
-    j["error"] = why;
-    return j.dump();
+    j["error"] = escape_invalid_utf8(why);  // keeps the offending bytes visible
+    return dump_line(j);
 }
 
 std::string capacity_problem(Session& s, int64_t prompt, int64_t new_tokens) {
@@ -91,7 +103,62 @@ std::string fingerprint(const Session& s, const BatchOptions& o, const Corpus& c
         j["seed"] = o.sampling.seed;
         j["ignore_eos"] = o.ignore_eos;
     }
-    return j.dump();
+    return dump_line(j);
+}
+
+// Refuses, before anything is opened for writing, an output that is one of the job's inputs
+// (a corpus file, a file of the model directory), by name or through a symbolic or hard link
+// (same device and inode): writing it would truncate the input while it is mapped (SIGBUS)
+// or replace it (--restart, the summary's rename).
+void refuse_outputs_over_inputs(const Session& s, const BatchOptions& o, const Corpus& corpus) {
+    struct Input {
+        std::string path;
+        const char* what;
+        dev_t dev;
+        ino_t ino;
+    };
+    std::vector<Input> inputs;
+    auto add = [&](const std::string& path, const char* what) {
+        struct stat st {};
+        if (::stat(path.c_str(), &st) == 0) inputs.push_back({path, what, st.st_dev, st.st_ino});
+    };
+    for (const std::string& f : corpus.files()) add(f, "the input corpus");
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(s.run.model, ec)) {
+        if (e.is_regular_file(ec)) add(e.path().string(), "a file of the model");
+    }
+    struct Output {
+        std::string path;
+        const char* role;
+        const char* flag;
+    };
+    std::vector<Output> outputs;
+    for (const std::string& f : record_log_files(o.output, o.journal)) {
+        outputs.push_back({f, f == o.output ? "output" : "output file", "--output"});
+    }
+    if (!o.summary_path.empty()) {
+        outputs.push_back({o.summary_path, "summary", "--summary"});
+        outputs.push_back({o.summary_path + ".partial", "summary file", "--summary"});
+    }
+    for (const Output& out : outputs) {
+        struct stat st {};
+        if (::stat(out.path.c_str(), &st) != 0) continue;  // does not exist: cannot be an input
+        for (const Input& in : inputs) {
+            FOT_CHECK(st.st_dev != in.dev || st.st_ino != in.ino, out.role, " ", out.path,
+                      out.path == in.path ? " is " : " is the same file as ", in.what, " ", in.path,
+                      ": writing it would destroy that input; choose another ", out.flag);
+        }
+    }
+    // A new .txt file in a text-directory corpus would become one of its documents.
+    if (fs::is_directory(o.corpus.path, ec)) {
+        const fs::path dir = fs::weakly_canonical(o.corpus.path, ec);
+        for (const Output& out : outputs) {
+            const fs::path p = fs::weakly_canonical(fs::absolute(out.path, ec), ec);
+            FOT_CHECK(p.extension() != ".txt" || p.parent_path() != dir, out.role, " ", out.path,
+                      " is a .txt file in the input directory ", o.corpus.path,
+                      ": it would become one of its documents; choose another ", out.flag);
+        }
+    }
 }
 
 // Runs one document on every rank of a group (see the header for the records).
@@ -108,6 +175,7 @@ WorkResult run_document(Session& s, const BatchOptions& o, const WorkItem& item,
     if (!d.error.empty()) return fail(d.error);
     std::vector<int32_t> ids =
         d.has_text ? s.get_tokenizer().encode(d.text, /*add_bos=*/true) : std::move(d.ids);
+    poll();  // tokenizing a book takes a while: a heartbeat before the first window
     const int64_t V = s.model_config.vocab_size;
     for (size_t i = 0; i < ids.size(); ++i) {
         if (ids[i] < 0 || ids[i] >= V) {
@@ -139,7 +207,7 @@ WorkResult run_document(Session& s, const BatchOptions& o, const WorkItem& item,
     go.sampling = o.sampling;
     go.sampling.seed = o.sampling.seed + static_cast<uint64_t>(d.index);
     go.ignore_eos = o.ignore_eos;
-    go.on_token = [&](int32_t) { poll(); };
+    go.between_windows = poll;  // the prompt's windows and every decode step
     GenerateResult gr = run_generate_job(s, ids, go);
     r.tokens = n + static_cast<int64_t>(gr.new_tokens.size());
     ojson j;
@@ -157,7 +225,7 @@ WorkResult run_document(Session& s, const BatchOptions& o, const WorkItem& item,
         if (!unknown.empty()) j["ids_without_text"] = unknown;
     }
     j["stopped_at_eos"] = gr.stopped_at_eos;
-    r.record = j.dump();
+    r.record = dump_line(j);
     return r;
 }
 
@@ -183,6 +251,7 @@ BatchResult run_batch_job(Session& s, const BatchOptions& opts) {
         CorpusSpec spec = opts.corpus;
         spec.vocab_size = s.model_config.vocab_size;
         corpus = Corpus::open(spec);
+        refuse_outputs_over_inputs(s, opts, *corpus);
         if (corpus->has_text()) s.get_tokenizer();  // fail now, not once per record
         RecordLogOptions lo;
         lo.journal = opts.journal;
@@ -284,13 +353,13 @@ BatchResult run_batch_job(Session& s, const BatchOptions& opts) {
         j["ranks"] = std::move(ranks);
         j["error_examples"] = std::move(error_examples);
         j["exit_code"] = exit_code;
-        result.summary_json = j.dump();
+        result.summary_json = dump_line(j);
         if (!opts.summary_path.empty()) {
             const std::string tmp = opts.summary_path + ".partial";
             {
                 std::ofstream out(tmp);
                 FOT_CHECK(out, "cannot write the summary to ", opts.summary_path);
-                out << j.dump(2) << "\n";
+                out << j.dump(2, ' ', false, ojson::error_handler_t::replace) << "\n";
                 FOT_CHECK(out.flush(), "write error on ", tmp);
             }
             fs::rename(tmp, opts.summary_path);

@@ -12,6 +12,7 @@
 
 #include "runtime/core/status.h"
 #include "runtime/io/mapped_file.h"
+#include "runtime/io/quote.h"
 
 namespace fot {
 
@@ -112,10 +113,13 @@ bool parse_token_width(const std::string& s, int* bytes) {
 
 namespace {
 
-std::string one_line(std::string s) {
-    std::replace(s.begin(), s.end(), '\n', ' ');
-    std::replace(s.begin(), s.end(), '\r', ' ');
-    return s;
+// A reason for an error record: one line, and valid UTF-8 even when it quotes the record's
+// own bytes (the JSON parser's message does), so that the record can be written.
+std::string reason_line(const std::string& s) {
+    std::string out = escape_invalid_utf8(s);
+    std::replace(out.begin(), out.end(), '\n', ' ');
+    std::replace(out.begin(), out.end(), '\r', ' ');
+    return out;
 }
 
 // Sets d.error for ids outside [0, vocab) (vocab <= 0: only the int32 range is checked).
@@ -151,7 +155,7 @@ void parse_jsonl_record(std::string_view line, int64_t vocab_size, Document& d) 
     try {
         j = nlohmann::json::parse(line.begin(), line.end());
     } catch (const std::exception& e) {
-        d.error = one_line(str("not valid JSON: ", e.what()));
+        d.error = reason_line(str("not valid JSON: ", e.what()));
         return;
     }
     if (!j.is_object()) {
@@ -170,9 +174,9 @@ void parse_jsonl_record(std::string_view line, int64_t vocab_size, Document& d) 
     }
     for (const auto& [key, value] : j.items()) {
         if (key != "id" && key != "text" && key != "ids") {
-            d.error = one_line(str("unknown field \"", key,
-                                   "\" (expected \"id\" and one of "
-                                   "\"text\" or \"ids\")"));
+            d.error = reason_line(str("unknown field \"", key,
+                                      "\" (expected \"id\" and one of "
+                                      "\"text\" or \"ids\")"));
             return;
         }
     }
@@ -285,6 +289,7 @@ class JsonlCorpus final : public Corpus {
         return str("jsonl ", spec_.path, " (", entries_.size(), " records, ", file_.size(),
                    " bytes)");
     }
+    std::vector<std::string> files() const override { return {spec_.path}; }
 
   private:
     struct Entry {
@@ -327,16 +332,17 @@ class TextDirCorpus final : public Corpus {
         const File& f = files_.at(i);
         Document d;
         d.index = i;
-        d.id_json = nlohmann::json(f.name).dump();
+        // A file name need not be UTF-8; the id must be (it is written as JSON).
+        d.id_json = nlohmann::json(escape_invalid_utf8(f.name)).dump();
         const fs::path path = fs::path(spec_.path) / f.name;
         std::ifstream in(path, std::ios::binary);
         if (!in) {
-            d.error = str("cannot read ", path.string());
+            d.error = reason_line(str("cannot read ", path.string()));
             return d;
         }
         d.text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
         if (d.text.empty()) {
-            d.error = str("empty text (", path.string(), ")");
+            d.error = reason_line(str("empty text (", path.string(), ")"));
             return d;
         }
         d.has_text = true;
@@ -346,6 +352,11 @@ class TextDirCorpus final : public Corpus {
     std::string describe() const override {
         return str("text directory ", spec_.path, " (", files_.size(), " .txt files, ",
                    total_bytes_, " bytes)");
+    }
+    std::vector<std::string> files() const override {
+        std::vector<std::string> out;
+        for (const File& f : files_) out.push_back((fs::path(spec_.path) / f.name).string());
+        return out;
     }
 
   private:
@@ -386,18 +397,22 @@ class TokenBinaryCorpus final : public Corpus {
         }
         const uint64_t tokens = offsets_.back();
         const uint64_t bytes = data_.size();
+        // Compared as bytes / width == tokens, never as bytes == width * tokens: a last offset
+        // near 2^64 / width would wrap the product to the file size and let every document
+        // read past the mapping.
+        auto holds = [&](uint64_t w) { return bytes % w == 0 && bytes / w == tokens; };
         int width = spec.token_bytes;
         if (width == 0) {
-            width = tokens == 0 ? 2 : (bytes == 2 * tokens ? 2 : bytes == 4 * tokens ? 4 : 0);
+            width = tokens == 0 ? 2 : holds(2) ? 2 : holds(4) ? 4 : 0;
             FOT_CHECK(width != 0, "token corpus ", spec.path, " has ", bytes,
                       " bytes but its offsets file ", op, " ends at ", tokens,
-                      " tokens: that is neither uint16 (", 2 * tokens, " bytes) nor uint32 (",
-                      4 * tokens, " bytes) ids");
+                      " tokens: that is neither uint16 (2 bytes per token) nor uint32 (4 bytes per "
+                      "token) ids");
         }
         FOT_CHECK(width == 2 || width == 4, "token width must be 2 (uint16) or 4 (uint32) bytes");
-        FOT_CHECK(bytes == width * tokens, "token corpus ", spec.path, " has ", bytes,
-                  " bytes but its offsets file ", op, " ends at ", tokens, " tokens of ", width,
-                  " bytes = ", width * tokens, " bytes");
+        FOT_CHECK(holds(static_cast<uint64_t>(width)), "token corpus ", spec.path, " has ", bytes,
+                  " bytes = ", bytes / width, " tokens of ", width, " bytes, but its offsets file ",
+                  op, " ends at ", tokens, " tokens");
         width_ = width;
     }
 
@@ -438,6 +453,7 @@ class TokenBinaryCorpus final : public Corpus {
         return str("uint", 8 * width_, " token corpus ", spec_.path, " (", size(), " documents, ",
                    offsets_.back(), " tokens)");
     }
+    std::vector<std::string> files() const override { return {spec_.path, spec_.offsets_path}; }
 
   private:
     CorpusSpec spec_;

@@ -69,6 +69,9 @@ class Corpus {
     // One line for logs and the resume fingerprint, e.g. "jsonl docs.jsonl (120 records,
     // 48213 bytes)".
     virtual std::string describe() const = 0;
+    // The files the corpus reads (the JSONL file; every .txt file of a directory; a token .bin
+    // and its offsets file): a job refuses to write over any of them.
+    virtual std::vector<std::string> files() const = 0;
 };
 
 // "u16" / "uint16" -> 2, "u32" / "uint32" -> 4; false when unknown.

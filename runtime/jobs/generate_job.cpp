@@ -18,6 +18,7 @@ GenerateResult run_generate_job(Session& s, const std::vector<int32_t>& prompt,
     ForwardOptions fo;
     fo.logits = LogitsRows::kLast;
     fo.on_logits = [&](int64_t, TensorView local) { row = s.gather_vocab(local); };
+    if (opts.between_windows) fo.before_window = [&](int64_t) { opts.between_windows(); };
 
     Timer timer;
     std::vector<int32_t> feed = prompt;

@@ -19,6 +19,9 @@ struct GenerateOptions {
     bool keep_step_logits = false;  // record the full logits row of every step (tests)
     // Called on every rank with each new token as soon as it is chosen.
     std::function<void(int32_t)> on_token;
+    // Called on every rank before each window of a model call, the prompt's included (a long
+    // prompt is many windows): dispatch serves requests and sends heartbeats from here.
+    std::function<void()> between_windows;
 };
 
 struct GenerateStep {

@@ -1,12 +1,15 @@
 #include "runtime/jobs/journal.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -68,7 +71,96 @@ std::string first_difference(const std::string& a, const std::string& b) {
     return "the job description";
 }
 
+std::string utc_now() {
+    const std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm);
+    return buf;
+}
+
+std::string this_host() {
+    char buf[256] = {};
+    if (::gethostname(buf, sizeof buf - 1) != 0) return "an unknown host";
+    return buf;
+}
+
+// The first line of an open file, for the holder of a lock.
+std::string read_line(int fd) {
+    char buf[512];
+    const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+    if (n <= 0) return "";
+    std::string s(buf, static_cast<size_t>(n));
+    s = s.substr(0, s.find('\n'));
+    for (char& c : s) {
+        if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
+    }
+    return s;
+}
+
 }  // namespace
+
+OutputLock::OutputLock(const std::string& lock_path, const std::string& what) : path_(lock_path) {
+    // A job that ends removes the lock file while holding the lock; a job that opened the old
+    // file just before then locks an unlinked inode that no one else sees, so the lock only
+    // counts when the path still names the locked file.
+    for (int attempt = 0; attempt < 100; ++attempt) {
+        const int fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        FOT_CHECK(fd >= 0, "cannot create the lock file ", path_, " of the ", what, ": ",
+                  std::strerror(errno));
+        if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            const int err = errno;
+            const std::string holder = read_line(fd);
+            ::close(fd);
+            if (err == EINTR) continue;
+            if (err == EWOULDBLOCK) {
+                FOT_THROW(what, " is in use by another job (",
+                          holder.empty() ? std::string("a job that is starting") : holder,
+                          "; lock file ", path_,
+                          "): two jobs writing one output would mix their records; wait for "
+                          "that job to end or choose another --output");
+            }
+            if (err == ENOLCK || err == EOPNOTSUPP || err == ENOSYS || err == EINVAL) {
+                FOT_LOG(kWarn) << "cannot lock " << path_ << " (" << std::strerror(err)
+                               << ": the file system has no flock); make sure no other job "
+                                  "writes "
+                               << what;
+                return;
+            }
+            FOT_THROW("cannot lock ", path_, " of the ", what, ": ", std::strerror(err));
+        }
+        struct stat locked {};
+        struct stat named {};
+        if (::fstat(fd, &locked) == 0 && ::stat(path_.c_str(), &named) == 0 &&
+            locked.st_dev == named.st_dev && locked.st_ino == named.st_ino) {
+            fd_ = fd;
+            const std::string holder =
+                str("pid ", ::getpid(), " on host ", this_host(), ", started ", utc_now(), "\n");
+            if (::ftruncate(fd_, 0) == 0) {
+                // Best effort: the lock, not this text, is what excludes the other job.
+                [[maybe_unused]] ssize_t w = ::pwrite(fd_, holder.data(), holder.size(), 0);
+            }
+            return;
+        }
+        ::close(fd);
+    }
+    FOT_THROW("cannot lock ", path_, " of the ", what,
+              ": the lock file keeps being replaced by other processes");
+}
+
+OutputLock::~OutputLock() {
+    if (fd_ < 0) return;
+    ::unlink(path_.c_str());  // while still holding the lock (see the constructor)
+    ::close(fd_);
+}
+
+std::vector<std::string> record_log_files(const std::string& out_path, bool journal) {
+    std::vector<std::string> files = {out_path};
+    if (journal) files.push_back(out_path + ".journal");
+    files.push_back(out_path + ".lock");
+    return files;
+}
 
 RecordLog::RecordLog(const std::string& out_path, const RecordLogOptions& opts)
     : path_(out_path), journal_path_(out_path + ".journal"), journaled_(opts.journal) {
@@ -90,6 +182,8 @@ RecordLog::RecordLog(const std::string& out_path, const RecordLogOptions& opts)
             crash_point_ == "output" || crash_point_ == "partial" || crash_point_ == "journal",
             "FOT_BATCH_CRASH=", spec, " must be N:output|partial|journal");
     }
+    // Before anything below truncates, removes or appends to the output.
+    lock_ = std::make_unique<OutputLock>(path_ + ".lock", "output " + path_);
     if (!journaled_) {
         out_fd_ = open_append(path_, /*truncate=*/true);
         return;

@@ -12,14 +12,42 @@
 //
 // The journal starts with a header holding the job's fingerprint (the options that decide the
 // results); resuming with a different fingerprint is an error naming the first difference.
+//
+// A RecordLog holds an advisory lock on OUT.lock (an OutputLock) from before it touches OUT
+// until it is destroyed: a second job on the same output (a requeued Slurm job overlapping
+// the first) is refused at start, naming the holder, instead of interleaving its records.
 // Only rank 0 uses a RecordLog. Not thread-safe.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <unordered_set>
+#include <vector>
 
 namespace fot {
+
+// An exclusive advisory lock (flock) on `lock_path`, held while the object lives. The file
+// holds "pid P on host H, started T" for the message another job gets; it is removed on
+// release (a lock file left by a killed job is stale: the kernel dropped its lock, and the
+// next job takes it over). On a file system without flock the job goes on unlocked, with a
+// warning.
+class OutputLock {
+  public:
+    // Throws fot::Error naming `what` (e.g. "output out.jsonl") and the holder when another
+    // process holds the lock.
+    OutputLock(const std::string& lock_path, const std::string& what);
+    ~OutputLock();
+    OutputLock(const OutputLock&) = delete;
+    OutputLock& operator=(const OutputLock&) = delete;
+
+  private:
+    std::string path_;
+    int fd_ = -1;
+};
+
+// The files a RecordLog on `out_path` writes: OUT, OUT.journal (when journaled) and OUT.lock.
+std::vector<std::string> record_log_files(const std::string& out_path, bool journal);
 
 struct RecordLogOptions {
     bool journal = true;   // false: plain output, truncated at open (fotrt score)
@@ -59,6 +87,7 @@ class RecordLog {
     void maybe_crash(const char* point);
 
     std::string path_, journal_path_;
+    std::unique_ptr<OutputLock> lock_;  // first member to be set, last to go
     bool journaled_ = true;
     int out_fd_ = -1;
     int journal_fd_ = -1;

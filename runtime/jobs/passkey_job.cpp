@@ -195,7 +195,7 @@ PasskeyReport run_passkey_job(Session& s, const PasskeyPlan& plan, const std::st
         decode_trial(item.payload, answer, prompt);
         GenerateOptions go;
         go.max_new_tokens = static_cast<int64_t>(answer.size());
-        go.on_token = [&](int32_t) { poll(); };
+        go.between_windows = poll;  // heartbeats through a long prompt's windows too
         GenerateResult g = run_generate_job(s, prompt, go);
         PasskeyTrialResult r;
         r.trial = trials[static_cast<size_t>(item.index)];

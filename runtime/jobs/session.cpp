@@ -12,6 +12,7 @@
 #include "parallel/mpi_session.h"
 #include "parallel/nccl_communicator.h"
 #include "parallel/self_communicator.h"
+#include "runtime/core/host_memory.h"
 #include "runtime/core/logging.h"
 #include "runtime/core/status.h"
 #include "runtime/core/timer.h"
@@ -133,6 +134,21 @@ std::unique_ptr<Session> open_session(const RunConfig& run, parallel::Communicat
     const Precision precision =
         run.precision.value_or(default_precision(q0 ? q0->dtype : DType::kF32));
     s->backend->set_precision(precision);
+    // A model this node cannot hold is refused before anything is allocated: on the CPU every
+    // rank of the node zero-fills its buffers in host memory, and a run that overcommits it
+    // would be ended by the kernel's OOM killer without a message. (Device memory needs no
+    // such check: an allocation that does not fit fails at once, with its own message.)
+    if (s->backend->device().kind == DeviceKind::kCpu) {
+        const DType weight_dtype = q0 ? q0->dtype : DType::kF32;
+        const int64_t weight_bytes =
+            precision == Precision::kFast ? 2 : static_cast<int64_t>(dtype_size(weight_dtype));
+        const ModelFootprint footprint =
+            model_footprint(mc, s->world.tp(), s->world.mp(), weight_bytes,
+                            precision == Precision::kFast ? DType::kBF16 : DType::kF32);
+        check_model_fits(mc, cfg_path, footprint, s->world.tp(), node.local_size(),
+                         host_memory_bytes(), host_memory_source())
+            .check();
+    }
     ModelWeights weights =
         load_model_weights(*ckpt, mc, *s->backend, s->world.tp_rank(), s->world.tp(), precision);
     ModelOptions mo;

@@ -11,13 +11,15 @@ TopKRetriever::TopKRetriever(Backend& backend, parallel::Communicator& mp, Retri
                              int64_t k)
     : MemoryRetriever(backend, mp, shape), k_(k) {
     FOT_CHECK(k >= 1, "top-k retrieval needs k >= 1 (got ", k, ")");
-    const int64_t n = shape.heads * shape.max_T * k;
-    cand_scores_ = backend.alloc(DType::kF32, {n});
-    cand_rows_ = backend.alloc(DType::kI64, {n});
-    cand_pos_ = backend.alloc(DType::kI64, {n});
+    // Shapes, not products: an absurd k is an error from the checked shape arithmetic.
+    const Shape cand = {shape.heads, shape.max_T, k};
+    cand_scores_ = backend.alloc(DType::kF32, cand);
+    cand_rows_ = backend.alloc(DType::kI64, cand);
+    cand_pos_ = backend.alloc(DType::kI64, cand);
     if (mp.size() > 1) {
-        all_scores_ = backend.alloc(DType::kF32, {mp.size() * n});
-        all_pos_ = backend.alloc(DType::kI64, {mp.size() * n});
+        const Shape all = {mp.size(), shape.heads, shape.max_T, k};
+        all_scores_ = backend.alloc(DType::kF32, all);
+        all_pos_ = backend.alloc(DType::kI64, all);
     }
     thr_score_ = backend.alloc(DType::kF32, {shape.heads * shape.max_T});
     thr_pos_ = backend.alloc(DType::kI64, {shape.heads * shape.max_T});

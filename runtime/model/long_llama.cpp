@@ -151,6 +151,7 @@ void LongLlama::decode(const std::vector<Sequence*>& seqs, const std::vector<int
 void LongLlama::run_step(const std::vector<Segment>& segs, int64_t rows, int64_t row0,
                          const ForwardOptions& opts) {
     FOT_ASSERT(rows >= 1 && rows <= W_);
+    if (opts.before_window) opts.before_window(row0);
     for (const Segment& seg : segs) flush_into_memory(seg);
 
     // Every segment's ids are contiguous in the step's rows.

@@ -67,6 +67,10 @@ struct ForwardOptions {
     // (index of the first row within the call, logits [rows, V_r]). The view is valid only
     // during the callback.
     std::function<void(int64_t, TensorView)> on_logits;
+    // Called on the host before each window (and each decode step) starts, with the index
+    // of its first row within the call: jobs keep the control plane alive from it during a
+    // long prefill. It must not call the model.
+    std::function<void(int64_t)> before_window;
     // Debug/test hook: (index, first row, hidden [rows, C]) where index 0 = embeddings,
     // i = output of layer i-1, num_layers + 1 = after the final norm.
     std::function<void(int64_t, int64_t, TensorView)> on_hidden;

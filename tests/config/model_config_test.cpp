@@ -244,6 +244,26 @@ TEST(ModelConfigTest, InvalidConfigsNameTheKey) {
          [](Json& j) { j["num_key_value_heads"] = 2; },
          {"num_key_value_heads=2", "not supported"}},
         {"other model", [](Json& j) { j["model_type"] = "mistral"; }, {"model_type", "mistral"}},
+        // Absurd sizes are refused before any product of them is formed: W near 2^59 made
+        // W x hidden wrap to a 64-byte buffer (heap overflow when the logits were written).
+        {"W near 2^59",
+         [](Json& j) { j["max_position_embeddings"] = int64_t{1} << 59; },
+         {"max_position_embeddings=576460752303423488", "larger than fotrt supports"}},
+        {"W above the bound",
+         [](Json& j) { j["max_position_embeddings"] = kMaxPositionEmbeddings + 1; },
+         {"max_position_embeddings=16777217", "at most 16777216"}},
+        {"huge vocab",
+         [](Json& j) { j["vocab_size"] = int64_t{1} << 40; },
+         {"vocab_size=1099511627776", "larger than"}},
+        {"huge hidden",
+         [](Json& j) { j["hidden_size"] = int64_t{1} << 40; },
+         {"hidden_size=1099511627776", "larger than"}},
+        {"huge intermediate",
+         [](Json& j) { j["intermediate_size"] = INT64_MAX; },
+         {"intermediate_size=9223372036854775807", "larger than"}},
+        {"1e12 layers",
+         [](Json& j) { j["num_hidden_layers"] = int64_t{1000000000000}; },
+         {"num_hidden_layers=1000000000000", "larger than"}},
     };
     for (const auto& bc : cases) {
         SCOPED_TRACE(bc.label);
@@ -286,6 +306,67 @@ TEST(ModelConfigTest, ValidateCatchesHandBuiltConfigs) {
     Status s = validate_model_config(c, "x");
     EXPECT_FALSE(s.ok());
     EXPECT_THAT(s.message(), HasSubstr("mem_layers"));
+}
+
+TEST(ModelConfigTest, SizeProductsNeverWrap) {
+    // Hand-built (unvalidated) configs: the derived sizes throw instead of wrapping.
+    ModelConfig c;
+    c.hidden_size = int64_t{1} << 40;
+    EXPECT_THROW(c.parameter_count(), Error);
+    c.mem_layers = {0, 1, 2};
+    c.hidden_size = int64_t{1} << 62;
+    EXPECT_THROW(c.memory_bytes_per_token(DType::kF32), Error);
+    // At the bounds every size is representable.
+    ModelConfig m;
+    m.vocab_size = kMaxVocabSize;
+    m.hidden_size = kMaxHiddenSize;
+    m.intermediate_size = kMaxIntermediateSize;
+    m.num_hidden_layers = kMaxHiddenLayers;
+    m.max_position_embeddings = kMaxPositionEmbeddings;
+    m.num_attention_heads = 2048;
+    m.mem_layers = {0, kMaxHiddenLayers - 1};
+    ASSERT_TRUE(validate_model_config(m, "x").ok());
+    EXPECT_GT(m.parameter_count(), 0);
+    const ModelFootprint f = model_footprint(m, 1, 8, 4, DType::kF32);
+    EXPECT_GT(f.weights, 0);
+    EXPECT_GT(f.window, 0);
+    EXPECT_LT(f.window, INT64_MAX);  // not saturated
+}
+
+TEST(ModelConfigTest, FootprintAgainstTheMachineNamesTheField) {
+    ModelConfig c = parse_model_config(golden_json("case_a").dump(), "a/config.json").value();
+    // case_a: 4 layers, hidden 64, 4 heads, intermediate 176, vocab 256, W = 36.
+    ModelFootprint f = model_footprint(c, 1, 1, 4, DType::kF32);
+    EXPECT_EQ(f.weights, c.parameter_count() * 4);
+    // k_rot, v of 4 layers + raw k, v of 2 memory layers + activations + logits, all f32.
+    const int64_t W = 36;
+    EXPECT_EQ(f.window, 4 * 2 * W * 64 * 4 + 2 * 2 * W * 64 * 4 +
+                            W * 4 * (3 * 64 + 4 * 64 + 2 * 176 + 4 * 18) + W * 256 * 4);
+    // tp 2 halves the heads, the MLP columns, the vocabulary and the weights.
+    ModelFootprint f2 = model_footprint(c, 2, 1, 4, DType::kF32);
+    EXPECT_LT(f2.window, f.window);
+    EXPECT_EQ(f2.weights, c.parameter_count() / 2 * 4);
+    EXPECT_TRUE(check_model_fits(c, "a/config.json", f, 1, 1, int64_t{1} << 30, "x").ok());
+
+    // A window of 2^20 tokens: ~7.6 GB, refused on a 1 GiB machine, naming W.
+    c.max_position_embeddings = int64_t{1} << 20;
+    ASSERT_TRUE(validate_model_config(c, "a/config.json").ok());
+    f = model_footprint(c, 1, 1, 4, DType::kF32);
+    Status s = check_model_fits(c, "a/config.json", f, 1, 1, int64_t{1} << 30, "physical memory");
+    ASSERT_FALSE(s.ok());
+    EXPECT_THAT(s.message(), HasSubstr("a/config.json: max_position_embeddings=1048576 needs"));
+    EXPECT_THAT(s.message(), HasSubstr("more than the 1.00 GiB of physical memory"));
+    EXPECT_EQ(s.message().find('\n'), std::string::npos);
+    // Two ranks on the node need twice as much.
+    c.max_position_embeddings = 36;
+    f = model_footprint(c, 1, 1, 4, DType::kF32);
+    const int64_t one = f.weights + f.window;
+    EXPECT_TRUE(check_model_fits(c, "a", f, 1, 2, 2 * one, "x").ok());
+    s = check_model_fits(c, "a", f, 1, 2, 2 * one - 1, "x");
+    ASSERT_FALSE(s.ok());
+    // Weights dominate here: the message names the fields that size them.
+    EXPECT_THAT(s.message(), HasSubstr("the weights (vocab_size=256, hidden_size=64"));
+    EXPECT_THAT(s.message(), HasSubstr("x 2 ranks on this node"));
 }
 
 TEST(ModelConfigTest, ReleasedCheckpointSizes) {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <string>
 
 namespace fot {
 namespace {
@@ -39,6 +40,38 @@ TEST(Shape, NumelAndString) {
     EXPECT_EQ(shape_numel({}), 1);
     EXPECT_EQ(shape_str({2, 3}), "[2, 3]");
     EXPECT_THROW(Buffer(DType::kF32, {-1}), Error);
+}
+
+// Shapes come from files and flags: a product that does not fit in 64 bits must be an error
+// naming the shape, never a wrapped (small) size that a buffer is then allocated with.
+TEST(Shape, OverflowAndNegativeDimensionsThrow) {
+    const int64_t big = int64_t{1} << 32;
+    try {
+        shape_numel({big, big});
+        FAIL() << "2^64 elements accepted";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("[4294967296, 4294967296]"), std::string::npos)
+            << e.what();
+    }
+    EXPECT_THROW(shape_numel({3, -2, -2}), Error);  // the product alone would be positive
+    EXPECT_EQ(shape_numel({int64_t{1} << 62, 1}), int64_t{1} << 62);
+    // Elements fit, bytes do not.
+    EXPECT_EQ(shape_nbytes({int64_t{1} << 40}, DType::kF32), size_t{1} << 42);
+    EXPECT_THROW(shape_nbytes({int64_t{1} << 62}, DType::kF32), Error);
+    // The case: W ~ 2^59 rows of a 64-wide f32 buffer wrapped to 64 bytes.
+    EXPECT_THROW(Buffer(DType::kF32, {int64_t{1} << 59, 64}), Error);
+    TensorView v{nullptr, DType::kF32, {int64_t{1} << 59, 64}, Device::cpu()};
+    EXPECT_THROW(v.nbytes(), Error);
+}
+
+TEST(Buffer, HugeButRepresentableSizeIsAnErrorNotACrash) {
+    // 2^62 bytes: representable, never allocatable.
+    try {
+        Buffer b(DType::kF32, {int64_t{1} << 30, int64_t{1} << 30});
+        FAIL() << "allocated 2^62 bytes";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("out of host memory"), std::string::npos) << e.what();
+    }
 }
 
 }  // namespace

@@ -12,7 +12,11 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "runtime/core/status.h"
+#include "runtime/io/quote.h"
+#include "runtime/jobs/batch_job.h"
 
 namespace fot {
 namespace {
@@ -97,6 +101,37 @@ TEST(JsonlRecord, MalformedRecordsSayWhy) {
     // The id survives in error records whenever it could be read.
     EXPECT_EQ(parse(R"({"id": "k", "text": ""})").id_json, "\"k\"");
     EXPECT_EQ(parse("{oops").id_json, "null");
+}
+
+// Ill-formed UTF-8 in a record: an error record like any other, whose reason shows the bad
+// bytes as \xNN and can be written as JSON (the parser's message quotes them; writing them
+// raw made the JSON writer throw and ended the job on every rerun).
+TEST(JsonlRecord, InvalidUtf8IsAnErrorRecord) {
+    const std::string lines[] = {
+        "{\"id\": \"u\", \"text\": \"caf\xe9 au lait\"}",  // Latin-1, not UTF-8
+        "{\"id\": \"u\", \"text\": \"\xff\xfe\"}",
+        "{\"id\": \"\xc3\x28\", \"ids\": [1]}",         // bad continuation byte in the id
+        "{\"id\": \"u\", \"text\": \"\xed\xa0\x80\"}",  // a UTF-16 surrogate
+        "\xef\xbb\xbf{\"id\": \"bom\", \"ids\": [1, 2]}\xc0",
+    };
+    for (const std::string& line : lines) {
+        SCOPED_TRACE(line);
+        Document d = parse(line);
+        ASSERT_FALSE(d.error.empty());
+        EXPECT_THAT(d.error, HasSubstr("\\x"));
+        const std::string record = error_record_json(d.id_json, 4, "line 9: " + d.error);
+        nlohmann::json j = nlohmann::json::parse(record);  // valid JSON, valid UTF-8
+        EXPECT_EQ(j["index"], 4);
+        EXPECT_THAT(j["error"].get<std::string>(), HasSubstr("line 9: not valid JSON"));
+    }
+    // Any reason, whatever its bytes, makes a record.
+    const std::string raw = "bad \xff\xc3 bytes \xe2\x82";
+    nlohmann::json j = nlohmann::json::parse(error_record_json("\"x\"", 0, raw));
+    EXPECT_EQ(j["error"], "bad \\xff\\xc3 bytes \\xe2\\x82");
+    EXPECT_EQ(escape_invalid_utf8("ok: caf\xc3\xa9 \xf0\x9f\x98\x80"),
+              "ok: caf\xc3\xa9 \xf0\x9f\x98\x80");
+    EXPECT_EQ(escape_invalid_utf8("\xe0\x80\x80|\xf4\x90\x80\x80"),
+              "\\xe0\\x80\\x80|\\xf4\\x90\\x80\\x80");  // overlong, above U+10FFFF
 }
 
 TEST_F(CorpusTest, JsonlSkipsBlankLinesAndFlagsDuplicates) {
@@ -212,6 +247,20 @@ TEST_F(CorpusTest, CorruptOffsetsAreJobErrors) {
     expect_error("is not a list of n + 1 >= 1 little-endian uint64 offsets");
     write_array<uint64_t>("t.offsets", {0, 3});  // 8 bytes for 3 tokens: neither width
     expect_error("neither uint16");
+    // Last offsets whose byte size wraps to the 8 bytes of the file (2^62 + 2 uint32 tokens,
+    // 2^63 + 4 uint16 tokens): documents past the mapping, never readable.
+    const uint64_t wrap4 = (uint64_t{1} << 62) + 2, wrap2 = (uint64_t{1} << 63) + 4;
+    for (int width : {0, 4}) {
+        spec.token_bytes = width;
+        write_array<uint64_t>("t.offsets", {0, 1, wrap4});
+        expect_error("ends at " + std::to_string(wrap4) + " tokens");
+    }
+    for (int width : {0, 2}) {
+        spec.token_bytes = width;
+        write_array<uint64_t>("t.offsets", {0, 2, wrap2});
+        expect_error("ends at " + std::to_string(wrap2) + " tokens");
+    }
+    spec.token_bytes = 0;
     // An explicit offsets path.
     const std::string other = write_array<uint64_t>("elsewhere.idx", {0, 4});
     spec.offsets_path = other;

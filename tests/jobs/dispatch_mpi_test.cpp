@@ -1,7 +1,8 @@
 // Dispatch over MPI (np 2 and 4): for each layout (tp 1 or 2, the rest dp groups) every item
 // runs exactly once, on every rank of one group, and its result reaches rank 0; an item that
-// takes long on one group does not stop the job; the control plane leaves no message behind
-// (a second dispatch on the same communicator works).
+// takes long on one group does not stop the job, not even when it takes longer than the
+// collective watchdog's timeout (heartbeats); the control plane leaves no message behind (a
+// second dispatch on the same communicator works). A frozen rank is tests/jobs/frozen_rank.sh.
 #include "runtime/jobs/dispatch.h"
 
 #include <gtest/gtest.h>
@@ -17,7 +18,8 @@
 namespace fot {
 namespace {
 
-void check_layout(parallel::Communicator& comm, int tp, int items) {
+// `long_seconds`: how long item 0 takes (polling every 5 ms, as between windows).
+void check_layout(parallel::Communicator& comm, int tp, int items, double long_seconds = 0.05) {
     const int P = comm.size(), rank = comm.rank();
     const parallel::World world(P, rank, tp, 1);
     int next = 0;
@@ -35,7 +37,9 @@ void check_layout(parallel::Communicator& comm, int tp, int items) {
         ran.push_back(item.index);
         if (item.index == 0) {
             // A long document: the other groups keep pulling work meanwhile.
-            for (int k = 0; k < 10; ++k) {
+            const auto end =
+                std::chrono::steady_clock::now() + std::chrono::duration<double>(long_seconds);
+            while (std::chrono::steady_clock::now() < end) {
                 std::this_thread::sleep_for(std::chrono::milliseconds(5));
                 poll();
             }
@@ -101,6 +105,19 @@ TEST(Dispatch, EveryItemOnceOnEveryLayout) {
         check_layout(*comm, tp, 23);
         check_layout(*comm, tp, 0);  // nothing to do
         check_layout(*comm, tp, 1);  // fewer items than groups
+    }
+}
+
+// Item 0 runs 3 s under a 1 s watchdog: the groups that finish early wait (for more work,
+// then in the all_gather after dispatch) while it runs; without heartbeats their watchdog
+// would end the job, with them a wait is only ended by silence.
+TEST(Dispatch, ItemLongerThanTheWatchdogTimeout) {
+    auto comm = parallel::make_mpi_world_communicator();
+    comm->set_timeout(1.0);
+    for (int tp : {1, 2}) {
+        if (comm->size() % tp != 0) continue;
+        SCOPED_TRACE(::testing::Message() << "tp " << tp);
+        check_layout(*comm, tp, 9, /*long_seconds=*/3.0);
     }
 }
 

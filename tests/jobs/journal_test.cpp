@@ -168,5 +168,52 @@ TEST_F(RecordLogTest, MissingDirectoryIsNamed) {
     }
 }
 
+// Two jobs on one output (a requeued job overlapping the first): the second is refused at
+// start, naming the holder, and touches nothing; the first goes on and its output is exact.
+TEST_F(RecordLogTest, SecondWriterOfAnOutputIsRefused) {
+    for (bool journal : {true, false}) {
+        SCOPED_TRACE(journal ? "journaled" : "plain");
+        fs::remove_all(dir_);
+        fs::create_directories(dir_);
+        RecordLogOptions o = opts_;
+        o.journal = journal;
+        RecordLog first(out_, o);
+        first.append(0, true, rec(0));
+        const std::string before = read(out_);
+        for (bool restart : {false, true}) {
+            RecordLogOptions second = o;
+            second.restart = restart;
+            const std::string msg = error_of(second);
+            EXPECT_THAT(msg, HasSubstr("output " + out_ + " is in use by another job (pid " +
+                                       std::to_string(::getpid()) + " on host "));
+            EXPECT_THAT(msg, HasSubstr("lock file " + out_ + ".lock"));
+            EXPECT_EQ(read(out_), before);  // neither truncated nor removed
+            if (journal) {
+                EXPECT_TRUE(fs::exists(out_ + ".journal"));
+            }
+        }
+        first.append(1, false, rec(1));
+        EXPECT_EQ(read(out_), rec(0) + "\n" + rec(1) + "\n");
+    }
+    // Released with the log (and the lock file removed): the next job resumes.
+    EXPECT_FALSE(fs::exists(out_ + ".lock"));
+    RecordLogOptions o = opts_;
+    o.journal = false;
+    RecordLog again(out_, o);
+    EXPECT_TRUE(fs::exists(out_ + ".lock"));
+}
+
+TEST_F(RecordLogTest, StaleLockFileOfAKilledJobIsTakenOver) {
+    // A job killed with SIGKILL leaves OUT.lock behind, but not its lock.
+    std::ofstream(out_ + ".lock") << "pid 1 on host gone, started long ago\n";
+    {
+        RecordLog log(out_, opts_);
+        log.append(0, true, rec(0));
+        EXPECT_THAT(read(out_ + ".lock"), HasSubstr("pid " + std::to_string(::getpid())));
+    }
+    RecordLog log(out_, opts_);
+    EXPECT_EQ(log.resumed(), 1);
+}
+
 }  // namespace
 }  // namespace fot

@@ -45,9 +45,12 @@ expect_rc 3 batch "$out"
 check same "$out" "$T/ref.jsonl"
 
 # An external kill -9 at an arbitrary moment (whatever it hits, the rerun must finish the job).
+# fotrt itself is started in the background, so that $! is its pid: killing a wrapper (the
+# timeout of `batch`) would leave the job running, and the rerun would then overlap it.
 for delay in 0.05 0.3; do
     out=$T/ext_$delay.jsonl
-    batch "$out" >/dev/null 2>&1 &
+    "$FOTRT" batch --model "$M" --input "$T/c.jsonl" --output "$out" --threads 1 \
+        --progress-interval 0 >/dev/null 2>&1 &
     pid=$!
     sleep "$delay"
     kill -9 "$pid" 2>/dev/null || true
