@@ -207,9 +207,14 @@ void Engine::loop() {
         } catch (const std::exception& e) {
             FOT_LOG(kError) << "serve engine: " << e.what();
         }
+        int64_t mem = 0, bytes = 0;
+        for (const auto& r : running_) {
+            mem += r->seq.memory_tokens();
+            bytes += r->seq.allocated_bytes();
+        }
         std::lock_guard<std::mutex> l(mu_);
-        metrics_.set_queue(static_cast<int64_t>(waiting_.size()),
-                           static_cast<int64_t>(running_.size()));
+        metrics_.set_state(static_cast<int64_t>(waiting_.size()),
+                           static_cast<int64_t>(running_.size()), mem, bytes);
     }
 }
 

@@ -107,6 +107,8 @@ struct HttpServer::Impl {
                 } catch (const std::exception& e) {
                     FOT_LOG(kWarn) << "serve: connection: " << e.what();
                 }
+                // Under the lock: stop() may be shutting this socket down.
+                std::lock_guard<std::mutex> l(conns_mu);
                 boost::system::error_code ignored;
                 c->socket.shutdown(tcp::socket::shutdown_both, ignored);
                 c->socket.close(ignored);
@@ -456,6 +458,11 @@ void HttpServer::stop() {
     std::list<std::unique_ptr<Impl::Conn>> conns;
     {
         std::lock_guard<std::mutex> l(impl_->conns_mu);
+        // Shutting down the receiving side ends reads that would otherwise wait for a slow
+        // client (a request half sent); responses still go out.
+        for (auto& c : impl_->conns) {
+            if (!c->done) ::shutdown(c->socket.native_handle(), SHUT_RD);
+        }
         conns.swap(impl_->conns);
     }
     for (auto& c : conns) c->thread.join();

@@ -64,10 +64,12 @@ void Metrics::prefill() {
     std::lock_guard<std::mutex> l(mu_);
     ++prefills_;
 }
-void Metrics::set_queue(int64_t waiting, int64_t running) {
+void Metrics::set_state(int64_t waiting, int64_t running, int64_t memory_tokens, int64_t bytes) {
     std::lock_guard<std::mutex> l(mu_);
     waiting_ = waiting;
     running_ = running;
+    memory_tokens_ = memory_tokens;
+    bytes_ = bytes;
 }
 int64_t Metrics::decode_steps() const {
     std::lock_guard<std::mutex> l(mu_);
@@ -107,6 +109,12 @@ std::string Metrics::render() const {
           max_step_);
     gauge("fotrt_queue_length", "Requests waiting for their prefill.", waiting_);
     gauge("fotrt_running_sequences", "Sequences being decoded.", running_);
+    gauge("fotrt_memory_tokens",
+          "FoT memory tokens per memory layer held by the running sequences (rank 0).",
+          memory_tokens_);
+    gauge("fotrt_sequence_bytes",
+          "Device bytes of the running sequences: local caches and memory arenas (rank 0).",
+          bytes_);
     o << ttft_.render("fotrt_time_to_first_token_seconds",
                       "Time from a request's arrival to its first token.");
     o << per_token_.render("fotrt_time_per_output_token_seconds",

@@ -35,7 +35,10 @@ class Metrics {
     // One batched decode step over `sequences` sequences.
     void decode_step(int64_t sequences);
     void prefill();
-    void set_queue(int64_t waiting, int64_t running);
+    // The engine's state after a step: requests waiting, sequences running, and the FoT
+    // memory tokens (per memory layer, summed over the running sequences) and device bytes
+    // (local caches and memory arenas) those sequences hold.
+    void set_state(int64_t waiting, int64_t running, int64_t memory_tokens, int64_t bytes);
 
     int64_t decode_steps() const;
     int64_t max_sequences_per_step() const;
@@ -47,7 +50,7 @@ class Metrics {
     std::map<int, int64_t> requests_;  // HTTP status -> count
     int64_t prompt_tokens_ = 0, generated_tokens_ = 0;
     int64_t steps_ = 0, step_sequences_ = 0, max_step_ = 0, prefills_ = 0;
-    int64_t waiting_ = 0, running_ = 0;
+    int64_t waiting_ = 0, running_ = 0, memory_tokens_ = 0, bytes_ = 0;
     Histogram ttft_, per_token_;
 };
 

@@ -1,5 +1,6 @@
 // `fotrt serve` as a user runs it: --port 0 prints the port it listens on; it answers over
-// HTTP; SIGTERM lets a running request finish (drain) and the process exits 0.
+// HTTP; SIGTERM lets a running request finish (drain), does not wait for a half-sent request,
+// and the process exits 0.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -111,6 +112,9 @@ TEST(ServeCli, PrintsItsPortServesAndDrainsOnSigterm) {
         ASSERT_GT(n, 0);
         got.append(buf, static_cast<size_t>(n));
     }
+    // A client that sent half a request must not hold up the shutdown.
+    const int half = testing::connect_loopback(p.port);
+    testing::send_all(half, "POST /v1/completions HTTP/1.1\r\nHost: x\r\n");
     ASSERT_EQ(::kill(p.pid, SIGTERM), 0);
     got += testing::read_all(fd);
     ::close(fd);
@@ -119,6 +123,7 @@ TEST(ServeCli, PrintsItsPortServesAndDrainsOnSigterm) {
     EXPECT_EQ(events.back(), "[DONE]");
     EXPECT_EQ(json::parse(events[events.size() - 2])["usage"]["completion_tokens"], 3000);
     EXPECT_EQ(p.wait_exit(60), 0);
+    ::close(half);
 }
 
 TEST(ServeCli, RefusesABusyPort) {

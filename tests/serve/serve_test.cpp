@@ -222,6 +222,51 @@ TEST(Serve, MalformedRequestsGet4xxAndTheServerKeepsServing) {
     EXPECT_EQ(r.json()["choices"][0]["token_ids"], reference("case_a")["new_tokens"]);
 }
 
+// Sampling follows `fotrt generate`: the same temperature, top_p and seed give the tokens
+// run_generate_job gives (its sampler is seeded the same way).
+TEST(Serve, SampledCompletionEqualsGenerateJob) {
+    Served s("case_a");
+    const auto prompt = prompt_of("case_a");
+    auto other = testing::open_golden_model(testing::golden_dir("case_a"));
+    for (uint64_t seed : {1u, 7u}) {
+        GenerateOptions go;
+        go.max_new_tokens = 12;
+        go.ignore_eos = true;
+        go.sampling.temperature = 0.8;
+        go.sampling.top_p = 0.95;
+        go.sampling.seed = seed;
+        const GenerateResult ref = run_generate_job(*other->session, prompt, go);
+        HttpResponse r = s.complete({{"prompt", prompt},
+                                     {"max_tokens", 12},
+                                     {"ignore_eos", true},
+                                     {"temperature", 0.8},
+                                     {"top_p", 0.95},
+                                     {"seed", seed}});
+        ASSERT_EQ(r.status, 200) << r.body;
+        EXPECT_EQ(r.json()["choices"][0]["token_ids"], json(ref.new_tokens)) << "seed " << seed;
+    }
+}
+
+// Two requests on one keep-alive connection, answered in order.
+TEST(Serve, KeepAliveConnectionServesSeveralRequests) {
+    Served s("case_a");
+    const int fd = testing::connect_loopback(s.port);
+    const std::string body = json{{"prompt", {1, 5, 9}}, {"max_tokens", 3}}.dump();
+    std::string req =
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
+        "application/json\r\nContent-Length: " +
+        std::to_string(body.size()) + "\r\n\r\n" + body;
+    testing::send_all(fd, req + req + testing::request_text("GET", "/health"));
+    const std::string all = testing::read_all(fd, 30000);
+    ::close(fd);
+    size_t n = 0;
+    for (size_t at = all.find("HTTP/1.1 200"); at != std::string::npos;
+         at = all.find("HTTP/1.1 200", at + 1))
+        ++n;
+    EXPECT_EQ(n, 3u) << all;
+    EXPECT_NE(all.find(R"({"status":"ok"})"), std::string::npos);
+}
+
 TEST(Serve, ApiKeyGuardsEveryRouteButHealth) {
     serve::ServerOptions so;
     so.api_key = "s3cret";
@@ -324,6 +369,8 @@ TEST(Serve, ClientDisconnectMidStreamFreesTheSequence) {
     ASSERT_NE(at, std::string::npos);
     EXPECT_LT(std::stoll(m.substr(at + key.size())), 20000);
     EXPECT_NE(m.find("\nfotrt_running_sequences 0"), std::string::npos);
+    EXPECT_NE(m.find("\nfotrt_memory_tokens 0"), std::string::npos);
+    EXPECT_NE(m.find("\nfotrt_sequence_bytes 0"), std::string::npos);
     // The server goes on serving.
     HttpResponse r = s.complete({{"prompt", {1, 5, 9}}, {"max_tokens", 3}});
     EXPECT_EQ(r.status, 200);
