@@ -49,6 +49,13 @@ const OptionTable<ServeCommand>& serve_options() {
               FOT_FIELD(engine.max_queue), integer<int64_t>(1));
         t.add(flag("max-tokens", "N", "largest max_tokens a request may ask for"),
               FOT_FIELD(max_tokens), integer<int64_t>(1));
+        t.add(flag("max-sessions", "N", "memory sessions held at once (else 429)"),
+              FOT_FIELD(engine.max_sessions), integer<int64_t>(0));
+        t.add(
+            flag("max-session-tokens", "N", "document tokens of all sessions together (else 429)"),
+            FOT_FIELD(engine.max_session_tokens), integer<int64_t>(0));
+        t.add(flag("session-idle-timeout", "SECONDS", "drop a session unused this long"),
+              FOT_FIELD(engine.session_idle_timeout_s), real(0, 1e9, /*min_open=*/true));
         return t;
     }();
     return table;

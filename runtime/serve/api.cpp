@@ -91,14 +91,46 @@ std::vector<int32_t> get_prompt(const json& p, const ModelInfo& m, bool* text) {
     return get_ids(p, m);
 }
 
-}  // namespace
-
-CompletionRequest parse_completion_request(const std::string& body, const ModelInfo& m) {
+json parse_object(const std::string& body) {
     json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded())
         throw ApiError(400, "the request body is not valid JSON", "", "invalid_json");
     if (!j.is_object())
         throw ApiError(400, "the request body must be a JSON object", "", "invalid_type");
+    return j;
+}
+
+void check_model(const json& j, const ModelInfo& m) {
+    if (!j.contains("model") || j["model"].is_null()) return;
+    if (!j["model"].is_string()) throw bad("model", "must be a string", "invalid_type");
+    if (j["model"].get<std::string>() != m.name)
+        throw ApiError(404, "the model '" + j["model"].get<std::string>() + "' does not exist",
+                       "model", "model_not_found");
+}
+
+}  // namespace
+
+std::vector<int32_t> parse_session_request(const std::string& body, const ModelInfo& m) {
+    json j = parse_object(body);
+    for (const auto& [key, value] : j.items()) {
+        if (key != "prompt" && key != "model")
+            throw ApiError(400, "unrecognized request argument supplied: " + key, key,
+                           "unknown_parameter");
+    }
+    check_model(j, m);
+    if (!j.contains("prompt") || j["prompt"].is_null())
+        throw bad("prompt", "is required", "missing_required_parameter");
+    bool text = false;
+    std::vector<int32_t> ids = get_prompt(j["prompt"], m, &text);
+    if (ids.empty()) throw bad("prompt", "must not be empty");
+    if (static_cast<int64_t>(ids.size()) > m.max_prompt_tokens)
+        throw bad("prompt", "has " + std::to_string(ids.size()) + " tokens, more than the limit " +
+                                std::to_string(m.max_prompt_tokens));
+    return ids;
+}
+
+CompletionRequest parse_completion_request(const std::string& body, const ModelInfo& m) {
+    json j = parse_object(body);
     static const std::set<std::string> known = {"model",
                                                 "prompt",
                                                 "max_tokens",
@@ -117,7 +149,8 @@ CompletionRequest parse_completion_request(const std::string& body, const ModelI
                                                 "logit_bias",
                                                 "user",
                                                 "suffix",
-                                                "stream_options"};
+                                                "stream_options",
+                                                "session"};
     for (const auto& [key, value] : j.items()) {
         if (!known.count(key))
             throw ApiError(400, "unrecognized request argument supplied: " + key, key,
@@ -125,11 +158,10 @@ CompletionRequest parse_completion_request(const std::string& body, const ModelI
     }
     CompletionRequest r;
     auto has = [&](const char* k) { return j.contains(k) && !j[k].is_null(); };
-    if (has("model")) {
-        if (!j["model"].is_string()) throw bad("model", "must be a string", "invalid_type");
-        if (j["model"].get<std::string>() != m.name)
-            throw ApiError(404, "the model '" + j["model"].get<std::string>() + "' does not exist",
-                           "model", "model_not_found");
+    check_model(j, m);
+    if (has("session")) {
+        if (!j["session"].is_string()) throw bad("session", "must be a string", "invalid_type");
+        r.params.session = j["session"].get<std::string>();
     }
     if (!has("prompt")) throw bad("prompt", "is required", "missing_required_parameter");
     r.params.prompt = get_prompt(j["prompt"], m, &r.text_prompt);

@@ -56,6 +56,10 @@ struct CompletionRequest {
     bool text_prompt = false;
 };
 
+// Parses and checks a POST /v1/sessions body ({"prompt": text or ids, "model": optional}):
+// the document. Throws ApiError.
+std::vector<int32_t> parse_session_request(const std::string& body, const ModelInfo& model);
+
 // Parses and checks a POST /v1/completions body. Throws ApiError.
 CompletionRequest parse_completion_request(const std::string& body, const ModelInfo& model);
 

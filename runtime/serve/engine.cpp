@@ -46,6 +46,14 @@ struct Engine::Running {
     Clock::time_point last_time;
 };
 
+struct Engine::DocSession {
+    std::string id;
+    Sequence seq;
+    int64_t prompt_tokens = 0;
+    int64_t uses = 0;
+    Clock::time_point last_used;
+};
+
 Engine::Engine(Session& session, EngineOptions options, Metrics& metrics)
     : s_(session), opt_(options), metrics_(metrics) {
     FOT_CHECK(s_.world.world_size() == 1, "the serve engine runs on one rank");
@@ -132,6 +140,23 @@ void Engine::prefill(std::shared_ptr<Request> req) {
     }
     auto r = std::make_unique<Running>(
         Running{req, s_.model->new_sequence(), Sampler(req->params.sampling), 0, 0, {}});
+    if (!req->params.session.empty()) {
+        std::lock_guard<std::mutex> l(sess_mu_);
+        auto it = sessions_.find(req->params.session);
+        if (it == sessions_.end()) {
+            req->finish(Request::Finish::kError, "session '" + req->params.session + "' is gone");
+            return;
+        }
+        // The question continues from a copy: the session's state stays the document's.
+        try {
+            r->seq.copy_from(it->second->seq);
+        } catch (const std::exception& e) {
+            req->finish(Request::Finish::kError, e.what());
+            return;
+        }
+        ++it->second->uses;
+        it->second->last_used = Clock::now();
+    }
     std::vector<float> row;
     ForwardOptions fo;
     fo.logits = LogitsRows::kLast;
@@ -189,18 +214,118 @@ void Engine::decode_step() {
     running_ = std::move(next);
 }
 
+SessionInfo Engine::info_of(const DocSession& d) const {
+    SessionInfo i;
+    i.id = d.id;
+    i.prompt_tokens = d.prompt_tokens;
+    i.memory_tokens = d.seq.memory_tokens();
+    i.bytes = d.seq.allocated_bytes();
+    i.prefills = 1;
+    i.uses = d.uses;
+    i.idle_seconds = std::chrono::duration<double>(Clock::now() - d.last_used).count();
+    return i;
+}
+
+SessionResult Engine::create_session(std::vector<int32_t> document) {
+    SessionResult res;
+    std::mutex done_mu;
+    std::condition_variable done_cv;
+    bool done = false;
+    {
+        std::lock_guard<std::mutex> l(mu_);
+        if (stopping_) return {503, "the server is stopping", {}};
+        tasks_.push_back([&] {
+            // Engine thread. The caps are checked here, where creations are serialised.
+            SessionResult out;
+            {
+                std::lock_guard<std::mutex> sl(sess_mu_);
+                int64_t tokens = 0;
+                for (const auto& [id, d] : sessions_) tokens += d->prompt_tokens;
+                if (static_cast<int64_t>(sessions_.size()) >= opt_.max_sessions) {
+                    out = {429,
+                           "too many sessions (" + std::to_string(opt_.max_sessions) +
+                               "): delete one first",
+                           {}};
+                } else if (tokens + static_cast<int64_t>(document.size()) >
+                           opt_.max_session_tokens) {
+                    out = {429,
+                           "the sessions would hold more than " +
+                               std::to_string(opt_.max_session_tokens) + " tokens",
+                           {}};
+                }
+            }
+            if (out.status == 200) {
+                auto d = std::make_unique<DocSession>(
+                    DocSession{"", s_.model->new_sequence(), 0, 0, Clock::now()});
+                try {
+                    s_.model->forward(d->seq, document, ForwardOptions{});
+                    metrics_.prefill();
+                    metrics_.tokens(static_cast<int64_t>(document.size()), 0);
+                    std::lock_guard<std::mutex> sl(sess_mu_);
+                    d->id = "sess-" + std::to_string(next_session_++);
+                    d->prompt_tokens = static_cast<int64_t>(document.size());
+                    d->last_used = Clock::now();
+                    out.info = info_of(*d);
+                    sessions_[d->id] = std::move(d);
+                } catch (const std::exception& e) {
+                    out = {500, e.what(), {}};
+                }
+            }
+            std::lock_guard<std::mutex> dl(done_mu);
+            res = std::move(out);
+            done = true;
+            done_cv.notify_all();
+        });
+    }
+    cv_.notify_all();
+    std::unique_lock<std::mutex> dl(done_mu);
+    done_cv.wait(dl, [&] { return done; });
+    return res;
+}
+
+std::optional<SessionInfo> Engine::session(const std::string& id) {
+    std::lock_guard<std::mutex> l(sess_mu_);
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) return std::nullopt;
+    return info_of(*it->second);
+}
+
+bool Engine::delete_session(const std::string& id) {
+    std::lock_guard<std::mutex> l(sess_mu_);
+    return sessions_.erase(id) > 0;
+}
+
+void Engine::expire_sessions() {
+    std::lock_guard<std::mutex> l(sess_mu_);
+    const auto now = Clock::now();
+    std::erase_if(sessions_, [&](const auto& kv) {
+        return std::chrono::duration<double>(now - kv.second->last_used).count() >
+               opt_.session_idle_timeout_s;
+    });
+    int64_t mem = 0;
+    for (const auto& [id, d] : sessions_) mem += d->seq.memory_tokens();
+    metrics_.set_sessions(static_cast<int64_t>(sessions_.size()), mem);
+}
+
 void Engine::loop() {
     for (;;) {
         std::shared_ptr<Request> next;
+        std::deque<std::function<void()>> tasks;
         {
             std::unique_lock<std::mutex> l(mu_);
-            cv_.wait(l, [&] { return stopping_ || !waiting_.empty() || !running_.empty(); });
-            if (waiting_.empty() && running_.empty()) return;  // stopping and drained
+            // Wakes at least every second to expire idle sessions.
+            cv_.wait_for(l, std::chrono::seconds(1), [&] {
+                return stopping_ || !waiting_.empty() || !running_.empty() || !tasks_.empty();
+            });
+            tasks.swap(tasks_);
+            if (stopping_ && waiting_.empty() && running_.empty() && tasks.empty()) return;
             if (!waiting_.empty() && static_cast<int64_t>(running_.size()) < opt_.max_batch) {
                 next = waiting_.front();
                 waiting_.pop_front();
             }
         }
+        for (auto& t : tasks) t();
+        expire_sessions();
         try {
             if (next) prefill(next);
             decode_step();

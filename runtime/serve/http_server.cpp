@@ -227,10 +227,36 @@ struct HttpServer::Impl {
                 only(http::verb::get, "GET");
                 return send(c, 200, R"({"status":"ok"})", keep);
             }
-            const bool routed =
-                path == "/v1/models" || path == "/metrics" || path == "/v1/completions";
+            const std::string sessions = "/v1/sessions";
+            const bool session_path =
+                path.rfind(sessions + "/", 0) == 0 && path.size() > sessions.size() + 1;
+            const bool routed = path == "/v1/models" || path == "/metrics" ||
+                                path == "/v1/completions" || path == sessions || session_path;
             if (!routed) throw ApiError(404, "no route " + path, "", "not_found");
             check_auth(req);
+            if (path == sessions) {
+                only(http::verb::post, "POST");
+                SessionResult r = engine.create_session(parse_session_request(req.body(), model));
+                if (r.status != 200) {
+                    throw ApiError(r.status, r.error, "",
+                                   r.status == 429 ? "session_limit" : "session_failed",
+                                   r.status == 429 ? "insufficient_capacity" : "server_error");
+                }
+                return send(c, 200, session_json(r.info).dump(), keep);
+            }
+            if (session_path) {
+                const std::string id = path.substr(sessions.size() + 1);
+                if (method == http::verb::delete_) {
+                    if (!engine.delete_session(id)) throw no_session(id);
+                    return send(c, 200,
+                                json{{"id", id}, {"object", "session"}, {"deleted", true}}.dump(),
+                                keep);
+                }
+                only(http::verb::get, "GET or DELETE");
+                auto info = engine.session(id);
+                if (!info) throw no_session(id);
+                return send(c, 200, session_json(*info).dump(), keep);
+            }
             if (path == "/v1/models") {
                 only(http::verb::get, "GET");
                 json m{
@@ -246,11 +272,34 @@ struct HttpServer::Impl {
             return complete(c, req.body(), keep);
         } catch (const ApiError& e) {
             const char* allow = nullptr;
-            if (e.status == 405) allow = path == "/v1/completions" ? "POST" : "GET";
+            if (e.status == 405) {
+                if (path == "/v1/completions" || path == "/v1/sessions")
+                    allow = "POST";
+                else if (path.rfind("/v1/sessions/", 0) == 0)
+                    allow = "GET, DELETE";
+                else
+                    allow = "GET";
+            }
             return send_error(c, e, keep, allow);
         } catch (const std::exception& e) {
             return send(c, 500, error_json(500, e.what(), "internal_error"), false);
         }
+    }
+
+    static ApiError no_session(const std::string& id) {
+        return ApiError(404, "no session '" + id + "' (it may have expired)", "session",
+                        "session_not_found");
+    }
+
+    static json session_json(const SessionInfo& i) {
+        return json{{"id", i.id},
+                    {"object", "session"},
+                    {"prompt_tokens", i.prompt_tokens},
+                    {"memory_tokens", i.memory_tokens},
+                    {"bytes", i.bytes},
+                    {"prefills", i.prefills},
+                    {"uses", i.uses},
+                    {"idle_seconds", i.idle_seconds}};
     }
 
     void check_auth(const http::request<http::string_body>& req) const {
@@ -284,6 +333,8 @@ struct HttpServer::Impl {
 
     bool complete(Conn& c, const std::string& body, bool keep) {
         CompletionRequest r = parse_completion_request(body, model);
+        if (!r.params.session.empty() && !engine.session(r.params.session))
+            throw no_session(r.params.session);
         const std::string id = "cmpl-" + std::to_string(next_id++);
         const int64_t created = static_cast<int64_t>(std::time(nullptr));
         std::shared_ptr<Request> q = engine.submit(r.params);

@@ -71,6 +71,11 @@ void Metrics::set_state(int64_t waiting, int64_t running, int64_t memory_tokens,
     memory_tokens_ = memory_tokens;
     bytes_ = bytes;
 }
+void Metrics::set_sessions(int64_t sessions, int64_t memory_tokens) {
+    std::lock_guard<std::mutex> l(mu_);
+    sessions_ = sessions;
+    session_memory_tokens_ = memory_tokens;
+}
 int64_t Metrics::decode_steps() const {
     std::lock_guard<std::mutex> l(mu_);
     return steps_;
@@ -115,6 +120,10 @@ std::string Metrics::render() const {
     gauge("fotrt_sequence_bytes",
           "Device bytes of the running sequences: local caches and memory arenas (rank 0).",
           bytes_);
+    gauge("fotrt_sessions", "Memory sessions held.", sessions_);
+    gauge("fotrt_session_memory_tokens",
+          "FoT memory tokens per memory layer held by the sessions (rank 0).",
+          session_memory_tokens_);
     o << ttft_.render("fotrt_time_to_first_token_seconds",
                       "Time from a request's arrival to its first token.");
     o << per_token_.render("fotrt_time_per_output_token_seconds",

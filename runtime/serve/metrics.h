@@ -39,6 +39,8 @@ class Metrics {
     // memory tokens (per memory layer, summed over the running sequences) and device bytes
     // (local caches and memory arenas) those sequences hold.
     void set_state(int64_t waiting, int64_t running, int64_t memory_tokens, int64_t bytes);
+    // Memory sessions held and their FoT memory tokens (per memory layer, summed).
+    void set_sessions(int64_t sessions, int64_t memory_tokens);
 
     int64_t decode_steps() const;
     int64_t max_sequences_per_step() const;
@@ -51,6 +53,7 @@ class Metrics {
     int64_t prompt_tokens_ = 0, generated_tokens_ = 0;
     int64_t steps_ = 0, step_sequences_ = 0, max_step_ = 0, prefills_ = 0;
     int64_t waiting_ = 0, running_ = 0, memory_tokens_ = 0, bytes_ = 0;
+    int64_t sessions_ = 0, session_memory_tokens_ = 0;
     Histogram ttft_, per_token_;
 };
 

@@ -5,7 +5,8 @@
 //  - >= 20 malformed requests each get their 4xx in the OpenAI error shape, and the server
 //    still answers /health;
 //  - concurrent clients get their serial results while decode steps batch > 1 sequence;
-//  - a client that disconnects mid-stream frees its sequence.
+//  - a client that disconnects mid-stream frees its sequence;
+//  - a memory session answers questions from its document, prefilled once.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -265,6 +266,113 @@ TEST(Serve, KeepAliveConnectionServesSeveralRequests) {
         ++n;
     EXPECT_EQ(n, 3u) << all;
     EXPECT_NE(all.find(R"({"status":"ok"})"), std::string::npos);
+}
+
+// The greedy tokens of the document and the question fed as two model calls on one
+// sequence: what a session completion computes, without the server.
+std::vector<int32_t> two_call_greedy(Session& s, const std::vector<int32_t>& doc,
+                                     const std::vector<int32_t>& question, int n) {
+    Sequence seq = s.model->new_sequence();
+    s.model->forward(seq, doc, ForwardOptions{});
+    std::vector<float> row;
+    ForwardOptions fo;
+    fo.logits = LogitsRows::kLast;
+    fo.on_logits = [&](int64_t, TensorView v) { row = s.gather_vocab(v); };
+    std::vector<int32_t> feed = question, out;
+    for (int i = 0; i < n; ++i) {
+        s.model->forward(seq, feed, fo);
+        out.push_back(argmax(row.data(), static_cast<int64_t>(row.size())));
+        feed.assign(1, out.back());
+    }
+    return out;
+}
+
+TEST(Serve, SessionAnswersQuestionsFromTheDocumentPrefilledOnce) {
+    Served s("case_a");
+    const auto ids = prompt_of("case_a");
+    const std::vector<int32_t> doc(ids.begin(), ids.end() - 10);
+    const std::vector<int32_t> q1(ids.end() - 10, ids.end());
+    const std::vector<int32_t> q2(ids.begin() + 20, ids.begin() + 26);
+
+    HttpResponse r = http(s.port, "POST", "/v1/sessions", json{{"prompt", doc}}.dump());
+    ASSERT_EQ(r.status, 200) << r.body;
+    const json created = r.json();
+    const std::string id = created["id"];
+    EXPECT_EQ(created["prompt_tokens"], doc.size());
+    EXPECT_GT(created["memory_tokens"].get<int64_t>(), 0);
+    EXPECT_EQ(s.metrics.prefills(), 1);
+
+    auto other = testing::open_golden_model(testing::golden_dir("case_a"));
+    auto ask = [&](const std::vector<int32_t>& q, bool stream) {
+        json b{{"prompt", q}, {"session", id}, {"max_tokens", 12}, {"ignore_eos", true}};
+        if (stream) b["stream"] = true;
+        HttpResponse a = s.complete(b);
+        EXPECT_EQ(a.status, 200) << a.body;
+        if (stream) {
+            std::string finish;
+            return json(streamed_ids(a.body, &finish));
+        }
+        EXPECT_EQ(a.json()["usage"]["prompt_tokens"], q.size());
+        return a.json()["choices"][0]["token_ids"];
+    };
+    const json a1 = ask(q1, false);
+    const json a2 = ask(q2, true);
+    EXPECT_EQ(a1, json(two_call_greedy(*other->session, doc, q1, 12)));
+    EXPECT_EQ(a2, json(two_call_greedy(*other->session, doc, q2, 12)));
+    EXPECT_EQ(ask(q1, false), a1);  // the questions did not change the session
+    EXPECT_NE(a1, a2);
+
+    // The document went through the model once; each question once.
+    EXPECT_EQ(s.metrics.prefills(), 1 + 3);
+    r = http(s.port, "GET", "/v1/sessions/" + id);
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.json()["prefills"], 1);
+    EXPECT_EQ(r.json()["uses"], 3);
+    EXPECT_EQ(r.json()["memory_tokens"], created["memory_tokens"]);
+    const std::string m = http(s.port, "GET", "/metrics").body;
+    EXPECT_NE(m.find("\nfotrt_prompt_tokens_total " +
+                     std::to_string(doc.size() + 2 * q1.size() + q2.size())),
+              std::string::npos)
+        << m;
+    EXPECT_NE(m.find("\nfotrt_sessions 1"), std::string::npos);
+
+    EXPECT_EQ(http(s.port, "DELETE", "/v1/sessions/" + id).status, 200);
+    EXPECT_EQ(http(s.port, "GET", "/v1/sessions/" + id).status, 404);
+    EXPECT_EQ(http(s.port, "DELETE", "/v1/sessions/" + id).status, 404);
+    r = s.complete({{"prompt", q1}, {"session", id}});
+    EXPECT_EQ(r.status, 404);
+    EXPECT_EQ(r.json()["error"]["code"], "session_not_found");
+}
+
+TEST(Serve, SessionCapsAndIdleTimeout) {
+    serve::EngineOptions eo;
+    eo.max_sessions = 2;
+    eo.max_session_tokens = 100;
+    eo.session_idle_timeout_s = 0.5;
+    Served s("case_a", {}, eo);
+    const auto ids = prompt_of("case_a");
+    auto create = [&](size_t n) {
+        return http(s.port, "POST", "/v1/sessions",
+                    json{{"prompt", std::vector<int32_t>(ids.begin(), ids.begin() + n)}}.dump());
+    };
+    HttpResponse r = create(101);
+    EXPECT_EQ(r.status, 429) << r.body;
+    EXPECT_EQ(r.json()["error"]["code"], "session_limit");
+    ASSERT_EQ(create(40).status, 200);
+    ASSERT_EQ(create(40).status, 200);
+    r = create(10);
+    EXPECT_EQ(r.status, 429) << r.body;
+    EXPECT_EQ(s.metrics.prefills(), 2);  // refused sessions are not prefilled
+    // Bad requests on the session routes.
+    EXPECT_EQ(http(s.port, "POST", "/v1/sessions", R"({"prompt": 5})").status, 400);
+    EXPECT_EQ(http(s.port, "POST", "/v1/sessions", R"({"prompt": [1], "x": 1})").status, 400);
+    EXPECT_EQ(http(s.port, "GET", "/v1/sessions").status, 405);
+    EXPECT_EQ(http(s.port, "PUT", "/v1/sessions/sess-0").status, 405);
+    EXPECT_EQ(s.complete({{"prompt", {1}}, {"session", 3}}).status, 400);
+    // Unused for longer than the idle timeout: dropped (the engine checks every second).
+    std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+    EXPECT_EQ(http(s.port, "GET", "/v1/sessions/sess-0").status, 404);
+    EXPECT_EQ(create(10).status, 200);
 }
 
 TEST(Serve, ApiKeyGuardsEveryRouteButHealth) {
