@@ -393,10 +393,16 @@ TEST(Serve, ApiKeyGuardsEveryRouteButHealth) {
 }
 
 // Mixed requests: prompt prefixes of several lengths, greedy and seeded sampling, some
-// streaming. Each client's result must equal the same request answered alone.
+// streaming, some questions to a memory session. Each client's result must equal the same request
+// answered alone.
 TEST(Serve, ConcurrentClientsGetTheirSerialResultsWithBatchedDecode) {
     Served s("case_a");
     const auto full = prompt_of("case_a");
+    HttpResponse created =
+        http(s.port, "POST", "/v1/sessions",
+             json{{"prompt", std::vector<int32_t>(full.begin(), full.begin() + 100)}}.dump());
+    ASSERT_EQ(created.status, 200) << created.body;
+    const std::string session = created.json()["id"];
     struct Job {
         json body;
         bool stream;
@@ -408,6 +414,11 @@ TEST(Serve, ConcurrentClientsGetTheirSerialResultsWithBatchedDecode) {
                {"max_tokens", 6 + (i % 5) * 4},
                {"ignore_eos", true}};
         if (i % 3 == 1) b["temperature"] = 0.9, b["seed"] = i, b["top_p"] = 0.9;
+        if (i % 5 == 3) {
+            // A question to a session: a short prompt after the document.
+            b["session"] = session;
+            b["prompt"] = std::vector<int32_t>(full.begin() + i, full.begin() + i + 4);
+        }
         jobs.push_back({b, i % 4 == 2});
     }
     auto run = [&](const Job& j) {
