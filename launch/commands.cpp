@@ -15,6 +15,8 @@ const std::vector<CommandInfo>& commands() {
          cmd_passkey},
         {"batch", "resumable corpus runner (score or generate) for clusters; --config JOB.yaml",
          batch_args, cmd_batch},
+        {"serve", "OpenAI-compatible HTTP server (completions, streaming, batched decode)",
+         serve_args, cmd_serve},
         {"inspect", "print a model's configuration, parameter count and memory cost per token",
          inspect_args, cmd_inspect},
         {"convert", "convert a checkpoint (PyTorch .bin or safetensors) to sharded safetensors",

@@ -31,6 +31,7 @@ Args generate_args();
 Args score_args();
 Args passkey_args();
 Args batch_args();
+Args serve_args();
 
 int cmd_inspect(const Argv& args);
 int cmd_convert(const Argv& args);
@@ -39,5 +40,6 @@ int cmd_generate(const Argv& args);
 int cmd_score(const Argv& args);
 int cmd_passkey(const Argv& args);
 int cmd_batch(const Argv& args);
+int cmd_serve(const Argv& args);
 
 }  // namespace fot::cli

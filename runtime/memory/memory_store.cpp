@@ -108,4 +108,27 @@ void MemoryStore::clear() {
     for (auto& b : blocks_) b.clear();
 }
 
+void MemoryStore::copy_from(const MemoryStore& src) {
+    FOT_CHECK(&src.backend_ == &backend_ && src.num_layers() == num_layers() &&
+                  src.heads_ == heads_ && src.head_dim_ == head_dim_ && src.dtype_ == dtype_,
+              "a memory store copies only a store of the same shape");
+    for (int64_t s = 0; s < num_layers(); ++s) {
+        const int64_t cap = src.keys_[s].shape()[1];
+        if (keys_[s].shape()[1] != cap) {
+            keys_[s] = backend_.alloc(dtype_, {heads_, cap, head_dim_});
+            values_[s] = backend_.alloc(dtype_, {heads_, cap, head_dim_});
+            positions_[s] = backend_.alloc(DType::kI64, {cap});
+        }
+        // Whole arenas: rows past sizes_ are never read, so copying them costs only time.
+        const int64_t rows = heads_ * cap;
+        backend_.copy_rows(reshape(keys_[s].view(), {rows, head_dim_}), 0,
+                           reshape(src.keys_[s].view(), {rows, head_dim_}), rows);
+        backend_.copy_rows(reshape(values_[s].view(), {rows, head_dim_}), 0,
+                           reshape(src.values_[s].view(), {rows, head_dim_}), rows);
+        backend_.copy_rows(positions_[s].view(), 0, src.positions_[s].view(), cap);
+    }
+    sizes_ = src.sizes_;
+    blocks_ = src.blocks_;
+}
+
 }  // namespace fot

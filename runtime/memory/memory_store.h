@@ -38,6 +38,9 @@ class MemoryStore {
     void append(int64_t slot, TensorView k, TensorView v, int64_t global_begin);
     // Drops every entry (a new document).
     void clear();
+    // Makes this store an exact copy of `src` (same shape and backend): entries, positions,
+    // blocks. Forking a document's state (a server session answering several questions).
+    void copy_from(const MemoryStore& src);
 
     // Entries of layer `slot` on this rank.
     int64_t size(int64_t slot) const { return sizes_[slot]; }

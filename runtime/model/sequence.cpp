@@ -9,6 +9,7 @@ namespace fot {
 Sequence::Sequence(const LongLlama* owner, Backend& backend, SequenceShape shape,
                    int64_t mem_capacity_tokens, std::unique_ptr<RetrieverIndex> index)
     : owner_(owner),
+      backend_(&backend),
       shape_(std::move(shape)),
       memory_(backend,
               std::count_if(shape_.mem_slot.begin(), shape_.mem_slot.end(),
@@ -34,6 +35,34 @@ void Sequence::reset() {
     next_pos_ = 0;
     mem_tokens_ = 0;
     mem_blocks_ = 0;
+}
+
+void Sequence::copy_from(const Sequence& src) {
+    FOT_CHECK(src.owner_ == owner_, "a sequence copies only a sequence of the same model");
+    FOT_CHECK(index_ == nullptr && src.index_ == nullptr,
+              "this retriever keeps a per-sequence index, which cannot be copied");
+    if (&src == this) return;
+    memory_.copy_from(src.memory_);
+    Backend& be = *backend_;
+    for (size_t l = 0; l < local_.size(); ++l) {
+        auto copy = [&](Buffer& dst, const Buffer& from) {
+            if (from.empty()) return;
+            const auto& sh = from.shape();
+            const int64_t width = sh.back();
+            const int64_t rows = static_cast<int64_t>(from.numel()) / width;
+            be.copy_rows(reshape(dst.view(), {rows, width}), 0,
+                         reshape(from.view(), {rows, width}), rows);
+        };
+        copy(local_[l].k_rot, src.local_[l].k_rot);
+        copy(local_[l].v, src.local_[l].v);
+        copy(local_[l].k_raw, src.local_[l].k_raw);
+        copy(local_[l].v_raw, src.local_[l].v_raw);
+        local_[l].len = src.local_[l].len;
+    }
+    has_past_ = src.has_past_;
+    next_pos_ = src.next_pos_;
+    mem_tokens_ = src.mem_tokens_;
+    mem_blocks_ = src.mem_blocks_;
 }
 
 int64_t Sequence::memory_tokens_local() const {

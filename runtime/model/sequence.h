@@ -46,6 +46,11 @@ class Sequence {
 
     // Forgets memory and local caches: the next call starts a new document.
     void reset();
+    // Becomes an exact copy of `src` (made by the same model): memory, local caches,
+    // counters. Later calls on either sequence do not affect the other, and this one
+    // continues exactly as `src` would. Throws when the retriever keeps a per-sequence index
+    // (it cannot be copied yet).
+    void copy_from(const Sequence& src);
 
     // Memory tokens the reference would hold per memory layer (all mp ranks together).
     int64_t memory_tokens() const { return mem_tokens_; }
@@ -89,6 +94,7 @@ class Sequence {
     bool owns_next_block() const { return mem_blocks_ % shape_.mp_size == shape_.mp_rank; }
 
     const LongLlama* owner_;
+    Backend* backend_;
     SequenceShape shape_;
     MemoryStore memory_;
     std::unique_ptr<RetrieverIndex> index_;

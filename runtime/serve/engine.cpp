@@ -1,0 +1,346 @@
+#include "runtime/serve/engine.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "runtime/core/logging.h"
+#include "runtime/core/status.h"
+
+namespace fot::serve {
+
+using Clock = std::chrono::steady_clock;
+
+Request::Finish Request::wait(size_t seen, std::chrono::milliseconds timeout,
+                              std::vector<TokenOut>* tokens, std::string* error) {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait_for(l, timeout, [&] { return tokens_.size() > seen || finish_ != Finish::kNone; });
+    *tokens = tokens_;
+    if (error) *error = error_;
+    return finish_;
+}
+
+void Request::push(TokenOut token) {
+    {
+        std::lock_guard<std::mutex> l(mu_);
+        tokens_.push_back(std::move(token));
+    }
+    cv_.notify_all();
+}
+
+void Request::finish(Finish f, std::string error) {
+    {
+        std::lock_guard<std::mutex> l(mu_);
+        if (finish_ != Finish::kNone) return;
+        finish_ = f;
+        error_ = std::move(error);
+    }
+    cv_.notify_all();
+}
+
+struct Engine::Running {
+    std::shared_ptr<Request> req;
+    Sequence seq;
+    Sampler sampler;
+    int32_t last = 0;
+    int64_t produced = 0;
+    Clock::time_point last_time;
+};
+
+struct Engine::DocSession {
+    std::string id;
+    Sequence seq;
+    int64_t prompt_tokens = 0;
+    int64_t uses = 0;
+    Clock::time_point last_used;
+};
+
+Engine::Engine(Session& session, EngineOptions options, Metrics& metrics)
+    : s_(session), opt_(options), metrics_(metrics) {
+    FOT_CHECK(s_.world.world_size() == 1, "the serve engine runs on one rank");
+    opt_.max_batch = std::max<int64_t>(
+        1, std::min<int64_t>(opt_.max_batch, s_.model_config.max_position_embeddings));
+    thread_ = std::thread([this] { loop(); });
+}
+
+Engine::~Engine() {
+    stop();
+}
+
+std::shared_ptr<Request> Engine::submit(CompletionParams params) {
+    auto req = std::make_shared<Request>(std::move(params));
+    {
+        std::lock_guard<std::mutex> l(mu_);
+        if (stopping_ || static_cast<int64_t>(waiting_.size()) >= opt_.max_queue) return nullptr;
+        waiting_.push_back(req);
+    }
+    cv_.notify_all();
+    return req;
+}
+
+void Engine::stop() {
+    {
+        std::lock_guard<std::mutex> l(mu_);
+        stopping_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+}
+
+namespace {
+// The chosen token's log softmax(row) and the `top` most likely ids (lowest id first on ties).
+TokenOut token_out(const float* row, int64_t n, int32_t tok, int64_t top) {
+    float mx = row[0];
+    for (int64_t i = 1; i < n; ++i) mx = std::max(mx, row[i]);
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; ++i) sum += std::exp(static_cast<double>(row[i] - mx));
+    const float log_z = mx + static_cast<float>(std::log(sum));
+    TokenOut out{tok, row[tok] - log_z, {}};
+    if (top > 0) {
+        std::vector<int32_t> ids(static_cast<size_t>(n));
+        for (int64_t i = 0; i < n; ++i) ids[i] = static_cast<int32_t>(i);
+        top = std::min(top, n);
+        std::partial_sort(ids.begin(), ids.begin() + top, ids.end(), [&](int32_t a, int32_t b) {
+            return row[a] > row[b] || (row[a] == row[b] && a < b);
+        });
+        for (int64_t i = 0; i < top; ++i) out.top.emplace_back(ids[i], row[ids[i]] - log_z);
+    }
+    return out;
+}
+}  // namespace
+
+bool Engine::emit(Running& r, const float* row) {
+    const int64_t V = s_.model_config.vocab_size;
+    const int32_t tok = r.sampler.sample(row, V);
+    const auto now = Clock::now();
+    if (r.produced == 0) {
+        metrics_.time_to_first_token(std::chrono::duration<double>(now - r.req->arrival).count());
+    } else {
+        metrics_.per_token_latency(std::chrono::duration<double>(now - r.last_time).count());
+    }
+    r.last_time = now;
+    r.last = tok;
+    ++r.produced;
+    metrics_.tokens(0, 1);
+    r.req->push(token_out(row, V, tok, r.req->params.top_logprobs));
+    if (!r.req->params.ignore_eos && tok == s_.model_config.eos_token_id) {
+        r.req->finish(Request::Finish::kEos);
+        return true;
+    }
+    if (r.produced >= r.req->params.max_tokens) {
+        r.req->finish(Request::Finish::kLength);
+        return true;
+    }
+    return false;
+}
+
+void Engine::prefill(std::shared_ptr<Request> req) {
+    if (req->cancel) {
+        req->finish(Request::Finish::kCancelled);
+        return;
+    }
+    auto r = std::make_unique<Running>(
+        Running{req, s_.model->new_sequence(), Sampler(req->params.sampling), 0, 0, {}});
+    if (!req->params.session.empty()) {
+        std::lock_guard<std::mutex> l(sess_mu_);
+        auto it = sessions_.find(req->params.session);
+        if (it == sessions_.end()) {
+            req->finish(Request::Finish::kError, "session '" + req->params.session + "' is gone");
+            return;
+        }
+        // The question continues from a copy: the session's state stays the document's.
+        try {
+            r->seq.copy_from(it->second->seq);
+        } catch (const std::exception& e) {
+            req->finish(Request::Finish::kError, e.what());
+            return;
+        }
+        ++it->second->uses;
+        it->second->last_used = Clock::now();
+    }
+    std::vector<float> row;
+    ForwardOptions fo;
+    fo.logits = LogitsRows::kLast;
+    fo.on_logits = [&](int64_t, TensorView local) { row = s_.gather_vocab(local); };
+    try {
+        s_.model->forward(r->seq, req->params.prompt, fo);
+    } catch (const std::exception& e) {
+        // Foreseeable failures (memory capacity) throw before the sequence changes; the
+        // request fails alone and the engine keeps serving.
+        req->finish(Request::Finish::kError, e.what());
+        return;
+    }
+    metrics_.prefill();
+    metrics_.tokens(static_cast<int64_t>(req->params.prompt.size()), 0);
+    if (!emit(*r, row.data())) running_.push_back(std::move(r));
+}
+
+void Engine::decode_step() {
+    // Cancelled requests leave before the step: their sequences are freed here.
+    std::erase_if(running_, [](const std::unique_ptr<Running>& r) {
+        if (!r->req->cancel) return false;
+        r->req->finish(Request::Finish::kCancelled);
+        return true;
+    });
+    if (running_.empty()) return;
+    const size_t B = std::min<size_t>(running_.size(), static_cast<size_t>(opt_.max_batch));
+    std::vector<Sequence*> seqs;
+    std::vector<int32_t> ids;
+    for (size_t b = 0; b < B; ++b) {
+        seqs.push_back(&running_[b]->seq);
+        ids.push_back(running_[b]->last);
+    }
+    std::vector<float> rows;
+    ForwardOptions fo;
+    fo.logits = LogitsRows::kAll;
+    fo.on_logits = [&](int64_t, TensorView local) { rows = s_.gather_vocab(local); };
+    try {
+        s_.model->decode(seqs, ids, fo);
+    } catch (const std::exception& e) {
+        // A memory overflow of one sequence is checked before the step changes anything:
+        // fail the batch's requests, keep the server.
+        for (size_t b = 0; b < B; ++b) running_[b]->req->finish(Request::Finish::kError, e.what());
+        running_.erase(running_.begin(), running_.begin() + static_cast<std::ptrdiff_t>(B));
+        return;
+    }
+    metrics_.decode_step(static_cast<int64_t>(B));
+    const int64_t V = s_.model_config.vocab_size;
+    std::vector<bool> done(B);
+    for (size_t b = 0; b < B; ++b) done[b] = emit(*running_[b], rows.data() + b * V);
+    // Rotate the batch so that sequences beyond max_batch get their turn.
+    std::vector<std::unique_ptr<Running>> next;
+    for (size_t b = B; b < running_.size(); ++b) next.push_back(std::move(running_[b]));
+    for (size_t b = 0; b < B; ++b)
+        if (!done[b]) next.push_back(std::move(running_[b]));
+    running_ = std::move(next);
+}
+
+SessionInfo Engine::info_of(const DocSession& d) const {
+    SessionInfo i;
+    i.id = d.id;
+    i.prompt_tokens = d.prompt_tokens;
+    i.memory_tokens = d.seq.memory_tokens();
+    i.bytes = d.seq.allocated_bytes();
+    i.prefills = 1;
+    i.uses = d.uses;
+    i.idle_seconds = std::chrono::duration<double>(Clock::now() - d.last_used).count();
+    return i;
+}
+
+SessionResult Engine::create_session(std::vector<int32_t> document) {
+    SessionResult res;
+    std::mutex done_mu;
+    std::condition_variable done_cv;
+    bool done = false;
+    {
+        std::lock_guard<std::mutex> l(mu_);
+        if (stopping_) return {503, "the server is stopping", {}};
+        tasks_.push_back([&] {
+            // Engine thread. The caps are checked here, where creations are serialised.
+            SessionResult out;
+            {
+                std::lock_guard<std::mutex> sl(sess_mu_);
+                int64_t tokens = 0;
+                for (const auto& [id, d] : sessions_) tokens += d->prompt_tokens;
+                if (static_cast<int64_t>(sessions_.size()) >= opt_.max_sessions) {
+                    out = {429,
+                           "too many sessions (" + std::to_string(opt_.max_sessions) +
+                               "): delete one first",
+                           {}};
+                } else if (tokens + static_cast<int64_t>(document.size()) >
+                           opt_.max_session_tokens) {
+                    out = {429,
+                           "the sessions would hold more than " +
+                               std::to_string(opt_.max_session_tokens) + " tokens",
+                           {}};
+                }
+            }
+            if (out.status == 200) {
+                auto d = std::make_unique<DocSession>(
+                    DocSession{"", s_.model->new_sequence(), 0, 0, Clock::now()});
+                try {
+                    s_.model->forward(d->seq, document, ForwardOptions{});
+                    metrics_.prefill();
+                    metrics_.tokens(static_cast<int64_t>(document.size()), 0);
+                    std::lock_guard<std::mutex> sl(sess_mu_);
+                    d->id = "sess-" + std::to_string(next_session_++);
+                    d->prompt_tokens = static_cast<int64_t>(document.size());
+                    d->last_used = Clock::now();
+                    out.info = info_of(*d);
+                    sessions_[d->id] = std::move(d);
+                } catch (const std::exception& e) {
+                    out = {500, e.what(), {}};
+                }
+            }
+            std::lock_guard<std::mutex> dl(done_mu);
+            res = std::move(out);
+            done = true;
+            done_cv.notify_all();
+        });
+    }
+    cv_.notify_all();
+    std::unique_lock<std::mutex> dl(done_mu);
+    done_cv.wait(dl, [&] { return done; });
+    return res;
+}
+
+std::optional<SessionInfo> Engine::session(const std::string& id) {
+    std::lock_guard<std::mutex> l(sess_mu_);
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) return std::nullopt;
+    return info_of(*it->second);
+}
+
+bool Engine::delete_session(const std::string& id) {
+    std::lock_guard<std::mutex> l(sess_mu_);
+    return sessions_.erase(id) > 0;
+}
+
+void Engine::expire_sessions() {
+    std::lock_guard<std::mutex> l(sess_mu_);
+    const auto now = Clock::now();
+    std::erase_if(sessions_, [&](const auto& kv) {
+        return std::chrono::duration<double>(now - kv.second->last_used).count() >
+               opt_.session_idle_timeout_s;
+    });
+    int64_t mem = 0;
+    for (const auto& [id, d] : sessions_) mem += d->seq.memory_tokens();
+    metrics_.set_sessions(static_cast<int64_t>(sessions_.size()), mem);
+}
+
+void Engine::loop() {
+    for (;;) {
+        std::shared_ptr<Request> next;
+        std::deque<std::function<void()>> tasks;
+        {
+            std::unique_lock<std::mutex> l(mu_);
+            // Wakes at least every second to expire idle sessions.
+            cv_.wait_for(l, std::chrono::seconds(1), [&] {
+                return stopping_ || !waiting_.empty() || !running_.empty() || !tasks_.empty();
+            });
+            tasks.swap(tasks_);
+            if (stopping_ && waiting_.empty() && running_.empty() && tasks.empty()) return;
+            if (!waiting_.empty() && static_cast<int64_t>(running_.size()) < opt_.max_batch) {
+                next = waiting_.front();
+                waiting_.pop_front();
+            }
+        }
+        for (auto& t : tasks) t();
+        expire_sessions();
+        try {
+            if (next) prefill(next);
+            decode_step();
+        } catch (const std::exception& e) {
+            FOT_LOG(kError) << "serve engine: " << e.what();
+        }
+        int64_t mem = 0, bytes = 0;
+        for (const auto& r : running_) {
+            mem += r->seq.memory_tokens();
+            bytes += r->seq.allocated_bytes();
+        }
+        std::lock_guard<std::mutex> l(mu_);
+        metrics_.set_state(static_cast<int64_t>(waiting_.size()),
+                           static_cast<int64_t>(running_.size()), mem, bytes);
+    }
+}
+
+}  // namespace fot::serve

@@ -1,0 +1,62 @@
+// Sequence::copy_from: a copy of a document's state continues exactly as the original
+// would, and what happens to the original afterwards does not reach the copy. This is what
+// a server session relies on to answer several questions from one prefilled document.
+#include <gtest/gtest.h>
+
+#include "tests/model/golden_checks.h"
+
+namespace fot {
+namespace {
+
+// Logits rows of: one call over `question`, then `steps` one-token calls feeding the greedy
+// token; returned concatenated.
+std::vector<float> continue_greedy(Session& s, Sequence& seq, const std::vector<int32_t>& question,
+                                   int steps) {
+    std::vector<float> all, row;
+    ForwardOptions fo;
+    fo.logits = LogitsRows::kLast;
+    fo.on_logits = [&](int64_t, TensorView v) { row = s.gather_vocab(v); };
+    std::vector<int32_t> feed = question;
+    for (int i = 0; i < steps; ++i) {
+        s.model->forward(seq, feed, fo);
+        all.insert(all.end(), row.begin(), row.end());
+        feed.assign(1, argmax(row.data(), static_cast<int64_t>(row.size())));
+    }
+    return all;
+}
+
+class SequenceFork : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(SequenceFork, CopyContinuesExactlyAndIsIndependent) {
+    auto m = testing::open_golden_model(testing::golden_dir(GetParam()));
+    Session& s = *m->session;
+    const auto ids = testing::read_ids(testing::golden_dir(GetParam()) + "/input_ids.json");
+    const std::vector<int32_t> doc(ids.begin(), ids.end() - 10);
+    const std::vector<int32_t> question(ids.end() - 10, ids.end());
+    ForwardOptions none;
+
+    Sequence original = s.model->new_sequence();
+    s.model->forward(original, doc, none);
+    ASSERT_GT(original.memory_tokens(), 0) << "the document must reach the memory";
+    Sequence copy = s.model->new_sequence();
+    copy.copy_from(original);
+    EXPECT_EQ(copy.memory_tokens(), original.memory_tokens());
+    EXPECT_EQ(copy.next_position(), original.next_position());
+    EXPECT_EQ(copy.local_tokens(0), original.local_tokens(0));
+
+    // The original moves on (past several flushes into memory) before the copy is used.
+    const std::vector<int32_t> other(3 * s.model_config.max_position_embeddings, 7);
+    s.model->forward(original, other, none);
+
+    Sequence fresh = s.model->new_sequence();
+    s.model->forward(fresh, doc, none);
+    const auto want = continue_greedy(s, fresh, question, 40);
+    const auto got = continue_greedy(s, copy, question, 40);
+    ASSERT_EQ(got.size(), want.size());
+    EXPECT_EQ(testing::max_abs_diff(got, want), 0.0);  // same arithmetic on the same state
+}
+
+INSTANTIATE_TEST_SUITE_P(Golden, SequenceFork, ::testing::Values("case_a", "case_e"));
+
+}  // namespace
+}  // namespace fot
