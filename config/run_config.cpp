@@ -74,8 +74,11 @@ const OptionTable<RunConfig>& run_options() {
                   "exact or fast",
                   [](const std::string& s, Precision* out) { return parse_precision(s, out); },
                   [](const Precision& p) { return std::string(precision_name(p)); }));
-        t.add(flag("threads", "N", "CPU threads per rank, 0 = all cores").in_yaml("threads"),
-              FOT_FIELD(threads), integer<int64_t>(0));
+        t.add(flag("threads", "N",
+                   "CPU threads per rank, 0 = the cores this rank may use, shared with the other "
+                   "ranks of its node")
+                  .in_yaml("threads"),
+              FOT_FIELD(threads), integer<int64_t>(0, 1024));
         t.add(flag("tp", "N", "tensor-parallel degree").in_yaml("parallel.tp"),
               FOT_FIELD(parallel.tp), integer<int64_t>(1));
         t.add(flag("mp", "N", "memory-parallel degree (memory split by blocks across N ranks)")

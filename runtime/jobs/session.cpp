@@ -12,6 +12,7 @@
 #include "parallel/mpi_session.h"
 #include "parallel/nccl_communicator.h"
 #include "parallel/self_communicator.h"
+#include "runtime/core/cpu_threads.h"
 #include "runtime/core/host_memory.h"
 #include "runtime/core/logging.h"
 #include "runtime/core/status.h"
@@ -108,7 +109,14 @@ std::unique_ptr<Session> open_session(const RunConfig& run, parallel::Communicat
         if (!choice.warning.empty()) FOT_LOG(kWarn) << choice.warning;
         device = choice.device;
     }
-    s->backend = make_backend(run.backend, device, static_cast<int>(run.threads));
+    // --threads 0: an explicit OMP_NUM_THREADS is the user's choice (0 leaves OpenMP's);
+    // otherwise this rank's share of the cores it may run on (runtime/core/cpu_threads.h).
+    const int threads =
+        run.threads > 0 ? static_cast<int>(run.threads)
+        : std::getenv("OMP_NUM_THREADS")
+            ? 0
+            : default_thread_count(allowed_cpu_count(), hardware_cpu_count(), node.local_size());
+    s->backend = make_backend(run.backend, device, threads);
     // Model collectives move device buffers: over NCCL, one communicator per tp / mp group of
     // more than one rank, bootstrapped over the group's host communicator.
     parallel::GroupCommunicators* model_comms = &s->comms;
