@@ -134,6 +134,10 @@ const OptionTable<RunConfig>& run_options() {
                       LogLevel level;
                       return s.empty() || parse_log_level(s, &level);
                   }));
+        t.add(switch_flag("quiet",
+                          "no progress lines on stderr (model load, prefill, decode, records)")
+                  .in_yaml("quiet"),
+              FOT_FIELD(quiet), boolean_value());
         return t;
     }();
     return table;

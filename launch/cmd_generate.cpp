@@ -74,6 +74,7 @@ int cmd_generate(const Argv& argv) {
     const int inputs = args.has("ids") + args.has("prompt") + args.has("prompt-file");
     FOT_CHECK(inputs == 1, "fotrt generate: give exactly one of --ids, --prompt, --prompt-file");
     GenerateOptions& go = cmd.gen;
+    go.show_progress = true;
     const bool json = cmd.json;
 
     auto world = parallel::make_world_communicator();

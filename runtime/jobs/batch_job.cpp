@@ -276,7 +276,7 @@ BatchResult run_batch_job(Session& s, const BatchOptions& opts) {
         }
         FOT_LOG(kDebug) << "corpus: " << corpus->describe();
         progress = std::make_unique<Progress>(opts.label, static_cast<int64_t>(order.size()),
-                                              total_cost, opts.progress_interval_s);
+                                              total_cost, opts.progress_interval_s, s.run.quiet);
     }
 
     DispatchHooks hooks;

@@ -15,6 +15,7 @@
 #include "runtime/core/cpu_threads.h"
 #include "runtime/core/host_memory.h"
 #include "runtime/core/logging.h"
+#include "runtime/core/progress.h"
 #include "runtime/core/status.h"
 #include "runtime/core/timer.h"
 #include "runtime/io/checkpoint.h"
@@ -157,8 +158,12 @@ std::unique_ptr<Session> open_session(const RunConfig& run, parallel::Communicat
                          host_memory_bytes(), host_memory_source())
             .check();
     }
+    ProgressLine load_progress("loading " + run.model, "layers", mc.num_hidden_layers,
+                               s->is_root() && !run.quiet);
     ModelWeights weights =
-        load_model_weights(*ckpt, mc, *s->backend, s->world.tp_rank(), s->world.tp(), precision);
+        load_model_weights(*ckpt, mc, *s->backend, s->world.tp_rank(), s->world.tp(), precision,
+                           [&](int64_t layers) { load_progress.update(layers); });
+    load_progress.finish();
     ModelOptions mo;
     mo.precision = precision;
     mo.mem_dtype = run.memory.mem_dtype.value_or(mc.mem_dtype);
