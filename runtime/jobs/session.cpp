@@ -22,15 +22,25 @@
 
 namespace fot {
 
-Tokenizer& Session::get_tokenizer() {
+Tokenizer& Session::get_tokenizer(const std::string& without_it) {
     if (!tokenizer) {
         const std::string path = (std::filesystem::path(run.model) / "tokenizer.model").string();
         FOT_CHECK(std::filesystem::exists(path), "model directory ", run.model,
-                  " has no tokenizer.model (needed for text input/output; use --ids and "
-                  "--json to work with token ids)");
-        tokenizer = Tokenizer::load(path);
+                  " has no tokenizer.model (needed for text; the published checkpoints ship "
+                  "one, see docs/models.md",
+                  without_it.empty() ? "" : "; ", without_it, ")");
+        auto tok = Tokenizer::load(path);
+        check_tokenizer_vocab(*tok, path, model_config.vocab_size,
+                              (std::filesystem::path(run.model) / "config.json").string());
+        tokenizer = std::move(tok);
     }
     return *tokenizer;
+}
+
+bool Session::has_tokenizer() const {
+    std::error_code ec;
+    return tokenizer ||
+           std::filesystem::exists(std::filesystem::path(run.model) / "tokenizer.model", ec);
 }
 
 std::vector<float> Session::gather_vocab(TensorView local) {
