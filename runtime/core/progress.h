@@ -48,7 +48,7 @@ class ProgressLine {
     bool enabled_, tty_;
     double interval_s_;
     Timer timer_;
-    double last_print_ = -1e9;
+    double last_print_ = 0.0;  // the first line comes after one interval
     int64_t done_ = 0;
     bool printed_ = false, finished_ = false;
 };

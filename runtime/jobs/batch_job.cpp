@@ -362,6 +362,12 @@ BatchResult run_batch_job(Session& s, const BatchOptions& opts) {
         }
         j["ranks"] = std::move(ranks);
         j["error_examples"] = std::move(error_examples);
+        if (opts.task == BatchTask::kScore) {
+            // From the whole output, so that a resumed job sums every run's records.
+            const CorpusScore corpus = corpus_score_from_records(opts.output);
+            j["corpus"] = ojson::parse(corpus_score_json(corpus));
+            FOT_LOG(kInfo) << opts.label << ": corpus of " << describe_corpus_score(corpus);
+        }
         j["exit_code"] = exit_code;
         result.summary_json = dump_line(j);
         if (!opts.summary_path.empty()) {
