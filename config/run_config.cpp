@@ -136,7 +136,8 @@ const OptionTable<RunConfig>& run_options() {
                   }));
         t.add(switch_flag("quiet",
                           "no progress lines on stderr (model load, prefill, decode, records)")
-                  .in_yaml("quiet"),
+                  .in_yaml("quiet")
+                  .default_is("off"),
               FOT_FIELD(quiet), boolean_value());
         return t;
     }();
