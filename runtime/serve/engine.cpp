@@ -54,6 +54,15 @@ struct Engine::DocSession {
     Clock::time_point last_used;
 };
 
+// A prompt (run) or a session's document (doc) being prefilled, step by step.
+struct Engine::Prefill {
+    std::unique_ptr<Running> run;
+    std::unique_ptr<DocSession> doc;
+    std::vector<int32_t> ids;                 // the document (a prompt is in run->req)
+    int64_t next = 0;                         // LongLlama::forward_step's next start
+    std::function<void(SessionResult)> done;  // answers create_session
+};
+
 Engine::Engine(Session& session, EngineOptions options, Metrics& metrics)
     : s_(session), opt_(options), metrics_(metrics) {
     FOT_CHECK(s_.world.world_size() == 1, "the serve engine runs on one rank");
@@ -133,48 +142,84 @@ bool Engine::emit(Running& r, const float* row) {
     return false;
 }
 
-void Engine::prefill(std::shared_ptr<Request> req) {
+std::unique_ptr<Engine::Prefill> Engine::start_prefill(std::shared_ptr<Request> req) {
     if (req->cancel) {
         req->finish(Request::Finish::kCancelled);
-        return;
+        return nullptr;
     }
-    auto r = std::make_unique<Running>(
+    auto p = std::make_unique<Prefill>();
+    p->run = std::make_unique<Running>(
         Running{req, s_.model->new_sequence(), Sampler(req->params.sampling), 0, 0, {}});
     if (!req->params.session.empty()) {
         std::lock_guard<std::mutex> l(sess_mu_);
         auto it = sessions_.find(req->params.session);
         if (it == sessions_.end()) {
             req->finish(Request::Finish::kError, "session '" + req->params.session + "' is gone");
-            return;
+            return nullptr;
         }
         // The question continues from a copy: the session's state stays the document's.
         try {
-            r->seq.copy_from(it->second->seq);
+            p->run->seq.copy_from(it->second->seq);
         } catch (const std::exception& e) {
             req->finish(Request::Finish::kError, e.what());
-            return;
+            return nullptr;
         }
         ++it->second->uses;
         it->second->last_used = Clock::now();
     }
-    std::vector<float> row;
-    ForwardOptions fo;
-    fo.logits = LogitsRows::kLast;
-    fo.on_logits = [&](int64_t, TensorView local) { row = s_.gather_vocab(local); };
-    try {
-        s_.model->forward(r->seq, req->params.prompt, fo);
-    } catch (const std::exception& e) {
-        // Foreseeable failures (memory capacity) throw before the sequence changes; the
-        // request fails alone and the engine keeps serving.
-        req->finish(Request::Finish::kError, e.what());
-        return;
-    }
-    metrics_.prefill();
-    metrics_.tokens(static_cast<int64_t>(req->params.prompt.size()), 0);
-    if (!emit(*r, row.data())) running_.push_back(std::move(r));
+    return p;
 }
 
-void Engine::decode_step() {
+void Engine::advance_prefill() {
+    Prefill& p = *prefilling_;
+    Sequence& seq = p.run ? p.run->seq : p.doc->seq;
+    const std::vector<int32_t>& ids = p.run ? p.run->req->params.prompt : p.ids;
+    if (p.run && p.run->req->cancel) {
+        p.run->req->finish(Request::Finish::kCancelled);
+        prefilling_.reset();
+        return;
+    }
+    std::vector<float> row;
+    ForwardOptions fo;
+    if (p.run) {
+        fo.logits = LogitsRows::kLast;  // delivered by the last step only
+        fo.on_logits = [&](int64_t, TensorView local) { row = s_.gather_vocab(local); };
+    }
+    try {
+        p.next = s_.model->forward_step(seq, ids, p.next, fo);
+    } catch (const std::exception& e) {
+        // Foreseeable failures (memory capacity) throw at the first step, before the
+        // sequence changes; the request fails alone and the engine keeps serving.
+        if (p.run) {
+            p.run->req->finish(Request::Finish::kError, e.what());
+        } else {
+            p.done({500, e.what(), {}});
+        }
+        prefilling_.reset();
+        return;
+    }
+    metrics_.prefill_step();
+    if (p.next < static_cast<int64_t>(ids.size())) return;
+    metrics_.prefill();
+    metrics_.tokens(static_cast<int64_t>(ids.size()), 0);
+    if (p.run) {
+        if (!emit(*p.run, row.data())) running_.push_back(std::move(p.run));
+    } else {
+        SessionResult out;
+        {
+            std::lock_guard<std::mutex> sl(sess_mu_);
+            p.doc->id = "sess-" + std::to_string(next_session_++);
+            p.doc->prompt_tokens = static_cast<int64_t>(ids.size());
+            p.doc->last_used = Clock::now();
+            out.info = info_of(*p.doc);
+            sessions_[p.doc->id] = std::move(p.doc);
+        }
+        p.done(std::move(out));
+    }
+    prefilling_.reset();
+}
+
+void Engine::decode_step(bool during_prefill) {
     // Cancelled requests leave before the step: their sequences are freed here.
     std::erase_if(running_, [](const std::unique_ptr<Running>& r) {
         if (!r->req->cancel) return false;
@@ -202,7 +247,7 @@ void Engine::decode_step() {
         running_.erase(running_.begin(), running_.begin() + static_cast<std::ptrdiff_t>(B));
         return;
     }
-    metrics_.decode_step(static_cast<int64_t>(B));
+    metrics_.decode_step(static_cast<int64_t>(B), during_prefill);
     const int64_t V = s_.model_config.vocab_size;
     std::vector<bool> done(B);
     for (size_t b = 0; b < B; ++b) done[b] = emit(*running_[b], rows.data() + b * V);
@@ -231,50 +276,51 @@ SessionResult Engine::create_session(std::vector<int32_t> document) {
     std::mutex done_mu;
     std::condition_variable done_cv;
     bool done = false;
+    auto answer = [&](SessionResult out) {
+        std::lock_guard<std::mutex> dl(done_mu);
+        res = std::move(out);
+        done = true;
+        done_cv.notify_all();
+    };
     {
         std::lock_guard<std::mutex> l(mu_);
         if (stopping_) return {503, "the server is stopping", {}};
         tasks_.push_back([&] {
-            // Engine thread. The caps are checked here, where creations are serialised.
-            SessionResult out;
+            // Engine thread. The caps are checked here, where creations are serialised; the
+            // documents still being prefilled count.
+            int64_t count = static_cast<int64_t>(doc_queue_.size());
+            int64_t tokens = 0;
+            for (const auto& p : doc_queue_) tokens += static_cast<int64_t>(p->ids.size());
+            if (prefilling_ && prefilling_->doc) {
+                ++count;
+                tokens += static_cast<int64_t>(prefilling_->ids.size());
+            }
             {
                 std::lock_guard<std::mutex> sl(sess_mu_);
-                int64_t tokens = 0;
+                count += static_cast<int64_t>(sessions_.size());
                 for (const auto& [id, d] : sessions_) tokens += d->prompt_tokens;
-                if (static_cast<int64_t>(sessions_.size()) >= opt_.max_sessions) {
-                    out = {429,
-                           "too many sessions (" + std::to_string(opt_.max_sessions) +
-                               "): delete one first",
-                           {}};
-                } else if (tokens + static_cast<int64_t>(document.size()) >
-                           opt_.max_session_tokens) {
-                    out = {429,
-                           "the sessions would hold more than " +
-                               std::to_string(opt_.max_session_tokens) + " tokens",
-                           {}};
-                }
             }
-            if (out.status == 200) {
-                auto d = std::make_unique<DocSession>(
-                    DocSession{"", s_.model->new_sequence(), 0, 0, Clock::now()});
-                try {
-                    s_.model->forward(d->seq, document, ForwardOptions{});
-                    metrics_.prefill();
-                    metrics_.tokens(static_cast<int64_t>(document.size()), 0);
-                    std::lock_guard<std::mutex> sl(sess_mu_);
-                    d->id = "sess-" + std::to_string(next_session_++);
-                    d->prompt_tokens = static_cast<int64_t>(document.size());
-                    d->last_used = Clock::now();
-                    out.info = info_of(*d);
-                    sessions_[d->id] = std::move(d);
-                } catch (const std::exception& e) {
-                    out = {500, e.what(), {}};
-                }
+            if (count >= opt_.max_sessions) {
+                answer({429,
+                        "too many sessions (" + std::to_string(opt_.max_sessions) +
+                            "): delete one first",
+                        {}});
+                return;
             }
-            std::lock_guard<std::mutex> dl(done_mu);
-            res = std::move(out);
-            done = true;
-            done_cv.notify_all();
+            if (tokens + static_cast<int64_t>(document.size()) > opt_.max_session_tokens) {
+                answer({429,
+                        "the sessions would hold more than " +
+                            std::to_string(opt_.max_session_tokens) + " tokens",
+                        {}});
+                return;
+            }
+            // Prefilled window by window between decode steps, like a prompt.
+            auto p = std::make_unique<Prefill>();
+            p->doc = std::make_unique<DocSession>(
+                DocSession{"", s_.model->new_sequence(), 0, 0, Clock::now()});
+            p->ids = std::move(document);
+            p->done = answer;
+            doc_queue_.push_back(std::move(p));
         });
     }
     cv_.notify_all();
@@ -309,26 +355,42 @@ void Engine::expire_sessions() {
 
 void Engine::loop() {
     for (;;) {
-        std::shared_ptr<Request> next;
         std::deque<std::function<void()>> tasks;
         {
             std::unique_lock<std::mutex> l(mu_);
             // Wakes at least every second to expire idle sessions.
             cv_.wait_for(l, std::chrono::seconds(1), [&] {
-                return stopping_ || !waiting_.empty() || !running_.empty() || !tasks_.empty();
+                return stopping_ || !waiting_.empty() || !running_.empty() || !tasks_.empty() ||
+                       prefilling_ || !doc_queue_.empty();
             });
             tasks.swap(tasks_);
-            if (stopping_ && waiting_.empty() && running_.empty() && tasks.empty()) return;
-            if (!waiting_.empty() && static_cast<int64_t>(running_.size()) < opt_.max_batch) {
-                next = waiting_.front();
-                waiting_.pop_front();
-            }
+            if (stopping_ && waiting_.empty() && running_.empty() && tasks.empty() &&
+                !prefilling_ && doc_queue_.empty())
+                return;
         }
         for (auto& t : tasks) t();
         expire_sessions();
         try {
-            if (next) prefill(next);
-            decode_step();
+            // One prefill at a time, session documents first; it advances one window per
+            // iteration, so the running sequences get a decode step between its windows.
+            if (!prefilling_ && !doc_queue_.empty()) {
+                prefilling_ = std::move(doc_queue_.front());
+                doc_queue_.pop_front();
+            }
+            if (!prefilling_) {
+                std::shared_ptr<Request> next;
+                {
+                    std::lock_guard<std::mutex> l(mu_);
+                    if (!waiting_.empty() &&
+                        static_cast<int64_t>(running_.size()) < opt_.max_batch) {
+                        next = waiting_.front();
+                        waiting_.pop_front();
+                    }
+                }
+                if (next) prefilling_ = start_prefill(std::move(next));
+            }
+            if (prefilling_) advance_prefill();
+            decode_step(prefilling_ != nullptr);
         } catch (const std::exception& e) {
             FOT_LOG(kError) << "serve engine: " << e.what();
         }

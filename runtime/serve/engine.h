@@ -1,9 +1,11 @@
 // Engine: the one thread that runs the model for the server.
 //
-// Requests queue; the engine loop alternates one prefill (the oldest waiting request, its
-// whole prompt in one model call) with one batched decode step that advances every running
-// sequence by one token (LongLlama::decode), so a new request joins the batch without
-// stopping the others, and running requests are not starved by a queue of prompts.
+// Requests queue; each iteration of the engine loop runs one step of the prefill under way
+// (one window of the oldest waiting prompt or session document: LongLlama::forward_step),
+// then one batched decode step that advances every running sequence by one token
+// (LongLlama::decode). A new request joins the batch without stopping the others, and a
+// long prompt delays the running requests by one window per token, not by its whole
+// prefill.
 // Each request gets its own Sequence and its own seeded Sampler, so its tokens are those
 // `fotrt generate` gives for the same prompt and options (decode equals one-token forwards
 // up to the GEMMs' summation order).
@@ -126,13 +128,18 @@ class Engine {
   private:
     struct Running;
     struct DocSession;
+    struct Prefill;
     void loop();
     void expire_sessions();
     SessionInfo info_of(const DocSession& d) const;
     // Samples row `row` for `r`; pushes the token; returns true when `r` is finished.
     bool emit(Running& r, const float* row);
-    void prefill(std::shared_ptr<Request> req);
-    void decode_step();
+    // A prefill for `req` (null when it finished at once: cancelled, session gone).
+    std::unique_ptr<Prefill> start_prefill(std::shared_ptr<Request> req);
+    // Runs the next step (one window) of prefilling_; at its end the request joins the
+    // decode batch (or the session is registered) and prefilling_ is cleared.
+    void advance_prefill();
+    void decode_step(bool during_prefill);
 
     Session& s_;
     EngineOptions opt_;
@@ -141,8 +148,10 @@ class Engine {
     std::condition_variable cv_;
     std::deque<std::shared_ptr<Request>> waiting_;
     bool stopping_ = false;
-    std::vector<std::unique_ptr<Running>> running_;  // engine thread only
-    std::deque<std::function<void()>> tasks_;        // run on the engine thread (under mu_)
+    std::vector<std::unique_ptr<Running>> running_;   // engine thread only
+    std::unique_ptr<Prefill> prefilling_;             // engine thread only: the prefill under way
+    std::deque<std::unique_ptr<Prefill>> doc_queue_;  // engine thread only: session documents
+    std::deque<std::function<void()>> tasks_;         // run on the engine thread (under mu_)
     // Sessions: the map and their counters under sess_mu_; their sequences are read by the
     // engine thread (while holding sess_mu_) and freed by whoever erases them.
     std::mutex sess_mu_;

@@ -6,7 +6,9 @@
 //    still answers /health;
 //  - concurrent clients get their serial results while decode steps batch > 1 sequence;
 //  - a client that disconnects mid-stream frees its sequence;
-//  - a memory session answers questions from its document, prefilled once.
+//  - a memory session answers questions from its document, prefilled once;
+//  - a long prefill (a prompt or a session's document) advances one window per engine
+//    iteration, with a decode step of the running requests between its windows.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -493,6 +495,63 @@ TEST(Serve, ClientDisconnectMidStreamFreesTheSequence) {
     // The server goes on serving.
     HttpResponse r = s.complete({{"prompt", {1, 5, 9}}, {"max_tokens", 3}});
     EXPECT_EQ(r.status, 200);
+}
+
+// A running stream (A) must get a decode step between every two windows of a long prompt (B)
+// and of a session's document; A and B still equal their serial answers.
+TEST(Serve, LongPrefillIsInterleavedWithRunningDecodes) {
+    Served s("case_a");
+    const auto full = prompt_of("case_a");
+    const Session& session = *s.model->session;
+    const int64_t W = session.model_config.max_position_embeddings;
+    const int64_t lcl = session.model->options().last_context_length;
+    const int64_t prefix = static_cast<int64_t>(full.size()) - lcl;
+    const int64_t steps = (prefix + W - 1) / W + 1;  // the prefix windows, then the tail
+    ASSERT_GE(steps, 3) << "the prompt must span several windows";
+
+    const json a_body{{"prompt", {1, 5, 9}}, {"max_tokens", 20000}, {"ignore_eos", true}};
+    const int fd = testing::connect_loopback(s.port);
+    json streamed = a_body;
+    streamed["stream"] = true;
+    testing::send_all(fd, testing::request_text("POST", "/v1/completions", streamed.dump()));
+    std::string got;
+    char buf[4096];
+    while (got.find("data: ") == std::string::npos) {
+        pollfd p{fd, POLLIN, 0};
+        ASSERT_GT(::poll(&p, 1, 30000), 0);
+        const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        ASSERT_GT(n, 0);
+        got.append(buf, static_cast<size_t>(n));
+    }
+    // A is running now and runs until we hang up.
+    const int64_t steps0 = s.metrics.prefill_steps();
+    const int64_t during0 = s.metrics.decode_steps_during_prefill();
+    HttpResponse r = s.complete({{"prompt", full}, {"max_tokens", 16}, {"ignore_eos", true}});
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.json()["choices"][0]["token_ids"], reference("case_a")["new_tokens"]);
+    EXPECT_EQ(s.metrics.prefill_steps() - steps0, steps);
+    EXPECT_EQ(s.metrics.decode_steps_during_prefill() - during0, steps - 1);
+
+    r = http(s.port, "POST", "/v1/sessions", json{{"prompt", full}}.dump());
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(s.metrics.prefill_steps() - steps0, 2 * steps);
+    EXPECT_EQ(s.metrics.decode_steps_during_prefill() - during0, 2 * (steps - 1));
+
+    // Hang up A (the server cancels it) and collect the tokens it streamed.
+    ::shutdown(fd, SHUT_WR);
+    got += testing::read_all(fd);
+    ::close(fd);
+    std::vector<int32_t> a_ids;
+    for (const std::string& ev : testing::sse_data(testing::parse_response(got).body)) {
+        const json j = json::parse(ev);
+        for (const auto& t : j["choices"][0]["token_ids"]) a_ids.push_back(t.get<int32_t>());
+    }
+    ASSERT_GE(static_cast<int64_t>(a_ids.size()), 2 * (steps - 1)) << got.substr(0, 600);
+    json alone = a_body;
+    alone["max_tokens"] = a_ids.size();
+    r = s.complete(alone);
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.json()["choices"][0]["token_ids"], json(a_ids));
 }
 
 }  // namespace
