@@ -43,6 +43,12 @@ const OptionTable<ServeCommand>& serve_options() {
               FOT_FIELD(server.max_connections), integer<int64_t>(1));
         t.add(flag("idle-timeout", "SECONDS", "close a keep-alive connection idle this long"),
               FOT_FIELD(server.idle_timeout_s), real(0, 1e9, /*min_open=*/true));
+        t.add(flag("read-timeout", "SECONDS",
+                   "a request must arrive whole within this time of its first byte (else 408)"),
+              FOT_FIELD(server.read_timeout_s), real(0, 1e9, /*min_open=*/true));
+        t.add(flag("write-timeout", "SECONDS",
+                   "drop a client that does not take a response write within this time"),
+              FOT_FIELD(server.write_timeout_s), real(0, 1e9, /*min_open=*/true));
         t.add(flag("max-batch", "N", "most sequences advanced by one decode step"),
               FOT_FIELD(engine.max_batch), integer<int64_t>(1));
         t.add(flag("max-queue", "N", "requests waiting for a prefill before 503"),

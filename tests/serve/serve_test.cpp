@@ -7,6 +7,7 @@
 //  - concurrent clients get their serial results while decode steps batch > 1 sequence;
 //  - a client that disconnects mid-stream frees its sequence;
 //  - a memory session answers questions from its document, prefilled once;
+//  - a client that sends part of a request and stalls gets 408 after the read timeout;
 //  - a long prefill (a prompt or a session's document) advances one window per engine
 //    iteration, with a decode step of the running requests between its windows.
 #include <gtest/gtest.h>
@@ -552,6 +553,38 @@ TEST(Serve, LongPrefillIsInterleavedWithRunningDecodes) {
     r = s.complete(alone);
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(r.json()["choices"][0]["token_ids"], json(a_ids));
+}
+
+// A client that sends part of a request and stalls is answered 408 and dropped after the
+// read timeout, freeing its connection slot (one slot here: the next client needs it).
+TEST(Serve, StalledRequestIsDroppedAfterTheReadTimeout) {
+    serve::ServerOptions so;
+    so.read_timeout_s = 0.3;
+    so.max_connections = 1;
+    Served s("case_a", so);
+    const std::vector<std::string> partial{
+        "GET /health HTTP/1.1\r\nHost: loc",  // the head stops midway
+        "POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: 40\r\n\r\n"
+        "{\"prompt\": [1, 5",  // the body stops midway
+    };
+    for (const std::string& p : partial) {
+        const int fd = testing::connect_loopback(s.port);
+        testing::send_all(fd, p);
+        // The server answers and closes long before read_all's own 30 s limit.
+        const auto start = std::chrono::steady_clock::now();
+        HttpResponse r = testing::parse_response(testing::read_all(fd, 30000));
+        ::close(fd);
+        EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(25));
+        EXPECT_EQ(r.status, 408) << p;
+        ASSERT_FALSE(r.body.empty()) << p;
+        EXPECT_EQ(r.json()["error"]["code"], "request_timeout");
+        EXPECT_EQ(http(s.port, "GET", "/health").status, 200);
+    }
+    // The server goes on serving.
+    HttpResponse r = s.complete({{"prompt", {1, 5, 9}}, {"max_tokens", 2}});
+    EXPECT_EQ(r.status, 200) << r.body;
+    EXPECT_NE(http(s.port, "GET", "/metrics").body.find("fotrt_requests_total{code=\"408\"} 2"),
+              std::string::npos);
 }
 
 }  // namespace
