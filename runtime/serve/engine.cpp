@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "parallel/communicator.h"
 #include "runtime/core/logging.h"
 #include "runtime/core/status.h"
 
@@ -37,6 +38,140 @@ void Request::finish(Finish f, std::string error) {
     cv_.notify_all();
 }
 
+namespace {
+// A command record of the control plane (multi-rank groups): before each model call, world
+// rank 0 broadcasts one; the other ranks (follow()) make the same call on their shards.
+enum Op : int64_t { kNew = 1, kFree, kCopy, kStep, kDecode, kStop };
+struct Command {
+    int64_t op = 0;
+    int64_t a = 0;  // a sequence key
+    int64_t b = 0;  // kCopy: the source key; kStep: the step's start
+    int64_t c = 0;  // kStep: whether the call asks for logits
+};
+}  // namespace
+
+// A sequence's name on the control plane: when its owner dies, the followers free theirs.
+struct Engine::Key {
+    Engine* engine = nullptr;
+    int64_t id = -1;
+    Key(Engine* e, int64_t i) : engine(e), id(i) {}
+    Key(Key&& o) noexcept : engine(o.engine), id(o.id) { o.id = -1; }
+    Key& operator=(Key&&) = delete;
+    ~Key() {
+        if (engine && engine->plane_ && id >= 0) {
+            std::lock_guard<std::mutex> l(engine->free_mu_);
+            engine->pending_free_.push_back(id);
+        }
+    }
+};
+
+void Engine::command(int64_t op, int64_t a, int64_t b, int64_t c) {
+    if (!plane_) return;
+    std::vector<int64_t> frees;
+    {
+        std::lock_guard<std::mutex> l(free_mu_);
+        frees.swap(pending_free_);
+    }
+    for (int64_t k : frees) {
+        Command f{kFree, k, 0, 0};
+        plane_->broadcast_value(f, 0);
+    }
+    if (op == 0) return;
+    Command cmd{op, a, b, c};
+    plane_->broadcast_value(cmd, 0);
+}
+
+Sequence Engine::new_sequence(int64_t* key) {
+    *key = next_key_++;
+    command(kNew, *key);
+    return s_.model->new_sequence();
+}
+
+void Engine::copy_sequence(Sequence& dst, int64_t dst_key, const Sequence& src, int64_t src_key) {
+    command(kCopy, dst_key, src_key);
+    dst.copy_from(src);
+}
+
+int64_t Engine::forward_step(Sequence& seq, int64_t key, const std::vector<int32_t>& ids,
+                             int64_t start, const ForwardOptions& fo) {
+    if (plane_) {
+        command(kStep, key, start, fo.logits != LogitsRows::kNone ? 1 : 0);
+        std::vector<int32_t> copy = ids;
+        plane_->broadcast_vector(copy, 0);
+    }
+    return s_.model->forward_step(seq, ids, start, fo);
+}
+
+void Engine::decode(const std::vector<Sequence*>& seqs, std::vector<int64_t> keys,
+                    std::vector<int32_t> ids, const ForwardOptions& fo) {
+    if (plane_) {
+        command(kDecode);
+        plane_->broadcast_vector(keys, 0);
+        plane_->broadcast_vector(ids, 0);
+    }
+    s_.model->decode(seqs, ids, fo);
+}
+
+void follow(Session& s) {
+    parallel::Communicator& plane = *s.world_comm;
+    std::map<int64_t, Sequence> seqs;
+    auto at = [&](int64_t key) -> Sequence& {
+        auto it = seqs.find(key);
+        FOT_CHECK(it != seqs.end(), "serve control plane: no sequence ", key);
+        return it->second;
+    };
+    auto gather = [&](ForwardOptions& fo, LogitsRows rows) {
+        // The leader gathers the vocabulary over tp: the same collective here.
+        fo.logits = rows;
+        fo.on_logits = [&](int64_t, TensorView local) { (void)s.gather_vocab(local); };
+    };
+    for (;;) {
+        Command cmd;
+        plane.broadcast_value(cmd, 0);
+        // The leader's calls fail (and are reported) where these fail: the checks run before
+        // any collective, on every rank alike, so a failure is dropped here.
+        try {
+            switch (cmd.op) {
+                case kNew:
+                    seqs.emplace(cmd.a, s.model->new_sequence());
+                    break;
+                case kFree:
+                    seqs.erase(cmd.a);
+                    break;
+                case kCopy:
+                    at(cmd.a).copy_from(at(cmd.b));
+                    break;
+                case kStep: {
+                    std::vector<int32_t> ids;
+                    plane.broadcast_vector(ids, 0);
+                    ForwardOptions fo;
+                    if (cmd.c) gather(fo, LogitsRows::kLast);
+                    s.model->forward_step(at(cmd.a), ids, cmd.b, fo);
+                    break;
+                }
+                case kDecode: {
+                    std::vector<int64_t> keys;
+                    std::vector<int32_t> ids;
+                    plane.broadcast_vector(keys, 0);
+                    plane.broadcast_vector(ids, 0);
+                    std::vector<Sequence*> ptrs;
+                    for (int64_t k : keys) ptrs.push_back(&at(k));
+                    ForwardOptions fo;
+                    gather(fo, LogitsRows::kAll);
+                    s.model->decode(ptrs, ids, fo);
+                    break;
+                }
+                case kStop:
+                    return;
+                default:
+                    FOT_CHECK(false, "serve control plane: unknown command ", cmd.op);
+            }
+        } catch (const std::exception& e) {
+            FOT_LOG(kDebug) << "serve follower: " << e.what();
+        }
+    }
+}
+
 struct Engine::Running {
     std::shared_ptr<Request> req;
     Sequence seq;
@@ -44,6 +179,7 @@ struct Engine::Running {
     int32_t last = 0;
     int64_t produced = 0;
     Clock::time_point last_time;
+    Key key;
 };
 
 struct Engine::DocSession {
@@ -52,6 +188,7 @@ struct Engine::DocSession {
     int64_t prompt_tokens = 0;
     int64_t uses = 0;
     Clock::time_point last_used;
+    Key key;
 };
 
 // A prompt (run) or a session's document (doc) being prefilled, step by step.
@@ -65,7 +202,9 @@ struct Engine::Prefill {
 
 Engine::Engine(Session& session, EngineOptions options, Metrics& metrics)
     : s_(session), opt_(options), metrics_(metrics) {
-    FOT_CHECK(s_.world.world_size() == 1, "the serve engine runs on one rank");
+    FOT_CHECK(s_.world.dp() == 1 && s_.world.rank() == 0,
+              "the serve engine runs on world rank 0 of a single tp x mp group");
+    if (s_.world.world_size() > 1) plane_ = s_.world_comm;
     opt_.max_batch = std::max<int64_t>(
         1, std::min<int64_t>(opt_.max_batch, s_.model_config.max_position_embeddings));
     thread_ = std::thread([this] { loop(); });
@@ -148,8 +287,10 @@ std::unique_ptr<Engine::Prefill> Engine::start_prefill(std::shared_ptr<Request> 
         return nullptr;
     }
     auto p = std::make_unique<Prefill>();
+    int64_t key = 0;
+    Sequence seq = new_sequence(&key);
     p->run = std::make_unique<Running>(
-        Running{req, s_.model->new_sequence(), Sampler(req->params.sampling), 0, 0, {}});
+        Running{req, std::move(seq), Sampler(req->params.sampling), 0, 0, {}, Key(this, key)});
     if (!req->params.session.empty()) {
         std::lock_guard<std::mutex> l(sess_mu_);
         auto it = sessions_.find(req->params.session);
@@ -159,7 +300,7 @@ std::unique_ptr<Engine::Prefill> Engine::start_prefill(std::shared_ptr<Request> 
         }
         // The question continues from a copy: the session's state stays the document's.
         try {
-            p->run->seq.copy_from(it->second->seq);
+            copy_sequence(p->run->seq, p->run->key.id, it->second->seq, it->second->key.id);
         } catch (const std::exception& e) {
             req->finish(Request::Finish::kError, e.what());
             return nullptr;
@@ -173,6 +314,7 @@ std::unique_ptr<Engine::Prefill> Engine::start_prefill(std::shared_ptr<Request> 
 void Engine::advance_prefill() {
     Prefill& p = *prefilling_;
     Sequence& seq = p.run ? p.run->seq : p.doc->seq;
+    const int64_t key = p.run ? p.run->key.id : p.doc->key.id;
     const std::vector<int32_t>& ids = p.run ? p.run->req->params.prompt : p.ids;
     if (p.run && p.run->req->cancel) {
         p.run->req->finish(Request::Finish::kCancelled);
@@ -186,7 +328,7 @@ void Engine::advance_prefill() {
         fo.on_logits = [&](int64_t, TensorView local) { row = s_.gather_vocab(local); };
     }
     try {
-        p.next = s_.model->forward_step(seq, ids, p.next, fo);
+        p.next = forward_step(seq, key, ids, p.next, fo);
     } catch (const std::exception& e) {
         // Foreseeable failures (memory capacity) throw at the first step, before the
         // sequence changes; the request fails alone and the engine keeps serving.
@@ -229,9 +371,11 @@ void Engine::decode_step(bool during_prefill) {
     if (running_.empty()) return;
     const size_t B = std::min<size_t>(running_.size(), static_cast<size_t>(opt_.max_batch));
     std::vector<Sequence*> seqs;
+    std::vector<int64_t> keys;
     std::vector<int32_t> ids;
     for (size_t b = 0; b < B; ++b) {
         seqs.push_back(&running_[b]->seq);
+        keys.push_back(running_[b]->key.id);
         ids.push_back(running_[b]->last);
     }
     std::vector<float> rows;
@@ -239,7 +383,7 @@ void Engine::decode_step(bool during_prefill) {
     fo.logits = LogitsRows::kAll;
     fo.on_logits = [&](int64_t, TensorView local) { rows = s_.gather_vocab(local); };
     try {
-        s_.model->decode(seqs, ids, fo);
+        decode(seqs, std::move(keys), std::move(ids), fo);
     } catch (const std::exception& e) {
         // A memory overflow of one sequence is checked before the step changes anything:
         // fail the batch's requests, keep the server.
@@ -316,8 +460,10 @@ SessionResult Engine::create_session(std::vector<int32_t> document) {
             }
             // Prefilled window by window between decode steps, like a prompt.
             auto p = std::make_unique<Prefill>();
+            int64_t key = 0;
+            Sequence seq = new_sequence(&key);
             p->doc = std::make_unique<DocSession>(
-                DocSession{"", s_.model->new_sequence(), 0, 0, Clock::now()});
+                DocSession{"", std::move(seq), 0, 0, Clock::now(), Key(this, key)});
             p->ids = std::move(document);
             p->done = answer;
             doc_queue_.push_back(std::move(p));
@@ -366,7 +512,7 @@ void Engine::loop() {
             tasks.swap(tasks_);
             if (stopping_ && waiting_.empty() && running_.empty() && tasks.empty() &&
                 !prefilling_ && doc_queue_.empty())
-                return;
+                break;
         }
         for (auto& t : tasks) t();
         expire_sessions();
@@ -399,9 +545,24 @@ void Engine::loop() {
             mem += r->seq.memory_tokens();
             bytes += r->seq.allocated_bytes();
         }
-        std::lock_guard<std::mutex> l(mu_);
-        metrics_.set_state(static_cast<int64_t>(waiting_.size()),
-                           static_cast<int64_t>(running_.size()), mem, bytes);
+        {
+            std::lock_guard<std::mutex> l(mu_);
+            metrics_.set_state(static_cast<int64_t>(waiting_.size()),
+                               static_cast<int64_t>(running_.size()), mem, bytes);
+        }
+        try {
+            command(0);  // frees of finished requests and deleted sessions
+        } catch (const std::exception& e) {
+            FOT_LOG(kError) << "serve engine: " << e.what();
+        }
+    }
+    if (plane_) {
+        // The sessions go with the engine; then the followers return.
+        {
+            std::lock_guard<std::mutex> l(sess_mu_);
+            sessions_.clear();
+        }
+        command(kStop);
     }
 }
 

@@ -13,7 +13,10 @@
 // The HTTP threads submit() a request and read its tokens from the returned Request as they
 // come (Request::wait); setting Request::cancel (client gone, stop string reached) drops the
 // sequence at the next step. LongLlama is not thread-safe: only the engine thread touches the
-// model. Single process: the session's group must be one rank.
+// model. Under mpirun (one tp x mp group, no dp) the engine runs on world rank 0 and
+// announces every model call (new / copy / free sequence, prefill step, decode step) as a
+// small command record broadcast over the world communicator; the other ranks run follow()
+// and make the same collective calls in the same order.
 #pragma once
 
 #include <atomic>
@@ -129,6 +132,16 @@ class Engine {
     struct Running;
     struct DocSession;
     struct Prefill;
+    struct Key;
+    // Model calls, each announced first on the control plane (when the group has several
+    // ranks) so that follow() makes the same call on the other ranks.
+    void command(int64_t op, int64_t a = 0, int64_t b = 0, int64_t c = 0);
+    Sequence new_sequence(int64_t* key);
+    void copy_sequence(Sequence& dst, int64_t dst_key, const Sequence& src, int64_t src_key);
+    int64_t forward_step(Sequence& seq, int64_t key, const std::vector<int32_t>& ids, int64_t start,
+                         const ForwardOptions& fo);
+    void decode(const std::vector<Sequence*>& seqs, std::vector<int64_t> keys,
+                std::vector<int32_t> ids, const ForwardOptions& fo);
     void loop();
     void expire_sessions();
     SessionInfo info_of(const DocSession& d) const;
@@ -142,6 +155,10 @@ class Engine {
     void decode_step(bool during_prefill);
 
     Session& s_;
+    parallel::Communicator* plane_ = nullptr;  // world communicator when several ranks
+    int64_t next_key_ = 0;                     // engine thread only
+    std::mutex free_mu_;                       // sequences dropped, to free on the followers
+    std::vector<int64_t> pending_free_;
     EngineOptions opt_;
     Metrics& metrics_;
     std::mutex mu_;
@@ -159,5 +176,10 @@ class Engine {
     int64_t next_session_ = 0;
     std::thread thread_;
 };
+
+// The other ranks of the group: makes the model calls that the engine on world rank 0
+// announces on the control plane, in the same order, until that engine stops. Collective
+// with Engine over the world communicator.
+void follow(Session& session);
 
 }  // namespace fot::serve

@@ -485,8 +485,11 @@ TEST(Serve, ThirtyTwoClientsTimesEightRequestsGetTheirSerialResults) {
         json body;
         bool stream;
     };
+    // 64 distinct requests, each sent 4 times in the concurrent phase (by different clients,
+    // at different times), so the serial phase answers 64, not 256.
+    const int kDistinct = 64;
     std::vector<Job> jobs;
-    for (int i = 0; i < kClients * kPerClient; ++i) {
+    for (int i = 0; i < kDistinct; ++i) {
         const size_t len = 3 + (i * 37) % (full.size() - 3);
         json b{{"prompt", std::vector<int32_t>(full.begin(), full.begin() + len)},
                {"max_tokens", 2 + (i % 4) * 2},
@@ -514,6 +517,10 @@ TEST(Serve, ThirtyTwoClientsTimesEightRequestsGetTheirSerialResults) {
     std::vector<json> serial;
     for (const Job& j : jobs) serial.push_back(run_job(j));
     const int64_t steps_before = s.metrics.decode_steps();
+    for (int i = kDistinct; i < kClients * kPerClient; ++i) {
+        jobs.push_back(jobs[static_cast<size_t>((i * 13) % kDistinct)]);
+        serial.push_back(serial[static_cast<size_t>((i * 13) % kDistinct)]);
+    }
 
     // Each client sends its 8 requests one after another; the 32 clients start together.
     std::vector<json> concurrent(jobs.size());
@@ -534,8 +541,9 @@ TEST(Serve, ThirtyTwoClientsTimesEightRequestsGetTheirSerialResults) {
     EXPECT_GT(s.metrics.decode_steps(), steps_before);
     EXPECT_GT(s.metrics.max_sequences_per_step(), 1);
     const std::string m = http(s.port, "GET", "/metrics").body;
-    EXPECT_NE(m.find("fotrt_requests_total{code=\"200\"} " + std::to_string(2 + 2 * jobs.size())),
-              std::string::npos)
+    EXPECT_NE(
+        m.find("fotrt_requests_total{code=\"200\"} " + std::to_string(2 + kDistinct + jobs.size())),
+        std::string::npos)
         << m;
     EXPECT_NE(m.find("\nfotrt_running_sequences 0"), std::string::npos);
 }
