@@ -101,8 +101,8 @@ int cmd_serve(const Argv& argv) {
 
     auto world = parallel::make_world_communicator();
     auto session = open_session(run, *world);
-    FOT_CHECK(session->world.dp() == 1, world->size(), " ranks with --tp ",
-              session->world.tp(), " --mp ", session->world.mp(), " make ", session->world.dp(),
+    FOT_CHECK(session->world.dp() == 1, world->size(), " ranks with --tp ", session->world.tp(),
+              " --mp ", session->world.mp(), " make ", session->world.dp(),
               " data-parallel groups, which serve does not support yet: set --tp x --mp to the "
               "number of ranks");
 
