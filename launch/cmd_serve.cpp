@@ -43,6 +43,12 @@ const OptionTable<ServeCommand>& serve_options() {
               FOT_FIELD(server.max_connections), integer<int64_t>(1));
         t.add(flag("idle-timeout", "SECONDS", "close a keep-alive connection idle this long"),
               FOT_FIELD(server.idle_timeout_s), real(0, 1e9, /*min_open=*/true));
+        t.add(flag("read-timeout", "SECONDS",
+                   "a request must arrive whole within this time of its first byte (else 408)"),
+              FOT_FIELD(server.read_timeout_s), real(0, 1e9, /*min_open=*/true));
+        t.add(flag("write-timeout", "SECONDS",
+                   "drop a client that does not take a response write within this time"),
+              FOT_FIELD(server.write_timeout_s), real(0, 1e9, /*min_open=*/true));
         t.add(flag("max-batch", "N", "most sequences advanced by one decode step"),
               FOT_FIELD(engine.max_batch), integer<int64_t>(1));
         t.add(flag("max-queue", "N", "requests waiting for a prefill before 503"),
@@ -73,10 +79,12 @@ Args serve_args() {
               "Serves the model over HTTP with an OpenAI-compatible API: POST /v1/completions\n"
               "(token-id or text prompts, streaming), GET /v1/models, /health, /metrics.\n"
               "Concurrent requests are decoded together, one batched step per token.\n"
+              "Under mpirun (--tp/--mp, one group): rank 0 serves, the others follow it.\n"
               "SIGTERM or SIGINT: stop accepting, finish the running requests, exit 0.\n"
               "See docs/server.md.",
               {"fotrt serve --model M --port 8000",
                "fotrt serve --model M --port 0   # prints the port it listens on",
+               "mpirun -np 2 fotrt serve --model M --tp 2 --port 8000",
                "curl -s localhost:8000/v1/completions -d '{\"prompt\": [1, 5, 9], "
                "\"max_tokens\": 8}'"});
     args.add(serve_options());
@@ -92,9 +100,23 @@ int cmd_serve(const Argv& argv) {
     RunConfig run = resolve_run_config(args);
 
     auto world = parallel::make_world_communicator();
-    FOT_CHECK(world->size() == 1, "fotrt serve runs as one process for now (not under mpirun with ",
-              world->size(), " ranks)");
     auto session = open_session(run, *world);
+    FOT_CHECK(session->world.dp() == 1, world->size(), " ranks with --tp ", session->world.tp(),
+              " --mp ", session->world.mp(), " make ", session->world.dp(),
+              " data-parallel groups, which serve does not support yet: set --tp x --mp to the "
+              "number of ranks");
+
+    if (!session->is_root()) {
+        // A follower: the engine on rank 0 drives the model calls and says when to stop (it
+        // drains first), so the signals mpirun forwards must not end this rank early.
+        struct sigaction ign {};
+        ign.sa_handler = SIG_IGN;
+        sigemptyset(&ign.sa_mask);
+        sigaction(SIGTERM, &ign, nullptr);
+        sigaction(SIGINT, &ign, nullptr);
+        serve::follow(*session);
+        return 0;
+    }
 
     serve::ModelInfo info;
     info.name = std::filesystem::path(run.model).filename().string();

@@ -93,28 +93,42 @@ void LongLlama::check_ids(const int32_t* ids, int64_t n) const {
 
 void LongLlama::forward(Sequence& seq, const std::vector<int32_t>& ids,
                         const ForwardOptions& opts) {
+    const int64_t N = static_cast<int64_t>(ids.size());
+    for (int64_t s = 0; s < N || s == 0;) s = forward_step(seq, ids, s, opts);
+}
+
+int64_t LongLlama::forward_step(Sequence& seq, const std::vector<int32_t>& ids, int64_t start,
+                                const ForwardOptions& opts) {
     FOT_CHECK(seq.owner_ == this, "this sequence was made by another model");
     const int64_t N = static_cast<int64_t>(ids.size());
-    FOT_CHECK(N > 0, "empty input: at least one token id is needed");
-    check_ids(ids.data(), N);
-    seq.check_memory_fits(N);
-
     const int64_t lcl = options_.last_context_length;
     const int64_t P = std::max<int64_t>(N - lcl, 0);
-    const bool prefix_use_cache = seq.has_past_;
-    if (!config_.mem_layers.empty()) {
-        const int64_t growth = seq.memory_growth_for(N);
-        const int64_t mp = mp_.size();
-        seq.memory_.reserve(seq.memory_tokens_local() + (growth + mp - 1) / mp + (mp > 1 ? W_ : 0));
+    if (start == 0) {
+        FOT_CHECK(N > 0, "empty input: at least one token id is needed");
+        check_ids(ids.data(), N);
+        seq.check_memory_fits(N);
+        if (!config_.mem_layers.empty()) {
+            const int64_t growth = seq.memory_growth_for(N);
+            const int64_t mp = mp_.size();
+            seq.memory_.reserve(seq.memory_tokens_local() + (growth + mp - 1) / mp +
+                                (mp > 1 ? W_ : 0));
+        }
     }
-    for (int64_t s = 0; s < P; s += W_) {
-        const int64_t e = std::min(s + W_, P);
+    FOT_CHECK(start >= 0 && start < N && (start >= P ? start == P : start % W_ == 0),
+              "forward_step: ", start, " is not the start of a step of a ", N, "-token call");
+    if (start < P) {
+        // A prefix window. has_past_ is set only after the tail, so every window of one call
+        // sees the same prefix mode, however the steps are spread out.
+        const int64_t e = std::min(start + W_, P);
         ForwardOptions wopts = opts;
         if (opts.logits == LogitsRows::kLast) wopts.logits = LogitsRows::kNone;
-        run_step({{&seq, ids.data() + s, e - s, 0, prefix_use_cache}}, e - s, s, wopts);
+        run_step({{&seq, ids.data() + start, e - start, 0, seq.has_past_}}, e - start, start,
+                 wopts);
+        return e;
     }
     run_step({{&seq, ids.data() + P, N - P, 0, true}}, N - P, P, opts);
     seq.has_past_ = true;
+    return N;
 }
 
 void LongLlama::decode(const std::vector<Sequence*>& seqs, const std::vector<int32_t>& ids,

@@ -89,6 +89,15 @@ class LongLlama {
     // vocabulary, an empty input or a memory overflow (before any state changes when it can be
     // foreseen).
     void forward(Sequence& seq, const std::vector<int32_t>& ids, const ForwardOptions& opts);
+    // forward() one step (one window of the prefix, or the tail) at a time, so that a caller
+    // can run other sequences' calls between the steps (the server advances a long prefill
+    // window by window between decode steps). Call with start = 0, then with each returned
+    // value until it returns ids.size(). The steps together are exactly forward(seq, ids,
+    // opts), provided `seq` takes no other call in between and `ids` and `opts` stay the
+    // same. Throws like forward(); the checks run at start = 0, so a foreseeable failure
+    // leaves `seq` unchanged.
+    int64_t forward_step(Sequence& seq, const std::vector<int32_t>& ids, int64_t start,
+                         const ForwardOptions& opts);
     // One token per sequence (ids[b] for seqs[b]), B = seqs.size() in [1, W] distinct
     // sequences, in one step. Logits (opts.logits kLast or kAll) come as B rows, row b for
     // seqs[b]. Equals B one-token forward() calls up to the GEMMs' summation order.

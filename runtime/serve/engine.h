@@ -1,9 +1,11 @@
 // Engine: the one thread that runs the model for the server.
 //
-// Requests queue; the engine loop alternates one prefill (the oldest waiting request, its
-// whole prompt in one model call) with one batched decode step that advances every running
-// sequence by one token (LongLlama::decode), so a new request joins the batch without
-// stopping the others, and running requests are not starved by a queue of prompts.
+// Requests queue; each iteration of the engine loop runs one step of the prefill under way
+// (one window of the oldest waiting prompt or session document: LongLlama::forward_step),
+// then one batched decode step that advances every running sequence by one token
+// (LongLlama::decode). A new request joins the batch without stopping the others, and a
+// long prompt delays the running requests by one window per token, not by its whole
+// prefill.
 // Each request gets its own Sequence and its own seeded Sampler, so its tokens are those
 // `fotrt generate` gives for the same prompt and options (decode equals one-token forwards
 // up to the GEMMs' summation order).
@@ -11,7 +13,10 @@
 // The HTTP threads submit() a request and read its tokens from the returned Request as they
 // come (Request::wait); setting Request::cancel (client gone, stop string reached) drops the
 // sequence at the next step. LongLlama is not thread-safe: only the engine thread touches the
-// model. Single process: the session's group must be one rank.
+// model. Under mpirun (one tp x mp group, no dp) the engine runs on world rank 0 and
+// announces every model call (new / copy / free sequence, prefill step, decode step) as a
+// small command record broadcast over the world communicator; the other ranks run follow()
+// and make the same collective calls in the same order.
 #pragma once
 
 #include <atomic>
@@ -126,23 +131,44 @@ class Engine {
   private:
     struct Running;
     struct DocSession;
+    struct Prefill;
+    struct Key;
+    // Model calls, each announced first on the control plane (when the group has several
+    // ranks) so that follow() makes the same call on the other ranks.
+    void command(int64_t op, int64_t a = 0, int64_t b = 0, int64_t c = 0);
+    Sequence new_sequence(int64_t* key);
+    void copy_sequence(Sequence& dst, int64_t dst_key, const Sequence& src, int64_t src_key);
+    int64_t forward_step(Sequence& seq, int64_t key, const std::vector<int32_t>& ids, int64_t start,
+                         const ForwardOptions& fo);
+    void decode(const std::vector<Sequence*>& seqs, std::vector<int64_t> keys,
+                std::vector<int32_t> ids, const ForwardOptions& fo);
     void loop();
     void expire_sessions();
     SessionInfo info_of(const DocSession& d) const;
     // Samples row `row` for `r`; pushes the token; returns true when `r` is finished.
     bool emit(Running& r, const float* row);
-    void prefill(std::shared_ptr<Request> req);
-    void decode_step();
+    // A prefill for `req` (null when it finished at once: cancelled, session gone).
+    std::unique_ptr<Prefill> start_prefill(std::shared_ptr<Request> req);
+    // Runs the next step (one window) of prefilling_; at its end the request joins the
+    // decode batch (or the session is registered) and prefilling_ is cleared.
+    void advance_prefill();
+    void decode_step(bool during_prefill);
 
     Session& s_;
+    parallel::Communicator* plane_ = nullptr;  // world communicator when several ranks
+    int64_t next_key_ = 0;                     // engine thread only
+    std::mutex free_mu_;                       // sequences dropped, to free on the followers
+    std::vector<int64_t> pending_free_;
     EngineOptions opt_;
     Metrics& metrics_;
     std::mutex mu_;
     std::condition_variable cv_;
     std::deque<std::shared_ptr<Request>> waiting_;
     bool stopping_ = false;
-    std::vector<std::unique_ptr<Running>> running_;  // engine thread only
-    std::deque<std::function<void()>> tasks_;        // run on the engine thread (under mu_)
+    std::vector<std::unique_ptr<Running>> running_;   // engine thread only
+    std::unique_ptr<Prefill> prefilling_;             // engine thread only: the prefill under way
+    std::deque<std::unique_ptr<Prefill>> doc_queue_;  // engine thread only: session documents
+    std::deque<std::function<void()>> tasks_;         // run on the engine thread (under mu_)
     // Sessions: the map and their counters under sess_mu_; their sequences are read by the
     // engine thread (while holding sess_mu_) and freed by whoever erases them.
     std::mutex sess_mu_;
@@ -150,5 +176,10 @@ class Engine {
     int64_t next_session_ = 0;
     std::thread thread_;
 };
+
+// The other ranks of the group: makes the model calls that the engine on world rank 0
+// announces on the control plane, in the same order, until that engine stops. Collective
+// with Engine over the world communicator.
+void follow(Session& session);
 
 }  // namespace fot::serve

@@ -3,12 +3,15 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
+#include <cerrno>
 #include <chrono>
 #include <ctime>
+#include <sstream>
 
 #include "runtime/core/logging.h"
 #include "runtime/core/status.h"
@@ -36,6 +39,104 @@ bool peer_closed(int fd) {
     char c;
     const ssize_t n = ::recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
     return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+// The connection's socket seen through a deadline: Beast's synchronous reads and writes
+// on it fail with `timed_out` when the peer does not send (or take) the bytes in time.
+// (SO_RCVTIMEO does not work with Asio's blocking operations: they poll again without limit.)
+class TimedSocket {
+  public:
+    TimedSocket(tcp::socket& socket, double seconds)
+        : fd_(socket.native_handle()),
+          deadline_(Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                       std::chrono::duration<double>(seconds))) {}
+
+    template <class Buffers>
+    size_t read_some(const Buffers& buffers, boost::system::error_code& ec) {
+        for (auto it = net::buffer_sequence_begin(buffers); it != net::buffer_sequence_end(buffers);
+             ++it) {
+            const net::mutable_buffer b = *it;
+            if (b.size() == 0) continue;
+            for (;;) {
+                if (!wait(POLLIN, ec)) return 0;
+                const ssize_t n = ::recv(fd_, b.data(), b.size(), MSG_DONTWAIT);
+                if (n > 0) return static_cast<size_t>(n);
+                if (n == 0) {
+                    ec = net::error::eof;
+                    return 0;
+                }
+                if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                    ec.assign(errno, boost::system::system_category());
+                    return 0;
+                }
+            }
+        }
+        ec = {};
+        return 0;
+    }
+    template <class Buffers>
+    size_t write_some(const Buffers& buffers, boost::system::error_code& ec) {
+        for (auto it = net::buffer_sequence_begin(buffers); it != net::buffer_sequence_end(buffers);
+             ++it) {
+            const net::const_buffer b = *it;
+            if (b.size() == 0) continue;
+            for (;;) {
+                if (!wait(POLLOUT, ec)) return 0;
+                const ssize_t n = ::send(fd_, b.data(), b.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+                if (n >= 0) return static_cast<size_t>(n);
+                if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                    ec.assign(errno, boost::system::system_category());
+                    return 0;
+                }
+            }
+        }
+        ec = {};
+        return 0;
+    }
+    template <class Buffers>
+    size_t read_some(const Buffers& buffers) {
+        boost::system::error_code ec;
+        const size_t n = read_some(buffers, ec);
+        if (ec) throw boost::system::system_error(ec);
+        return n;
+    }
+    template <class Buffers>
+    size_t write_some(const Buffers& buffers) {
+        boost::system::error_code ec;
+        const size_t n = write_some(buffers, ec);
+        if (ec) throw boost::system::system_error(ec);
+        return n;
+    }
+
+  private:
+    // Whether the socket became ready for `events` before the deadline (else ec = timed_out).
+    bool wait(short events, boost::system::error_code& ec) {
+        for (;;) {
+            const auto left =
+                std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - Clock::now())
+                    .count();
+            if (left <= 0) {
+                ec = net::error::timed_out;
+                return false;
+            }
+            pollfd p{fd_, events, 0};
+            const int r = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left, 1 << 30)));
+            if (r > 0) return true;
+            if (r < 0 && errno != EINTR) {
+                ec.assign(errno, boost::system::system_category());
+                return false;
+            }
+        }
+    }
+
+    int fd_;
+    Clock::time_point deadline_;
+};
+
+std::string seconds(double s) {
+    std::ostringstream o;
+    o << s;
+    return o.str();
 }
 
 const char* finish_reason(Request::Finish f) {
@@ -151,10 +252,22 @@ struct HttpServer::Impl {
             http::request_parser<http::string_body> parser;
             parser.body_limit(static_cast<std::uint64_t>(opt.max_body_bytes));
             boost::system::error_code ec;
-            http::read(c.socket, buf, parser, ec);
+            // The whole request (head and body) must arrive within the read timeout, so a
+            // client that sends part of a request and stalls does not hold its slot.
+            TimedSocket in(c.socket, opt.read_timeout_s);
+            http::read(in, buf, parser, ec);
             if (ec == http::error::end_of_stream || ec == net::error::eof ||
                 ec == net::error::connection_reset)
                 return;
+            if (ec == net::error::timed_out) {
+                send(c, 408,
+                     error_json(408,
+                                "the request was not received within " +
+                                    seconds(opt.read_timeout_s) + " s (--read-timeout)",
+                                "request_timeout"),
+                     false);
+                return;
+            }
             if (ec == http::error::body_limit) {
                 send(c, 413,
                      error_json(413,
@@ -203,7 +316,8 @@ struct HttpServer::Impl {
         res.body() = body;
         res.prepare_payload();
         boost::system::error_code ec;
-        http::write(c.socket, res, ec);
+        TimedSocket out(c.socket, opt.write_timeout_s);
+        http::write(out, res, ec);
         metrics.request_done(status);
         return !ec;
     }
@@ -352,8 +466,10 @@ struct HttpServer::Impl {
 
         bool streaming_started = false, write_failed = false;
         auto write_raw = [&](const std::string& s) {
+            // A client that stops reading is dropped after the write timeout.
             boost::system::error_code ec;
-            net::write(c.socket, net::buffer(s), ec);
+            TimedSocket out(c.socket, opt.write_timeout_s);
+            net::write(out, net::buffer(s), ec);
             if (ec) write_failed = true;
         };
         if (r.stream) {
@@ -365,7 +481,8 @@ struct HttpServer::Impl {
             res.keep_alive(false);
             http::response_serializer<http::empty_body> sr{res};
             boost::system::error_code ec;
-            http::write_header(c.socket, sr, ec);
+            TimedSocket out(c.socket, opt.write_timeout_s);
+            http::write_header(out, sr, ec);
             if (ec) write_failed = true;
             streaming_started = true;
         }

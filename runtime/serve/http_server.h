@@ -10,8 +10,9 @@
 //
 // Routes: GET /health, GET /v1/models, GET /metrics, POST /v1/completions. Unknown path ->
 // 404, known path with another method -> 405, body over the limit -> 413, unparsable HTTP ->
-// 400, bad JSON or fields -> 400 (runtime/serve/api.h); all in the OpenAI error shape. With an
-// API key every route but /health needs `Authorization: Bearer KEY` (else 401).
+// 400, a request not received within the read timeout -> 408, bad JSON or fields -> 400
+// (runtime/serve/api.h); all in the OpenAI error shape. With an API key every route but /health
+// needs `Authorization: Bearer KEY` (else 401).
 #pragma once
 
 #include <atomic>
@@ -35,6 +36,11 @@ struct ServerOptions {
     int64_t max_body_bytes = 16 << 20;
     int64_t max_connections = 64;
     double idle_timeout_s = 60;  // a keep-alive connection idle this long is closed
+    // A request's head and body must arrive within read_timeout_s of its first byte (else
+    // 408 and close); each response write must be taken by the client within
+    // write_timeout_s (else the connection is dropped, and a running request cancelled).
+    double read_timeout_s = 30;
+    double write_timeout_s = 30;
 };
 
 class HttpServer {

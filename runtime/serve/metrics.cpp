@@ -54,9 +54,10 @@ void Metrics::per_token_latency(double s) {
     std::lock_guard<std::mutex> l(mu_);
     per_token_.observe(s);
 }
-void Metrics::decode_step(int64_t n) {
+void Metrics::decode_step(int64_t n, bool during_prefill) {
     std::lock_guard<std::mutex> l(mu_);
     ++steps_;
+    if (during_prefill) ++steps_during_prefill_;
     step_sequences_ += n;
     if (n > max_step_) max_step_ = n;
 }
@@ -88,6 +89,18 @@ int64_t Metrics::prefills() const {
     std::lock_guard<std::mutex> l(mu_);
     return prefills_;
 }
+void Metrics::prefill_step() {
+    std::lock_guard<std::mutex> l(mu_);
+    ++prefill_steps_;
+}
+int64_t Metrics::prefill_steps() const {
+    std::lock_guard<std::mutex> l(mu_);
+    return prefill_steps_;
+}
+int64_t Metrics::decode_steps_during_prefill() const {
+    std::lock_guard<std::mutex> l(mu_);
+    return steps_during_prefill_;
+}
 
 std::string Metrics::render() const {
     std::lock_guard<std::mutex> l(mu_);
@@ -106,8 +119,13 @@ std::string Metrics::render() const {
     };
     counter("fotrt_prompt_tokens_total", "Prompt tokens prefilled.", prompt_tokens_);
     counter("fotrt_generation_tokens_total", "Tokens generated.", generated_tokens_);
-    counter("fotrt_prefills_total", "Prompts prefilled (one model call each).", prefills_);
+    counter("fotrt_prefills_total", "Prompts and session documents prefilled.", prefills_);
+    counter("fotrt_prefill_steps_total",
+            "Model steps of the prefills (one window each, or the last-context tail).",
+            prefill_steps_);
     counter("fotrt_decode_steps_total", "Batched decode steps.", steps_);
+    counter("fotrt_decode_steps_during_prefill_total",
+            "Decode steps run between two windows of a prefill.", steps_during_prefill_);
     counter("fotrt_decode_step_sequences_total",
             "Sequences advanced by decode steps (sum of the batch sizes).", step_sequences_);
     gauge("fotrt_decode_step_sequences_max", "Most sequences advanced by one decode step.",

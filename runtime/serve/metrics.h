@@ -32,9 +32,12 @@ class Metrics {
     void tokens(int64_t prompt, int64_t generated);
     void time_to_first_token(double seconds);
     void per_token_latency(double seconds);
-    // One batched decode step over `sequences` sequences.
-    void decode_step(int64_t sequences);
+    // One batched decode step over `sequences` sequences; `during_prefill`: a prefill was
+    // half done (its remaining windows wait for the next iterations).
+    void decode_step(int64_t sequences, bool during_prefill = false);
     void prefill();
+    // One model step (one window, or the tail) of a prefill.
+    void prefill_step();
     // The engine's state after a step: requests waiting, sequences running, and the FoT
     // memory tokens (per memory layer, summed over the running sequences) and device bytes
     // (local caches and memory arenas) those sequences hold.
@@ -45,6 +48,8 @@ class Metrics {
     int64_t decode_steps() const;
     int64_t max_sequences_per_step() const;
     int64_t prefills() const;
+    int64_t prefill_steps() const;
+    int64_t decode_steps_during_prefill() const;
     std::string render() const;
 
   private:
@@ -52,6 +57,7 @@ class Metrics {
     std::map<int, int64_t> requests_;  // HTTP status -> count
     int64_t prompt_tokens_ = 0, generated_tokens_ = 0;
     int64_t steps_ = 0, step_sequences_ = 0, max_step_ = 0, prefills_ = 0;
+    int64_t prefill_steps_ = 0, steps_during_prefill_ = 0;
     int64_t waiting_ = 0, running_ = 0, memory_tokens_ = 0, bytes_ = 0;
     int64_t sessions_ = 0, session_memory_tokens_ = 0;
     Histogram ttft_, per_token_;

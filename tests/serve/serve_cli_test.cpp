@@ -1,6 +1,10 @@
 // `fotrt serve` as a user runs it: --port 0 prints the port it listens on; it answers over
 // HTTP; SIGTERM lets a running request finish (drain), does not wait for a half-sent request,
-// and the process exits 0.
+// and the process exits 0. Under mpirun with 2 ranks (--tp 2, --mp 2): rank 0 serves, rank
+// 1 follows its model calls; completions equal the golden greedy tokens, streaming equals
+// them, a session answers two questions as the one-process server does with the document
+// prefilled once, concurrent requests equal their serial answers, and SIGTERM ends both ranks
+// with exit 0.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -9,6 +13,8 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "tests/model/golden_util.h"
@@ -26,15 +32,23 @@ struct ServeProcess {
     int port = 0;
     std::string printed;
 
-    explicit ServeProcess(const std::vector<std::string>& extra) {
+    // `launcher`: e.g. mpirun and its arguments, run with fotrt as its program.
+    explicit ServeProcess(const std::vector<std::string>& extra,
+                          const std::vector<std::string>& launcher = {}) {
         int p[2];
         EXPECT_EQ(::pipe(p), 0);
         pid = ::fork();
         if (pid == 0) {
             ::dup2(p[1], 1);
             ::close(p[0]);
-            std::vector<std::string> args = {
-                FOTRT_EXE, "serve", "--model", testing::golden_dir("case_a"), "--port", "0"};
+            ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+            ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+            ::setenv("OMP_NUM_THREADS", "1", 1);
+            std::vector<std::string> args = launcher;
+            for (std::string a :
+                 {std::string(FOTRT_EXE), std::string("serve"), std::string("--model"),
+                  testing::golden_dir("case_a"), std::string("--port"), std::string("0")})
+                args.push_back(a);
             args.insert(args.end(), extra.begin(), extra.end());
             std::vector<char*> argv;
             for (auto& a : args) argv.push_back(a.data());
@@ -124,6 +138,119 @@ TEST(ServeCli, PrintsItsPortServesAndDrainsOnSigterm) {
     EXPECT_EQ(json::parse(events[events.size() - 2])["usage"]["completion_tokens"], 3000);
     EXPECT_EQ(p.wait_exit(60), 0);
     ::close(half);
+}
+
+// The processes mpirun started (its direct children: the ranks, on one node).
+std::vector<pid_t> children_of(pid_t pid) {
+    std::vector<pid_t> out;
+    const std::string task = "/proc/" + std::to_string(pid) + "/task";
+    for (const auto& t : std::filesystem::directory_iterator(task)) {
+        std::ifstream in(t.path() / "children");
+        for (pid_t c; in >> c;) out.push_back(c);
+    }
+    return out;
+}
+
+// The session and concurrent part of the multi-rank test, run against any server: returns
+// every answer, in order.
+std::vector<json> session_and_batch(int port) {
+    const auto ids = testing::read_ids(testing::golden_dir("case_a") + "/input_ids.json");
+    std::vector<json> out;
+    const std::vector<int32_t> doc(ids.begin(), ids.end() - 10);
+    testing::HttpResponse r =
+        testing::http(port, "POST", "/v1/sessions", json{{"prompt", doc}}.dump());
+    EXPECT_EQ(r.status, 200) << r.body;
+    if (r.status != 200) return out;
+    const std::string id = r.json()["id"];
+    for (size_t q : {10, 40}) {
+        json b{{"session", id},
+               {"prompt", std::vector<int32_t>(ids.end() - q, ids.end() - q + 6)},
+               {"max_tokens", 8},
+               {"ignore_eos", true}};
+        r = testing::http(port, "POST", "/v1/completions", b.dump());
+        EXPECT_EQ(r.status, 200) << r.body;
+        out.push_back(r.status == 200 ? r.json()["choices"][0]["token_ids"] : json());
+    }
+    r = testing::http(port, "GET", "/v1/sessions/" + id);
+    EXPECT_EQ(r.json()["prefills"], 1);
+    EXPECT_EQ(r.json()["uses"], 2);
+    // Four requests at once (a batched decode across the ranks), each then alone.
+    auto body = [&](int i) {
+        return json{{"prompt", std::vector<int32_t>(ids.begin(), ids.begin() + 5 + 30 * i)},
+                    {"max_tokens", 6 + i},
+                    {"ignore_eos", true}}
+            .dump();
+    };
+    std::vector<json> together(4);
+    std::vector<std::thread> ts;
+    for (int i = 0; i < 4; ++i) {
+        ts.emplace_back([&, i] {
+            testing::HttpResponse a = testing::http(port, "POST", "/v1/completions", body(i));
+            together[i] = a.status == 200 ? a.json()["choices"][0]["token_ids"] : json(a.status);
+        });
+    }
+    for (auto& t : ts) t.join();
+    for (int i = 0; i < 4; ++i) {
+        testing::HttpResponse a = testing::http(port, "POST", "/v1/completions", body(i));
+        EXPECT_EQ(a.status, 200) << a.body;
+        EXPECT_EQ(together[i], a.json()["choices"][0]["token_ids"]) << "request " << i;
+        out.push_back(together[i]);
+    }
+    EXPECT_EQ(testing::http(port, "DELETE", "/v1/sessions/" + id).status, 200);
+    return out;
+}
+
+class ServeMpi : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(ServeMpi, TwoRanksServeWhatOneProcessServes) {
+    std::vector<json> single;
+    {
+        ServeProcess one({});
+        ASSERT_GT(one.port, 0) << one.printed;
+        single = session_and_batch(one.port);
+        ASSERT_EQ(::kill(one.pid, SIGTERM), 0);
+        EXPECT_EQ(one.wait_exit(60), 0);
+    }
+    ServeProcess p({GetParam(), "2"}, {FOT_MPIEXEC, "-np", "2", "--oversubscribe"});
+    ASSERT_GT(p.port, 0) << p.printed;
+    const auto ref = testing::read_json(testing::golden_dir("case_a") + "/greedy.json");
+    json body{{"prompt", testing::read_ids(testing::golden_dir("case_a") + "/input_ids.json")},
+              {"max_tokens", 16},
+              {"ignore_eos", true}};
+    testing::HttpResponse r = testing::http(p.port, "POST", "/v1/completions", body.dump());
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.json()["choices"][0]["token_ids"], ref["new_tokens"]);
+    body["stream"] = true;
+    r = testing::http(p.port, "POST", "/v1/completions", body.dump());
+    ASSERT_EQ(r.status, 200) << r.body;
+    std::vector<int32_t> streamed;
+    for (const std::string& ev : testing::sse_data(r.body)) {
+        if (ev == "[DONE]") continue;
+        const json j = json::parse(ev);
+        for (const auto& t : j["choices"][0]["token_ids"]) streamed.push_back(t.get<int32_t>());
+    }
+    EXPECT_EQ(json(streamed), ref["new_tokens"]);
+    EXPECT_EQ(session_and_batch(p.port), single);
+    EXPECT_NE(testing::http(p.port, "GET", "/metrics").body.find("\nfotrt_prefills_total 13"),
+              std::string::npos);
+    // SIGTERM to every rank (what mpirun forwards; mpirun itself reports a signalled job as
+    // failed, so the ranks are signalled here): rank 0 drains and tells rank 1 to stop, rank 1
+    // ignores the signal and follows; both exit 0, so mpirun does.
+    const std::vector<pid_t> ranks = children_of(p.pid);
+    ASSERT_EQ(ranks.size(), 2u);
+    for (pid_t r : ranks) EXPECT_EQ(::kill(r, SIGTERM), 0);
+    EXPECT_EQ(p.wait_exit(60), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Grid, ServeMpi, ::testing::Values("--tp", "--mp"));
+
+// Two ranks without --tp/--mp would be two data-parallel groups: refused, nothing served.
+TEST(ServeMpiRefusal, DataParallelGroupsAreRefused) {
+    ServeProcess p({}, {FOT_MPIEXEC, "-np", "2", "--oversubscribe"});
+    EXPECT_EQ(p.port, 0) << p.printed;
+    const int code = p.wait_exit(60);
+    EXPECT_NE(code, 0);
+    EXPECT_NE(code, -1) << "still running";
 }
 
 TEST(ServeCli, RefusesABusyPort) {

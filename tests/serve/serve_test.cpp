@@ -5,8 +5,12 @@
 //  - >= 20 malformed requests each get their 4xx in the OpenAI error shape, and the server
 //    still answers /health;
 //  - concurrent clients get their serial results while decode steps batch > 1 sequence;
+//    32 clients x 8 requests at once get theirs (greedy);
 //  - a client that disconnects mid-stream frees its sequence;
-//  - a memory session answers questions from its document, prefilled once.
+//  - a memory session answers questions from its document, prefilled once;
+//  - a client that sends part of a request and stalls gets 408 after the read timeout;
+//  - a long prefill (a prompt or a session's document) advances one window per engine
+//    iteration, with a decode step of the running requests between its windows.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -33,8 +37,8 @@ struct Served {
     int port = 0;
 
     explicit Served(const std::string& golden, serve::ServerOptions so = {},
-                    serve::EngineOptions eo = {}) {
-        model = testing::open_golden_model(testing::golden_dir(golden));
+                    serve::EngineOptions eo = {}, RunConfig run = {}) {
+        model = testing::open_golden_model(testing::golden_dir(golden), run);
         engine = std::make_unique<serve::Engine>(*model->session, eo, metrics);
         serve::ModelInfo info;
         info.name = golden;
@@ -454,6 +458,95 @@ TEST(Serve, ConcurrentClientsGetTheirSerialResultsWithBatchedDecode) {
     EXPECT_GT(s.metrics.max_sequences_per_step(), 1);
 }
 
+// The concurrency check: 32 clients x 8 requests at once, mixed: prompt prefixes of
+// many lengths (short ones and ones of several windows, prefilled between decode steps),
+// some streaming, some questions to one of two memory sessions. Every result must equal the
+// same request answered alone, and the counters must account for every request.
+// Greedy only: a batched decode step's GEMM sums a row in another order than a one-row step
+// (BLAS picks its kernel by the row count), so logits differ in the last bits, which can move
+// a sampled token where the draw falls on a boundary (the 8-client test above samples).
+TEST(Serve, ThirtyTwoClientsTimesEightRequestsGetTheirSerialResults) {
+    const int kClients = 32, kPerClient = 8;
+    serve::EngineOptions eo;
+    eo.max_batch = kClients;
+    RunConfig run;
+    run.threads = 1;  // tiny steps: a thread team would cost more than it saves
+    Served s("case_a", {}, eo, run);
+    const auto full = prompt_of("case_a");
+    std::vector<std::string> sessions;
+    for (size_t len : {100, 60}) {
+        HttpResponse created =
+            http(s.port, "POST", "/v1/sessions",
+                 json{{"prompt", std::vector<int32_t>(full.begin(), full.begin() + len)}}.dump());
+        ASSERT_EQ(created.status, 200) << created.body;
+        sessions.push_back(created.json()["id"]);
+    }
+    struct Job {
+        json body;
+        bool stream;
+    };
+    // 64 distinct requests, each sent 4 times in the concurrent phase (by different clients,
+    // at different times), so the serial phase answers 64, not 256.
+    const int kDistinct = 64;
+    std::vector<Job> jobs;
+    for (int i = 0; i < kDistinct; ++i) {
+        const size_t len = 3 + (i * 37) % (full.size() - 3);
+        json b{{"prompt", std::vector<int32_t>(full.begin(), full.begin() + len)},
+               {"max_tokens", 2 + (i % 4) * 2},
+               {"ignore_eos", true}};
+        if (i % 5 == 3) {
+            // A question to a session: a short prompt after the document.
+            const size_t at = static_cast<size_t>(i) % (full.size() - 4);
+            b["session"] = sessions[(i / 5) % 2];
+            b["prompt"] = std::vector<int32_t>(full.begin() + at, full.begin() + at + 4);
+        }
+        jobs.push_back({b, i % 4 == 2});
+    }
+    auto run_job = [&](const Job& j) {
+        json b = j.body;
+        if (j.stream) b["stream"] = true;
+        HttpResponse r = s.complete(b);
+        EXPECT_EQ(r.status, 200) << r.body;
+        if (r.status != 200) return json();
+        if (j.stream) {
+            std::string finish;
+            return json(streamed_ids(r.body, &finish));
+        }
+        return r.json()["choices"][0]["token_ids"];
+    };
+    std::vector<json> serial;
+    for (const Job& j : jobs) serial.push_back(run_job(j));
+    const int64_t steps_before = s.metrics.decode_steps();
+    for (int i = kDistinct; i < kClients * kPerClient; ++i) {
+        jobs.push_back(jobs[static_cast<size_t>((i * 13) % kDistinct)]);
+        serial.push_back(serial[static_cast<size_t>((i * 13) % kDistinct)]);
+    }
+
+    // Each client sends its 8 requests one after another; the 32 clients start together.
+    std::vector<json> concurrent(jobs.size());
+    std::vector<std::thread> clients;
+    std::atomic<int> ready{0};
+    for (int c = 0; c < kClients; ++c) {
+        clients.emplace_back([&, c] {
+            ++ready;
+            while (ready < kClients) std::this_thread::yield();
+            for (size_t i = c; i < jobs.size(); i += kClients) concurrent[i] = run_job(jobs[i]);
+        });
+    }
+    for (auto& t : clients) t.join();
+    for (size_t i = 0; i < jobs.size(); ++i) {
+        EXPECT_EQ(concurrent[i], serial[i]) << "request " << i;
+        EXPECT_EQ(concurrent[i].size(), jobs[i].body["max_tokens"].get<size_t>());
+    }
+    EXPECT_GT(s.metrics.decode_steps(), steps_before);
+    EXPECT_GT(s.metrics.max_sequences_per_step(), 1);
+    const std::string m = http(s.port, "GET", "/metrics").body;
+    EXPECT_NE(
+        m.find("fotrt_requests_total{code=\"200\"} " + std::to_string(2 + kDistinct + jobs.size())),
+        std::string::npos)
+        << m;
+}
+
 TEST(Serve, ClientDisconnectMidStreamFreesTheSequence) {
     Served s("case_a");
     const int fd = testing::connect_loopback(s.port);
@@ -493,6 +586,95 @@ TEST(Serve, ClientDisconnectMidStreamFreesTheSequence) {
     // The server goes on serving.
     HttpResponse r = s.complete({{"prompt", {1, 5, 9}}, {"max_tokens", 3}});
     EXPECT_EQ(r.status, 200);
+}
+
+// A running stream (A) must get a decode step between every two windows of a long prompt (B)
+// and of a session's document; A and B still equal their serial answers.
+TEST(Serve, LongPrefillIsInterleavedWithRunningDecodes) {
+    Served s("case_a");
+    const auto full = prompt_of("case_a");
+    const Session& session = *s.model->session;
+    const int64_t W = session.model_config.max_position_embeddings;
+    const int64_t lcl = session.model->options().last_context_length;
+    const int64_t prefix = static_cast<int64_t>(full.size()) - lcl;
+    const int64_t steps = (prefix + W - 1) / W + 1;  // the prefix windows, then the tail
+    ASSERT_GE(steps, 3) << "the prompt must span several windows";
+
+    const json a_body{{"prompt", {1, 5, 9}}, {"max_tokens", 20000}, {"ignore_eos", true}};
+    const int fd = testing::connect_loopback(s.port);
+    json streamed = a_body;
+    streamed["stream"] = true;
+    testing::send_all(fd, testing::request_text("POST", "/v1/completions", streamed.dump()));
+    std::string got;
+    char buf[4096];
+    while (got.find("data: ") == std::string::npos) {
+        pollfd p{fd, POLLIN, 0};
+        ASSERT_GT(::poll(&p, 1, 30000), 0);
+        const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        ASSERT_GT(n, 0);
+        got.append(buf, static_cast<size_t>(n));
+    }
+    // A is running now and runs until we hang up.
+    const int64_t steps0 = s.metrics.prefill_steps();
+    const int64_t during0 = s.metrics.decode_steps_during_prefill();
+    HttpResponse r = s.complete({{"prompt", full}, {"max_tokens", 16}, {"ignore_eos", true}});
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.json()["choices"][0]["token_ids"], reference("case_a")["new_tokens"]);
+    EXPECT_EQ(s.metrics.prefill_steps() - steps0, steps);
+    EXPECT_EQ(s.metrics.decode_steps_during_prefill() - during0, steps - 1);
+
+    r = http(s.port, "POST", "/v1/sessions", json{{"prompt", full}}.dump());
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(s.metrics.prefill_steps() - steps0, 2 * steps);
+    EXPECT_EQ(s.metrics.decode_steps_during_prefill() - during0, 2 * (steps - 1));
+
+    // Hang up A (the server cancels it) and collect the tokens it streamed.
+    ::shutdown(fd, SHUT_WR);
+    got += testing::read_all(fd);
+    ::close(fd);
+    std::vector<int32_t> a_ids;
+    for (const std::string& ev : testing::sse_data(testing::parse_response(got).body)) {
+        const json j = json::parse(ev);
+        for (const auto& t : j["choices"][0]["token_ids"]) a_ids.push_back(t.get<int32_t>());
+    }
+    ASSERT_GE(static_cast<int64_t>(a_ids.size()), 2 * (steps - 1)) << got.substr(0, 600);
+    json alone = a_body;
+    alone["max_tokens"] = a_ids.size();
+    r = s.complete(alone);
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.json()["choices"][0]["token_ids"], json(a_ids));
+}
+
+// A client that sends part of a request and stalls is answered 408 and dropped after the
+// read timeout, freeing its connection slot (one slot here: the next client needs it).
+TEST(Serve, StalledRequestIsDroppedAfterTheReadTimeout) {
+    serve::ServerOptions so;
+    so.read_timeout_s = 0.3;
+    so.max_connections = 1;
+    Served s("case_a", so);
+    const std::vector<std::string> partial{
+        "GET /health HTTP/1.1\r\nHost: loc",  // the head stops midway
+        "POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: 40\r\n\r\n"
+        "{\"prompt\": [1, 5",  // the body stops midway
+    };
+    for (const std::string& p : partial) {
+        const int fd = testing::connect_loopback(s.port);
+        testing::send_all(fd, p);
+        // The server answers and closes long before read_all's own 30 s limit.
+        const auto start = std::chrono::steady_clock::now();
+        HttpResponse r = testing::parse_response(testing::read_all(fd, 30000));
+        ::close(fd);
+        EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(25));
+        EXPECT_EQ(r.status, 408) << p;
+        ASSERT_FALSE(r.body.empty()) << p;
+        EXPECT_EQ(r.json()["error"]["code"], "request_timeout");
+        EXPECT_EQ(http(s.port, "GET", "/health").status, 200);
+    }
+    // The server goes on serving.
+    HttpResponse r = s.complete({{"prompt", {1, 5, 9}}, {"max_tokens", 2}});
+    EXPECT_EQ(r.status, 200) << r.body;
+    EXPECT_NE(http(s.port, "GET", "/metrics").body.find("fotrt_requests_total{code=\"408\"} 2"),
+              std::string::npos);
 }
 
 }  // namespace
