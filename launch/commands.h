@@ -30,6 +30,8 @@ Args logits_args();
 Args generate_args();
 Args score_args();
 Args passkey_args();
+Args eval_args();
+Args make_demo_model_args();
 Args batch_args();
 Args serve_args();
 
@@ -39,6 +41,8 @@ int cmd_logits(const Argv& args);
 int cmd_generate(const Argv& args);
 int cmd_score(const Argv& args);
 int cmd_passkey(const Argv& args);
+int cmd_eval(const Argv& args);
+int cmd_make_demo_model(const Argv& args);
 int cmd_batch(const Argv& args);
 int cmd_serve(const Argv& args);
 
