@@ -19,7 +19,9 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr int64_t kHidden = 256, kHeads = 2, kHeadDim = 128, kHalf = kHeadDim / 2;
-constexpr int64_t kWindow = 512, kLcl = 128, kInter = 64;
+// W is not a power of two (nor round): a needle at depth 0.5 of a 4k or 16k prompt would
+// otherwise land on a window start systematically (see "Window starts" in docs/demo-model.md).
+constexpr int64_t kWindow = 509, kLcl = 128, kInter = 64;
 constexpr double kTheta = 1e14;
 // Slots of the residual stream.
 constexpr int64_t kSlotK = 0, kSlotA = 1, kSlotB = kSlotA + kCodeDim, kSlotP = kSlotB + kCodeDim,

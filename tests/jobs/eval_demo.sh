@@ -1,5 +1,6 @@
 # fotrt make-demo-model + fotrt eval ([F12]): the demo model answers passkey and kv prompts at
-# 4k-16k from memory (accuracy >= 95% on 1 rank, dense), and gives the same answers with
+# 4k-16k from memory (accuracy >= 95% on 1 rank, dense; 6 prompts per task) and gives the
+# same answers with
 # --mp 2, --mp 4, --tp 2 and top-k (k = 32). --json has task/accuracy/cells, --output one
 # JSON line per trial; `fotrt passkey` is eval's passkey task.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -21,14 +22,14 @@ expect_error "expected passkey, number, kv or dict" timeout 60 "$FOTRT" eval --m
 
 # Accuracy: 1 rank, dense. Depth 0.5 first so that its trial 0 is the one the layouts rerun.
 for task in passkey kv; do
-    ev --task $task --lengths 4k,16k --depths 0.5,0,1 --trials 2 --seed 7 --json \
+    ev --task $task --lengths 4k,16k --depths 0.5,0,1 --trials 1 --seed 7 --json \
         --output "$T/$task.jsonl" >"$T/$task.json" 2>"$T/$task.err"
     check json "$T/$task.json" "j['task'] == '$task' and j['accuracy'] >= 0.95"
     check json "$T/$task.json" \
-        "len(j['cells']) == 6 and all(c['trials'] == 2 and set(c) >= {'length', 'depth', 'correct'} for c in j['cells'])"
+        "len(j['cells']) == 6 and all(c['trials'] == 1 and set(c) >= {'length', 'depth', 'correct'} for c in j['cells'])"
     check jsonl "$T/$task.jsonl" \
-        "len(r) == 12 and all(abs(x['prompt_tokens'] - x['length']) <= 0.01 * x['length'] and x['expected'] and 'answer' in x for x in r)"
-    grep -q "$task trial 12/12" "$T/$task.err" || fail "no progress lines on stderr"
+        "len(r) == 6 and all(abs(x['prompt_tokens'] - x['length']) <= 0.01 * x['length'] and x['expected'] and 'answer' in x for x in r)"
+    grep -q "$task trial 6/6" "$T/$task.err" || fail "no progress lines on stderr"
 done
 check jsonl "$T/kv.jsonl" "all(x['correct'] == (x['answer'].strip() == x['expected']) for x in r)"
 
@@ -38,13 +39,16 @@ same() {
 import json, sys
 base = {(t["length"], t["key"]): t["output_ids"] for t in json.load(open(sys.argv[1]))["trials"]}
 got = json.load(open(sys.argv[2]))["trials"]
-assert len(got) == 2, got
+assert len(got) >= 1, got
 for t in got:
     assert base[(t["length"], t["key"])] == t["output_ids"], f"{sys.argv[3]}: {t} differs"
 PY
 }
+# kv at 4k only, to keep the test near two minutes on 2 cores.
 for task in passkey kv; do
-    plan=(--task $task --lengths 4k,16k --depths 0.5 --trials 1 --seed 7 --json)
+    lengths=4k,16k
+    [ $task = kv ] && lengths=4k
+    plan=(--task $task --lengths $lengths --depths 0.5 --trials 1 --seed 7 --json)
     ev_mpi 2 "${plan[@]}" --mp 2 >"$T/mp2.json" 2>/dev/null
     same "$T/$task.json" "$T/mp2.json" "$task --mp 2"
     ev_mpi 4 "${plan[@]}" --mp 4 >"$T/mp4.json" 2>/dev/null

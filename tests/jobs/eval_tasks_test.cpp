@@ -221,32 +221,32 @@ TEST_F(EvalTasksTest, LayerZeroWritesThePreviousTokens) {
 }
 
 // The memory layer at the question: R . code(answer's first token) >= 0.99 (so the matched
-// entry holds at least 98.5% of the attention): passkey and kv at 4k, passkey at 16k dense and
-// top-k (k 32).
+// entry holds at least 98.5% of the attention): passkey and kv at 4k (dense and top-k 32) and
+// passkey at 16k (kv at 16k and the other layouts run in jobs_cli_eval_demo).
 TEST_F(EvalTasksTest, MemoryLayerRetrievesTheNextToken) {
     const std::string dir = (*dir_ / "demo").string();
     const float gain = 20.f;  // kOutGain in demo_model.cpp: the logit of a unit match
-    for (int64_t len : {4096, 16384}) {
-        for (EvalTask task : {EvalTask::kPasskey, EvalTask::kKv}) {
-            const TaskPrompt p = make_task_prompt(task, *tok_, len, 0.3, 11);
-            for (bool topk : {false, true}) {
-                // 16k: passkey only (kv at 16k runs in jobs_cli_eval_demo), dense and top-k.
-                if (len > 4096 && task != EvalTask::kPasskey) continue;
-                if (topk && len < 16384) continue;
-                RunConfig run;
-                if (topk) {
-                    run.memory.retrieval = Retrieval::kTopK;
-                    run.memory.k = 32;
-                }
-                const std::vector<float> logits = logits_of(dir, p.ids, run);
-                const int64_t V = model_->config.vocab_size;
-                const int64_t last = static_cast<int64_t>(p.ids.size()) - 1;
-                const int32_t want = p.answer_ids[0];
-                EXPECT_EQ(argmax(logits, last, V), want);
-                EXPECT_GE(logits[static_cast<size_t>(last * V + want)] / gain, 0.99f)
-                    << eval_task_name(task) << " " << len << (topk ? " topk" : " dense");
-            }
+    struct Case {
+        int64_t len;
+        EvalTask task;
+        bool topk;
+    };
+    for (const Case& c :
+         {Case{4096, EvalTask::kPasskey, false}, Case{4096, EvalTask::kKv, false},
+          Case{4096, EvalTask::kKv, true}, Case{16384, EvalTask::kPasskey, false}}) {
+        const TaskPrompt p = make_task_prompt(c.task, *tok_, c.len, 0.3, 11);
+        RunConfig run;
+        if (c.topk) {
+            run.memory.retrieval = Retrieval::kTopK;
+            run.memory.k = 32;
         }
+        const std::vector<float> logits = logits_of(dir, p.ids, run);
+        const int64_t V = model_->config.vocab_size;
+        const int64_t last = static_cast<int64_t>(p.ids.size()) - 1;
+        const int32_t want = p.answer_ids[0];
+        EXPECT_EQ(argmax(logits, last, V), want);
+        EXPECT_GE(logits[static_cast<size_t>(last * V + want)] / gain, 0.99f)
+            << eval_task_name(c.task) << " " << c.len << (c.topk ? " topk" : " dense");
     }
 }
 
