@@ -8,6 +8,7 @@
 
 #include "runtime/core/status.h"
 #include "runtime/io/checkpoint.h"
+#include "runtime/io/safetensors_writer.h"
 #include "runtime/io/tokenizer.h"
 #include "runtime/io/tokenizer_train.h"
 #include "runtime/jobs/eval_tasks.h"
@@ -216,7 +217,7 @@ DemoModel build_demo_model(const DemoModelOptions& options) {
     return m;
 }
 
-void write_demo_model(const DemoModel& m, const std::string& dir) {
+void write_demo_model(const DemoModel& m, const std::string& dir, DType dtype) {
     std::error_code ec;
     fs::create_directories(dir, ec);
     FOT_CHECK(!ec && fs::is_directory(dir), "cannot create the directory ", dir, ": ",
@@ -231,7 +232,13 @@ void write_demo_model(const DemoModel& m, const std::string& dir) {
         r.nbytes = m.tensors[i].size() * sizeof(float);
         records.push_back(std::move(r));
     }
-    write_safetensors(dir, records, size_t{1} << 40);
+    SafetensorsWriteOptions wo;
+    wo.dtype = dtype;
+    write_safetensors(dir, records, size_t{1} << 40, wo);
+    ModelConfig config = m.config;
+    config.torch_dtype = dtype == DType::kF32    ? "float32"
+                         : dtype == DType::kBF16 ? "bfloat16"
+                                                 : "float16";
     auto write = [&](const std::string& name, const std::string& bytes) {
         const fs::path p = fs::path(dir) / name;
         std::ofstream f(p, std::ios::binary | std::ios::trunc);
@@ -239,7 +246,7 @@ void write_demo_model(const DemoModel& m, const std::string& dir) {
         f.close();
         FOT_CHECK(f.good(), "cannot write ", p.string());
     };
-    write("config.json", model_config_to_json(m.config) + "\n");
+    write("config.json", model_config_to_json(config) + "\n");
     write("tokenizer.model", m.tokenizer_model);
 }
 

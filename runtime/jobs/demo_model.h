@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "config/model_config.h"
+#include "runtime/core/dtype.h"
 
 namespace fot {
 
@@ -41,8 +42,8 @@ constexpr int64_t kCodeDim = 48;
 
 // Builds the demo model (trains the tokenizer: about a second). Deterministic.
 DemoModel build_demo_model(const DemoModelOptions& options = {});
-// Writes config.json, model.safetensors (f32) and tokenizer.model into `dir` (created if
-// missing). Throws fot::Error naming the path on failure.
-void write_demo_model(const DemoModel& m, const std::string& dir);
+// Writes config.json, model.safetensors (in `dtype`: f32, bf16 or f16; torch_dtype says which)
+// and tokenizer.model into `dir` (created if missing). Throws fot::Error naming the path.
+void write_demo_model(const DemoModel& m, const std::string& dir, DType dtype = DType::kF32);
 
 }  // namespace fot

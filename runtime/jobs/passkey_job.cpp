@@ -256,7 +256,12 @@ PasskeyReport run_passkey_job(Session& s, const PasskeyPlan& plan, const std::st
         r.output_ids = j["output_ids"].get<std::vector<int32_t>>();
         // Exact match: the answer's tokens, or the decoded text (trimmed) equal to the answer.
         r.expected = expected[static_cast<size_t>(w.index)];
-        r.answer = s.get_tokenizer().decode(r.output_ids);
+        // A model's vocabulary may be larger than its tokenizer's: ids past it decode to nothing.
+        std::vector<int32_t> known;
+        for (int32_t id : r.output_ids) {
+            if (id >= 0 && id < s.get_tokenizer().vocab_size()) known.push_back(id);
+        }
+        r.answer = s.get_tokenizer().decode(known);
         const size_t b = r.answer.find_first_not_of(" \n");
         const std::string trimmed =
             b == std::string::npos ? ""
