@@ -196,6 +196,8 @@ PasskeyReport run_passkey_job(Session& s, const PasskeyPlan& plan, const std::st
             !why.empty()) {
             FOT_THROW("passkey prompt of ", longest, " tokens ", why);
         }
+        // kv lists have a largest size: refuse a longer length before any trial runs.
+        if (plan.task == EvalTask::kKv) make_task_prompt(plan.task, tok, longest, 0.5, 1);
         if (s.world.dp() > 1) {
             std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
                 return trials[a].length > trials[b].length;

@@ -1,8 +1,8 @@
-# fotrt make-demo-model + fotrt eval ([F12]): the demo model answers passkey and kv prompts at
-# 4k-16k from memory (accuracy >= 95% on 1 rank, dense; 6 prompts per task) and gives the
-# same answers with
-# --mp 2, --mp 4, --tp 2 and top-k (k = 32). --json has task/accuracy/cells, --output one
-# JSON line per trial; `fotrt passkey` is eval's passkey task.
+# fotrt make-demo-model + fotrt eval ([F12]): the demo model answers passkey and kv prompts
+# at 4k-16k from memory (accuracy >= 95% on 1 rank, dense; 6 prompts per task) and gives the
+# same answers with --mp 2, --mp 4, --tp 2 and top-k (k = 32). --json has task/accuracy/cells,
+# --output one JSON line per trial; `fotrt passkey` is eval's passkey task; bad tasks and kv
+# lengths past the list's capacity fail in one line before anything runs.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ev() { timeout 300 "$FOTRT" eval --model "$T/demo" --threads 2 "$@"; }
@@ -19,6 +19,8 @@ for f in config.json model.safetensors tokenizer.model; do
 done
 expect_error "expected passkey, number, kv or dict" timeout 60 "$FOTRT" eval --model "$T/demo" \
     --task needle --lengths 4k
+expect_error "more than this task can fill" timeout 60 "$FOTRT" eval --model "$T/demo" \
+    --task kv --lengths 4k,100k
 
 # Accuracy: 1 rank, dense. Depth 0.5 first so that its trial 0 is the one the layouts rerun.
 for task in passkey kv; do
