@@ -137,7 +137,9 @@ std::vector<PasskeyTrial> plan_passkey_trials(const PasskeyPlan& plan) {
                 tr.length = plan.lengths[li];
                 tr.length_index = static_cast<int64_t>(li);
                 tr.trial = t;
-                tr.key = 1 + static_cast<int>(splitmix64(state) % 49999);
+                do {
+                    tr.key = 1 + static_cast<int>(splitmix64(state) % 49999);
+                } while (has_repeated_digit_pair(std::to_string(tr.key)));
                 if (plan.depths.empty()) {
                     tr.depth = static_cast<double>(splitmix64(state) >> 11) * 0x1.0p-53;
                     tr.depth_index = std::min<int64_t>(

@@ -16,9 +16,9 @@
 //
 // The reference sizes prompts in filler characters; fotrt sizes them in tokens: the filler
 // length is searched so that the prompt has the requested number of tokens (within 0.2%).
-// Keys are uniform in [1, 50000) and depths uniform in [0, 1] (or fixed depths), drawn from a
-// generator seeded with (seed, length, trial): the same seed gives the same prompts whatever
-// the other lengths or the layout.
+// Keys are uniform in [1, 50000) (redrawn while a digit pair repeats, as in eval_tasks.h) and
+// depths uniform in [0, 1] (or fixed depths), drawn from a generator seeded with (seed, length,
+// trial): the same seed gives the same prompts whatever the other lengths or the layout.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "runtime/io/tokenizer.h"
+#include "runtime/jobs/eval_tasks.h"
 
 namespace fot {
 
@@ -55,10 +56,11 @@ struct PasskeyTrial {
     int64_t trial = 0;
     double depth = 0.0;
     int64_t depth_index = 0;  // column of the table (a fixed depth, or a depth bin)
-    int key = 0;
+    int key = 0;  // passkey: the key (no repeated digit pair); other tasks: the prompt's seed
 };
 
 struct PasskeyPlan {
+    EvalTask task = EvalTask::kPasskey;  // `fotrt eval --task`; passkey for `fotrt passkey`
     std::vector<int64_t> lengths;
     std::vector<double> depths;  // fixed depths; empty = random depths in `depth_bins` bins
     int64_t depth_bins = 5;

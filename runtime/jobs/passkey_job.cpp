@@ -23,7 +23,7 @@ using ojson = nlohmann::ordered_json;
 namespace {
 
 // Payload of a trial: [answer count][answer ids][prompt ids], int32 each.
-std::string encode_trial(const PasskeyPrompt& p) {
+std::string encode_trial(const TaskPrompt& p) {
     std::vector<int32_t> v;
     v.reserve(1 + p.answer_ids.size() + p.ids.size());
     v.push_back(static_cast<int32_t>(p.answer_ids.size()));
@@ -90,6 +90,8 @@ std::string PasskeyReport::trial_json(const PasskeyTrialResult& r) {
     j["prompt_tokens"] = r.prompt_tokens;
     j["answer_ids"] = r.answer_ids;
     j["output_ids"] = r.output_ids;
+    j["expected"] = r.expected;
+    j["answer"] = r.answer;
     j["correct"] = r.correct;
     return j.dump();
 }
@@ -110,8 +112,14 @@ std::string PasskeyReport::table() const {
         for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
     }
     std::ostringstream os;
-    os << "passkey retrieval accuracy (correct/trials) by prompt length x key depth; seed "
-       << plan.seed << "\n";
+    int64_t total = 0, correct = 0;
+    for (const auto& r : results) {
+        ++total;
+        correct += r.correct ? 1 : 0;
+    }
+    os << eval_task_name(plan.task)
+       << " retrieval accuracy (correct/trials) by prompt length x needle depth; seed " << plan.seed
+       << "; overall " << correct << "/" << total << "\n";
     for (const auto& row : rows) {
         for (size_t c = 0; c < row.size(); ++c) {
             os << row[c];
@@ -125,6 +133,23 @@ std::string PasskeyReport::table() const {
 std::string PasskeyReport::json() const {
     const auto cells = tabulate(*this);
     ojson j;
+    j["task"] = eval_task_name(plan.task);
+    int64_t total = 0, correct = 0;
+    for (const auto& r : results) {
+        ++total;
+        correct += r.correct ? 1 : 0;
+    }
+    j["accuracy"] = total ? static_cast<double>(correct) / static_cast<double>(total) : 0.0;
+    ojson flat = ojson::array();
+    for (size_t l = 0; l < plan.lengths.size(); ++l) {
+        for (size_t c = 0; c < depth_labels.size(); ++c) {
+            flat.push_back({{"length", plan.lengths[l]},
+                            {"depth", depth_labels[c]},
+                            {"trials", cells[l][c].trials},
+                            {"correct", cells[l][c].correct}});
+        }
+    }
+    j["cells"] = std::move(flat);
     j["seed"] = plan.seed;
     j["lengths"] = plan.lengths;
     j["depths"] = depth_labels;
@@ -161,6 +186,8 @@ PasskeyReport run_passkey_job(Session& s, const PasskeyPlan& plan, const std::st
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
     std::unique_ptr<RecordLog> log;
     std::vector<PasskeyTrialResult> results(trials.size());
+    std::vector<std::string> expected(trials.size());
+    size_t finished = 0;
     if (root) {
         Tokenizer& tok = s.get_tokenizer();
         // The longest prompt must fit the memory, with a margin for the sizing tolerance.
@@ -170,6 +197,8 @@ PasskeyReport run_passkey_job(Session& s, const PasskeyPlan& plan, const std::st
             !why.empty()) {
             FOT_THROW("passkey prompt of ", longest, " tokens ", why);
         }
+        // kv lists have a largest size: refuse a longer length before any trial runs.
+        if (plan.task == EvalTask::kKv) make_task_prompt(plan.task, tok, longest, 0.5, 1);
         if (s.world.dp() > 1) {
             std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
                 return trials[a].length > trials[b].length;
@@ -182,7 +211,7 @@ PasskeyReport run_passkey_job(Session& s, const PasskeyPlan& plan, const std::st
         }
     }
 
-    ProgressLine progress("passkey", "trials", static_cast<int64_t>(trials.size()),
+    ProgressLine progress(eval_task_name(plan.task), "trials", static_cast<int64_t>(trials.size()),
                           root && !s.run.quiet);
     int64_t trials_done = 0;
     size_t next_pos = 0;
@@ -191,7 +220,17 @@ PasskeyReport run_passkey_job(Session& s, const PasskeyPlan& plan, const std::st
         if (next_pos >= order.size()) return std::nullopt;
         const size_t i = order[next_pos++];
         const PasskeyTrial& t = trials[i];
-        PasskeyPrompt p = make_passkey_prompt(s.get_tokenizer(), t.length, t.depth, t.key);
+        TaskPrompt p;
+        if (plan.task == EvalTask::kPasskey) {
+            PasskeyPrompt pk = make_passkey_prompt(s.get_tokenizer(), t.length, t.depth, t.key);
+            p.ids = std::move(pk.ids);
+            p.answer_ids = std::move(pk.answer_ids);
+            p.answer = std::move(pk.answer);
+        } else {
+            p = make_task_prompt(plan.task, s.get_tokenizer(), t.length, t.depth,
+                                 static_cast<uint64_t>(t.key));
+        }
+        expected[i] = p.answer;
         return WorkItem{static_cast<int64_t>(i), encode_trial(p)};
     };
     hooks.run = [&](const WorkItem& item, const std::function<void()>& poll) {
@@ -221,11 +260,26 @@ PasskeyReport run_passkey_job(Session& s, const PasskeyPlan& plan, const std::st
         r.prompt_tokens = j["prompt_tokens"].get<int64_t>();
         r.answer_ids = j["answer_ids"].get<std::vector<int32_t>>();
         r.output_ids = j["output_ids"].get<std::vector<int32_t>>();
-        r.correct = j["correct"].get<bool>();
+        // Exact match: the answer's tokens, or the decoded text (trimmed) equal to the answer.
+        r.expected = expected[static_cast<size_t>(w.index)];
+        // A model's vocabulary may be larger than its tokenizer's: ids past it decode to nothing.
+        std::vector<int32_t> known;
+        for (int32_t id : r.output_ids) {
+            if (id >= 0 && id < s.get_tokenizer().vocab_size()) known.push_back(id);
+        }
+        r.answer = s.get_tokenizer().decode(known);
+        const size_t b = r.answer.find_first_not_of(" \n");
+        const std::string trimmed =
+            b == std::string::npos ? ""
+                                   : r.answer.substr(b, r.answer.find_last_not_of(" \n") - b + 1);
+        r.correct = r.output_ids == r.answer_ids || trimmed == r.expected;
+        w.record = PasskeyReport::trial_json(r);
         if (log) log->append(w.index, true, w.record);
         progress.update(++trials_done);
-        FOT_LOG(kDebug) << "passkey trial " << w.index << ": length " << r.trial.length
-                        << ", depth " << r.trial.depth << ", " << (r.correct ? "correct" : "wrong");
+        ++finished;
+        FOT_LOG(kInfo) << eval_task_name(plan.task) << " trial " << finished << "/" << trials.size()
+                       << ": length " << r.trial.length << ", depth " << r.trial.depth << ", "
+                       << (r.correct ? "correct" : "wrong");
     };
     run_dispatch(s.world, *s.world_comm, hooks);
     progress.finish();

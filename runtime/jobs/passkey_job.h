@@ -1,4 +1,5 @@
-// The passkey job: runs the trials of a PasskeyPlan (runtime/jobs/passkey.h) over the dp
+// The eval job (`fotrt eval`, `fotrt passkey`): runs the trials of a PasskeyPlan (any task of
+// runtime/jobs/eval_tasks.h) (runtime/jobs/passkey.h) over the dp
 // groups of a world (runtime/jobs/dispatch.h) and tabulates accuracy by length x depth.
 //
 // Rank 0 builds each prompt (tokenizer.model is required) just before handing it out; each
@@ -20,7 +21,9 @@ struct PasskeyTrialResult {
     int64_t prompt_tokens = 0;
     std::vector<int32_t> answer_ids;
     std::vector<int32_t> output_ids;
-    bool correct = false;
+    std::string expected;  // the answer text
+    std::string answer;    // the decoded output
+    bool correct = false;  // output_ids == answer_ids, or the decoded output (trimmed) == expected
 };
 
 struct PasskeyReport {
@@ -30,7 +33,8 @@ struct PasskeyReport {
 
     // The accuracy table: one row per length, one column per depth (bin), and "all".
     std::string table() const;
-    // {"seed", "lengths", "depths", "table": [{"length", "cells": [...], ...}], "trials": [...]}.
+    // {"task", "accuracy", "cells": [{"length", "depth", "trials", "correct"}], "seed",
+    //  "lengths", "depths", "table": [{"length", "cells": [...], ...}], "trials": [...]}.
     std::string json() const;
     // One trial as a JSON line (also what `--output` holds).
     static std::string trial_json(const PasskeyTrialResult& r);
