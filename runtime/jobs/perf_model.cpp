@@ -136,24 +136,37 @@ PhaseCounts step_counts(const StepShape& s) {
     return n;
 }
 
-void calibrate_rates(Calibration& cal, Retrieval r, const PhaseCounts& counts,
-                     const PhaseCounts& measured, const PhaseCounts* counts2,
-                     const PhaseCounts* measured2) {
+void calibrate_rates(Calibration& cal, Retrieval r, const std::vector<PhaseCounts>& counts,
+                     const std::vector<PhaseCounts>& measured) {
+    FOT_CHECK(!counts.empty() && counts.size() == measured.size(), "calibrate_rates: ",
+              counts.size(), " counts for ", measured.size(), " measurements");
     auto& rate = cal.rate[r == Retrieval::kTopK ? 1 : 0];
     auto& per_call = cal.per_call[r == Retrieval::kTopK ? 1 : 0];
     for (int i = 0; i < kBenchPhases; ++i) {
         const BenchPhase p = static_cast<BenchPhase>(i);
         if (!is_compute_phase(p)) continue;
-        const double work = is_flop_phase(p) ? counts[p].flops : counts[p].bytes;
-        const double sec = measured[p].seconds;
-        rate[i] = work > 0 && sec > 0 ? work / sec : 0;
+        std::vector<double> w, t;
+        double lo = 0, hi = 0;
+        for (size_t j = 0; j < counts.size(); ++j) {
+            w.push_back(is_flop_phase(p) ? counts[j][p].flops : counts[j][p].bytes);
+            t.push_back(measured[j][p].seconds);
+            lo = j == 0 ? w.back() : std::min(lo, w.back());
+            hi = std::max(hi, w.back());
+        }
+        double sw = 0, st = 0, sww = 0, swt = 0;
+        const double n = double(w.size());
+        for (size_t j = 0; j < w.size(); ++j) {
+            sw += w[j];
+            st += t[j];
+            sww += w[j] * w[j];
+            swt += w[j] * t[j];
+        }
+        rate[i] = sw > 0 && st > 0 ? sw / st : 0;
         per_call[i] = 0;
-        if (!counts2 || !measured2 || counts[p].calls == 0) continue;
-        const double work2 = is_flop_phase(p) ? (*counts2)[p].flops : (*counts2)[p].bytes;
-        const double sec2 = (*measured2)[p].seconds;
-        if (std::fabs(work - work2) < 0.2 * std::max(work, work2)) continue;
-        const double inv = (sec - sec2) / (work - work2);  // seconds per unit of work
-        const double fixed = (sec - work * inv) / double(counts[p].calls);
+        const int64_t calls = counts[0][p].calls;
+        if (w.size() < 2 || calls == 0 || hi - lo < 0.2 * hi) continue;
+        const double inv = (n * swt - sw * st) / (n * sww - sw * sw);  // seconds per work
+        const double fixed = (st - inv * sw) / n / double(calls);
         if (inv > 0 && fixed >= 0) {
             rate[i] = 1 / inv;
             per_call[i] = fixed;
@@ -181,16 +194,20 @@ PhaseCounts predict_step(const StepShape& s, const Calibration& cal) {
 }
 
 const std::vector<Hardware>& hardware_presets() {
-    // Sustained, not peak: ~60% of the 989 TFLOP/s dense bf16 peak for large GEMMs, ~40% for
-    // attention; ~80% of HBM bandwidth. NVLink 4: 900 GB/s per GPU both ways, ~360 GB/s
-    // achieved per direction by NCCL rings; IB NDR 400 Gb/s per GPU, ~45 GB/s achieved.
+    // Sustained rates of fotrt's own CUDA kernels, measured with fot_gpu_bench on the lent
+    // H200 (docs/performance.md, "GPU backend"): GEMMs 520 TFLOP/s, memory attention
+    // 110 TFLOP/s, local attention 68 TFLOP/s, bandwidth-bound kernels ~1.4 TB/s. The H100
+    // has the same tensor-core peak and 3.35 / 4.8 of the H200's memory bandwidth. Links:
+    // NVLink 4 (900 GB/s per GPU both ways; ~360 GB/s per direction achieved by NCCL rings,
+    // alpha 8 us); InfiniBand NDR 400 Gb/s per GPU (~45 GB/s achieved, alpha 15 us).
     static const std::vector<Hardware> list = {
         {"h100-nvlink-ib",
          "8x H100 SXM 80 GB per node, NVLink 4 inside a node, 1x NDR 400 Gb/s IB per GPU",
-         600e12, 400e12, 0.8 * 3.35e12, 80e9, 8, 8e-6, 1 / 360e9, 15e-6, 1 / 45e9},
+         520e12, 110e12, 68e12, 1.4e12 * 3.35 / 4.8, 80e9, 8, 8e-6, 1 / 360e9, 15e-6,
+         1 / 45e9},
         {"h200-nvlink-ib",
          "8x H200 SXM 141 GB per node, NVLink 4 inside a node, 1x NDR 400 Gb/s IB per GPU",
-         600e12, 400e12, 0.8 * 4.8e12, 141e9, 8, 8e-6, 1 / 360e9, 15e-6, 1 / 45e9},
+         520e12, 110e12, 68e12, 1.4e12, 141e9, 8, 8e-6, 1 / 360e9, 15e-6, 1 / 45e9},
     };
     return list;
 }
@@ -206,7 +223,9 @@ PhaseCounts project_step(const StepShape& s, const Hardware& hw) {
     PhaseCounts out = step_counts(s);
     for (int i = 0; i <= static_cast<int>(BenchPhase::kOther); ++i) {
         const BenchPhase p = static_cast<BenchPhase>(i);
-        const double flops_rate = p == BenchPhase::kGemm ? hw.gemm_flops : hw.attn_flops;
+        const double flops_rate = p == BenchPhase::kGemm        ? hw.gemm_flops
+                                  : p == BenchPhase::kLocalAttn ? hw.local_attn_flops
+                                                                : hw.attn_flops;
         out[p].seconds = std::max(out[p].flops / flops_rate, out[p].bytes / hw.hbm_bytes);
     }
     // tp stays inside a node; an mp group spans nodes once tp x mp exceeds a node.

@@ -58,12 +58,13 @@ struct Calibration {
     double barrier = 0;  // s per barrier (the `wait` phase per collective)
 };
 
-// Rates of `measured` (seconds) against `counts` for one retrieval mode, into cal. With a
-// second step (counts2, measured2; e.g. a smaller memory), phases whose work differs get a
-// line through both: rate = delta work / delta seconds, and the rest per call.
-void calibrate_rates(Calibration& cal, Retrieval r, const PhaseCounts& counts,
-                     const PhaseCounts& measured, const PhaseCounts* counts2 = nullptr,
-                     const PhaseCounts* measured2 = nullptr);
+// Rates for one retrieval mode from calibration steps (counts[i] measured as measured[i],
+// e.g. several memory sizes), into cal: per phase a least-squares line
+// seconds = work / rate + calls x per_call through the steps whose work differs; a phase
+// whose work is the same in every step (or whose line has a negative term) gets the rate of
+// the summed work over the summed seconds and no per-call cost.
+void calibrate_rates(Calibration& cal, Retrieval r, const std::vector<PhaseCounts>& counts,
+                     const std::vector<PhaseCounts>& measured);
 
 // Seconds per phase of one step (calls, flops and bytes are step_counts()'s).
 PhaseCounts predict_step(const StepShape& s, const Calibration& cal);
@@ -71,8 +72,9 @@ PhaseCounts predict_step(const StepShape& s, const Calibration& cal);
 // A machine for projections: sustained rates (not peaks) and links.
 struct Hardware {
     std::string name, description;
-    double gemm_flops = 0;    // sustained dense GEMM flop/s (bf16 tensor cores)
-    double attn_flops = 0;    // sustained attention flop/s
+    double gemm_flops = 0;        // sustained dense GEMM flop/s (bf16 tensor cores)
+    double attn_flops = 0;        // sustained memory-attention (and top-k) flop/s
+    double local_attn_flops = 0;  // sustained causal local-attention flop/s
     double hbm_bytes = 0;     // sustained memory bandwidth, byte/s
     double mem_bytes = 0;     // device memory, bytes
     int gpus_per_node = 8;

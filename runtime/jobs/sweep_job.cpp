@@ -545,17 +545,19 @@ SweepSummary run_sweep(const SweepConfig& cfg, parallel::Communicator& world,
                     p.query = cfg.calibration_query > 0 ? cfg.calibration_query
                                                         : cfg.query_tokens[0];
                     auto rig = make_rig(cfg, world, p);
-                    // Two memory sizes, so that phases growing with the memory get a rate
-                    // and a fixed cost per call.
+                    // Three memory sizes, so that phases growing with the memory get a
+                    // rate and a fixed cost per call.
                     const int64_t W = cfg.model.max_position_embeddings;
-                    Point small = p;
-                    small.memory = std::max<int64_t>(p.memory / 4, W * P);
-                    PhaseCounts med, med2;
-                    calibration_medians(*rig, world, small, cfg, med2);
-                    const std::vector<RankRecord> rec = calibration_medians(*rig, world, p, cfg, med);
-                    const PhaseCounts c1 = step_counts(shape_of(cfg, p));
-                    const PhaseCounts c2 = step_counts(shape_of(cfg, small));
-                    calibrate_rates(cal, r, c1, med, &c2, &med2);
+                    std::vector<PhaseCounts> counts, meds;
+                    std::vector<RankRecord> rec;
+                    for (int64_t div : {4, 2, 1}) {
+                        Point q = p;
+                        q.memory = std::max<int64_t>(p.memory / div, W);
+                        meds.emplace_back();
+                        rec = calibration_medians(*rig, world, q, cfg, meds.back());
+                        counts.push_back(step_counts(shape_of(cfg, q)));
+                    }
+                    calibrate_rates(cal, r, counts, meds);
                     if (root) {
                         std::printf("calibration: %s %s %s M %lld Q %lld: %.3f s\n", b.c_str(),
                                     precision_name(pr), retrieval_name(r),
