@@ -48,7 +48,8 @@ struct SweepConfig {
     std::vector<SweepLayout> layouts = {{1, 1, 1}};
     int repeats = 3;
     bool cpu_clock = false;  // clock: cpu
-    // The calibration step (perf_model.h); 0 = the largest memory / the first query size.
+    // The calibration steps' largest memory and query size (perf_model.h); 0 = the largest
+    // memory per rank of the grid / the first query size.
     int64_t calibration_memory = 0, calibration_query = 0;
 };
 

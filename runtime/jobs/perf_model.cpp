@@ -50,6 +50,11 @@ void predict_collectives(PhaseCounts& out, const StepShape& s, double tp_alpha, 
     out[BenchPhase::kWait].seconds = double(out[BenchPhase::kWait].calls) * barrier;
 }
 
+// (head, query) rows of one call on a rank: heads / tp x Q.
+double heads_rows(const StepShape& s) {
+    return double(s.model.num_attention_heads / s.tp) * double(s.query_tokens);
+}
+
 }  // namespace
 
 int64_t memory_tokens_on_rank(const StepShape& s, int mp_rank) {
@@ -136,12 +141,15 @@ PhaseCounts step_counts(const StepShape& s) {
     return n;
 }
 
-void calibrate_rates(Calibration& cal, Retrieval r, const std::vector<PhaseCounts>& counts,
+void calibrate_rates(Calibration& cal, Retrieval r, const std::vector<StepShape>& shapes,
                      const std::vector<PhaseCounts>& measured) {
-    FOT_CHECK(!counts.empty() && counts.size() == measured.size(), "calibrate_rates: ",
-              counts.size(), " counts for ", measured.size(), " measurements");
+    FOT_CHECK(!shapes.empty() && shapes.size() == measured.size(), "calibrate_rates: ",
+              shapes.size(), " shapes for ", measured.size(), " measurements");
+    std::vector<PhaseCounts> counts;
+    for (const StepShape& s : shapes) counts.push_back(step_counts(s));
+    const double rows = heads_rows(shapes[0]);
     auto& rate = cal.rate[r == Retrieval::kTopK ? 1 : 0];
-    auto& per_call = cal.per_call[r == Retrieval::kTopK ? 1 : 0];
+    auto& per_row = cal.per_row[r == Retrieval::kTopK ? 1 : 0];
     for (int i = 0; i < kBenchPhases; ++i) {
         const BenchPhase p = static_cast<BenchPhase>(i);
         if (!is_compute_phase(p)) continue;
@@ -162,14 +170,14 @@ void calibrate_rates(Calibration& cal, Retrieval r, const std::vector<PhaseCount
             swt += w[j] * t[j];
         }
         rate[i] = sw > 0 && st > 0 ? sw / st : 0;
-        per_call[i] = 0;
+        per_row[i] = 0;
         const int64_t calls = counts[0][p].calls;
         if (w.size() < 2 || calls == 0 || hi - lo < 0.2 * hi) continue;
         const double inv = (n * swt - sw * st) / (n * sww - sw * sw);  // seconds per work
         const double fixed = (st - inv * sw) / n / double(calls);
         if (inv > 0 && fixed >= 0) {
             rate[i] = 1 / inv;
-            per_call[i] = fixed;
+            per_row[i] = fixed / rows;
         }
     }
 }
@@ -186,7 +194,8 @@ PhaseCounts predict_step(const StepShape& s, const Calibration& cal) {
         const int use = cal.rate[m][i] > 0 ? m : 0;
         const double r = cal.rate[use][i];
         out[p].seconds = work > 0 && r > 0
-                             ? work / r + double(out[p].calls) * cal.per_call[use][i]
+                             ? work / r + double(out[p].calls) * heads_rows(s) *
+                                                  cal.per_row[use][i]
                              : 0;
     }
     predict_collectives(out, s, cal.alpha, cal.beta, cal.alpha, cal.beta, cal.barrier);

@@ -50,20 +50,21 @@ struct Calibration {
     // Per retrieval mode (0 dense, 1 topk): flop/s of gemm, local_attn, mem_score,
     // topk_select; byte/s of merge and other (indexed by BenchPhase; collectives unused).
     std::array<std::array<double, kBenchPhases>, 2> rate{};
-    // Seconds per call on top of work / rate (per mode and phase; from two calibration
-    // steps of different memory sizes where the work differs, else 0).
-    std::array<std::array<double, kBenchPhases>, 2> per_call{};
+    // Seconds per call and (head, query) row on top of work / rate (per mode and phase; from
+    // calibration steps of different memory sizes where the work differs, else 0).
+    std::array<std::array<double, kBenchPhases>, 2> per_row{};
     double alpha = 0;    // s per message step
     double beta = 0;     // s per byte
     double barrier = 0;  // s per barrier (the `wait` phase per collective)
 };
 
-// Rates for one retrieval mode from calibration steps (counts[i] measured as measured[i],
+// Rates for one retrieval mode from calibration steps (shapes[i] measured as measured[i],
 // e.g. several memory sizes), into cal: per phase a least-squares line
-// seconds = work / rate + calls x per_call through the steps whose work differs; a phase
-// whose work is the same in every step (or whose line has a negative term) gets the rate of
-// the summed work over the summed seconds and no per-call cost.
-void calibrate_rates(Calibration& cal, Retrieval r, const std::vector<PhaseCounts>& counts,
+// seconds = work / rate + calls x heads x queries x per_row through the steps (the fixed part
+// is per (head, query) row: top-k keeps k candidates per row whatever the memory size); a
+// phase whose work is the same in every step (or whose line has a negative term) gets the
+// rate of the summed work over the summed seconds and no fixed part.
+void calibrate_rates(Calibration& cal, Retrieval r, const std::vector<StepShape>& shapes,
                      const std::vector<PhaseCounts>& measured);
 
 // Seconds per phase of one step (calls, flops and bytes are step_counts()'s).

@@ -253,8 +253,6 @@ std::vector<RankRecord> measure(Rig& rig, parallel::Communicator& world, int64_t
     return out;
 }
 
-StepShape shape_of(const SweepConfig& cfg, const Point& p);
-
 // Rank 0's per-phase medians of a calibration step, shared so every rank holds one model.
 std::vector<RankRecord> calibration_medians(Rig& rig, parallel::Communicator& world,
                                             const Point& p, const SweepConfig& cfg,
@@ -530,6 +528,21 @@ SweepSummary run_sweep(const SweepConfig& cfg, parallel::Communicator& world,
     std::map<std::string, Calibration> cals;
     json model_json = json::object();
     if (opts.predict && !runnable.empty()) {
+        // Memory per rank over the grid: rank 0's shard of every runnable point.
+        const int64_t W = cfg.model.max_position_embeddings;
+        int64_t lo = INT64_MAX, hi = 0;
+        for (const Point& p : runnable) {
+            const int64_t m = memory_tokens_on_rank(shape_of(cfg, p), 0);
+            lo = std::min(lo, m);
+            hi = std::max(hi, m);
+        }
+        if (cfg.calibration_memory > 0) hi = cfg.calibration_memory;
+        lo = std::max(std::min(lo, hi), W);
+        hi = std::max(hi, W);
+        auto round_w = [W](double m) { return std::max<int64_t>(W, int64_t(m / W + 0.5) * W); };
+        const std::vector<int64_t> cal_sizes = {round_w(double(lo)),
+                                                round_w(std::sqrt(double(lo) * double(hi))),
+                                                round_w(double(hi))};
         Calibration links;
         probe_links(world, links, cfg.cpu_clock ? BenchClock::kCpu : BenchClock::kWall);
         for (const std::string& b : cfg.backends) {
@@ -538,26 +551,24 @@ SweepSummary run_sweep(const SweepConfig& cfg, parallel::Communicator& world,
                 for (Retrieval r : cfg.retrievals) {
                     Point p{b, pr, {1, 1, P}, r, r == Retrieval::kTopK ? cfg.ks[0] : 0, 0, 0};
                     if (!skip_reason(cfg, p, P).empty()) continue;
-                    p.memory = cfg.calibration_memory > 0
-                                   ? cfg.calibration_memory
-                                   : *std::max_element(cfg.memory_tokens.begin(),
-                                                       cfg.memory_tokens.end());
                     p.query = cfg.calibration_query > 0 ? cfg.calibration_query
                                                         : cfg.query_tokens[0];
                     auto rig = make_rig(cfg, world, p);
-                    // Three memory sizes, so that phases growing with the memory get a
-                    // rate and a fixed cost per call.
-                    const int64_t W = cfg.model.max_position_embeddings;
-                    std::vector<PhaseCounts> counts, meds;
+                    // Three memory sizes spanning the memory per rank of the grid's
+                    // points (so the model interpolates), so that phases growing with the
+                    // memory get a rate and a fixed part.
+                    std::vector<StepShape> shapes;
+                    std::vector<PhaseCounts> meds;
                     std::vector<RankRecord> rec;
-                    for (int64_t div : {4, 2, 1}) {
+                    for (int64_t m : cal_sizes) {
                         Point q = p;
-                        q.memory = std::max<int64_t>(p.memory / div, W);
+                        q.memory = m;
                         meds.emplace_back();
                         rec = calibration_medians(*rig, world, q, cfg, meds.back());
-                        counts.push_back(step_counts(shape_of(cfg, q)));
+                        shapes.push_back(shape_of(cfg, q));
                     }
-                    calibrate_rates(cal, r, counts, meds);
+                    calibrate_rates(cal, r, shapes, meds);
+                    p.memory = cal_sizes.back();
                     if (root) {
                         std::printf("calibration: %s %s %s M %lld Q %lld: %.3f s\n", b.c_str(),
                                     precision_name(pr), retrieval_name(r),
@@ -576,7 +587,7 @@ SweepSummary run_sweep(const SweepConfig& cfg, parallel::Communicator& world,
                     json one = json::object();
                     for (int i = 0; i <= int(BenchPhase::kOther); ++i) {
                         one[bench_phase_name(BenchPhase(i))] = {
-                            {"rate", cal.rate[ri][i]}, {"per_call_s", cal.per_call[ri][i]}};
+                            {"rate", cal.rate[ri][i]}, {"per_row_s", cal.per_row[ri][i]}};
                     }
                     rates[ri == 0 ? "dense" : "topk"] = one;
                 }
