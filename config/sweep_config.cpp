@@ -97,8 +97,9 @@ Result<SweepConfig> parse_sweep_config(const std::string& yaml_text, const std::
     SweepConfig s;
     Reader r{origin};
     static const std::set<std::string> keys = {
-        "model",     "shape",     "weights",   "backend", "precision", "threads",
-        "memory_tokens", "query_tokens", "retrieval", "k", "layouts", "repeats", "calibration", "clock"};
+        "model",   "shape",         "weights",      "backend",   "precision",
+        "threads", "memory_tokens", "query_tokens", "retrieval", "k",
+        "layouts", "repeats",       "calibration",  "clock"};
     try {
         for (const auto& kv : root) {
             const std::string key = kv.first.as<std::string>();
@@ -108,8 +109,10 @@ Result<SweepConfig> parse_sweep_config(const std::string& yaml_text, const std::
         if (!builtin_model_shape(s.model_name, &s.model)) {
             Result<ModelConfig> c = load_model_config(s.model_name + "/config.json");
             if (!c.ok()) {
-                r.fail("model", "'" + s.model_name + "' is neither tiny, 3b, 7b nor a model "
-                                "folder: " + c.status().message());
+                r.fail("model", "'" + s.model_name +
+                                    "' is neither tiny, 3b, 7b nor a model "
+                                    "folder: " +
+                                    c.status().message());
             }
             s.model = c.value();
         }
@@ -127,15 +130,23 @@ Result<SweepConfig> parse_sweep_config(const std::string& yaml_text, const std::
                     continue;
                 }
                 const int64_t v = r.integer(r.scalar(kv.second, key), key, 1);
-                if (k == "hidden_size") s.model.hidden_size = v;
-                else if (k == "num_hidden_layers") s.model.num_hidden_layers = v;
-                else if (k == "num_attention_heads") s.model.num_attention_heads = v;
-                else if (k == "intermediate_size") s.model.intermediate_size = v;
-                else if (k == "vocab_size") s.model.vocab_size = v;
-                else if (k == "max_position_embeddings") s.model.max_position_embeddings = v;
-                else r.fail(key, "is not a shape key (hidden_size, num_hidden_layers, "
-                                 "num_attention_heads, intermediate_size, vocab_size, "
-                                 "max_position_embeddings, mem_layers)");
+                if (k == "hidden_size")
+                    s.model.hidden_size = v;
+                else if (k == "num_hidden_layers")
+                    s.model.num_hidden_layers = v;
+                else if (k == "num_attention_heads")
+                    s.model.num_attention_heads = v;
+                else if (k == "intermediate_size")
+                    s.model.intermediate_size = v;
+                else if (k == "vocab_size")
+                    s.model.vocab_size = v;
+                else if (k == "max_position_embeddings")
+                    s.model.max_position_embeddings = v;
+                else
+                    r.fail(key,
+                           "is not a shape key (hidden_size, num_hidden_layers, "
+                           "num_attention_heads, intermediate_size, vocab_size, "
+                           "max_position_embeddings, mem_layers)");
             }
             s.model.last_context_length =
                 std::min(s.model.last_context_length, s.model.max_position_embeddings);
@@ -144,23 +155,27 @@ Result<SweepConfig> parse_sweep_config(const std::string& yaml_text, const std::
         if (!v.ok()) return v;
         if (root["weights"]) {
             const std::string w = r.scalar(root["weights"], "weights");
-            if (!parse_compute_dtype(w, &s.weights)) r.fail("weights", "must be f32 or bf16, not '" + w + "'");
+            if (!parse_compute_dtype(w, &s.weights))
+                r.fail("weights", "must be f32 or bf16, not '" + w + "'");
         }
         if (root["backend"]) {
             s.backends = r.list(root["backend"], "backend");
             for (const std::string& b : s.backends) {
-                if (b != "cpu" && b != "cuda") r.fail("backend", "must be cpu or cuda, not '" + b + "'");
+                if (b != "cpu" && b != "cuda")
+                    r.fail("backend", "must be cpu or cuda, not '" + b + "'");
             }
         }
         if (root["precision"]) {
             s.precisions.clear();
             for (const std::string& p : r.list(root["precision"], "precision")) {
                 Precision x;
-                if (!parse_precision(p, &x)) r.fail("precision", "must be exact or fast, not '" + p + "'");
+                if (!parse_precision(p, &x))
+                    r.fail("precision", "must be exact or fast, not '" + p + "'");
                 s.precisions.push_back(x);
             }
         }
-        if (root["threads"]) s.threads = int(r.integer(r.scalar(root["threads"], "threads"), "threads", 0));
+        if (root["threads"])
+            s.threads = int(r.integer(r.scalar(root["threads"], "threads"), "threads", 0));
         const int64_t W = s.model.max_position_embeddings;
         if (root["memory_tokens"]) {
             s.memory_tokens.clear();
@@ -172,7 +187,9 @@ Result<SweepConfig> parse_sweep_config(const std::string& yaml_text, const std::
             s.query_tokens.clear();
             for (const std::string& t : r.list(root["query_tokens"], "query_tokens")) {
                 const int64_t q = r.count(t, "query_tokens", 1);
-                if (q > W) r.fail("query_tokens", "must be at most the window W=" + std::to_string(W) + ", got " + t);
+                if (q > W)
+                    r.fail("query_tokens",
+                           "must be at most the window W=" + std::to_string(W) + ", got " + t);
                 s.query_tokens.push_back(q);
             }
         }
@@ -180,7 +197,8 @@ Result<SweepConfig> parse_sweep_config(const std::string& yaml_text, const std::
             s.retrievals.clear();
             for (const std::string& t : r.list(root["retrieval"], "retrieval")) {
                 Retrieval x;
-                if (!parse_retrieval(t, &x)) r.fail("retrieval", "must be dense or topk, not '" + t + "'");
+                if (!parse_retrieval(t, &x))
+                    r.fail("retrieval", "must be dense or topk, not '" + t + "'");
                 s.retrievals.push_back(x);
             }
         }
@@ -189,7 +207,8 @@ Result<SweepConfig> parse_sweep_config(const std::string& yaml_text, const std::
             for (const std::string& t : r.list(root["k"], "k")) s.ks.push_back(r.count(t, "k", 1));
         }
         if (const YAML::Node l = root["layouts"]) {
-            if (!l.IsSequence() || l.size() == 0) r.fail("layouts", "must be a list like [{tp: 1, mp: 2, dp: 1}]");
+            if (!l.IsSequence() || l.size() == 0)
+                r.fail("layouts", "must be a list like [{tp: 1, mp: 2, dp: 1}]");
             s.layouts.clear();
             for (size_t i = 0; i < l.size(); ++i) {
                 const std::string key = "layouts[" + std::to_string(i) + "]";
@@ -197,30 +216,41 @@ Result<SweepConfig> parse_sweep_config(const std::string& yaml_text, const std::
                 SweepLayout x;
                 for (const auto& kv : l[i]) {
                     const std::string k = kv.first.as<std::string>();
-                    const int v = int(r.integer(r.scalar(kv.second, key + "." + k), key + "." + k, 1));
-                    if (k == "tp") x.tp = v;
-                    else if (k == "mp") x.mp = v;
-                    else if (k == "dp") x.dp = v;
-                    else r.fail(key + "." + k, "is not tp, mp or dp");
+                    const int v =
+                        int(r.integer(r.scalar(kv.second, key + "." + k), key + "." + k, 1));
+                    if (k == "tp")
+                        x.tp = v;
+                    else if (k == "mp")
+                        x.mp = v;
+                    else if (k == "dp")
+                        x.dp = v;
+                    else
+                        r.fail(key + "." + k, "is not tp, mp or dp");
                 }
                 s.layouts.push_back(x);
             }
         }
-        if (root["repeats"]) s.repeats = int(r.integer(r.scalar(root["repeats"], "repeats"), "repeats", 1));
+        if (root["repeats"])
+            s.repeats = int(r.integer(r.scalar(root["repeats"], "repeats"), "repeats", 1));
         if (root["clock"]) {
             const std::string c = r.scalar(root["clock"], "clock");
             if (c != "wall" && c != "cpu") r.fail("clock", "must be wall or cpu, not '" + c + "'");
             s.cpu_clock = c == "cpu";
         }
         if (const YAML::Node c = root["calibration"]) {
-            if (!c.IsMap()) r.fail("calibration", "must be a mapping {memory_tokens: N, query_tokens: N}");
+            if (!c.IsMap())
+                r.fail("calibration", "must be a mapping {memory_tokens: N, query_tokens: N}");
             for (const auto& kv : c) {
                 const std::string k = kv.first.as<std::string>(), key = "calibration." + k;
-                if (k == "memory_tokens") s.calibration_memory = r.count(r.scalar(kv.second, key), key, 1);
-                else if (k == "query_tokens") s.calibration_query = r.count(r.scalar(kv.second, key), key, 1);
-                else r.fail(key, "is not memory_tokens or query_tokens");
+                if (k == "memory_tokens")
+                    s.calibration_memory = r.count(r.scalar(kv.second, key), key, 1);
+                else if (k == "query_tokens")
+                    s.calibration_query = r.count(r.scalar(kv.second, key), key, 1);
+                else
+                    r.fail(key, "is not memory_tokens or query_tokens");
             }
-            if (s.calibration_query > W) r.fail("calibration.query_tokens", "must be at most W=" + std::to_string(W));
+            if (s.calibration_query > W)
+                r.fail("calibration.query_tokens", "must be at most W=" + std::to_string(W));
         }
     } catch (const Error& e) {
         return Status::error(e.what());

@@ -100,8 +100,8 @@ PhaseCounts step_counts(const StepShape& s) {
         charge(n, BenchPhase::kOther, 0, 2 * Q * A * f, 2);  // scatter_heads
         charge(n, BenchPhase::kOther, 0, part);              // attn_partial_init
         const double pairs = Q * (Q + 1) / 2;
-        charge(n, BenchPhase::kLocalAttn, 4 * Hr * D * pairs, 2 * Hr * Q * D * cache + Q * A * f +
-                                                                  2 * part);
+        charge(n, BenchPhase::kLocalAttn, 4 * Hr * D * pairs,
+               2 * Hr * Q * D * cache + Q * A * f + 2 * part);
         if (mem_layer && has_memory) {
             if (s.retrieval == Retrieval::kDense) {
                 if (Mr > 0) {
@@ -143,8 +143,8 @@ PhaseCounts step_counts(const StepShape& s) {
 
 void calibrate_rates(Calibration& cal, Retrieval r, const std::vector<StepShape>& shapes,
                      const std::vector<PhaseCounts>& measured) {
-    FOT_CHECK(!shapes.empty() && shapes.size() == measured.size(), "calibrate_rates: ",
-              shapes.size(), " shapes for ", measured.size(), " measurements");
+    FOT_CHECK(!shapes.empty() && shapes.size() == measured.size(),
+              "calibrate_rates: ", shapes.size(), " shapes for ", measured.size(), " measurements");
     std::vector<PhaseCounts> counts;
     for (const StepShape& s : shapes) counts.push_back(step_counts(s));
     const double rows = heads_rows(shapes[0]);
@@ -194,8 +194,7 @@ PhaseCounts predict_step(const StepShape& s, const Calibration& cal) {
         const int use = cal.rate[m][i] > 0 ? m : 0;
         const double r = cal.rate[use][i];
         out[p].seconds = work > 0 && r > 0
-                             ? work / r + double(out[p].calls) * heads_rows(s) *
-                                                  cal.per_row[use][i]
+                             ? work / r + double(out[p].calls) * heads_rows(s) * cal.per_row[use][i]
                              : 0;
     }
     predict_collectives(out, s, cal.alpha, cal.beta, cal.alpha, cal.beta, cal.barrier);
@@ -211,12 +210,11 @@ const std::vector<Hardware>& hardware_presets() {
     // alpha 8 us); InfiniBand NDR 400 Gb/s per GPU (~45 GB/s achieved, alpha 15 us).
     static const std::vector<Hardware> list = {
         {"h100-nvlink-ib",
-         "8x H100 SXM 80 GB per node, NVLink 4 inside a node, 1x NDR 400 Gb/s IB per GPU",
-         520e12, 110e12, 68e12, 1.4e12 * 3.35 / 4.8, 80e9, 8, 8e-6, 1 / 360e9, 15e-6,
-         1 / 45e9},
+         "8x H100 SXM 80 GB per node, NVLink 4 inside a node, 1x NDR 400 Gb/s IB per GPU", 520e12,
+         110e12, 68e12, 1.4e12 * 3.35 / 4.8, 80e9, 8, 8e-6, 1 / 360e9, 15e-6, 1 / 45e9},
         {"h200-nvlink-ib",
-         "8x H200 SXM 141 GB per node, NVLink 4 inside a node, 1x NDR 400 Gb/s IB per GPU",
-         520e12, 110e12, 68e12, 1.4e12, 141e9, 8, 8e-6, 1 / 360e9, 15e-6, 1 / 45e9},
+         "8x H200 SXM 141 GB per node, NVLink 4 inside a node, 1x NDR 400 Gb/s IB per GPU", 520e12,
+         110e12, 68e12, 1.4e12, 141e9, 8, 8e-6, 1 / 360e9, 15e-6, 1 / 45e9},
     };
     return list;
 }

@@ -76,8 +76,8 @@ struct Hardware {
     double gemm_flops = 0;        // sustained dense GEMM flop/s (bf16 tensor cores)
     double attn_flops = 0;        // sustained memory-attention (and top-k) flop/s
     double local_attn_flops = 0;  // sustained causal local-attention flop/s
-    double hbm_bytes = 0;     // sustained memory bandwidth, byte/s
-    double mem_bytes = 0;     // device memory, bytes
+    double hbm_bytes = 0;         // sustained memory bandwidth, byte/s
+    double mem_bytes = 0;         // device memory, bytes
     int gpus_per_node = 8;
     double intra_alpha = 0, intra_beta = 0;  // NVLink (a group inside a node)
     double inter_alpha = 0, inter_beta = 0;  // InfiniBand (a group spanning nodes)

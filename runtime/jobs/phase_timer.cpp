@@ -21,16 +21,26 @@ double store_bytes(const TensorView& store, int64_t S) {
 
 const char* bench_phase_name(BenchPhase p) {
     switch (p) {
-        case BenchPhase::kGemm: return "gemm";
-        case BenchPhase::kLocalAttn: return "local_attn";
-        case BenchPhase::kMemScore: return "mem_score";
-        case BenchPhase::kTopkSelect: return "topk_select";
-        case BenchPhase::kMerge: return "merge";
-        case BenchPhase::kOther: return "other";
-        case BenchPhase::kTpAllreduce: return "tp_allreduce";
-        case BenchPhase::kMpAllgather: return "mp_allgather";
-        case BenchPhase::kWait: return "wait";
-        case BenchPhase::kCount: break;
+        case BenchPhase::kGemm:
+            return "gemm";
+        case BenchPhase::kLocalAttn:
+            return "local_attn";
+        case BenchPhase::kMemScore:
+            return "mem_score";
+        case BenchPhase::kTopkSelect:
+            return "topk_select";
+        case BenchPhase::kMerge:
+            return "merge";
+        case BenchPhase::kOther:
+            return "other";
+        case BenchPhase::kTpAllreduce:
+            return "tp_allreduce";
+        case BenchPhase::kMpAllgather:
+            return "mp_allgather";
+        case BenchPhase::kWait:
+            return "wait";
+        case BenchPhase::kCount:
+            break;
     }
     return "?";
 }
@@ -164,16 +174,14 @@ void TimedBackend::attn_accumulate_selected(TensorView part, TensorView v, Tenso
           sel * D * double(dtype_size(v.dtype)) + nb(scores) + nb(rows) + nb(positions) +
               2 * nb(part),
           [&] {
-              inner_.attn_accumulate_selected(part, v, scores, rows, positions, thr_score,
-                                              thr_pos);
+              inner_.attn_accumulate_selected(part, v, scores, rows, positions, thr_score, thr_pos);
           });
 }
 
 // ---- TimedCommunicator ----------------------------------------------------------------------
 
 TimedCommunicator::TimedCommunicator(parallel::Communicator& inner, PhaseCounts& counts,
-                                     BenchPhase phase, std::function<void()> sync,
-                                     BenchClock clock)
+                                     BenchPhase phase, std::function<void()> sync, BenchClock clock)
     : inner_(inner), counts_(counts), phase_(phase), sync_(std::move(sync)), clock_(clock) {
     timeout_s_ = inner.timeout();
     group_name_ = inner.group_name();

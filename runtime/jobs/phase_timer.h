@@ -94,8 +94,8 @@ class TimedBackend final : public Backend {
                      TensorView k, TensorView row_pos, int64_t S, float scale) override;
     void topk_threshold(TensorView thr_score, TensorView thr_pos, TensorView scores,
                         TensorView positions) override;
-    void attn_accumulate_selected(TensorView part, TensorView v, TensorView scores,
-                                  TensorView rows, TensorView positions, TensorView thr_score,
+    void attn_accumulate_selected(TensorView part, TensorView v, TensorView scores, TensorView rows,
+                                  TensorView positions, TensorView thr_score,
                                   TensorView thr_pos) override;
     void synchronize() override { inner_.synchronize(); }
     Stream stream() const override { return inner_.stream(); }
@@ -128,8 +128,7 @@ class TimedCommunicator final : public parallel::Communicator {
     void do_broadcast(TensorView buf, int root, Stream s) override;
     void do_send(TensorView buf, int peer, Stream s) override;
     void do_recv(TensorView buf, int peer, Stream s) override;
-    void do_sendrecv(TensorView send_buf, int dst, TensorView recv_buf, int src,
-                     Stream s) override;
+    void do_sendrecv(TensorView send_buf, int dst, TensorView recv_buf, int src, Stream s) override;
     void do_barrier() override { inner_.barrier(); }
     bool do_probe(int peer) override { return inner_.probe(peer); }
 

@@ -1,5 +1,6 @@
 #include "runtime/jobs/sweep_job.h"
 
+#include <unistd.h>
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -7,13 +8,12 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
-#include <map>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <random>
 #include <sstream>
 #include <thread>
-#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -23,6 +23,7 @@
 #include "parallel/self_communicator.h"
 #include "parallel/world.h"
 #include "runtime/core/cpu_threads.h"
+#include "runtime/core/host_memory.h"
 #include "runtime/core/logging.h"
 #include "runtime/core/timer.h"
 #include "runtime/jobs/perf_model.h"
@@ -103,9 +104,9 @@ std::unique_ptr<Rig> make_rig(const SweepConfig& cfg, parallel::Communicator& wo
         device = choice.device;
     }
     const int threads =
-        cfg.threads > 0 ? cfg.threads
-                        : default_thread_count(allowed_cpu_count(), hardware_cpu_count(),
-                                               node.local_size());
+        cfg.threads > 0
+            ? cfg.threads
+            : default_thread_count(allowed_cpu_count(), hardware_cpu_count(), node.local_size());
     r->backend = make_backend(pt.backend, device, threads);
     r->backend->set_precision(pt.precision);
     parallel::Communicator* tp = r->comms.tp.get();
@@ -254,16 +255,14 @@ std::vector<RankRecord> measure(Rig& rig, parallel::Communicator& world, int64_t
 }
 
 // Rank 0's per-phase medians of a calibration step, shared so every rank holds one model.
-std::vector<RankRecord> calibration_medians(Rig& rig, parallel::Communicator& world,
-                                            const Point& p, const SweepConfig& cfg,
-                                            PhaseCounts& med) {
+std::vector<RankRecord> calibration_medians(Rig& rig, parallel::Communicator& world, const Point& p,
+                                            const SweepConfig& cfg, PhaseCounts& med) {
     const std::vector<RankRecord> rec =
         measure(rig, world, p.memory, p.query, std::max(cfg.repeats, 5), &med);
     std::vector<double> secs;
     for (const PhaseCount& c : med.p) secs.push_back(c.seconds);
     world.broadcast(
-        parallel::host_view(reinterpret_cast<uint8_t*>(secs.data()), int64_t(secs.size() * 8)),
-        0);
+        parallel::host_view(reinterpret_cast<uint8_t*>(secs.data()), int64_t(secs.size() * 8)), 0);
     for (int ph = 0; ph < kBenchPhases; ++ph) med.p[ph].seconds = secs[ph];
     return rec;
 }
@@ -281,8 +280,7 @@ void probe_links(parallel::Communicator& world, Calibration& cal, BenchClock clo
     const int P = world.size();
     if (P == 1) return;
     std::vector<double> xs, ys;
-    for (int64_t n : {int64_t(4) << 10, int64_t(64) << 10, int64_t(256) << 10,
-                      int64_t(1) << 20}) {
+    for (int64_t n : {int64_t(4) << 10, int64_t(64) << 10, int64_t(256) << 10, int64_t(1) << 20}) {
         std::vector<float> in(size_t(n / 4), 1.f), out(in.size() * size_t(P));
         std::vector<double> t;
         for (int rep = 0; rep < 7; ++rep) {
@@ -388,8 +386,7 @@ std::string csv_header(bool predict) {
 
 bool is_comm(int i) {
     const BenchPhase p = static_cast<BenchPhase>(i);
-    return p == BenchPhase::kTpAllreduce || p == BenchPhase::kMpAllgather ||
-           p == BenchPhase::kWait;
+    return p == BenchPhase::kTpAllreduce || p == BenchPhase::kMpAllgather || p == BenchPhase::kWait;
 }
 
 double sent_bytes(const PhaseCounts& c) {
@@ -460,20 +457,35 @@ std::string skip_reason(const SweepConfig& cfg, const Point& p, int world) {
     }
     try {
         parallel::World(world, 0, l.tp, l.mp)
-            .validate({cfg.model.num_attention_heads, cfg.model.intermediate_size,
-                       cfg.model.vocab_size});
+            .validate(
+                {cfg.model.num_attention_heads, cfg.model.intermediate_size, cfg.model.vocab_size});
     } catch (const Error& e) {
         return e.what();
     }
     if (p.backend == "cuda" && backend_device_count("cuda") == 0) {
         return "backend cuda: no CUDA device here (or not built with CUDA)";
     }
+    if (p.backend == "cpu") {
+        // Every rank of the node holds its weight slice and two copies of its memory shard
+        // (the filled template and the working sequence); a point beyond the host's memory
+        // would end in the OOM killer, not in a message.
+        const StepShape s = shape_of(cfg, p);
+        const double per_rank =
+            rank_bytes(s) + double(memory_tokens_on_rank(s, 0)) *
+                                double(s.model.memory_bytes_per_token(s.mem_dtype)) / double(s.tp);
+        const double node = per_rank * double(std::min(world, parallel::node_info().local_size()));
+        const double have = double(host_memory_bytes());
+        if (have > 0 && node > 0.9 * have) {
+            return "needs ~" + fmt(node / 1e9, "%.1f") + " GB of host memory on this node (" +
+                   host_memory_source() + ": " + fmt(have / 1e9, "%.1f") + " GB)";
+        }
+    }
     return "";
 }
 
 std::string rig_key(const Point& p) {
-    return p.backend + "/" + precision_name(p.precision) + "/" + std::to_string(p.layout.tp) +
-           "/" + std::to_string(p.layout.mp) + "/" + retrieval_name(p.retrieval) + "/" +
+    return p.backend + "/" + precision_name(p.precision) + "/" + std::to_string(p.layout.tp) + "/" +
+           std::to_string(p.layout.mp) + "/" + retrieval_name(p.retrieval) + "/" +
            std::to_string(p.k);
 }
 
@@ -540,9 +552,8 @@ SweepSummary run_sweep(const SweepConfig& cfg, parallel::Communicator& world,
         lo = std::max(std::min(lo, hi), W);
         hi = std::max(hi, W);
         auto round_w = [W](double m) { return std::max<int64_t>(W, int64_t(m / W + 0.5) * W); };
-        const std::vector<int64_t> cal_sizes = {round_w(double(lo)),
-                                                round_w(std::sqrt(double(lo) * double(hi))),
-                                                round_w(double(hi))};
+        const std::vector<int64_t> cal_sizes = {
+            round_w(double(lo)), round_w(std::sqrt(double(lo) * double(hi))), round_w(double(hi))};
         Calibration links;
         probe_links(world, links, cfg.cpu_clock ? BenchClock::kCpu : BenchClock::kWall);
         for (const std::string& b : cfg.backends) {
@@ -551,8 +562,8 @@ SweepSummary run_sweep(const SweepConfig& cfg, parallel::Communicator& world,
                 for (Retrieval r : cfg.retrievals) {
                     Point p{b, pr, {1, 1, P}, r, r == Retrieval::kTopK ? cfg.ks[0] : 0, 0, 0};
                     if (!skip_reason(cfg, p, P).empty()) continue;
-                    p.query = cfg.calibration_query > 0 ? cfg.calibration_query
-                                                        : cfg.query_tokens[0];
+                    p.query =
+                        cfg.calibration_query > 0 ? cfg.calibration_query : cfg.query_tokens[0];
                     auto rig = make_rig(cfg, world, p);
                     // Three memory sizes spanning the memory per rank of the grid's
                     // points (so the model interpolates), so that phases growing with the
@@ -571,8 +582,8 @@ SweepSummary run_sweep(const SweepConfig& cfg, parallel::Communicator& world,
                     p.memory = cal_sizes.back();
                     if (root) {
                         std::printf("calibration: %s %s %s M %lld Q %lld: %.3f s\n", b.c_str(),
-                                    precision_name(pr), retrieval_name(r),
-                                    (long long)p.memory, (long long)p.query, rec[0].total);
+                                    precision_name(pr), retrieval_name(r), (long long)p.memory,
+                                    (long long)p.query, rec[0].total);
                     }
                 }
                 // Merge never runs at mp = 1: it moves partials like the other memory ops.
@@ -586,8 +597,8 @@ SweepSummary run_sweep(const SweepConfig& cfg, parallel::Communicator& world,
                 for (int ri = 0; ri < 2; ++ri) {
                     json one = json::object();
                     for (int i = 0; i <= int(BenchPhase::kOther); ++i) {
-                        one[bench_phase_name(BenchPhase(i))] = {
-                            {"rate", cal.rate[ri][i]}, {"per_row_s", cal.per_row[ri][i]}};
+                        one[bench_phase_name(BenchPhase(i))] = {{"rate", cal.rate[ri][i]},
+                                                                {"per_row_s", cal.per_row[ri][i]}};
                     }
                     rates[ri == 0 ? "dense" : "topk"] = one;
                 }
@@ -641,7 +652,8 @@ SweepSummary run_sweep(const SweepConfig& cfg, parallel::Communicator& world,
         PhaseCounts pred;
         double pred_total = 0;
         if (opts.predict) {
-            pred = predict_step(shape_of(cfg, p), cals.at(p.backend + "/" + precision_name(p.precision)));
+            pred = predict_step(shape_of(cfg, p),
+                                cals.at(p.backend + "/" + precision_name(p.precision)));
             pred_total = pred.seconds();
         }
         std::ostringstream row;
@@ -652,8 +664,8 @@ SweepSummary run_sweep(const SweepConfig& cfg, parallel::Communicator& world,
         for (const PhaseCount& c : r0.counts.p) row << ',' << fmt(c.seconds);
         row << ',' << fmt(r0.total > 0 ? comm / r0.total : 0) << ',' << fmt(flops) << ','
             << fmt(r0.total > 0 ? flops / r0.total : 0) << ',' << fmt(bytes) << ','
-            << fmt(r0.total > 0 ? bytes / r0.total : 0) << ',' << fmt(sent_bytes(r0.counts))
-            << ',' << fmt(sent_max) << ',' << fmt(rss_max) << ',' << fmt(r0.held_bytes);
+            << fmt(r0.total > 0 ? bytes / r0.total : 0) << ',' << fmt(sent_bytes(r0.counts)) << ','
+            << fmt(sent_max) << ',' << fmt(rss_max) << ',' << fmt(r0.held_bytes);
         if (opts.predict) {
             row << ',' << fmt(pred_total);
             for (const PhaseCount& c : pred.p) row << ',' << fmt(c.seconds);
@@ -712,20 +724,20 @@ SweepSummary run_sweep(const SweepConfig& cfg, parallel::Communicator& world,
             std::printf("%-44s %10.4f %10.4f %+6.0f%%  %s\n", label, r0.total, pred_total,
                         r0.total > 0 ? (pred_total / r0.total - 1) * 100 : 0.0, detail.c_str());
         }
-        std::printf("[%zu/%zu] %s: %.4f s (phases %.4f s, comm %.0f%%), %.2f GFLOP/s, ETA %s\n",
-                    i + 1, runnable.size(), label, r0.total, phases,
-                    r0.total > 0 ? comm / r0.total * 100 : 0.0,
-                    r0.total > 0 ? flops / r0.total / 1e9 : 0.0,
-                    Progress::format_duration(eta).c_str());
+        std::printf(
+            "[%zu/%zu] %s: %.4f s (phases %.4f s, comm %.0f%%), %.2f GFLOP/s, ETA %s\n", i + 1,
+            runnable.size(), label, r0.total, phases, r0.total > 0 ? comm / r0.total * 100 : 0.0,
+            r0.total > 0 ? flops / r0.total / 1e9 : 0.0, Progress::format_duration(eta).c_str());
         std::fflush(stdout);
     }
     if (root) {
         std::printf("sweep: %d points measured, %d skipped; files in %s\n", sum.measured,
                     sum.skipped, opts.output.c_str());
         if (opts.predict && sum.max_error_over_10ms >= 0) {
-            std::printf("prediction error: max %.1f%% over phases longer than 10 ms (wait, the "
-                        "load imbalance, is not modelled)\n",
-                        sum.max_error_over_10ms * 100);
+            std::printf(
+                "prediction error: max %.1f%% over phases longer than 10 ms (wait, the "
+                "load imbalance, is not modelled)\n",
+                sum.max_error_over_10ms * 100);
         }
     }
     // Every rank learns the root's summary (the command's exit code depends on nothing else).
@@ -742,16 +754,17 @@ std::string project_sweep(const SweepConfig& cfg, const std::string& hardware) {
     o << "model " << cfg.model_name << ", weights "
       << dtype_name(multiplied_weights(cfg, cfg.precisions[0])) << ", one step of Q tokens\n";
     char line[512];
-    std::snprintf(line, sizeof(line), "%5s %4s %4s %4s %-6s %6s %10s %6s %10s %10s %10s %10s %10s %9s %s\n",
-                  "gpus", "tp", "mp", "dp", "retr", "k", "memory", "Q", "total_ms", "gemm_ms",
-                  "attn_ms", "topk_ms", "comm_ms", "GB/gpu", "fits");
+    std::snprintf(line, sizeof(line),
+                  "%5s %4s %4s %4s %-6s %6s %10s %6s %10s %10s %10s %10s %10s %9s %s\n", "gpus",
+                  "tp", "mp", "dp", "retr", "k", "memory", "Q", "total_ms", "gemm_ms", "attn_ms",
+                  "topk_ms", "comm_ms", "GB/gpu", "fits");
     o << line;
     for (const Point& p : grid(cfg)) {
         const StepShape s = shape_of(cfg, p);
         const PhaseCounts c = project_step(s, *hw);
         const double gb = rank_bytes(s) / 1e9;
-        const double attn = c[BenchPhase::kLocalAttn].seconds +
-                            c[BenchPhase::kMemScore].seconds + c[BenchPhase::kMerge].seconds;
+        const double attn = c[BenchPhase::kLocalAttn].seconds + c[BenchPhase::kMemScore].seconds +
+                            c[BenchPhase::kMerge].seconds;
         const double topk = c[BenchPhase::kTopkSelect].seconds;
         const double comm =
             c[BenchPhase::kTpAllreduce].seconds + c[BenchPhase::kMpAllgather].seconds;
@@ -759,9 +772,9 @@ std::string project_sweep(const SweepConfig& cfg, const std::string& hardware) {
                       "%5d %4d %4d %4d %-6s %6lld %10lld %6lld %10.2f %10.2f %10.2f %10.2f %10.2f "
                       "%9.1f %s\n",
                       p.layout.tp * p.layout.mp * p.layout.dp, p.layout.tp, p.layout.mp,
-                      p.layout.dp, retrieval_name(p.retrieval), (long long)p.k,
-                      (long long)p.memory, (long long)p.query, c.seconds() * 1e3,
-                      c[BenchPhase::kGemm].seconds * 1e3, attn * 1e3, topk * 1e3, comm * 1e3, gb,
+                      p.layout.dp, retrieval_name(p.retrieval), (long long)p.k, (long long)p.memory,
+                      (long long)p.query, c.seconds() * 1e3, c[BenchPhase::kGemm].seconds * 1e3,
+                      attn * 1e3, topk * 1e3, comm * 1e3, gb,
                       gb * 1e9 <= 0.9 * hw->mem_bytes ? "yes" : "no");
         o << line;
     }

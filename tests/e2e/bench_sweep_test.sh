@@ -146,6 +146,14 @@ elif grep -q "the world has 1" "$tmp/log" && grep -q "0 points measured, 1 skipp
 else
     fail "no fitting layout: $(cat "$tmp/log")"
 fi
+printf 'model: tiny\nmemory_tokens: 100m\nquery_tokens: 16\n' >"$tmp/huge.yaml"
+if timeout 60 "$fotrt" bench --sweep "$tmp/huge.yaml" --output "$tmp/huge" >"$tmp/log" 2>&1; then
+    fail "a sweep beyond the host memory exits 0"
+elif grep -q "GB of host memory on this node" "$tmp/log"; then
+    echo "ok: beyond the host memory"
+else
+    fail "beyond the host memory: $(cat "$tmp/log")"
+fi
 if "$fotrt" bench --sweep "$src/config/examples/sweep-3b-projection.yaml" --hardware h200-nvlink-ib >"$tmp/proj" 2>&1 &&
         grep -q "^projection (performance model, not a measurement)" "$tmp/proj" &&
         [ "$(grep -c " yes$\| no$" "$tmp/proj")" -ge 6 ]; then
