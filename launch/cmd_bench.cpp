@@ -64,7 +64,7 @@ Args bench_args() {
          "--predict",
          "fotrt bench --sweep config/examples/sweep-3b-projection.yaml --hardware "
          "h200-nvlink-ib",
-         "python3 scripts/plot_scaling.py runs/ci"});
+         "scripts/plot_scaling.py runs/ci"});
     args.add(bench_options());
     return args;
 }
