@@ -257,8 +257,7 @@ std::vector<RankRecord> measure(Rig& rig, parallel::Communicator& world, int64_t
 // Rank 0's per-phase medians of a calibration step, shared so every rank holds one model.
 std::vector<RankRecord> calibration_medians(Rig& rig, parallel::Communicator& world, const Point& p,
                                             const SweepConfig& cfg, PhaseCounts& med) {
-    const std::vector<RankRecord> rec =
-        measure(rig, world, p.memory, p.query, std::max(cfg.repeats, 5), &med);
+    const std::vector<RankRecord> rec = measure(rig, world, p.memory, p.query, 3, &med);
     std::vector<double> secs;
     for (const PhaseCount& c : med.p) secs.push_back(c.seconds);
     world.broadcast(
@@ -571,12 +570,27 @@ SweepSummary run_sweep(const SweepConfig& cfg, parallel::Communicator& world,
                     std::vector<StepShape> shapes;
                     std::vector<PhaseCounts> meds;
                     std::vector<RankRecord> rec;
-                    for (int64_t m : cal_sizes) {
-                        Point q = p;
-                        q.memory = m;
-                        meds.emplace_back();
-                        rec = calibration_medians(*rig, world, q, cfg, meds.back());
-                        shapes.push_back(shape_of(cfg, q));
+                    // Rounds over the sizes, so that a slow drift of the host's load
+                    // (other jobs) reaches every size alike; per phase the median round.
+                    constexpr int kRounds = 3;
+                    std::vector<std::vector<PhaseCounts>> rounds(cal_sizes.size());
+                    for (int round = 0; round < kRounds; ++round) {
+                        for (size_t i = 0; i < cal_sizes.size(); ++i) {
+                            Point q = p;
+                            q.memory = cal_sizes[i];
+                            rounds[i].emplace_back();
+                            rec = calibration_medians(*rig, world, q, cfg, rounds[i].back());
+                            if (round == 0) shapes.push_back(shape_of(cfg, q));
+                        }
+                    }
+                    for (const std::vector<PhaseCounts>& rs : rounds) {
+                        PhaseCounts m = rs[0];
+                        for (int ph = 0; ph < kBenchPhases; ++ph) {
+                            std::vector<double> v;
+                            for (const PhaseCounts& c : rs) v.push_back(c.p[ph].seconds);
+                            m.p[ph].seconds = median(v);
+                        }
+                        meds.push_back(m);
                     }
                     calibrate_rates(cal, r, shapes, meds);
                     p.memory = cal_sizes.back();
