@@ -24,6 +24,8 @@ const std::vector<CommandInfo>& commands() {
          batch_args, cmd_batch},
         {"serve", "OpenAI-compatible HTTP server (completions, streaming, batched decode)",
          serve_args, cmd_serve},
+        {"bench", "scaling sweeps: per-phase timing over layouts and memory sizes, predictions",
+         bench_args, cmd_bench},
         {"inspect", "print a model's configuration, parameter count and memory cost per token",
          inspect_args, cmd_inspect},
         {"convert", "convert a checkpoint (PyTorch .bin or safetensors) to sharded safetensors",

@@ -36,6 +36,7 @@ Args batch_args();
 Args serve_args();
 Args tokenize_args();
 Args detokenize_args();
+Args bench_args();
 
 int cmd_inspect(const Argv& args);
 int cmd_convert(const Argv& args);
@@ -49,5 +50,6 @@ int cmd_batch(const Argv& args);
 int cmd_serve(const Argv& args);
 int cmd_tokenize(const Argv& args);
 int cmd_detokenize(const Argv& args);
+int cmd_bench(const Argv& args);
 
 }  // namespace fot::cli

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <random>
 #include <string>
+#include <vector>
 
 #include "runtime/core/status.h"
 
@@ -82,6 +84,38 @@ const MemoryAttentionStats& LongLlama::memory_stats() const {
 
 void LongLlama::reset_stats() {
     if (retriever_) retriever_->reset_stats();
+}
+
+void LongLlama::fill_memory(Sequence& seq, int64_t tokens, uint64_t seed) {
+    FOT_CHECK(seq.owner_ == this, "this sequence was made by another model");
+    FOT_CHECK(tokens >= 0, "fill_memory: negative token count ", tokens);
+    seq.reset();
+    if (config_.mem_layers.empty() || tokens == 0) {
+        seq.has_past_ = tokens > 0;
+        return;
+    }
+    const int64_t mp = mp_.size();
+    // As forward() will ask (its reserve adds a window on mp > 1), so no call grows it.
+    seq.memory_.reserve((tokens + W_ * mp - 1) / (W_ * mp) * W_ + W_);
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> nd(0.f, 1.f);
+    std::vector<float> host(static_cast<size_t>(W_ * H_ * D_));
+    for (int64_t done = 0; done < tokens;) {
+        const int64_t len = std::min(W_, tokens - done);
+        // Only the owner's values matter; every rank draws them to keep the streams aligned.
+        for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
+            if (seq_shape_.mem_slot[l] < 0) continue;
+            for (Buffer* b : {&seq.local_[l].k_raw, &seq.local_[l].v_raw}) {
+                for (int64_t i = 0; i < len * H_ * D_; ++i) host[i] = nd(rng);
+                backend_.upload(rows_view(*b, len), host.data(),
+                                static_cast<size_t>(len * H_ * D_) * sizeof(float));
+            }
+        }
+        append_block(seq, len);
+        done += len;
+    }
+    seq.next_pos_ = tokens;
+    seq.has_past_ = true;
 }
 
 void LongLlama::check_ids(const int32_t* ids, int64_t n) const {

@@ -116,6 +116,14 @@ class LongLlama {
     // Memory-attention statistics of this rank since construction (or reset_stats()).
     const MemoryAttentionStats& memory_stats() const;
     void reset_stats();
+
+    // Benchmarks (fotrt bench): gives `seq` a memory of `tokens` random entries per memory
+    // layer, in blocks of W placed as a prefix would place them (block b on mp rank b mod mp),
+    // without running the model; the local caches are left empty and the sequence has a past,
+    // so the next call of up to W tokens attends to exactly that memory. Values are N(0, 1)
+    // from `seed` (the same on every rank of a group, so ranks agree on nothing but shapes).
+    // Collective in the sense of new_sequence(): every rank of the group calls it.
+    void fill_memory(Sequence& seq, int64_t tokens, uint64_t seed);
     int64_t vocab_begin() const { return weights_.vocab_begin; }
     int64_t vocab_rows() const { return weights_.vocab_rows; }
 
