@@ -1,7 +1,5 @@
 #include "runtime/core/tensor.h"
 
-#include <sys/mman.h>
-
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -63,20 +61,6 @@ Buffer::Buffer(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape
 }
 
 Buffer Buffer::uninitialized(DType dtype, Shape shape) {
-    // A large buffer filled once (a weight being loaded) is faulted in as transparent huge
-    // pages where the kernel allows it (THP "madvise" mode): one fault per 2 MiB instead of
-    // 512, which is most of the cost of writing fresh memory. Rounded up to whole huge pages
-    // (under 2 MiB more per buffer: at most 1/16 of a buffer this large).
-    constexpr size_t kHuge = size_t{2} << 20;
-    const size_t bytes = shape_nbytes(shape, dtype);
-    if (bytes >= 16 * kHuge) {
-        const size_t rounded = (bytes + kHuge - 1) / kHuge * kHuge;
-        void* p = std::aligned_alloc(kHuge, rounded);
-        if (p) {
-            ::madvise(p, rounded, MADV_HUGEPAGE);  // best effort: a kernel without THP ignores it
-            return Buffer(p, dtype, std::move(shape), Device::cpu(), [](void* q) { std::free(q); });
-        }
-    }
     size_t rounded = 0;
     void* p = host_alloc(dtype, shape, &rounded);
     return Buffer(p, dtype, std::move(shape), Device::cpu(), [](void* q) { std::free(q); });
