@@ -6,6 +6,8 @@
 #include <optional>
 #include <set>
 #include <sstream>
+#include <thread>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -13,8 +15,12 @@
 #include "config/run_config.h"
 #include "launch/args.h"
 #include "launch/commands.h"
+#include "runtime/backend/backend.h"
+#include "runtime/core/precision.h"
 #include "runtime/core/status.h"
 #include "runtime/io/checkpoint.h"
+#include "runtime/jobs/session.h"
+#include "runtime/model/weights.h"
 
 namespace fot::cli {
 namespace {
@@ -66,8 +72,41 @@ namespace {
 struct InspectCommand {
     std::string model;
     std::optional<DType> mem_dtype;  // unset: the config's
+    int64_t tp = 1, mp = 1;
     bool json = false;
 };
+
+// What one rank of a tp x mp layout holds at its peak, at the precision a session picks for
+// this checkpoint (fast for bf16/f16 linear weights, exact for f32). Memory (which grows
+// with a document up to its capacity) is not counted.
+struct RankPeak {
+    Precision precision = Precision::kExact;
+    ModelFootprint footprint;  // weights + window buffers (caches, activations, logits)
+    int64_t cpu_host = 0;      // cpu backend: footprint + the loading threads' blocks
+    int64_t cuda_device = 0;   // cuda backend: footprint, on the device
+    int64_t cuda_host = 0;     // cuda backend: the pinned staging of the load
+};
+
+RankPeak rank_peak(const ModelConfig& c, const Checkpoint& ckpt, int64_t tp, int64_t mp) {
+    for (auto [n, what] : {std::pair{c.num_attention_heads, "num_attention_heads"},
+                           std::pair{c.intermediate_size, "intermediate_size"},
+                           std::pair{c.vocab_size, "vocab_size"}}) {
+        FOT_CHECK(n % tp == 0, "--tp ", tp, " does not divide ", what, "=", n);
+    }
+    const TensorRecord* q0 = ckpt.find("model.layers.0.self_attn.q_proj.weight");
+    const DType wdt = q0 ? q0->dtype : DType::kF32;
+    RankPeak r;
+    r.precision = default_precision(wdt);
+    const bool fast = r.precision == Precision::kFast;
+    r.footprint = model_footprint(c, tp, mp, fast ? 2 : static_cast<int64_t>(dtype_size(wdt)),
+                                  fast ? DType::kBF16 : DType::kF32);
+    const int64_t both = r.footprint.weights + r.footprint.window;
+    const int64_t threads = std::max(1u, std::thread::hardware_concurrency());
+    r.cpu_host = both + threads * kLoadBlockBytes;
+    r.cuda_device = both;
+    r.cuda_host = 2 * static_cast<int64_t>(kUploadStagingBytes);
+    return r;
+}
 
 const OptionTable<InspectCommand>& inspect_options() {
     static const OptionTable<InspectCommand> table = [] {
@@ -82,6 +121,10 @@ const OptionTable<InspectCommand>& inspect_options() {
                   "f32, bf16 or f16",
                   [](const std::string& s, DType* out) { return parse_storage_dtype(s, out); },
                   [](const DType& d) { return std::string(dtype_name(d)); }));
+        t.add(flag("tp", "N", "tensor-parallel ranks of the layout whose peak memory is shown"),
+              FOT_FIELD(tp), integer<int64_t>(1, 4096));
+        t.add(flag("mp", "N", "memory-parallel ranks of that layout"), FOT_FIELD(mp),
+              integer<int64_t>(1, 4096));
         t.add(switch_flag("json", "print the same information as one JSON object"), FOT_FIELD(json),
               boolean_value());
         return t;
@@ -92,14 +135,19 @@ const OptionTable<InspectCommand>& inspect_options() {
 }  // namespace
 
 Args inspect_args() {
-    Args args("fotrt inspect",
-              "Prints a model's configuration, its checkpoint format, tensor count, dtypes and\n"
-              "parameter count, and what memory costs: bytes per memory token (keys and values\n"
-              "of every memory layer) and how many memory tokens fit in 8, 24 and 80 GiB\n"
-              "(memory only; weights and activations not counted). The checkpoint is validated\n"
-              "against config.json first: a broken one is a one-line error and exit code 1.",
-              {"fotrt inspect --model models/long_llama_3b",
-               "fotrt inspect --model models/long_llama_3b --mem-dtype f32 --json"});
+    Args args(
+        "fotrt inspect",
+        "Prints a model's configuration, its checkpoint format, tensor count, dtypes and\n"
+        "parameter count, and what memory costs: bytes per memory token (keys and values\n"
+        "of every memory layer) and how many memory tokens fit in 8, 24 and 80 GiB\n"
+        "(memory only; weights and activations not counted), and the expected peak host and\n"
+        "device memory of one rank of a --tp x --mp layout while loading and running (weights,\n"
+        "local caches, one window of activations and logits; memory not counted). The\n"
+        "checkpoint is validated against config.json first: a broken one is a one-line\n"
+        "error and exit code 1.",
+        {"fotrt inspect --model models/long_llama_3b",
+         "fotrt inspect --model models/long_llama_3b --tp 2 --mp 2",
+         "fotrt inspect --model models/long_llama_3b --mem-dtype f32 --json"});
     args.add(inspect_options());
     return args;
 }
@@ -132,6 +180,7 @@ int cmd_inspect(const Argv& argv) {
     for (const std::string& d : dtypes) dtype_list += (dtype_list.empty() ? "" : ", ") + d;
     const int64_t per_token = c.memory_bytes_per_token(mem_dtype);
     auto fit = [&](int64_t gib) { return per_token > 0 ? (gib << 30) / per_token : -1; };
+    const RankPeak peak = rank_peak(c, *ckpt, cmd.tp, cmd.mp);
 
     if (cmd.json) {
         nlohmann::ordered_json j;
@@ -161,6 +210,14 @@ int cmd_inspect(const Argv& argv) {
                 per_token > 0 ? nlohmann::ordered_json(fit(g)) : nlohmann::ordered_json();
         }
         j["memory_tokens_fit"] = fits;
+        j["peak_per_rank"] = {{"tp", cmd.tp},
+                              {"mp", cmd.mp},
+                              {"precision", precision_name(peak.precision)},
+                              {"weights_bytes", peak.footprint.weights},
+                              {"window_bytes", peak.footprint.window},
+                              {"cpu_host_bytes", peak.cpu_host},
+                              {"cuda_device_bytes", peak.cuda_device},
+                              {"cuda_host_bytes", peak.cuda_host}};
         std::cout << j.dump(2) << "\n";
         return 0;
     }
@@ -195,6 +252,13 @@ int cmd_inspect(const Argv& argv) {
                 ? str(fit(g), " memory tokens (", human_count(static_cast<double>(fit(g))), ")")
                 : std::string("unbounded (no memory layers)"));
     }
+    const auto hb = [](int64_t b) { return human_bytes(static_cast<double>(b)); };
+    row("layout", str("tp ", cmd.tp, " x mp ", cmd.mp, ", precision ",
+                      precision_name(peak.precision), " (as a session picks it)"));
+    row("peak/rank cpu", str(hb(peak.cpu_host), " host (weights ", hb(peak.footprint.weights),
+                             " + window ", hb(peak.footprint.window), " + load blocks)"));
+    row("peak/rank cuda",
+        str(hb(peak.cuda_device), " device, ", hb(peak.cuda_host), " host (pinned load staging)"));
     std::cout << os.str();
     return 0;
 }

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -28,6 +29,10 @@
 #include "runtime/core/tensor.h"
 
 namespace fot {
+
+// Bytes of each of the two host staging buffers a device backend's upload_rows() uses (what
+// `fotrt inspect` counts as a device load's host memory).
+inline constexpr size_t kUploadStagingBytes = size_t{16} << 20;
 
 class Backend {
   public:
@@ -40,11 +45,26 @@ class Backend {
     void set_precision(Precision p) { precision_ = p; }
 
     // ---- memory ----
-    // A zero-initialised buffer on the device.
+    // A zero-initialised buffer on the device. Callers that read before writing rely on the
+    // zeros (caches, partials, accumulators, outputs written only in part).
     virtual Buffer alloc(DType dtype, Shape shape) = 0;
+    // A buffer whose contents are undefined until written: for buffers the caller fills
+    // completely (checkpoint loads). Saves the zero-fill pass (and, on the CPU, the page faults
+    // it takes before the real write). Defaults to alloc().
+    virtual Buffer alloc_uninitialized(DType dtype, Shape shape) {
+        return alloc(dtype, std::move(shape));
+    }
     // Copies `bytes` from host memory into dst (device) / from src (device) to host.
     virtual void upload(TensorView dst, const void* host_src, size_t bytes) = 0;
     virtual void download(void* host_dst, TensorView src, size_t bytes) = 0;
+    // Fills dst [R, ...] (this backend's memory) row block by row block: fill(host, row0, rows)
+    // writes rows [row0, row0 + rows) of dst, dense, at `host`; blocks come in order, cover
+    // [0, R) once, and fill runs on the calling thread. The CPU passes dst itself (one block).
+    // Devices stage blocks through host memory: the CUDA backend through two pinned buffers of
+    // a few MiB, the copy of one block overlapping the fill of the next, so host memory stays
+    // bounded by the staging size whatever the tensor's size. Returns when dst is complete.
+    virtual void upload_rows(
+        TensorView dst, const std::function<void(void* host, int64_t row0, int64_t rows)>& fill);
     // Copies the first `rows` rows of src into dst at row `dst_row` (same row width & dtype).
     virtual void copy_rows(TensorView dst, int64_t dst_row, TensorView src, int64_t rows) = 0;
 

@@ -60,3 +60,22 @@ TensorView reshape(const TensorView& v, Shape shape) {
 }
 
 }  // namespace fot
+
+namespace fot {
+
+void Backend::upload_rows(TensorView dst,
+                          const std::function<void(void* host, int64_t row0, int64_t rows)>& fill) {
+    FOT_ASSERT(!dst.shape.empty());
+    const int64_t R = dst.shape[0];
+    if (R == 0) return;
+    if (dst.device.kind == DeviceKind::kCpu) {
+        fill(dst.data, 0, R);
+        return;
+    }
+    // A backend without its own staging: the whole tensor once in host memory.
+    Buffer host = Buffer::uninitialized(dst.dtype, dst.shape);
+    fill(host.data(), 0, R);
+    upload(dst, host.data(), host.nbytes());
+}
+
+}  // namespace fot

@@ -44,6 +44,10 @@ Buffer CpuBackend::alloc(DType dtype, Shape shape) {
     return Buffer(dtype, std::move(shape));
 }
 
+Buffer CpuBackend::alloc_uninitialized(DType dtype, Shape shape) {
+    return Buffer::uninitialized(dtype, std::move(shape));
+}
+
 void CpuBackend::upload(TensorView dst, const void* host_src, size_t bytes) {
     check_cpu(dst, "upload destination");
     FOT_ASSERT(bytes <= dst.nbytes());

@@ -21,6 +21,7 @@ class CpuBackend : public Backend {
     std::string name() const override { return "cpu"; }
 
     Buffer alloc(DType dtype, Shape shape) override;
+    Buffer alloc_uninitialized(DType dtype, Shape shape) override;
     void upload(TensorView dst, const void* host_src, size_t bytes) override;
     void download(void* host_dst, TensorView src, size_t bytes) override;
     void copy_rows(TensorView dst, int64_t dst_row, TensorView src, int64_t rows) override;

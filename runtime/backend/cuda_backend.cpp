@@ -135,6 +135,12 @@ CudaBackend::~CudaBackend() {
         if (s && s->ptr) cudaFree(s->ptr);
     }
     if (ids_host_) cudaFreeHost(ids_host_);
+    for (void* h : staging_) {
+        if (h) cudaFreeHost(h);
+    }
+    for (void* e : staging_event_) {
+        if (e) cudaEventDestroy(static_cast<cudaEvent_t>(e));
+    }
     if (ids_event_) cudaEventDestroy(static_cast<cudaEvent_t>(ids_event_));
     if (stream_) cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
 }
@@ -188,6 +194,14 @@ int64_t CudaBackend::allocation_count() const {
 // ---- memory ------------------------------------------------------------------------------------
 
 Buffer CudaBackend::alloc(DType dtype, Shape shape) {
+    return alloc_impl(dtype, std::move(shape), /*zero=*/true);
+}
+
+Buffer CudaBackend::alloc_uninitialized(DType dtype, Shape shape) {
+    return alloc_impl(dtype, std::move(shape), /*zero=*/false);
+}
+
+Buffer CudaBackend::alloc_impl(DType dtype, Shape shape, bool zero) {
     const size_t bytes = shape_nbytes(shape, dtype);  // throws on a negative or huge shape
     const Device dev = Device::cuda(device_);
     if (bytes == 0) return Buffer(nullptr, dtype, std::move(shape), dev, [](void*) {});
@@ -206,7 +220,7 @@ Buffer CudaBackend::alloc(DType dtype, Shape shape) {
     }
     stats_->add(static_cast<int64_t>(bytes));
     // Zero-fill on our stream: later ops on it see zeros (other streams must order after it).
-    rc = cudaMemsetAsync(p, 0, bytes, st);
+    rc = zero ? cudaMemsetAsync(p, 0, bytes, st) : cudaSuccess;
     if (rc != cudaSuccess) {
         cudaFreeAsync(p, st);
         stats_->sub(static_cast<int64_t>(bytes));
@@ -233,6 +247,50 @@ void CudaBackend::upload(TensorView dst, const void* host_src, size_t bytes) {
     if (bytes == 0) return;
     auto s = static_cast<cudaStream_t>(stream_);
     FOT_CUDA_CHECK(cudaMemcpyAsync(dst.data, host_src, bytes, cudaMemcpyHostToDevice, s));
+    FOT_CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+void CudaBackend::upload_rows(
+    TensorView dst, const std::function<void(void* host, int64_t row0, int64_t rows)>& fill) {
+    check_device(dst, "upload destination");
+    FOT_ASSERT(!dst.shape.empty());
+    const int64_t R = dst.shape[0];
+    const size_t bytes = dst.nbytes();
+    if (R == 0 || bytes == 0) return;
+    const size_t row_bytes = bytes / static_cast<size_t>(R);
+    auto s = static_cast<cudaStream_t>(stream_);
+    const size_t want = std::max(kUploadStagingBytes, row_bytes);
+    if (staging_bytes_ < want) {
+        // The copies still reading the old buffers must finish before they are freed.
+        FOT_CUDA_CHECK(cudaStreamSynchronize(s));
+        for (void*& h : staging_) {
+            if (h) cudaFreeHost(h);
+            h = nullptr;
+        }
+        staging_bytes_ = 0;
+        for (void*& h : staging_) FOT_CUDA_CHECK(cudaHostAlloc(&h, want, cudaHostAllocDefault));
+        for (void*& e : staging_event_) {
+            if (e) continue;
+            cudaEvent_t ev = nullptr;
+            FOT_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+            e = ev;
+        }
+        staging_bytes_ = want;
+    }
+    const int64_t block = static_cast<int64_t>(staging_bytes_ / row_bytes);
+    auto* d = static_cast<char*>(dst.data);
+    // Double buffering: the host fills one staging buffer while the other one's copy runs.
+    int k = 0;
+    for (int64_t r = 0; r < R; r += block, k ^= 1) {
+        const int64_t n = std::min(block, R - r);
+        auto ev = static_cast<cudaEvent_t>(staging_event_[k]);
+        FOT_CUDA_CHECK(cudaEventSynchronize(ev));  // the last copy out of staging k is done
+        fill(staging_[k], r, n);
+        FOT_CUDA_CHECK(cudaMemcpyAsync(d + static_cast<size_t>(r) * row_bytes, staging_[k],
+                                       static_cast<size_t>(n) * row_bytes, cudaMemcpyHostToDevice,
+                                       s));
+        FOT_CUDA_CHECK(cudaEventRecord(ev, s));
+    }
     FOT_CUDA_CHECK(cudaStreamSynchronize(s));
 }
 
@@ -278,6 +336,12 @@ const int32_t* CudaBackend::upload_ids(const int32_t* host_ids, int64_t T) {
     FOT_CUDA_CHECK(cudaEventSynchronize(ev));
     if (bytes > ids_host_bytes_) {
         if (ids_host_) cudaFreeHost(ids_host_);
+        for (void* h : staging_) {
+            if (h) cudaFreeHost(h);
+        }
+        for (void* e : staging_event_) {
+            if (e) cudaEventDestroy(static_cast<cudaEvent_t>(e));
+        }
         ids_host_ = nullptr;
         ids_host_bytes_ = 0;
         const size_t want = std::max<size_t>(bytes, 4096);

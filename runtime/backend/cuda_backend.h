@@ -6,7 +6,8 @@
 // rest (kernels/cuda/ops.h). Results differ from the CPU's by float rounding only, except the
 // bf16/f16 GEMMs (one extra activation rounding).
 //
-// Memory: buffers from alloc() are device memory of this GPU, zero-filled, freed by their
+// Memory: buffers from alloc() are device memory of this GPU, zero-filled (not those from
+// alloc_uninitialized(), which checkpoint loads fill whole), freed by their
 // Buffer (they may outlive the backend). Allocation and free are stream-ordered
 // (cudaMallocAsync / cudaFreeAsync on the backend's stream, from the device's default memory
 // pool with its release threshold raised so freed memory stays cached): neither synchronises
@@ -58,6 +59,14 @@ class CudaBackend final : public Backend {
     std::string name() const override { return "cuda"; }
 
     Buffer alloc(DType dtype, Shape shape) override;
+    Buffer alloc_uninitialized(DType dtype, Shape shape) override;
+    // Through two pinned staging buffers of kUploadStagingBytes (backend.h; or one row, when
+    // larger),
+    // allocated on first use and kept for the backend's life: the host fills one while the
+    // other's copy runs on the stream. Synchronises the stream before returning.
+    void upload_rows(
+        TensorView dst,
+        const std::function<void(void* host, int64_t row0, int64_t rows)>& fill) override;
     void upload(TensorView dst, const void* host_src, size_t bytes) override;
     void download(void* host_dst, TensorView src, size_t bytes) override;
     void copy_rows(TensorView dst, int64_t dst_row, TensorView src, int64_t rows) override;
@@ -115,6 +124,7 @@ class CudaBackend final : public Backend {
     void check_device(const TensorView& v, const char* what) const;
     void check_f32(const TensorView& v, const char* what) const;
     void* scratch(Scratch& s, size_t bytes);
+    Buffer alloc_impl(DType dtype, Shape shape, bool zero);
     // Copies T host token ids into the device ids scratch (through pinned staging), ordered on
     // the stream; returns the device pointer.
     const int32_t* upload_ids(const int32_t* host_ids, int64_t T);
@@ -130,6 +140,9 @@ class CudaBackend final : public Backend {
     void* ids_host_ = nullptr;                 // pinned staging for embedding ids
     std::unique_ptr<PhaseProfiler> profiler_;  // null unless set_profiling(true)
     size_t ids_host_bytes_ = 0;
+    void* staging_[2] = {nullptr, nullptr};        // pinned, for upload_rows
+    void* staging_event_[2] = {nullptr, nullptr};  // cudaEvent_t: the last copy out of each
+    size_t staging_bytes_ = 0;
 };
 
 }  // namespace fot

@@ -35,17 +35,35 @@ std::string shape_str(const Shape& s) {
     return os.str();
 }
 
-Buffer::Buffer(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape)) {
-    const size_t bytes = nbytes();  // checks the shape
+namespace {
+
+// 64-byte aligned host memory for a dtype x shape tensor, not initialised.
+void* host_alloc(DType dtype, const Shape& shape, size_t* rounded_out) {
+    const size_t bytes = shape_nbytes(shape, dtype);  // checks the shape
     size_t rounded = (bytes + 63) / 64 * 64;
     if (rounded == 0) rounded = 64;
-    data_ = std::aligned_alloc(64, rounded);
-    if (!data_) {
-        FOT_THROW("out of host memory allocating ", bytes, " bytes for a ", dtype_name(dtype_),
-                  " tensor of shape ", shape_str(shape_));
+    void* p = std::aligned_alloc(64, rounded);
+    if (!p) {
+        FOT_THROW("out of host memory allocating ", bytes, " bytes for a ", dtype_name(dtype),
+                  " tensor of shape ", shape_str(shape));
     }
+    *rounded_out = rounded;
+    return p;
+}
+
+}  // namespace
+
+Buffer::Buffer(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape)) {
+    size_t rounded = 0;
+    data_ = host_alloc(dtype_, shape_, &rounded);
     std::memset(data_, 0, rounded);
     free_ = [](void* p) { std::free(p); };
+}
+
+Buffer Buffer::uninitialized(DType dtype, Shape shape) {
+    size_t rounded = 0;
+    void* p = host_alloc(dtype, shape, &rounded);
+    return Buffer(p, dtype, std::move(shape), Device::cpu(), [](void* q) { std::free(q); });
 }
 
 Buffer::Buffer(void* data, DType dtype, Shape shape, Device device,

@@ -59,6 +59,10 @@ class Buffer {
     Buffer() = default;
     // Zero-initialised host memory for `shape` elements of `dtype`.
     Buffer(DType dtype, Shape shape);
+    // Host memory like Buffer(dtype, shape) but left uninitialised: for buffers the caller
+    // overwrites entirely (checkpoint loads, copies). Its pages are only committed when first
+    // written, so a load touches each byte once instead of zero-filling it first.
+    static Buffer uninitialized(DType dtype, Shape shape);
     // Takes ownership of memory allocated elsewhere (e.g. cudaMalloc); `free_fn` releases it.
     Buffer(void* data, DType dtype, Shape shape, Device device, std::function<void(void*)> free_fn);
     ~Buffer();

@@ -42,7 +42,7 @@ class FileCheckpoint final : public Checkpoint {
         std::vector<TensorRecord> r = format_of(file) == Format::kSafetensors
                                           ? parse_safetensors(m.data(), m.size(), file)
                                           : parse_pytorch_bin(m.data(), m.size(), file);
-        files_.push_back(std::move(m));
+        files_->push_back(std::move(m));
         return r;
     }
     // Keeps the weights of `records` (drops inv_freq); names must be new.
@@ -74,15 +74,18 @@ class FileCheckpoint final : public Checkpoint {
     }
     std::string describe() const override {
         std::string s = format_ == Format::kSafetensors ? "safetensors" : "pytorch .bin";
-        s += files_.size() == 1 ? ", 1 file" : str(", ", files_.size(), " shards");
+        s += files_->size() == 1 ? ", 1 file" : str(", ", files_->size(), " shards");
         return s;
     }
     std::string path() const override { return path_; }
+    std::shared_ptr<const void> retain() const override { return files_; }
 
   private:
     std::string path_;
     Format format_;
-    std::vector<MappedFile> files_;
+    // Shared so that weights used in place keep the mappings (retain()); MappedFile objects
+    // move without remapping, so pointers stay valid as the vector grows.
+    std::shared_ptr<std::vector<MappedFile>> files_ = std::make_shared<std::vector<MappedFile>>();
     std::vector<TensorRecord> tensors_;
     size_t skipped_ = 0;
 };

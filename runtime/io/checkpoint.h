@@ -9,8 +9,10 @@
 // mmap-ed too and tensors point at their storage bytes inside the (uncompressed) archive.
 // `*.rotary_emb.inv_freq` tensors (persisted by old LongLLaMA code) are skipped.
 //
-// Lifetime: every TensorRecord::data stays valid while the Checkpoint lives. Data pointers
-// are not necessarily aligned to the element size: copy (memcpy) before vector loads.
+// Lifetime: every TensorRecord::data stays valid while the Checkpoint lives, and while a
+// retain() handle lives. The mappings are read-only (writing through data faults) and
+// private: a file changed on disk while mapped can change or (when truncated) fault them. Data
+// pointers are not necessarily aligned to the element size: copy (memcpy) before vector loads.
 // Every malformed input (truncated file, corrupt header, offsets out of range, overlapping
 // tensors, unknown dtype, missing shard, non-zip .bin, unexpected pickle opcode, ...) is
 // reported as a fot::Error (thrown by open()) whose one-line message names the file and
@@ -56,6 +58,10 @@ class Checkpoint {
     virtual std::string describe() const = 0;
     // The directory or file that was opened ("" when unknown); error messages name it.
     virtual std::string path() const { return {}; }
+    // Shared ownership of the file mappings that TensorRecord::data points into: holding it
+    // keeps every data pointer valid after the Checkpoint is gone, so weights can be used in
+    // place (zero copy). nullptr when the records do not point into a mapping (then copy).
+    virtual std::shared_ptr<const void> retain() const { return nullptr; }
 };
 
 // The tensor names and shapes a LongLLaMA checkpoint with config `c` must hold.

@@ -60,6 +60,15 @@ MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
     return *this;
 }
 
+void release_mapped_pages(const void* p, size_t n) {
+    static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const auto b = reinterpret_cast<uintptr_t>(p);
+    // Only whole pages: the neighbours of the range may still be needed (and zero-copy weights
+    // share pages with it); dropping them would only cost a fault, but keep it tight.
+    const uintptr_t first = (b + page - 1) / page * page, last = (b + n) / page * page;
+    if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
+
 void MappedFile::release() {
     if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
     data_ = nullptr;

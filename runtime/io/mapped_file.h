@@ -34,4 +34,11 @@ class MappedFile {
     std::string path_;
 };
 
+// Tells the kernel that this process is done with the mapped file bytes [p, p + n): the whole
+// pages inside the range are dropped from this process's resident set (MADV_DONTNEED; the
+// page cache keeps them, and a later read faults them back in from the file, so this is never
+// a correctness issue, only a memory one). Used behind a copy out of a mapping so that peak
+// RSS stays near the copies, not the copies plus the file. Best effort: errors are ignored.
+void release_mapped_pages(const void* p, size_t n);
+
 }  // namespace fot

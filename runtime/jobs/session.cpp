@@ -172,7 +172,7 @@ std::unique_ptr<Session> open_session(const RunConfig& run, parallel::Communicat
                                s->is_root() && !run.quiet);
     ModelWeights weights =
         load_model_weights(*ckpt, mc, *s->backend, s->world.tp_rank(), s->world.tp(), precision,
-                           [&](int64_t layers) { load_progress.update(layers); });
+                           /*zero_copy=*/true, [&](int64_t layers) { load_progress.update(layers); });
     load_progress.finish();
     ModelOptions mo;
     mo.precision = precision;
@@ -193,6 +193,18 @@ std::unique_ptr<Session> open_session(const RunConfig& run, parallel::Communicat
             mo.mem_capacity_tokens > 0 ? std::min(mo.mem_capacity_tokens, by_bytes) : by_bytes;
     }
     const int64_t weight_bytes = weights.bytes;
+    // The info-level load line: how long the weights took and at what rate, so a slow load
+    // (cold cache, conversion) is visible without a profiler.
+    {
+        const double secs = weights.load_seconds;
+        char rate[64];
+        std::snprintf(rate, sizeof rate, "%.2f s (%.2f GB/s", secs,
+                      secs > 0 ? static_cast<double>(weights.bytes) / 1e9 / secs : 0.0);
+        FOT_LOG(kInfo) << "loaded weights: " << format_bytes(static_cast<double>(weights.bytes))
+                       << " on this rank in " << rate << "; "
+                       << format_bytes(static_cast<double>(weights.mapped_bytes))
+                       << " used in place from the file mapping)";
+    }
     s->model = std::make_unique<LongLlama>(mc, std::move(weights), *s->backend, *model_comms->tp,
                                            *model_comms->mp, mo);
     install_injected_fault(*s->model, s->world.rank());

@@ -10,16 +10,16 @@ namespace {
 
 Buffer random_tensor(Backend& backend, DType dtype, Shape shape, uint64_t seed, float stddev,
                      int64_t* bytes) {
-    Buffer host(DType::kF32, shape);
+    Buffer host = Buffer::uninitialized(DType::kF32, shape);  // every element is written
     std::mt19937_64 rng(seed);
     std::normal_distribution<float> nd(0.f, stddev);
     float* p = host.as<float>();
     for (int64_t i = 0; i < host.numel(); ++i) p[i] = stddev > 0 ? nd(rng) : 1.f;
-    Buffer out = backend.alloc(dtype, shape);
+    Buffer out = backend.alloc_uninitialized(dtype, shape);  // uploaded whole below
     if (dtype == DType::kF32) {
         backend.upload(out.view(), p, host.nbytes());
     } else {
-        Buffer conv(dtype, shape);
+        Buffer conv = Buffer::uninitialized(dtype, shape);
         convert_from_f32(p, conv.data(), dtype, static_cast<size_t>(host.numel()));
         backend.upload(out.view(), conv.data(), conv.nbytes());
     }

@@ -1,19 +1,58 @@
 #include "runtime/model/weights.h"
 
+#include <algorithm>
+#include <exception>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "runtime/core/status.h"
+#include "runtime/core/timer.h"
 #include "runtime/io/checkpoint.h"
+#include "runtime/io/mapped_file.h"
 
 namespace fot {
 namespace {
 
+// Source rows per parallel block: big enough to stream, small enough that a block's source
+// pages are released soon after they are read.
+constexpr size_t kBlockBytes = static_cast<size_t>(kLoadBlockBytes);
+
+// Rows [r0, r1), columns [c0, c1) of `t` into dst (dense, `dt`), in row blocks spread over
+// the OpenMP threads; each block's source pages leave this process's resident set once read.
+void parallel_copy(const TensorRecord& t, int64_t r0, int64_t r1, int64_t c0, int64_t c1, void* dst,
+                   DType dt) {
+    const int64_t cols = t.shape.back();
+    const size_t src_row = static_cast<size_t>(cols) * dtype_size(t.dtype);
+    const size_t dst_row = static_cast<size_t>(c1 - c0) * dtype_size(dt);
+    const int64_t per_block = std::max<int64_t>(1, static_cast<int64_t>(kBlockBytes / src_row));
+    const int64_t blocks = (r1 - r0 + per_block - 1) / per_block;
+    const auto* src = static_cast<const uint8_t*>(t.data);
+    std::exception_ptr error;
+#pragma omp parallel for schedule(dynamic, 1) if (blocks > 1)
+    for (int64_t b = 0; b < blocks; ++b) {
+        const int64_t a = r0 + b * per_block, e = std::min(r1, a + per_block);
+        try {
+            copy_tensor_slice(t, a, e, c0, c1,
+                              static_cast<uint8_t*>(dst) + static_cast<size_t>(a - r0) * dst_row,
+                              dt);
+        } catch (...) {
+#pragma omp critical(fot_load_error)
+            if (!error) error = std::current_exception();
+        }
+        release_mapped_pages(src + static_cast<size_t>(a) * src_row,
+                             static_cast<size_t>(e - a) * src_row);
+    }
+    if (error) std::rethrow_exception(error);
+}
+
 struct Loader {
     const Checkpoint& ckpt;
     Backend& backend;
-    bool linear_to_bf16 = false;  // kFast on f32 weights
+    bool linear_to_bf16 = false;          // kFast on f32 weights
+    std::shared_ptr<const void> mapping;  // null: never use the mapping in place
     int64_t bytes = 0;
+    int64_t mapped_bytes = 0;
 
     const TensorRecord& get(const std::string& name) {
         const TensorRecord* t = ckpt.find(name);
@@ -26,16 +65,33 @@ struct Loader {
                  std::optional<DType> dtype = std::nullopt) {
         const TensorRecord& t = get(name);
         const DType dt = dtype.value_or(t.dtype);
-        Shape shape = t.shape.size() == 1 ? Shape{c1 - c0} : Shape{r1 - r0, c1 - c0};
-        Buffer out = backend.alloc(dt, shape);
-        if (out.device().kind == DeviceKind::kCpu) {
-            copy_tensor_slice(t, r0, r1, c0, c1, out.data(), dt);
-        } else {
-            Buffer host(dt, shape);
-            copy_tensor_slice(t, r0, r1, c0, c1, host.data(), dt);
-            backend.upload(out.view(), host.data(), host.nbytes());
+        const bool one_d = t.shape.size() == 1;
+        Shape shape = one_d ? Shape{c1 - c0} : Shape{r1 - r0, c1 - c0};
+        const int64_t cols = t.shape.back();
+        const size_t src_row = static_cast<size_t>(cols) * dtype_size(t.dtype);
+        const void* first = static_cast<const uint8_t*>(t.data) + static_cast<size_t>(r0) * src_row;
+        // Whole rows in the checkpoint's dtype are one contiguous run of the file: on the CPU
+        // the mapping itself is the weight, when the run is aligned for its element type
+        // (safetensors data offsets and zip members need not be; then it is copied).
+        if (mapping && backend.device().kind == DeviceKind::kCpu && dt == t.dtype && c0 == 0 &&
+            c1 == cols && reinterpret_cast<uintptr_t>(first) % dtype_size(dt) == 0) {
+            std::shared_ptr<const void> keep = mapping;
+            Buffer out(const_cast<void*>(first), dt, std::move(shape), Device::cpu(),
+                       [keep](void*) {});
+            bytes += static_cast<int64_t>(out.nbytes());
+            mapped_bytes += static_cast<int64_t>(out.nbytes());
+            return out;
         }
+        Buffer out = backend.alloc_uninitialized(dt, shape);
         bytes += static_cast<int64_t>(out.nbytes());
+        if (out.nbytes() == 0) return out;
+        // Row blocks of the destination ([1, n] for a vector) through the backend: in place on
+        // the CPU, through pinned staging on a device.
+        TensorView rows_view = out.view();
+        if (one_d) rows_view.shape = {1, c1 - c0};
+        backend.upload_rows(rows_view, [&](void* host, int64_t row0, int64_t n) {
+            parallel_copy(t, r0 + row0, r0 + row0 + n, c0, c1, host, dt);
+        });
         return out;
     }
     Buffer rows(const std::string& name, int64_t r0, int64_t r1) {
@@ -64,7 +120,7 @@ void check_split(int64_t n, int tp, const char* what) {
 }  // namespace
 
 ModelWeights load_model_weights(const Checkpoint& ckpt, const ModelConfig& c, Backend& backend,
-                                int tp_rank, int tp_size, Precision precision,
+                                int tp_rank, int tp_size, Precision precision, bool zero_copy,
                                 const std::function<void(int64_t)>& on_layer) {
     validate_llama_checkpoint(ckpt, c);
     check_split(c.num_attention_heads, tp_size, "num_attention_heads");
@@ -80,7 +136,9 @@ ModelWeights load_model_weights(const Checkpoint& ckpt, const ModelConfig& c, Ba
     const int64_t a0 = w.heads * D * tp_rank, a1 = a0 + w.heads * D;
     const int64_t i0 = w.intermediate * tp_rank, i1 = i0 + w.intermediate;
 
-    Loader ld{ckpt, backend, precision == Precision::kFast};
+    Timer timer;
+    Loader ld{ckpt, backend, precision == Precision::kFast,
+              zero_copy ? ckpt.retain() : std::shared_ptr<const void>()};
     w.embed = ld.rows("model.embed_tokens.weight", w.vocab_begin, w.vocab_begin + w.vocab_rows);
     w.layers.resize(c.num_hidden_layers);
     for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
@@ -100,6 +158,8 @@ ModelWeights load_model_weights(const Checkpoint& ckpt, const ModelConfig& c, Ba
     w.norm = ld.vec_f32("model.norm.weight");
     w.lm_head = ld.linear_rows("lm_head.weight", w.vocab_begin, w.vocab_begin + w.vocab_rows);
     w.bytes = ld.bytes;
+    w.mapped_bytes = ld.mapped_bytes;
+    w.load_seconds = timer.seconds();
     return w;
 }
 

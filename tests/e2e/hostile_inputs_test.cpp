@@ -350,8 +350,17 @@ const Case kCases[] = {
      {"c.jsonl", "out.jsonl"}},
 };
 
+// Lines of stderr other than info-level progress (e.g. the "loaded weights" line a run prints
+// before it meets a bad output path): an error must still be exactly one of them.
 size_t count_lines(const std::string& s) {
-    return static_cast<size_t>(std::count(s.begin(), s.end(), '\n'));
+    size_t n = 0;
+    for (size_t pos = 0; pos < s.size();) {
+        size_t nl = s.find('\n', pos);
+        if (nl == std::string::npos) break;
+        if (s.substr(pos, nl - pos).find(" info: ") == std::string::npos) ++n;
+        pos = nl + 1;
+    }
+    return n;
 }
 
 void run_case(const Case& c) {

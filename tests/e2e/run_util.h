@@ -14,9 +14,16 @@ namespace fot::testing {
 struct RunResult {
     int code = -1;
     std::string out, err;
+    // Lines of stderr, not counting info-level progress (the "loaded weights" line a run
+    // prints before it meets bad input): an error must still be exactly one line.
     int err_lines() const {
         int n = 0;
-        for (char c : err) n += c == '\n';
+        for (size_t pos = 0; pos < err.size();) {
+            const size_t nl = err.find('\n', pos);
+            if (nl == std::string::npos) break;
+            n += err.substr(pos, nl - pos).find(" info: ") == std::string::npos;
+            pos = nl + 1;
+        }
         return n;
     }
 };

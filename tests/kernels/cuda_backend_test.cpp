@@ -13,6 +13,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/cpu/ops.h"
@@ -191,6 +192,37 @@ TEST_F(CudaBackendTest, RepeatedStepsDoNotAllocate) {
     EXPECT_EQ(gpu_->allocation_count(), count);
     EXPECT_EQ(gpu_->allocated_bytes(), bytes);
     EXPECT_GE(gpu_->peak_allocated_bytes(), bytes);
+}
+
+// Checkpoint loads ([F14]): row blocks through the two pinned staging buffers arrive in order,
+// cover every row once and land where they belong, for a tensor of many blocks and for rows
+// wider than the staging (which then grows to one row).
+TEST_F(CudaBackendTest, UploadRowsStagesInBlocks) {
+    for (auto [R, C] : {std::pair<int64_t, int64_t>{40, int64_t{1} << 18},    // 40 x 1 MiB rows
+                        std::pair<int64_t, int64_t>{3, int64_t{5} << 20}}) {  // 20 MiB rows
+        Buffer dst = gpu_->alloc_uninitialized(DType::kF32, {R, C});
+        int64_t next = 0, calls = 0;
+        gpu_->upload_rows(dst.view(), [&](void* host, int64_t row0, int64_t rows) {
+            EXPECT_EQ(row0, next);
+            EXPECT_GT(rows, 0);
+            next = row0 + rows;
+            ++calls;
+            auto* f = static_cast<float*>(host);
+            for (int64_t r = 0; r < rows; ++r) {
+                for (int64_t c = 0; c < C; c += 4099) f[r * C + c] = float(row0 + r) + c * 1e-6f;
+                f[r * C + C - 1] = -float(row0 + r);
+            }
+        });
+        EXPECT_EQ(next, R);
+        EXPECT_GT(calls, 1) << "a " << R * C * 4 << "-byte tensor in one staging block";
+        const std::vector<float> got = fetch_f32(*gpu_, dst.view());
+        for (int64_t r = 0; r < R; ++r) {
+            for (int64_t c = 0; c < C; c += 4099) {
+                ASSERT_EQ(got[r * C + c], float(r) + c * 1e-6f) << r << "," << c;
+            }
+            ASSERT_EQ(got[r * C + C - 1], -float(r)) << r;
+        }
+    }
 }
 
 #if defined(FOT_CUDA_EMU_BUILD)
