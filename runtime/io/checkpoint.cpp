@@ -9,7 +9,7 @@
 #include <utility>
 
 #include "runtime/core/status.h"
-#include "runtime/io/json_strict.h"
+#include "config/json_strict.h"
 #include "runtime/io/mapped_file.h"
 #include "runtime/io/pytorch_bin.h"
 #include "runtime/io/quote.h"

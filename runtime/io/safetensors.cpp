@@ -4,7 +4,7 @@
 #include <cstring>
 
 #include "runtime/core/status.h"
-#include "runtime/io/json_strict.h"
+#include "config/json_strict.h"
 #include "runtime/io/quote.h"
 
 namespace fot {

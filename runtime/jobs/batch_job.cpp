@@ -55,6 +55,28 @@ std::string error_record_json(const std::string& id_json, int64_t index, const s
     return dump_line(j);
 }
 
+int64_t generation_memory_tokens(int64_t need, int64_t local, int64_t W, int64_t new_tokens) {
+    // Closed form of: for each of the new_tokens - 1 fed tokens { if (local + 1 > W) {
+    // need += local; local = 0; } ++local; } -- in O(1), since new_tokens comes from the user
+    // (--max-new-tokens 9e18 must not loop). Saturates at INT64_MAX.
+    auto add = [](int64_t a, int64_t b) {
+        int64_t r;
+        return __builtin_add_overflow(a, b, &r) ? INT64_MAX : r;
+    };
+    int64_t steps = new_tokens - 1;
+    if (steps <= 0 || W <= 0) return need;
+    if (local >= W) {  // the first fed token flushes the whole local cache
+        need = add(need, local);
+        local = 1;
+        --steps;
+    }
+    if (steps <= W - local) return need;  // fits without another flush
+    steps -= W - local;                   // local is now W; each later flush moves W tokens
+    const int64_t flushes = (steps - 1) / W + 1;
+    const int64_t moved = flushes > INT64_MAX / W ? INT64_MAX : flushes * W;
+    return add(need, moved);
+}
+
 std::string capacity_problem(Session& s, int64_t prompt, int64_t new_tokens) {
     Sequence& seq = *s.seq;
     const int64_t cap = seq.memory_capacity_tokens();
@@ -64,14 +86,7 @@ std::string capacity_problem(Session& s, int64_t prompt, int64_t new_tokens) {
     // Generation feeds the new tokens one call each (the last one is never fed); a call that
     // would overflow the local cache (W) flushes all of it into memory first.
     const int64_t W = s.model_config.max_position_embeddings;
-    int64_t local = prompt - need;
-    for (int64_t k = 1; k < new_tokens; ++k) {
-        if (local + 1 > W) {
-            need += local;
-            local = 0;
-        }
-        ++local;
-    }
+    need = generation_memory_tokens(need, prompt - need, W, new_tokens);
     const int64_t mp = s.world.mp();
     if (need <= cap * mp) return "";
     return str("does not fit in memory: it needs ", need,
