@@ -2,6 +2,7 @@
 
 #include <fstream>
 #include <set>
+#include <vector>
 #include <sstream>
 
 #include <yaml-cpp/yaml.h>
@@ -171,8 +172,10 @@ std::string kind(const YAML::Node& n) {
 // message carries the origin, the line and the dotted key path.
 class Reader {
   public:
-    Reader(const OptionTable<RunConfig>& table, std::string origin)
-        : table_(table), origin_(std::move(origin)) {}
+    // job: also take the top-level keys in job->keys out as scalars (a job YAML).
+    Reader(const OptionTable<RunConfig>& table, std::string origin, JobYaml* job = nullptr,
+           const std::set<std::string>* job_keys = nullptr)
+        : table_(table), origin_(std::move(origin)), job_(job), job_keys_(job_keys) {}
 
     [[noreturn]] void fail(const YAML::Node& n, const std::string& path,
                            const std::string& what) const {
@@ -197,6 +200,10 @@ class Reader {
         for (const auto& kv : n) {
             const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : "?";
             const std::string full = prefix + key;
+            if (path.empty() && job_keys_ && job_keys_->count(key)) {
+                job_value(kv.first, kv.second, key);
+                continue;
+            }
             if (!known.count(key)) {
                 std::string list;
                 for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
@@ -212,6 +219,18 @@ class Reader {
     }
 
   private:
+    int line(const YAML::Node& n) const { return n.Mark().line >= 0 ? n.Mark().line + 1 : 0; }
+
+    void job_value(const YAML::Node& k, const YAML::Node& v, const std::string& key) const {
+        auto [it, fresh] = job_->lines.emplace(key, line(k));
+        if (!fresh) fail(k, key, str("is given twice (first at line ", it->second, ")"));
+        if (v.IsNull()) fail(k, key, "has no value");
+        if (!v.IsScalar()) {
+            fail(v, key, str("must be a plain value (e.g. '", key, ": value'), got ", kind(v)));
+        }
+        job_->values[key] = v.Scalar();
+    }
+
     void value(const Option<RunConfig>& o, const YAML::Node& n, const std::string& path,
                RunConfig& c) const {
         if (n.IsNull() && o.nullable) {
@@ -225,21 +244,38 @@ class Reader {
 
     const OptionTable<RunConfig>& table_;
     std::string origin_;
+    JobYaml* job_;
+    const std::set<std::string>* job_keys_;
 };
 
-}  // namespace
-
-Result<RunConfig> parse_run_config(const std::string& yaml_text, const std::string& origin) {
-    YAML::Node root;
+// The one document of `yaml_text`; a second one ("---") is an error: yaml-cpp's Load() would
+// silently ignore it, and a user who wrote it meant its keys to apply.
+Status load_one_document(const std::string& yaml_text, const std::string& origin,
+                         YAML::Node* root) {
+    std::vector<YAML::Node> docs;
     try {
-        root = YAML::Load(yaml_text);
+        docs = YAML::LoadAll(yaml_text);
     } catch (const YAML::Exception& e) {
         return Status::error(str(origin, ":", e.mark.line + 1, ": invalid YAML: ", e.msg));
     }
+    if (docs.size() > 1) {
+        const int line = docs[1].Mark().line;
+        return Status::error(str(origin, line >= 0 ? str(":", line + 1) : std::string(),
+                                 ": a second YAML document (after '---') is not allowed; put "
+                                 "every key in one document"));
+    }
+    if (!docs.empty()) *root = docs[0];
+    return Status::ok_status();
+}
+
+Result<RunConfig> parse(const std::string& yaml_text, const std::string& origin, JobYaml* job,
+                        const std::set<std::string>* job_keys) {
+    YAML::Node root;
+    if (Status s = load_one_document(yaml_text, origin, &root); !s.ok()) return s;
     RunConfig c;
     try {
         // An empty file (or only comments) is a null document: all defaults.
-        if (!root.IsNull()) Reader(run_options(), origin).mapping(root, "", c);
+        if (root && !root.IsNull()) Reader(run_options(), origin, job, job_keys).mapping(root, "", c);
     } catch (const ConfigError& e) {
         return Status::error(e.message);
     } catch (const YAML::Exception& e) {
@@ -248,6 +284,21 @@ Result<RunConfig> parse_run_config(const std::string& yaml_text, const std::stri
     Status s = validate_run_config(c, origin);
     if (!s.ok()) return s;
     return c;
+}
+
+}  // namespace
+
+Result<RunConfig> parse_run_config(const std::string& yaml_text, const std::string& origin) {
+    return parse(yaml_text, origin, nullptr, nullptr);
+}
+
+Result<JobYaml> parse_job_yaml(const std::string& yaml_text, const std::string& origin,
+                               const std::set<std::string>& job_keys) {
+    JobYaml job;
+    Result<RunConfig> run = parse(yaml_text, origin, &job, &job_keys);
+    if (!run.ok()) return run.status();
+    job.run = std::move(run).value();
+    return job;
 }
 
 Result<RunConfig> load_run_config(const std::string& path) {

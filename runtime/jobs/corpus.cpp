@@ -239,6 +239,30 @@ void parse_jsonl_record(std::string_view line, int64_t vocab_size, Document& d) 
     check_ids(d, vocab_size);
 }
 
+std::vector<int32_t> parse_ids_json(std::string_view text, const std::string& origin) {
+    nlohmann::json j;
+    std::string reason;
+    FOT_CHECK(try_parse_json_strict(text, &j, &reason), origin,
+              ": not valid JSON (expected a flat list of token ids): ", reason);
+    FOT_CHECK(j.is_array(), origin,
+              ": expected a flat JSON list of token ids, e.g. [1, 450, 29871]");
+    std::vector<int32_t> ids;
+    ids.reserve(j.size());
+    for (size_t i = 0; i < j.size(); ++i) {
+        const auto& v = j[i];
+        FOT_CHECK(v.is_number_integer(), origin, ": element ", i, " is not an integer token id");
+        // dump(), not get<int64_t>(): a value above INT64_MAX must not print as negative.
+        const int64_t kMax = std::numeric_limits<int32_t>::max();
+        const bool in_range = v.is_number_unsigned()
+                                  ? v.get<uint64_t>() <= static_cast<uint64_t>(kMax)
+                                  : v.get<int64_t>() >= 0 && v.get<int64_t>() <= kMax;
+        FOT_CHECK(in_range, origin, ": token id ", v.dump(), " at index ", i,
+                  " is negative or too large");
+        ids.push_back(static_cast<int32_t>(v.get<int64_t>()));
+    }
+    return ids;
+}
+
 namespace {
 
 class JsonlCorpus final : public Corpus {

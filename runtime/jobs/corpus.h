@@ -77,6 +77,10 @@ class Corpus {
 // "u16" / "uint16" -> 2, "u32" / "uint32" -> 4; false when unknown.
 bool parse_token_width(const std::string& s, int* bytes);
 
+// Parses the text of a --ids file: a flat JSON list of token ids in [0, 2^31) (strict JSON:
+// no NUL, no trailing junk). Throws fot::Error "ORIGIN: ..." otherwise.
+std::vector<int32_t> parse_ids_json(std::string_view text, const std::string& origin);
+
 // The longest JSONL line read as a record: 64 MiB (a document of ~16M tokens), or
 // FOT_MAX_RECORD_BYTES (bytes, or with K, M, G). A longer line becomes an error record without
 // being parsed, so that one runaway line (a missing newline in a generated file) costs

@@ -6,10 +6,6 @@
 #include <fstream>
 #include <sstream>
 
-#include <nlohmann/json.hpp>
-
-#include "config/json_strict.h"
-
 #include "parallel/device_select.h"
 #include "parallel/mpi_session.h"
 #include "parallel/nccl_communicator.h"
@@ -20,6 +16,7 @@
 #include "runtime/core/status.h"
 #include "runtime/core/timer.h"
 #include "runtime/io/checkpoint.h"
+#include "runtime/jobs/corpus.h"
 
 namespace fot {
 
@@ -203,26 +200,7 @@ std::vector<int32_t> read_ids_json(const std::string& path) {
     FOT_CHECK(in, "cannot open ids file ", path);
     std::stringstream ss;
     ss << in.rdbuf();
-    nlohmann::json j;
-    std::string reason;
-    FOT_CHECK(try_parse_json_strict(ss.str(), &j, &reason), path,
-              ": not valid JSON (expected a flat list of token ids): ", reason);
-    FOT_CHECK(j.is_array(), path, ": expected a flat JSON list of token ids, e.g. [1, 450, 29871]");
-    std::vector<int32_t> ids;
-    ids.reserve(j.size());
-    for (size_t i = 0; i < j.size(); ++i) {
-        const auto& v = j[i];
-        FOT_CHECK(v.is_number_integer(), path, ": element ", i, " is not an integer token id");
-        // dump(), not get<int64_t>(): a value above INT64_MAX must not print as negative.
-        const bool in_range = v.is_number_unsigned()
-                                  ? v.get<uint64_t>() <= INT32_MAX
-                                  : v.get<int64_t>() >= 0 && v.get<int64_t>() <= INT32_MAX;
-        FOT_CHECK(in_range, path, ": token id ", v.dump(), " at index ", i,
-                  " is negative or too large");
-        const int64_t x = v.get<int64_t>();
-        ids.push_back(static_cast<int32_t>(x));
-    }
-    return ids;
+    return parse_ids_json(ss.str(), path);
 }
 
 void broadcast_ids(parallel::Communicator& comm, std::vector<int32_t>& ids) {
