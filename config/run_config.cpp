@@ -2,8 +2,8 @@
 
 #include <fstream>
 #include <set>
-#include <vector>
 #include <sstream>
+#include <vector>
 
 #include <yaml-cpp/yaml.h>
 
@@ -275,7 +275,8 @@ Result<RunConfig> parse(const std::string& yaml_text, const std::string& origin,
     RunConfig c;
     try {
         // An empty file (or only comments) is a null document: all defaults.
-        if (root && !root.IsNull()) Reader(run_options(), origin, job, job_keys).mapping(root, "", c);
+        if (root && !root.IsNull())
+            Reader(run_options(), origin, job, job_keys).mapping(root, "", c);
     } catch (const ConfigError& e) {
         return Status::error(e.message);
     } catch (const YAML::Exception& e) {

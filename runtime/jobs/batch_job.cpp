@@ -10,6 +10,7 @@
 
 #include "runtime/core/logging.h"
 #include "runtime/core/status.h"
+#include "runtime/core/temp_files.h"
 #include "runtime/core/timer.h"
 #include "runtime/io/quote.h"
 #include "runtime/jobs/dispatch.h"
@@ -267,6 +268,12 @@ BatchResult run_batch_job(Session& s, const BatchOptions& opts) {
         spec.vocab_size = s.model_config.vocab_size;
         corpus = Corpus::open(spec);
         refuse_outputs_over_inputs(s, opts, *corpus);
+        if (!opts.summary_path.empty()) {  // now, not after the whole job
+            std::error_code ec;
+            const fs::path dir = fs::absolute(opts.summary_path, ec).parent_path();
+            FOT_CHECK(fs::is_directory(dir, ec), "summary ", opts.summary_path, ": directory ",
+                      dir.string(), " does not exist; create it or choose another --summary");
+        }
         if (corpus->has_text()) s.get_tokenizer();  // fail now, not once per record
         RecordLogOptions lo;
         lo.journal = opts.journal;
@@ -371,6 +378,7 @@ BatchResult run_batch_job(Session& s, const BatchOptions& opts) {
         result.summary_json = dump_line(j);
         if (!opts.summary_path.empty()) {
             const std::string tmp = opts.summary_path + ".partial";
+            TempFileGuard guard(tmp);
             {
                 std::ofstream out(tmp);
                 FOT_CHECK(out, "cannot write the summary to ", opts.summary_path);

@@ -53,7 +53,8 @@ TEST(JobYaml, RejectsNonScalarsDuplicatesAndSecondDocuments) {
     };
     EXPECT_THAT(error("task: score\ninput: [a, b]\n"),
                 HasSubstr("job.yaml:2: input must be a plain value"));
-    EXPECT_THAT(error("input:\n  - a.jsonl\n"), HasSubstr("job.yaml:2: input must be a plain value"));
+    EXPECT_THAT(error("input:\n  - a.jsonl\n"),
+                HasSubstr("job.yaml:2: input must be a plain value"));
     EXPECT_THAT(error("task: score\ntask: generate\n"),
                 HasSubstr("job.yaml:2: task is given twice (first at line 1)"));
     EXPECT_THAT(error("output:\nmodel: m\n"), HasSubstr("job.yaml:1: output has no value"));
