@@ -5,6 +5,7 @@
 #include <sstream>
 #include <vector>
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include "runtime/core/logging.h"
@@ -248,23 +249,56 @@ class Reader {
     const std::set<std::string>* job_keys_;
 };
 
+// Records where the second document's content starts; ignores everything else.
+class SecondDocumentFinder final : public YAML::EventHandler {
+  public:
+    int documents = 0;
+    int second_line = -1;  // 0-based, -1 when unknown
+    void OnDocumentStart(const YAML::Mark&) override { ++documents; }
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark& m, YAML::anchor_t) override { at(m); }
+    void OnAlias(const YAML::Mark& m, YAML::anchor_t) override { at(m); }
+    void OnScalar(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                  const std::string&) override {
+        at(m);
+    }
+    void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                         YAML::EmitterStyle::value) override {
+        at(m);
+    }
+    void OnSequenceEnd() override {}
+    void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                    YAML::EmitterStyle::value) override {
+        at(m);
+    }
+    void OnMapEnd() override {}
+
+  private:
+    void at(const YAML::Mark& m) {
+        if (documents == 2 && second_line < 0) second_line = m.line;
+    }
+};
+
 // The one document of `yaml_text`; a second one ("---") is an error: yaml-cpp's Load() would
-// silently ignore it, and a user who wrote it meant its keys to apply.
+// silently ignore it, and a user who wrote it meant its keys to apply. (Not LoadAll(): on
+// some malformed inputs yaml-cpp 0.7 returns empty documents forever, allocating each; the
+// parser is asked for at most two documents here.)
 Status load_one_document(const std::string& yaml_text, const std::string& origin,
                          YAML::Node* root) {
-    std::vector<YAML::Node> docs;
     try {
-        docs = YAML::LoadAll(yaml_text);
+        *root = YAML::Load(yaml_text);
+        std::istringstream in(yaml_text);
+        YAML::Parser parser(in);
+        SecondDocumentFinder finder;
+        if (parser.HandleNextDocument(finder) && parser.HandleNextDocument(finder)) {
+            const int line = finder.second_line;
+            return Status::error(str(origin, line >= 0 ? str(":", line + 1) : std::string(),
+                                     ": a second YAML document (after '---') is not allowed; "
+                                     "put every key in one document"));
+        }
     } catch (const YAML::Exception& e) {
         return Status::error(str(origin, ":", e.mark.line + 1, ": invalid YAML: ", e.msg));
     }
-    if (docs.size() > 1) {
-        const int line = docs[1].Mark().line;
-        return Status::error(str(origin, line >= 0 ? str(":", line + 1) : std::string(),
-                                 ": a second YAML document (after '---') is not allowed; put "
-                                 "every key in one document"));
-    }
-    if (!docs.empty()) *root = docs[0];
     return Status::ok_status();
 }
 
