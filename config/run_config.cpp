@@ -136,6 +136,11 @@ const OptionTable<RunConfig>& run_options() {
                       LogLevel level;
                       return s.empty() || parse_log_level(s, &level);
                   }));
+        t.add(switch_flag("quiet",
+                          "no progress lines on stderr (model load, prefill, decode, records)")
+                  .in_yaml("quiet")
+                  .default_is("off"),
+              FOT_FIELD(quiet), boolean_value());
         return t;
     }();
     return table;

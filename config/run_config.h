@@ -13,6 +13,7 @@
 //             capacity_bytes: SIZE }
 //   last_context_length: N
 //   log_level: LEVEL
+//   quiet: BOOL
 #pragma once
 
 #include <cstdint>
@@ -57,6 +58,7 @@ struct RunConfig {
     MemoryConfig memory;
     std::optional<int64_t> last_context_length;
     std::string log_level;  // "" = environment / default
+    bool quiet = false;     // no progress lines (runtime/core/progress.h)
 };
 
 // The run options, one row each (config/options.h): flag, YAML key, help, value type and

@@ -19,6 +19,9 @@ namespace fot::cli {
 
 namespace {
 
+const char* const kWithoutTokenizer =
+    "give the prompt as token ids with --ids; the new tokens are printed as ids";
+
 // What `fotrt generate` reads from its flags; the generation defaults are GenerateOptions'.
 struct GenerateCommand {
     std::string ids, prompt, prompt_file;
@@ -74,6 +77,7 @@ int cmd_generate(const Argv& argv) {
     const int inputs = args.has("ids") + args.has("prompt") + args.has("prompt-file");
     FOT_CHECK(inputs == 1, "fotrt generate: give exactly one of --ids, --prompt, --prompt-file");
     GenerateOptions& go = cmd.gen;
+    go.show_progress = true;
     const bool json = cmd.json;
 
     auto world = parallel::make_world_communicator();
@@ -94,8 +98,11 @@ int cmd_generate(const Argv& argv) {
                 FOT_CHECK(in, "cannot read --prompt-file ", cmd.prompt_file);
                 text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
             }
-            prompt = session->get_tokenizer().encode(text, /*add_bos=*/true);
+            prompt = session->get_tokenizer(kWithoutTokenizer).encode(text, /*add_bos=*/true);
         }
+        // Loaded (and checked against the model's vocabulary) before any work: --json
+        // output carries the text whenever a tokenizer exists.
+        if (session->has_tokenizer()) session->get_tokenizer(kWithoutTokenizer);
     }
     broadcast_ids(*world, prompt);
 
@@ -122,8 +129,7 @@ int cmd_generate(const Argv& argv) {
         nlohmann::json j;
         j["prompt_tokens"] = prompt.size();
         j["new_tokens"] = r.new_tokens;
-        if (text_mode || session->tokenizer)
-            j["text"] = session->get_tokenizer().decode(r.new_tokens);
+        if (session->tokenizer) j["text"] = session->tokenizer->decode(r.new_tokens);
         j["stopped_at_eos"] = r.stopped_at_eos;
         j["memory_tokens"] = session->seq->memory_tokens();
         j["local_tokens"] = session->seq->local_tokens(0);

@@ -19,6 +19,10 @@ const OptionTable<BatchOptions>& score_options() {
     static const OptionTable<BatchOptions> table = [] {
         OptionTable<BatchOptions> t;
         add_corpus_rows(t, "output records (overwritten; written by rank 0)", /*job=*/false);
+        t.add(flag("summary", "FILE",
+                   "also write the job summary JSON (with the corpus perplexity) to FILE")
+                  .default_is("none"),
+              FOT_FIELD(summary_path), text_value());
         return t;
     }();
     return table;
@@ -37,7 +41,9 @@ Args score_args() {
         "a uint16/uint32 token .bin with an offsets file. Bad records become error\n"
         "records {\"id\",\"index\",\"error\"} and the exit code is 3. With dp > 1 (world >\n"
         "tp x mp) the groups share the documents; records come in completion order. For\n"
-        "a resumable job use fotrt batch --task score.",
+        "a resumable job use fotrt batch --task score. At the end it logs the corpus\n"
+        "summary: tokens, mean NLL, perplexity exp(total NLL / total tokens) and the\n"
+        "perplexity per distance bucket (also in --summary).",
         {"fotrt score --model models/long_llama_3b --input docs.jsonl --output scores.jsonl",
          "fotrt score --model M --input books/ --output scores.jsonl --mem-capacity 256k",
          "fotrt score --model M --input docs.jsonl --output s.jsonl --precision exact",

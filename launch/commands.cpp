@@ -21,6 +21,10 @@ const std::vector<CommandInfo>& commands() {
          inspect_args, cmd_inspect},
         {"convert", "convert a checkpoint (PyTorch .bin or safetensors) to sharded safetensors",
          convert_args, cmd_convert},
+        {"tokenize", "text to token ids (IDS.json) with a model's tokenizer.model", tokenize_args,
+         cmd_tokenize},
+        {"detokenize", "token ids to text with a model's tokenizer.model", detokenize_args,
+         cmd_detokenize},
     };
     return list;
 }

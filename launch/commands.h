@@ -32,6 +32,8 @@ Args score_args();
 Args passkey_args();
 Args batch_args();
 Args serve_args();
+Args tokenize_args();
+Args detokenize_args();
 
 int cmd_inspect(const Argv& args);
 int cmd_convert(const Argv& args);
@@ -41,5 +43,7 @@ int cmd_score(const Argv& args);
 int cmd_passkey(const Argv& args);
 int cmd_batch(const Argv& args);
 int cmd_serve(const Argv& args);
+int cmd_tokenize(const Argv& args);
+int cmd_detokenize(const Argv& args);
 
 }  // namespace fot::cli

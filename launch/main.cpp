@@ -22,6 +22,20 @@ std::string one_line(std::string s) {
     return s;
 }
 
+// How long a failed rank waits for the others to fail too before it aborts the world: the
+// errors all ranks detect come from the same options and files within milliseconds.
+constexpr double kAgreeSeconds = 3.0;
+
+// "fotrt logits: error: ..." on one line (with the rank prefix when one is set).
+void print_error(const char* command, std::string failure) {
+    // Messages from option parsing already name the command: do not say it twice.
+    const std::string self = std::string("fotrt ") + command + ": ";
+    if (failure.rfind(self, 0) == 0) failure = failure.substr(self.size());
+    std::fprintf(stderr, "%sfotrt %s: error: %s\n", fot::log_prefix().c_str(), command,
+                 one_line(failure).c_str());
+    std::fflush(stderr);
+}
+
 void print_usage() {
     std::cout << "usage: fotrt <command> [options]\n\n"
                  "fotrt runs LongLLaMA (Focused Transformer) models over very long inputs on a\n"
@@ -54,8 +68,10 @@ int main(int argc, char** argv) {
     std::vector<std::string> args(argv + 2, argv + argc);
     for (const auto& c : fot::cli::commands()) {
         if (name != c.name) continue;
-        // Errors end the whole job: one line (with the rank prefix in multi-rank runs), then
-        // MPI_Abort so no peer is left waiting in a collective.
+        // Errors end the whole job. An error every rank hits (a bad option or config, a layout
+        // that does not fit the world) is printed once, by rank 0, and every rank finalizes
+        // and exits 1; any other error is one line with the rank prefix, then MPI_Abort so no
+        // peer is left waiting in a collective.
         std::string failure;
         try {
             fot::parallel::MpiSession mpi(&argc, &argv);
@@ -70,16 +86,22 @@ int main(int argc, char** argv) {
                 failure = e.what();
             }
             if (mpi.size() > 1) {
-                fot::parallel::abort_world(std::string("fotrt ") + c.name + ": " + failure);
+                if (!fot::parallel::every_rank_failed(kAgreeSeconds)) {
+                    fot::parallel::abort_world(std::string("fotrt ") + c.name + ": " + failure);
+                }
+                // Printed before MPI_Finalize: once a rank has exited, the launcher may kill
+                // the others.
+                if (mpi.rank() == 0) {
+                    fot::set_log_rank(-1, 1);  // one line for the whole job: no rank prefix
+                    print_error(c.name,
+                                failure + " (on all " + std::to_string(mpi.size()) + " ranks)");
+                }
+                return 1;
             }
         } catch (const std::exception& e) {
             failure = e.what();
         }
-        // Messages from option parsing already name the command: do not say it twice.
-        const std::string self = std::string("fotrt ") + c.name + ": ";
-        if (failure.rfind(self, 0) == 0) failure = failure.substr(self.size());
-        std::fprintf(stderr, "%sfotrt %s: error: %s\n", fot::log_prefix().c_str(), c.name,
-                     one_line(failure).c_str());
+        print_error(c.name, failure);
         return 1;
     }
     std::fprintf(stderr, "fotrt: error: unknown command '%s' (see fotrt --help)\n", name.c_str());

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs fotrt (or any command) on N ranks of this machine with Open MPI's mpirun.
 #
-#   launch/mpirun_local.sh -np 4 build/launch/fotrt logits --model M --ids doc.json \
+#   launch/mpirun_local.sh -np 4 build/release/launch/fotrt logits --model M --ids doc.json \
 #       --out doc.f32 --tp 2 --mp 2
 #
 # Adds --oversubscribe (more ranks than cores is fine for testing; each rank should then use

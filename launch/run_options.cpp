@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <string>
 
+#include "config/model_config.h"
 #include "runtime/core/status.h"
 
 namespace fot::cli {
@@ -41,6 +42,25 @@ RunConfig apply_run_flags(const Args& args, RunConfig c, const std::string& orig
     fs::path config_json = fs::path(c.model) / "config.json";
     FOT_CHECK(fs::is_regular_file(config_json, ec), args.command(), ": model directory '", c.model,
               "' holds no config.json (expected a Hugging Face checkpoint folder)");
+    // An override that does not fit the model is blamed on where it came from (the flag or
+    // the YAML), not on config.json, which open_session() would name. A config.json that does
+    // not load is left to open_session() to report.
+    if (c.last_context_length) {
+        Result<ModelConfig> mc = load_model_config(config_json.string());
+        if (mc.ok() && *c.last_context_length > mc.value().max_position_embeddings) {
+            const std::string who =
+                args.has("last-context-length")
+                    ? args.command() + ": --last-context-length " +
+                          std::to_string(*c.last_context_length)
+                    : origin + ": last_context_length=" + std::to_string(*c.last_context_length);
+            FOT_THROW(who, " exceeds the model's max_position_embeddings=",
+                      mc.value().max_position_embeddings, " (", config_json.string(),
+                      "): the final window would hold more tokens than the window length W; use "
+                      "at most ",
+                      mc.value().max_position_embeddings, " (config.json's own is ",
+                      mc.value().last_context_length, ")");
+        }
+    }
     return c;
 }
 

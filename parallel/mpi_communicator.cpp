@@ -46,6 +46,9 @@ std::string mpi_error_string(int code) {
 
 std::atomic<bool> g_session_alive{false};
 NodeInfo g_node;  // set by MpiSession (on the main thread, before any reader)
+// A duplicate of MPI_COMM_WORLD used only by every_rank_failed(): its agreement can never
+// match a collective the model or the jobs are blocked in.
+MPI_Comm g_failure_comm = MPI_COMM_NULL;
 
 std::string host_name() {
     char buf[256] = {};
@@ -414,6 +417,7 @@ MpiSession::MpiSession(int* argc, char*** argv, bool force_mpi) {
         g_node = std::move(info);
         if (local_rank_from_env() < 0) local_rank_ = node_rank;
         if (size_ > 1) set_log_rank(rank_, size_);
+        if (size_ > 1) FOT_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &g_failure_comm));
     } catch (...) {
         g_session_alive = false;
         throw;
@@ -448,6 +452,27 @@ std::unique_ptr<Communicator> make_world_communicator() {
         if (size > 1) return make_mpi_world_communicator();
     }
     return std::make_unique<SelfCommunicator>();
+}
+
+bool every_rank_failed(double timeout_s) {
+    if (g_failure_comm == MPI_COMM_NULL || !mpi_usable()) return false;
+    int one = 1, failed = 0, size = 1;
+    MPI_Comm_size(g_failure_comm, &size);
+    MPI_Request req = MPI_REQUEST_NULL;
+    if (MPI_Iallreduce(&one, &failed, 1, MPI_INT, MPI_SUM, g_failure_comm, &req) != MPI_SUCCESS) {
+        return false;
+    }
+    const auto deadline = std::chrono::steady_clock::now() +
+                          std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                              std::chrono::duration<double>(timeout_s));
+    for (;;) {
+        int done = 0;
+        if (MPI_Test(&req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) return false;
+        // Only failing ranks contribute, so completion means every rank failed.
+        if (done) return failed == size;
+        if (std::chrono::steady_clock::now() >= deadline) return false;  // MPI_Abort follows
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
 }
 
 void abort_world(const std::string& msg) {

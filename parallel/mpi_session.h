@@ -82,6 +82,15 @@ std::unique_ptr<Communicator> make_world_communicator();
 // initialised. For tests and for code that must exercise the MPI path.
 std::unique_ptr<Communicator> make_mpi_world_communicator();
 
+// Called by a rank that failed, to tell an error every rank hits (a bad option, a layout that
+// does not fit the world size, a bad config.json) from one that only some ranks hit: true
+// when every rank of the world called it within `timeout_s` seconds of this rank (a
+// non-blocking all-reduce on a communicator of its own, so it never matches a collective the
+// other ranks are blocked in). Then rank 0 alone reports the error and every rank finalizes
+// MPI and exits with the same code; otherwise the caller aborts the world. False without
+// MPI or with one rank. Collective only among failing ranks; call it at most once.
+bool every_rank_failed(double timeout_s);
+
 // Logs `msg` as an error with the rank prefix, then MPI_Abort(MPI_COMM_WORLD, 1) when MPI is
 // initialised (all ranks die; the launcher exits non-zero), else exits the process with 1.
 // Safe to call from any thread and before/after MPI_Init.

@@ -10,9 +10,12 @@ World::World(int world_size, int rank, int tp, int mp, int local_rank)
     FOT_CHECK(world_size >= 1, "world size ", world_size, " must be >= 1");
     FOT_CHECK(tp >= 1, "--tp ", tp, " must be >= 1");
     FOT_CHECK(mp >= 1, "--mp ", mp, " must be >= 1");
-    FOT_CHECK(world_size % (static_cast<int64_t>(tp) * mp) == 0, "--tp ", tp, " x --mp ", mp, " = ",
-              static_cast<int64_t>(tp) * mp, " does not divide the world size ", world_size,
-              " (number of ranks); dp = world / (tp x mp) must be a whole number");
+    const int64_t group = static_cast<int64_t>(tp) * mp;
+    FOT_CHECK(world_size % group == 0, "--tp ", tp, " x --mp ", mp, " = ", group,
+              " does not divide the world size ", world_size,
+              " (number of ranks); dp = world / (tp x mp) must be a whole number: run mpirun -np ",
+              (world_size + group - 1) / group * group, " (or another multiple of ", group,
+              "), or lower --tp / --mp");
     FOT_CHECK(rank >= 0 && rank < world_size, "rank ", rank, " is out of range for world size ",
               world_size);
     FOT_CHECK(local_rank >= 0, "local rank ", local_rank, " must be >= 0");

@@ -46,23 +46,35 @@ class SentencePieceTokenizer final : public Tokenizer {
     }
 
     std::string decode(const std::vector<int32_t>& ids) const override {
-        std::vector<int> kept;
-        kept.reserve(ids.size());
+        // Runs of known ids are decoded by sentencepiece (which joins pieces and handles the
+        // leading space); an unknown id becomes a placeholder between runs.
+        std::string text;
+        std::vector<int> run;
+        auto flush = [&] {
+            if (run.empty()) return;
+            std::string part;
+            auto status = sp_.Decode(run, &part);
+            FOT_CHECK(status.ok(), path_, ": cannot decode ids: ", status.ToString());
+            text += part;
+            run.clear();
+        };
         for (int32_t id : ids) {
-            check_id(id);
+            if (!known(id)) {
+                flush();
+                text += placeholder(id);
+                continue;
+            }
             // BOS/EOS/pad are control pieces; dropping them here also covers models whose
             // pad is not marked as control in the vocabulary.
             if (sp_.IsControl(id) || id == sp_.pad_id()) continue;
-            kept.push_back(id);
+            run.push_back(id);
         }
-        std::string text;
-        auto status = sp_.Decode(kept, &text);
-        FOT_CHECK(status.ok(), path_, ": cannot decode ids: ", status.ToString());
+        flush();
         return text;
     }
 
     std::string id_to_piece(int32_t id) const override {
-        check_id(id);
+        if (!known(id)) return placeholder(id);
         if (sp_.IsControl(id) || id == sp_.pad_id()) return "";
         if (sp_.IsUnknown(id)) return " \xE2\x81\x87 ";  // what sentencepiece decodes unk to
         const std::string& piece = sp_.IdToPiece(id);
@@ -88,10 +100,7 @@ class SentencePieceTokenizer final : public Tokenizer {
     int32_t eos_id() const override { return sp_.eos_id(); }
 
   private:
-    void check_id(int32_t id) const {
-        FOT_CHECK(id >= 0 && id < sp_.GetPieceSize(), path_, ": token id ", id,
-                  " is outside the tokenizer vocabulary [0, ", sp_.GetPieceSize(), ")");
-    }
+    bool known(int32_t id) const { return id >= 0 && id < sp_.GetPieceSize(); }
 
     std::string path_;
     sentencepiece::SentencePieceProcessor sp_;
@@ -101,6 +110,18 @@ class SentencePieceTokenizer final : public Tokenizer {
 
 std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& path) {
     return std::make_unique<SentencePieceTokenizer>(path);
+}
+
+std::string Tokenizer::placeholder(int64_t id) {
+    return "<id:" + std::to_string(id) + ">";
+}
+
+void check_tokenizer_vocab(const Tokenizer& tok, const std::string& tokenizer_path,
+                           int64_t model_vocab_size, const std::string& config_path) {
+    FOT_CHECK(tok.vocab_size() <= model_vocab_size, tokenizer_path, " has ", tok.vocab_size(),
+              " pieces but the model's vocab_size is ", model_vocab_size, " (", config_path,
+              "): its token ids would be outside the model's vocabulary; use the "
+              "tokenizer.model that came with this checkpoint");
 }
 
 }  // namespace fot

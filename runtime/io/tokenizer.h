@@ -2,6 +2,12 @@
 // prepends BOS (id 1 in LLaMA vocabularies, whatever the model says) and adds no EOS;
 // decode() drops BOS/EOS/pad and joins pieces as sentencepiece does.
 //
+// A model's vocabulary may be larger than its tokenizer's (padded embeddings are common):
+// decode() and id_to_piece() render an id the tokenizer has no piece for as the visible
+// placeholder "<id:N>" (placeholder()) instead of failing, so generated tokens are never lost.
+// The opposite (more pieces than the model's vocab_size) is refused by
+// check_tokenizer_vocab().
+//
 // This is the only file family that includes sentencepiece headers.
 #pragma once
 
@@ -25,6 +31,14 @@ class Tokenizer {
     virtual int64_t vocab_size() const = 0;
     virtual int32_t bos_id() const = 0;
     virtual int32_t eos_id() const = 0;
+
+    // "<id:319>": the text of an id outside [0, vocab_size()).
+    static std::string placeholder(int64_t id);
 };
+
+// Throws fot::Error when the tokenizer at `tokenizer_path` has more pieces than the model's
+// `model_vocab_size` (from `config_path`): its ids would index past the embedding.
+void check_tokenizer_vocab(const Tokenizer& tok, const std::string& tokenizer_path,
+                           int64_t model_vocab_size, const std::string& config_path);
 
 }  // namespace fot

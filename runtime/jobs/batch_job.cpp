@@ -40,6 +40,10 @@ const char* batch_task_name(BatchTask t) {
 }
 
 namespace {
+// What a corpus job can do without tokenizer.model (the hint of the missing-tokenizer error).
+const char* const kWithoutTokenizer =
+    "give token ids instead: JSONL records {\"id\": ..., \"ids\": [...]} or a token .bin";
+
 // Records, the summary and the journal fingerprint hold text from the input (paths, file
 // names, generated text that may end inside a multi-byte character): ill-formed UTF-8 is
 // written as U+FFFD instead of making the JSON writer throw and end the job.
@@ -190,7 +194,8 @@ WorkResult run_document(Session& s, const BatchOptions& o, const WorkItem& item,
     };
     if (!d.error.empty()) return fail(d.error);
     std::vector<int32_t> ids =
-        d.has_text ? s.get_tokenizer().encode(d.text, /*add_bos=*/true) : std::move(d.ids);
+        d.has_text ? s.get_tokenizer(kWithoutTokenizer).encode(d.text, /*add_bos=*/true)
+                   : std::move(d.ids);
     poll();  // tokenizing a book takes a while: a heartbeat before the first window
     const int64_t V = s.model_config.vocab_size;
     for (size_t i = 0; i < ids.size(); ++i) {
@@ -231,13 +236,15 @@ WorkResult run_document(Session& s, const BatchOptions& o, const WorkItem& item,
     j["index"] = d.index;
     j["prompt_tokens"] = n;
     j["new_tokens"] = gr.new_tokens;
-    if (d.has_text) {
+    if (d.has_text || s.has_tokenizer()) {
         // The model's vocabulary may be larger than the tokenizer's (padded embeddings): such
-        // ids have no text; they are listed instead of failing the job.
-        Tokenizer& tok = s.get_tokenizer();
-        std::vector<int32_t> known, unknown;
-        for (int32_t t : gr.new_tokens) (t < tok.vocab_size() ? known : unknown).push_back(t);
-        j["text"] = tok.decode(known);
+        // ids show as "<id:N>" in the text and are also listed, instead of failing the job.
+        Tokenizer& tok = s.get_tokenizer(kWithoutTokenizer);
+        std::vector<int32_t> unknown;
+        for (int32_t t : gr.new_tokens) {
+            if (t >= tok.vocab_size()) unknown.push_back(t);
+        }
+        j["text"] = tok.decode(gr.new_tokens);
         if (!unknown.empty()) j["ids_without_text"] = unknown;
     }
     j["stopped_at_eos"] = gr.stopped_at_eos;
@@ -274,7 +281,10 @@ BatchResult run_batch_job(Session& s, const BatchOptions& opts) {
             FOT_CHECK(fs::is_directory(dir, ec), "summary ", opts.summary_path, ": directory ",
                       dir.string(), " does not exist; create it or choose another --summary");
         }
-        if (corpus->has_text()) s.get_tokenizer();  // fail now, not once per record
+        // Fail now, not once per record (generate records carry text whenever they can).
+        if (corpus->has_text() || (opts.task == BatchTask::kGenerate && s.has_tokenizer())) {
+            s.get_tokenizer(kWithoutTokenizer);
+        }
         RecordLogOptions lo;
         lo.journal = opts.journal;
         lo.restart = opts.restart;
@@ -298,7 +308,7 @@ BatchResult run_batch_job(Session& s, const BatchOptions& opts) {
         }
         FOT_LOG(kDebug) << "corpus: " << corpus->describe();
         progress = std::make_unique<Progress>(opts.label, static_cast<int64_t>(order.size()),
-                                              total_cost, opts.progress_interval_s);
+                                              total_cost, opts.progress_interval_s, s.run.quiet);
     }
 
     DispatchHooks hooks;
@@ -374,6 +384,12 @@ BatchResult run_batch_job(Session& s, const BatchOptions& opts) {
         }
         j["ranks"] = std::move(ranks);
         j["error_examples"] = std::move(error_examples);
+        if (opts.task == BatchTask::kScore) {
+            // From the whole output, so that a resumed job sums every run's records.
+            const CorpusScore corpus = corpus_score_from_records(opts.output);
+            j["corpus"] = ojson::parse(corpus_score_json(corpus));
+            FOT_LOG(kInfo) << opts.label << ": corpus of " << describe_corpus_score(corpus);
+        }
         j["exit_code"] = exit_code;
         result.summary_json = dump_line(j);
         if (!opts.summary_path.empty()) {

@@ -15,7 +15,9 @@
 // overflow the memory capacity becomes an error record {"id", "index", "error"}; the job goes
 // on, and its exit code is kExitErrorRecords when any record of the output is an error record.
 //
-// Collective over the session's world. Rank 0 prints progress and returns the summary.
+// Collective over the session's world. Rank 0 prints progress and returns the summary; for
+// the score task the summary's "corpus" holds the corpus-level result (score_job.h,
+// CorpusScore) of every record of the output, earlier runs' included, also logged on stderr.
 #pragma once
 
 #include <cstdint>

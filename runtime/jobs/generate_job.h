@@ -22,6 +22,9 @@ struct GenerateOptions {
     // Called on every rank before each window of a model call, the prompt's included (a long
     // prompt is many windows): dispatch serves requests and sends heartbeats from here.
     std::function<void()> between_windows;
+    // Progress lines on rank 0 (runtime/core/progress.h) for the prompt's windows and the
+    // decode steps, unless the run is --quiet. Off for the corpus jobs, which report records.
+    bool show_progress = false;
 };
 
 struct GenerateStep {
@@ -40,7 +43,8 @@ struct GenerateResult {
 };
 
 // Collective over the session's ranks; the prompt must be identical on every rank. Every
-// rank gets the same tokens (same logits, same seeded sampler). Resets the session's sequence first.
+// rank gets the same tokens (same logits, same seeded sampler). Resets the session's sequence
+// first.
 GenerateResult run_generate_job(Session& s, const std::vector<int32_t>& prompt,
                                 const GenerateOptions& opts);
 

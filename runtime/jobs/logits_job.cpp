@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <memory>
 
+#include "runtime/core/progress.h"
 #include "runtime/core/status.h"
 #include "runtime/core/temp_files.h"
 #include "runtime/core/timer.h"
@@ -22,8 +23,11 @@ LogitsJobResult run_logits_job(Session& s, const std::vector<int32_t>& ids,
         FOT_CHECK(f, "cannot write logits to ", out_path, " (", tmp, " could not be created)");
     }
     s.seq->reset();
+    ProgressLine progress("prefill", "tokens", static_cast<int64_t>(ids.size()),
+                          s.is_root() && !s.run.quiet);
     ForwardOptions opts;
     opts.logits = LogitsRows::kAll;
+    opts.before_window = [&](int64_t row0) { progress.update(row0); };
     opts.on_logits = [&](int64_t, TensorView local) {
         std::vector<float> rows = s.gather_vocab(local);
         if (f) {
@@ -40,6 +44,8 @@ LogitsJobResult run_logits_job(Session& s, const std::vector<int32_t>& ids,
         }
         throw;
     }
+    progress.update(static_cast<int64_t>(ids.size()));
+    progress.finish();
     if (f) {
         FOT_CHECK(std::fflush(f.get()) == 0, "write error on ", tmp);
         f.reset();

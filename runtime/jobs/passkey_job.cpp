@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/core/logging.h"
+#include "runtime/core/progress.h"
 #include "runtime/core/status.h"
 #include "runtime/jobs/batch_job.h"
 #include "runtime/jobs/dispatch.h"
@@ -181,6 +182,9 @@ PasskeyReport run_passkey_job(Session& s, const PasskeyPlan& plan, const std::st
         }
     }
 
+    ProgressLine progress("passkey", "trials", static_cast<int64_t>(trials.size()),
+                          root && !s.run.quiet);
+    int64_t trials_done = 0;
     size_t next_pos = 0;
     DispatchHooks hooks;
     hooks.next = [&]() -> std::optional<WorkItem> {
@@ -219,10 +223,12 @@ PasskeyReport run_passkey_job(Session& s, const PasskeyPlan& plan, const std::st
         r.output_ids = j["output_ids"].get<std::vector<int32_t>>();
         r.correct = j["correct"].get<bool>();
         if (log) log->append(w.index, true, w.record);
+        progress.update(++trials_done);
         FOT_LOG(kDebug) << "passkey trial " << w.index << ": length " << r.trial.length
                         << ", depth " << r.trial.depth << ", " << (r.correct ? "correct" : "wrong");
     };
     run_dispatch(s.world, *s.world_comm, hooks);
+    progress.finish();
     if (root) report.results = std::move(results);
     return report;
 }

@@ -10,12 +10,14 @@
 
 namespace fot {
 
-Progress::Progress(std::string label, int64_t total_docs, int64_t total_cost, double interval_s)
+Progress::Progress(std::string label, int64_t total_docs, int64_t total_cost, double interval_s,
+                   bool quiet)
     : label_(std::move(label)),
       total_docs_(total_docs),
       total_cost_(total_cost),
       interval_s_(interval_s),
-      tty_(::isatty(STDERR_FILENO) == 1) {}
+      tty_(::isatty(STDERR_FILENO) == 1),
+      quiet_(quiet) {}
 
 std::string Progress::format_duration(double s) {
     if (!std::isfinite(s) || s < 0) return "?";
@@ -74,6 +76,7 @@ void Progress::update(int64_t docs, int64_t cost, int64_t tokens, int64_t errors
     cost_ = cost;
     tokens_ = tokens;
     errors_ = errors;
+    if (quiet_) return;
     const double now = timer_.seconds();
     if (tty_) {
         if (now - last_print_ >= 0.5) print(false);
@@ -83,7 +86,7 @@ void Progress::update(int64_t docs, int64_t cost, int64_t tokens, int64_t errors
 }
 
 void Progress::finish() {
-    if (tty_ || interval_s_ > 0) print(true);
+    if (!quiet_ && (tty_ || interval_s_ > 0)) print(true);
 }
 
 }  // namespace fot

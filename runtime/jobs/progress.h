@@ -17,8 +17,10 @@ namespace fot {
 class Progress {
   public:
     // `total_docs` and `total_cost` (estimated tokens) are what this run has to do.
-    // interval_s <= 0 disables the plain lines (a terminal still gets its line).
-    Progress(std::string label, int64_t total_docs, int64_t total_cost, double interval_s);
+    // interval_s <= 0 disables the plain lines (a terminal still gets its line); `quiet`
+    // (--quiet) disables both.
+    Progress(std::string label, int64_t total_docs, int64_t total_cost, double interval_s,
+             bool quiet = false);
 
     // Totals so far in this run: documents finished (errors included), estimated tokens of
     // those documents, tokens actually processed, error records.
@@ -43,6 +45,7 @@ class Progress {
     double last_print_ = -1e9;
     int64_t docs_ = 0, cost_ = 0, tokens_ = 0, errors_ = 0;
     bool printed_tty_ = false;
+    bool quiet_ = false;
 };
 
 }  // namespace fot

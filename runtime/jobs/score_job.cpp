@@ -1,6 +1,9 @@
 #include "runtime/jobs/score_job.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <fstream>
 
 #include <nlohmann/json.hpp>
 
@@ -125,6 +128,79 @@ std::string score_record_json(const std::string& id_json, int64_t index, const S
     }
     j["nll_by_distance"] = std::move(by);
     return j.dump();
+}
+
+double CorpusScore::mean_nll() const {
+    return tokens > 0 ? nll_sum / static_cast<double>(tokens) : 0.0;
+}
+
+double CorpusScore::ppl() const {
+    return std::exp(mean_nll());
+}
+
+CorpusScore corpus_score_from_records(const std::string& jsonl_path) {
+    std::ifstream in(jsonl_path, std::ios::binary);
+    FOT_CHECK(in, "cannot read the score records in ", jsonl_path);
+    CorpusScore c;
+    std::string line;
+    for (int64_t n = 1; std::getline(in, line); ++n) {
+        if (line.empty()) continue;
+        const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+        FOT_CHECK(j.is_object(), jsonl_path, ":", n, ": not a JSON record");
+        if (j.contains("error")) continue;
+        try {
+            c.tokens += j.at("tokens").get<int64_t>();
+            c.nll_sum += j.at("nll_sum").get<double>();
+            for (const auto& [label, b] : j.at("nll_by_distance").items()) {
+                auto it = std::find_if(c.buckets.begin(), c.buckets.end(),
+                                       [&](const auto& e) { return e.first == label; });
+                if (it == c.buckets.end()) {
+                    c.buckets.emplace_back(label, DistanceBucket{});
+                    it = c.buckets.end() - 1;
+                }
+                it->second.tokens += b.at("tokens").get<int64_t>();
+                it->second.nll_sum += b.at("nll_sum").get<double>();
+            }
+        } catch (const nlohmann::json::exception& e) {
+            FOT_THROW(jsonl_path, ":", n, ": not a score record (", e.what(), ")");
+        }
+        ++c.documents;
+    }
+    FOT_CHECK(!in.bad(), "read error on ", jsonl_path);
+    return c;
+}
+
+std::string corpus_score_json(const CorpusScore& c) {
+    nlohmann::ordered_json j;
+    j["documents"] = c.documents;
+    j["tokens"] = c.tokens;
+    j["nll_sum"] = c.nll_sum;
+    j["mean_nll"] = c.mean_nll();
+    j["ppl"] = c.ppl();
+    nlohmann::ordered_json by = nlohmann::ordered_json::object();
+    for (const auto& [label, b] : c.buckets) {
+        const double mean = b.tokens > 0 ? b.nll_sum / static_cast<double>(b.tokens) : 0.0;
+        by[label] = {{"tokens", b.tokens},
+                     {"nll_sum", b.nll_sum},
+                     {"mean_nll", mean},
+                     {"ppl", std::exp(mean)}};
+    }
+    j["nll_by_distance"] = std::move(by);
+    return j.dump();
+}
+
+std::string describe_corpus_score(const CorpusScore& c) {
+    char buf[128];
+    std::snprintf(buf, sizeof(buf), "mean NLL %.4f, perplexity %.4g", c.mean_nll(), c.ppl());
+    std::string out =
+        str(c.documents, " documents, ", c.tokens, " tokens, ", buf, "; by distance:");
+    for (const auto& [label, b] : c.buckets) {
+        const double mean = b.tokens > 0 ? b.nll_sum / static_cast<double>(b.tokens) : 0.0;
+        std::snprintf(buf, sizeof(buf), " %s %.4g (%lld tokens)", label.c_str(), std::exp(mean),
+                      static_cast<long long>(b.tokens));
+        out += buf;
+    }
+    return out;
 }
 
 }  // namespace fot

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "runtime/jobs/session.h"
@@ -56,6 +57,27 @@ struct ScoreOptions {
 // ids in the vocabulary. Resets the session's sequence first (a new document).
 ScoreResult score_document(Session& s, const std::vector<int32_t>& ids,
                            const ScoreOptions& opts = {});
+
+// The corpus-level result of a scoring job: every token of every scored document counted
+// once, so perplexity = exp(nll_sum / tokens) (not a mean of per-document perplexities).
+struct CorpusScore {
+    int64_t documents = 0;  // score records (error records are not counted)
+    int64_t tokens = 0;
+    double nll_sum = 0.0;
+    std::vector<std::pair<std::string, DistanceBucket>> buckets;  // by label, in order
+    double mean_nll() const;  // nll_sum / tokens; 0 without tokens
+    double ppl() const;       // exp(mean_nll())
+};
+
+// Sums the score records of a JSONL output (score_record_json lines; lines with "error"
+// are skipped). Throws naming the file and line on a line that is not such a record.
+CorpusScore corpus_score_from_records(const std::string& jsonl_path);
+// {"documents", "tokens", "nll_sum", "mean_nll", "ppl", "nll_by_distance": {"0-2k":
+// {"tokens", "nll_sum", "mean_nll", "ppl"}, ...}} as one JSON object.
+std::string corpus_score_json(const CorpusScore& c);
+// "12 documents, 40211 tokens, mean NLL 2.3104, perplexity 10.08; by distance: 0-2k 10.3
+// (24576 tokens), 2k-8k 9.9 (15635 tokens)".
+std::string describe_corpus_score(const CorpusScore& c);
 
 // The `fotrt score` record of a document: {"id", "index", "tokens", "nll_sum", "ppl",
 // "nll_by_distance": {"0-2k": {"tokens", "nll_sum"}, ...}} as one JSON line (no newline).

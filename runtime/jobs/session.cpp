@@ -13,6 +13,7 @@
 #include "runtime/core/cpu_threads.h"
 #include "runtime/core/host_memory.h"
 #include "runtime/core/logging.h"
+#include "runtime/core/progress.h"
 #include "runtime/core/status.h"
 #include "runtime/core/timer.h"
 #include "runtime/io/checkpoint.h"
@@ -20,15 +21,25 @@
 
 namespace fot {
 
-Tokenizer& Session::get_tokenizer() {
+Tokenizer& Session::get_tokenizer(const std::string& without_it) {
     if (!tokenizer) {
         const std::string path = (std::filesystem::path(run.model) / "tokenizer.model").string();
         FOT_CHECK(std::filesystem::exists(path), "model directory ", run.model,
-                  " has no tokenizer.model (needed for text input/output; use --ids and "
-                  "--json to work with token ids)");
-        tokenizer = Tokenizer::load(path);
+                  " has no tokenizer.model (needed for text; the published checkpoints ship "
+                  "one, see docs/models.md",
+                  without_it.empty() ? "" : "; ", without_it, ")");
+        auto tok = Tokenizer::load(path);
+        check_tokenizer_vocab(*tok, path, model_config.vocab_size,
+                              (std::filesystem::path(run.model) / "config.json").string());
+        tokenizer = std::move(tok);
     }
     return *tokenizer;
+}
+
+bool Session::has_tokenizer() const {
+    std::error_code ec;
+    return tokenizer ||
+           std::filesystem::exists(std::filesystem::path(run.model) / "tokenizer.model", ec);
 }
 
 std::vector<float> Session::gather_vocab(TensorView local) {
@@ -156,8 +167,12 @@ std::unique_ptr<Session> open_session(const RunConfig& run, parallel::Communicat
                          host_memory_bytes(), host_memory_source())
             .check();
     }
+    ProgressLine load_progress("loading " + run.model, "layers", mc.num_hidden_layers,
+                               s->is_root() && !run.quiet);
     ModelWeights weights =
-        load_model_weights(*ckpt, mc, *s->backend, s->world.tp_rank(), s->world.tp(), precision);
+        load_model_weights(*ckpt, mc, *s->backend, s->world.tp_rank(), s->world.tp(), precision,
+                           [&](int64_t layers) { load_progress.update(layers); });
+    load_progress.finish();
     ModelOptions mo;
     mo.precision = precision;
     mo.mem_dtype = run.memory.mem_dtype.value_or(mc.mem_dtype);

@@ -41,8 +41,13 @@ struct Session {
     double load_seconds = 0.0;
 
     bool is_root() const { return world.rank() == 0; }
-    // Loads <model>/tokenizer.model on first use; throws naming the path when absent.
-    Tokenizer& get_tokenizer();
+    // Loads <model>/tokenizer.model on first use; throws naming the path when absent (with
+    // `without_it`, the caller's advice for working without one, e.g. "give token ids with
+    // --ids"; it must only name flags of the running command) and when it has more pieces
+    // than the model's vocab_size.
+    Tokenizer& get_tokenizer(const std::string& without_it = "");
+    // Whether the model directory has a tokenizer.model (loaded or not).
+    bool has_tokenizer() const;
     // Full-vocabulary rows from this rank's vocabulary slice `local` [rows, V_r], gathered
     // over the tp group; the result is identical on every rank of the group.
     std::vector<float> gather_vocab(TensorView local);

@@ -64,7 +64,8 @@ void check_split(int64_t n, int tp, const char* what) {
 }  // namespace
 
 ModelWeights load_model_weights(const Checkpoint& ckpt, const ModelConfig& c, Backend& backend,
-                                int tp_rank, int tp_size, Precision precision) {
+                                int tp_rank, int tp_size, Precision precision,
+                                const std::function<void(int64_t)>& on_layer) {
     validate_llama_checkpoint(ckpt, c);
     check_split(c.num_attention_heads, tp_size, "num_attention_heads");
     check_split(c.intermediate_size, tp_size, "intermediate_size");
@@ -94,6 +95,7 @@ ModelWeights load_model_weights(const Checkpoint& ckpt, const ModelConfig& c, Ba
         L.w_down = ld.linear_cols(p + "mlp.down_proj.weight", i0, i1);
         L.ln_in = ld.vec_f32(p + "input_layernorm.weight");
         L.ln_post = ld.vec_f32(p + "post_attention_layernorm.weight");
+        if (on_layer) on_layer(l + 1);
     }
     w.norm = ld.vec_f32("model.norm.weight");
     w.lm_head = ld.linear_rows("lm_head.weight", w.vocab_begin, w.vocab_begin + w.vocab_rows);

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "config/model_config.h"
@@ -43,8 +44,10 @@ struct ModelWeights {
 };
 
 // Validates the checkpoint against `c` and loads tp slice `tp_rank` of `tp_size`.
-// Throws fot::Error naming the tensor or the dimension that does not split.
+// Throws fot::Error naming the tensor or the dimension that does not split. `on_layer`, when
+// set, is called with the number of decoder layers loaded so far after each one (progress).
 ModelWeights load_model_weights(const Checkpoint& ckpt, const ModelConfig& c, Backend& backend,
-                                int tp_rank, int tp_size, Precision precision = Precision::kExact);
+                                int tp_rank, int tp_size, Precision precision = Precision::kExact,
+                                const std::function<void(int64_t)>& on_layer = {});
 
 }  // namespace fot

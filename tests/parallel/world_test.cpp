@@ -131,6 +131,13 @@ TEST(World, InvalidLayoutsNameTheNumbers) {
                   World(6, 0, 2, 2);
               }).find("--tp 2 x --mp 2 = 4 does not divide the world size 6"),
               std::string::npos);
+    // The fix: the next world size that fits.
+    EXPECT_NE(
+        error_of([] { World(6, 0, 2, 2); }).find("run mpirun -np 8 (or another multiple of 4)"),
+        std::string::npos);
+    EXPECT_NE(
+        error_of([] { World(1, 0, 2, 1); }).find("run mpirun -np 2 (or another multiple of 2)"),
+        std::string::npos);
     EXPECT_NE(error_of([] { World(4, 0, 0, 1); }).find("--tp 0 must be >= 1"), std::string::npos);
     EXPECT_NE(error_of([] { World(4, 0, 1, -2); }).find("--mp -2 must be >= 1"), std::string::npos);
     EXPECT_NE(error_of([] { World(4, 4, 1, 1); }).find("rank 4 is out of range"),

@@ -156,11 +156,36 @@ TEST_F(TokenizerTest, PiecesConcatenateToTheText) {
     EXPECT_EQ(tok->id_to_piece(tok->eos_id()), "");
 }
 
-TEST_F(TokenizerTest, OutOfRangeIdIsAnError) {
+TEST_F(TokenizerTest, IdsWithoutAPieceAreVisiblePlaceholders) {
+    // A padded model vocabulary generates ids the tokenizer has no piece for: they show as
+    // "<id:N>" where they came, and the known ids around them decode as before.
     auto tok = Tokenizer::load(*model_);
-    EXPECT_THROW(tok->decode({5, kVocab}), Error);
-    EXPECT_THROW(tok->decode({-1}), Error);
-    EXPECT_THROW(tok->id_to_piece(kVocab + 7), Error);
+    const std::string text = kTexts[0];
+    std::vector<int32_t> ids = tok->encode(text, /*add_bos=*/false);
+    ASSERT_GE(ids.size(), 2u);
+    const std::vector<int32_t> head(ids.begin(), ids.begin() + 1);
+    const std::vector<int32_t> tail(ids.begin() + 1, ids.end());
+    std::vector<int32_t> mixed = head;
+    mixed.push_back(kVocab);
+    mixed.insert(mixed.end(), tail.begin(), tail.end());
+    mixed.push_back(kVocab + 7);
+    EXPECT_EQ(tok->decode(mixed), tok->decode(head) + "<id:400>" + tok->decode(tail) + "<id:407>");
+    EXPECT_EQ(tok->decode({-1}), "<id:-1>");
+    EXPECT_EQ(tok->id_to_piece(kVocab + 7), "<id:407>");
+    EXPECT_EQ(Tokenizer::placeholder(319), "<id:319>");
+}
+
+TEST_F(TokenizerTest, MorePiecesThanTheModelVocabularyIsAnError) {
+    auto tok = Tokenizer::load(*model_);
+    check_tokenizer_vocab(*tok, *model_, kVocab, "m/config.json");       // equal: fine
+    check_tokenizer_vocab(*tok, *model_, kVocab + 64, "m/config.json");  // padded: fine
+    try {
+        check_tokenizer_vocab(*tok, *model_, kVocab - 1, "m/config.json");
+        FAIL() << "no error";
+    } catch (const Error& e) {
+        EXPECT_THAT(e.what(), HasSubstr("has 400 pieces but the model's vocab_size is 399"));
+        EXPECT_THAT(e.what(), HasSubstr("m/config.json"));
+    }
 }
 
 TEST_F(TokenizerTest, LoadErrorsNameTheFile) {
