@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "config/json_strict.h"
 #include "runtime/core/host_memory.h"
 
 namespace fot {
@@ -163,6 +164,9 @@ ModelConfig parse_fields(const Json& j, const std::string& origin) {
             if (!e.is_number_integer()) {
                 fail(origin, str("mem_layers[", i, "] must be an integer, got ", json_type(e)));
             }
+            if (e.is_number_unsigned() && e.get<uint64_t>() > uint64_t(INT64_MAX)) {
+                fail(origin, str("mem_layers[", i, "]=", e.dump(), " is too large"));
+            }
             c.mem_layers.push_back(e.get<int64_t>());
         }
         std::vector<int64_t> sorted = c.mem_layers;
@@ -185,8 +189,11 @@ ModelConfig parse_fields(const Json& j, const std::string& origin) {
     }
 
     if (const Json* v = find(j, "mem_attention_grouping"); v && !v->is_null()) {
-        bool ok = v->is_array() && v->size() == 2 && (*v)[0].is_number_integer() &&
-                  (*v)[1].is_number_integer();
+        auto small_int = [](const Json& e) {
+            return e.is_number_integer() &&
+                   !(e.is_number_unsigned() && e.get<uint64_t>() > uint64_t(INT64_MAX));
+        };
+        bool ok = v->is_array() && v->size() == 2 && small_int((*v)[0]) && small_int((*v)[1]);
         if (!ok) {
             fail(origin, str("mem_attention_grouping must be null or [heads, queries], got ",
                              json_type(*v)));
@@ -411,10 +418,8 @@ Status validate_model_config(const ModelConfig& c, const std::string& origin) {
 
 Result<ModelConfig> parse_model_config(const std::string& json_text, const std::string& origin) {
     Json j;
-    try {
-        j = Json::parse(json_text);
-    } catch (const Json::parse_error& e) {
-        return Status::error(str(origin, ": invalid JSON: ", e.what()));
+    if (std::string why; !try_parse_json_strict(json_text, &j, &why)) {
+        return Status::error(str(origin, ": invalid JSON: ", why));
     }
     ModelConfig c;
     try {

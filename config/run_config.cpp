@@ -3,7 +3,9 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <vector>
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include "runtime/core/logging.h"
@@ -176,8 +178,10 @@ std::string kind(const YAML::Node& n) {
 // message carries the origin, the line and the dotted key path.
 class Reader {
   public:
-    Reader(const OptionTable<RunConfig>& table, std::string origin)
-        : table_(table), origin_(std::move(origin)) {}
+    // job: also take the top-level keys in job->keys out as scalars (a job YAML).
+    Reader(const OptionTable<RunConfig>& table, std::string origin, JobYaml* job = nullptr,
+           const std::set<std::string>* job_keys = nullptr)
+        : table_(table), origin_(std::move(origin)), job_(job), job_keys_(job_keys) {}
 
     [[noreturn]] void fail(const YAML::Node& n, const std::string& path,
                            const std::string& what) const {
@@ -202,6 +206,10 @@ class Reader {
         for (const auto& kv : n) {
             const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : "?";
             const std::string full = prefix + key;
+            if (path.empty() && job_keys_ && job_keys_->count(key)) {
+                job_value(kv.first, kv.second, key);
+                continue;
+            }
             if (!known.count(key)) {
                 std::string list;
                 for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
@@ -217,6 +225,18 @@ class Reader {
     }
 
   private:
+    int line(const YAML::Node& n) const { return n.Mark().line >= 0 ? n.Mark().line + 1 : 0; }
+
+    void job_value(const YAML::Node& k, const YAML::Node& v, const std::string& key) const {
+        auto [it, fresh] = job_->lines.emplace(key, line(k));
+        if (!fresh) fail(k, key, str("is given twice (first at line ", it->second, ")"));
+        if (v.IsNull()) fail(k, key, "has no value");
+        if (!v.IsScalar()) {
+            fail(v, key, str("must be a plain value (e.g. '", key, ": value'), got ", kind(v)));
+        }
+        job_->values[key] = v.Scalar();
+    }
+
     void value(const Option<RunConfig>& o, const YAML::Node& n, const std::string& path,
                RunConfig& c) const {
         if (n.IsNull() && o.nullable) {
@@ -230,21 +250,72 @@ class Reader {
 
     const OptionTable<RunConfig>& table_;
     std::string origin_;
+    JobYaml* job_;
+    const std::set<std::string>* job_keys_;
 };
 
-}  // namespace
+// Records where the second document's content starts; ignores everything else.
+class SecondDocumentFinder final : public YAML::EventHandler {
+  public:
+    int documents = 0;
+    int second_line = -1;  // 0-based, -1 when unknown
+    void OnDocumentStart(const YAML::Mark&) override { ++documents; }
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark& m, YAML::anchor_t) override { at(m); }
+    void OnAlias(const YAML::Mark& m, YAML::anchor_t) override { at(m); }
+    void OnScalar(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                  const std::string&) override {
+        at(m);
+    }
+    void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                         YAML::EmitterStyle::value) override {
+        at(m);
+    }
+    void OnSequenceEnd() override {}
+    void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                    YAML::EmitterStyle::value) override {
+        at(m);
+    }
+    void OnMapEnd() override {}
 
-Result<RunConfig> parse_run_config(const std::string& yaml_text, const std::string& origin) {
-    YAML::Node root;
+  private:
+    void at(const YAML::Mark& m) {
+        if (documents == 2 && second_line < 0) second_line = m.line;
+    }
+};
+
+// The one document of `yaml_text`; a second one ("---") is an error: yaml-cpp's Load() would
+// silently ignore it, and a user who wrote it meant its keys to apply. (Not LoadAll(): on
+// some malformed inputs yaml-cpp 0.7 returns empty documents forever, allocating each; the
+// parser is asked for at most two documents here.)
+Status load_one_document(const std::string& yaml_text, const std::string& origin,
+                         YAML::Node* root) {
     try {
-        root = YAML::Load(yaml_text);
+        *root = YAML::Load(yaml_text);
+        std::istringstream in(yaml_text);
+        YAML::Parser parser(in);
+        SecondDocumentFinder finder;
+        if (parser.HandleNextDocument(finder) && parser.HandleNextDocument(finder)) {
+            const int line = finder.second_line;
+            return Status::error(str(origin, line >= 0 ? str(":", line + 1) : std::string(),
+                                     ": a second YAML document (after '---') is not allowed; "
+                                     "put every key in one document"));
+        }
     } catch (const YAML::Exception& e) {
         return Status::error(str(origin, ":", e.mark.line + 1, ": invalid YAML: ", e.msg));
     }
+    return Status::ok_status();
+}
+
+Result<RunConfig> parse(const std::string& yaml_text, const std::string& origin, JobYaml* job,
+                        const std::set<std::string>* job_keys) {
+    YAML::Node root;
+    if (Status s = load_one_document(yaml_text, origin, &root); !s.ok()) return s;
     RunConfig c;
     try {
         // An empty file (or only comments) is a null document: all defaults.
-        if (!root.IsNull()) Reader(run_options(), origin).mapping(root, "", c);
+        if (root && !root.IsNull())
+            Reader(run_options(), origin, job, job_keys).mapping(root, "", c);
     } catch (const ConfigError& e) {
         return Status::error(e.message);
     } catch (const YAML::Exception& e) {
@@ -253,6 +324,21 @@ Result<RunConfig> parse_run_config(const std::string& yaml_text, const std::stri
     Status s = validate_run_config(c, origin);
     if (!s.ok()) return s;
     return c;
+}
+
+}  // namespace
+
+Result<RunConfig> parse_run_config(const std::string& yaml_text, const std::string& origin) {
+    return parse(yaml_text, origin, nullptr, nullptr);
+}
+
+Result<JobYaml> parse_job_yaml(const std::string& yaml_text, const std::string& origin,
+                               const std::set<std::string>& job_keys) {
+    JobYaml job;
+    Result<RunConfig> run = parse(yaml_text, origin, &job, &job_keys);
+    if (!run.ok()) return run.status();
+    job.run = std::move(run).value();
+    return job;
 }
 
 Result<RunConfig> load_run_config(const std::string& path) {

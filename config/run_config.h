@@ -17,7 +17,9 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -64,11 +66,27 @@ struct RunConfig {
 // validate_run_config() iterate these rows; docs/configuration.md lists them (a test checks).
 const OptionTable<RunConfig>& run_options();
 
-// Parses a YAML run config. Unknown keys are errors (a typo must not be silently ignored);
+// Parses a YAML run config (one document: a second one after '---' is an error). Unknown
+// keys are errors (a typo must not be silently ignored);
 // messages name the file, the line and the key path
 // ("run.yaml:7: memory.k expects a positive integer, got 'abc'").
 Result<RunConfig> load_run_config(const std::string& path);
 Result<RunConfig> parse_run_config(const std::string& yaml_text, const std::string& origin);
+
+// A job YAML (`fotrt batch --config JOB.yaml`, docs/jobs.md): a run YAML whose top level also
+// holds the job's options, named like its flags with _ ("task: score", or in flow style
+// "{model: m, task: score, input: c.jsonl}"). The whole file is parsed by yaml-cpp.
+struct JobYaml {
+    RunConfig run;                              // the run keys (defaults where absent)
+    std::map<std::string, std::string> values;  // job key -> its scalar value, as written
+    std::map<std::string, int> lines;           // job key -> 1-based line, for messages
+};
+
+// Parses a job YAML: the top-level keys in `job_keys` must be plain scalars (not null, a list
+// or a mapping) and appear once; everything else is read as by parse_run_config(). Errors
+// name the file and the line ("job.yaml:2: input must be a plain value ...").
+Result<JobYaml> parse_job_yaml(const std::string& yaml_text, const std::string& origin,
+                               const std::set<std::string>& job_keys);
 
 // The checks of run_options() on a hand-built config ("origin: parallel.tp must be >= 1,
 // got 0"); the YAML reader and the CLI run them on every value they read.

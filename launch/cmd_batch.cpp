@@ -1,5 +1,5 @@
 // fotrt batch: the resumable corpus runner (runtime/jobs/batch_job.h); every option can also
-// come from the --config JOB.yaml (runtime/jobs/job_config.h).
+// come from the --config JOB.yaml (config/run_config.h: parse_job_yaml).
 
 #include <fstream>
 #include <iostream>
@@ -13,7 +13,6 @@
 #include "parallel/mpi_session.h"
 #include "runtime/core/logging.h"
 #include "runtime/jobs/batch_job.h"
-#include "runtime/jobs/job_config.h"
 
 namespace fot::cli {
 
@@ -64,7 +63,7 @@ const OptionTable<ConfigFile>& job_config_file_option() {
 void apply_job_yaml(const JobYaml& yaml, const std::string& path, BatchOptions& o) {
     for (const auto& [key, value] : yaml.values) {
         const Option<BatchOptions>* row = batch_options().find_key(key);
-        FOT_ASSERT(row != nullptr);  // split_job_yaml() only takes the table's keys
+        FOT_ASSERT(row != nullptr);  // parse_job_yaml() only takes the table's keys
         const std::string problem = row->set(value, o);
         FOT_CHECK(problem.empty(), path, ":", yaml.lines.at(key), ": ", key, " ", problem);
     }
@@ -110,8 +109,8 @@ int cmd_batch(const Argv& argv) {
         for (const auto& row : batch_options().options()) {
             if (!row.key.empty()) job_keys.insert(row.key);
         }
-        yaml = split_job_yaml(ss.str(), yaml_path, job_keys);
-        run = resolve_run_config(args, yaml.run_yaml, yaml_path);
+        yaml = parse_job_yaml(ss.str(), yaml_path, job_keys).value();
+        run = resolve_run_config(args, yaml.run, yaml_path);
     } else {
         run = resolve_run_config(args);
     }

@@ -2,7 +2,7 @@
 // commands is declared once: the corpus rows of fotrt score and fotrt batch, and the
 // generation rows of fotrt generate and fotrt batch --task generate. fotrt batch passes
 // `job` = true: its rows also get their job-YAML keys (the flag with '_', see
-// runtime/jobs/job_config.h).
+// config/run_config.h parse_job_yaml).
 #pragma once
 
 #include <string>

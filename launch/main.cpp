@@ -10,6 +10,7 @@
 #include "parallel/mpi_session.h"
 #include "runtime/core/logging.h"
 #include "runtime/core/status.h"
+#include "runtime/core/temp_files.h"
 
 namespace {
 
@@ -74,6 +75,7 @@ int main(int argc, char** argv) {
         std::string failure;
         try {
             fot::parallel::MpiSession mpi(&argc, &argv);
+            fot::install_temp_file_cleanup();  // after MPI_Init, which may set handlers
             try {
                 return c.run(args);
             } catch (const fot::Error& e) {

@@ -74,9 +74,9 @@ RunConfig resolve_run_config(const Args& args) {
     return apply_run_flags(args, RunConfig{}, args.command());
 }
 
-RunConfig resolve_run_config(const Args& args, const std::string& yaml_text,
+RunConfig resolve_run_config(const Args& args, const RunConfig& from_yaml,
                              const std::string& origin) {
-    return apply_run_flags(args, parse_run_config(yaml_text, origin).value(), origin);
+    return apply_run_flags(args, from_yaml, origin);
 }
 
 }  // namespace fot::cli

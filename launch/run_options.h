@@ -27,9 +27,9 @@ void add_run_options(Args& args,
 // fot::Error on any invalid value or a missing/unusable model directory.
 RunConfig resolve_run_config(const Args& args);
 
-// The same with the YAML given as text (instead of reading --config): `origin` names it in
-// messages. For commands whose YAML carries more than the run keys (fotrt batch).
-RunConfig resolve_run_config(const Args& args, const std::string& yaml_text,
+// The same over a config already read from the --config file `origin` (instead of reading
+// it): for commands whose YAML carries more than the run keys (fotrt batch's job YAML).
+RunConfig resolve_run_config(const Args& args, const RunConfig& from_yaml,
                              const std::string& origin);
 
 }  // namespace fot::cli

@@ -8,6 +8,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config git
+  clang libclang-rt-dev libomp-dev
   openmpi-bin libopenmpi-dev
   libyaml-cpp-dev
   libsentencepiece-dev sentencepiece

@@ -33,7 +33,7 @@ bool read_limit(const char* path, int64_t* out) {
     return true;
 }
 
-int64_t parse_size(const char* text) {
+int64_t parse_size(const char* name, const char* text) {
     const std::string s = text;
     char* end = nullptr;
     errno = 0;
@@ -49,10 +49,10 @@ int64_t parse_size(const char* text) {
     } else if (suffix == "T" || suffix == "t") {
         scale = 1024.0 * 1024 * 1024 * 1024;
     } else {
-        FOT_CHECK(suffix.empty(), "FOT_HOST_MEMORY='", s,
+        FOT_CHECK(suffix.empty(), name, "='", s,
                   "' is not a size (bytes, or a number with K, M, G or T)");
     }
-    FOT_CHECK(end != s.c_str() && errno == 0 && v > 0 && v * scale < 9.2e18, "FOT_HOST_MEMORY='", s,
+    FOT_CHECK(end != s.c_str() && errno == 0 && v > 0 && v * scale < 9.2e18, name, "='", s,
               "' is not a positive size (bytes, or a number with K, M, G or T)");
     return static_cast<int64_t>(v * scale);
 }
@@ -72,7 +72,7 @@ HostMemory find_host_memory() {
         m.source = "the cgroup memory limit";
     }
     if (const char* env = std::getenv("FOT_HOST_MEMORY"); env && *env) {
-        const int64_t v = parse_size(env);
+        const int64_t v = parse_size("FOT_HOST_MEMORY", env);
         if (v < m.bytes) {
             m.bytes = v;
             m.source = "FOT_HOST_MEMORY";
@@ -82,6 +82,11 @@ HostMemory find_host_memory() {
 }
 
 }  // namespace
+
+int64_t env_size_bytes(const char* name, int64_t fallback) {
+    const char* env = std::getenv(name);
+    return env && *env ? parse_size(name, env) : fallback;
+}
 
 int64_t host_memory_bytes() {
     return find_host_memory().bytes;

@@ -18,6 +18,10 @@ int64_t host_memory_bytes();
 // or "FOT_HOST_MEMORY".
 std::string host_memory_source();
 
+// The size in environment variable `name` (bytes, or a number with K, M, G or T), or
+// `fallback` when it is unset or empty. A malformed value throws fot::Error naming it.
+int64_t env_size_bytes(const char* name, int64_t fallback);
+
 // "1.50 GiB"
 std::string format_bytes(double bytes);
 

@@ -8,8 +8,8 @@
 #include <set>
 #include <utility>
 
+#include "config/json_strict.h"
 #include "runtime/core/status.h"
-#include "runtime/io/json_strict.h"
 #include "runtime/io/mapped_file.h"
 #include "runtime/io/pytorch_bin.h"
 #include "runtime/io/quote.h"

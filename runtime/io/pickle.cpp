@@ -1,5 +1,7 @@
 #include "runtime/io/pickle.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <deque>
 #include <set>
@@ -213,11 +215,20 @@ const char* opcode_name(uint8_t op) {
 }
 
 constexpr size_t kMaxObjects = size_t{8} << 20;
+// The object cap alone does not bound memory: a few bytes of pickle can push a memoized
+// object again, or rebuild a tensor whose size tuple (or storage key) is megabytes long. So
+// every byte the parse keeps is charged against a budget that grows with the input: a real
+// state dict uses a few times its pickle size.
+constexpr size_t kBaseBudgetBytes = size_t{64} << 20;
+constexpr size_t kBudgetPerInputByte = 16;
 
 class Unpickler {
   public:
     Unpickler(const uint8_t* data, size_t size, const std::string& origin)
-        : p_(data), size_(size), origin_(origin) {}
+        : p_(data),
+          size_(size),
+          origin_(origin),
+          budget_(kBaseBudgetBytes + std::min(size, SIZE_MAX / 32) * kBudgetPerInputByte) {}
 
     Obj* run();
     const PickledTensor& tensor(size_t i) const { return tensors_[i]; }
@@ -249,9 +260,17 @@ class Unpickler {
         ++pos_;  // the newline
         return s;
     }
+    void charge(size_t bytes) {
+        if (bytes > budget_ - used_) {
+            fail(str("pickle needs more than ", budget_,
+                     " bytes of memory to read (not a plain state dict?)"));
+        }
+        used_ += bytes;
+    }
     Obj* make(Kind k) {
         // Bounds memory for a hostile pickle; a real state dict needs ~15 objects per tensor.
         if (arena_.size() >= kMaxObjects) fail(str("pickle has over ", kMaxObjects, " objects"));
+        charge(sizeof(Obj));
         arena_.emplace_back();
         arena_.back().kind = k;
         return &arena_.back();
@@ -261,7 +280,10 @@ class Unpickler {
         o->i = v;
         return o;
     }
-    void push(Obj* o) { stack_.push_back(o); }
+    void push(Obj* o) {
+        charge(sizeof(Obj*));
+        stack_.push_back(o);
+    }
     Obj* pop() {
         if (stack_.size() <= mark_floor()) fail("pickle stack underflow");
         Obj* o = stack_.back();
@@ -287,7 +309,10 @@ class Unpickler {
         t->items = std::move(items);
         return t;
     }
-    void memo_put(uint64_t idx) { memo_[idx] = top(); }
+    void memo_put(uint64_t idx) {
+        charge(4 * sizeof(void*));  // an unordered_map node
+        memo_[idx] = top();
+    }
     Obj* memo_get(uint64_t idx) {
         auto it = memo_.find(idx);
         if (it == memo_.end()) fail(str("memo key ", idx, " is not defined"));
@@ -308,6 +333,8 @@ class Unpickler {
     std::vector<Obj*> stack_;
     std::vector<size_t> marks_;
     std::unordered_map<uint64_t, Obj*> memo_;
+    size_t budget_;
+    size_t used_ = 0;
 };
 
 Obj* Unpickler::resolve_global(const std::string& module, const std::string& name) {
@@ -362,6 +389,7 @@ Obj* Unpickler::persistent_load(Obj* pid) {
     }
     Obj* s = make(Kind::kStorage);
     s->dtype = pid->items[1]->dtype;
+    charge(sizeof(PickledTensor) + pid->items[2]->s.size());
     PickledTensor info;
     info.dtype = s->dtype;
     info.storage_key = pid->items[2]->s;
@@ -402,7 +430,12 @@ Obj* Unpickler::reduce(Obj* callable, Obj* args) {
         fail("_rebuild_tensor_v2: storage offset is not a non-negative integer");
     }
     Obj* t = make(Kind::kTensor);
-    PickledTensor info = tensors_[a[0]->tensor];
+    const PickledTensor& storage = tensors_[a[0]->tensor];
+    if (a[2]->kind == Kind::kTuple && a[3]->kind == Kind::kTuple) {
+        charge(sizeof(PickledTensor) + storage.storage_key.size() +
+               (a[2]->items.size() + a[3]->items.size()) * sizeof(int64_t));
+    }
+    PickledTensor info = storage;
     info.storage_offset = a[1]->i;
     info.shape = int_tuple(a[2], "size");
     info.stride = int_tuple(a[3], "stride");
@@ -418,6 +451,7 @@ Obj* Unpickler::reduce(Obj* callable, Obj* args) {
 void Unpickler::set_items(Obj* dict, const std::vector<Obj*>& kv) {
     if (dict->kind != Kind::kDict) fail(str("SETITEM(S) on a ", kind_name(dict->kind)));
     if (kv.size() % 2 != 0) fail("SETITEMS with an odd number of items");
+    charge(kv.size() * sizeof(Obj*));
     for (size_t k = 0; k < kv.size(); k += 2) dict->dict.emplace_back(kv[k], kv[k + 1]);
 }
 
@@ -440,6 +474,7 @@ Obj* Unpickler::run() {
                 return stack_.back();
             }
             case '(':
+                charge(sizeof(size_t));
                 marks_.push_back(stack_.size());
                 break;
             case '}':
@@ -478,6 +513,7 @@ Obj* Unpickler::run() {
                 const uint64_t n = read_le(op == 'X' ? 4 : op == 0x8c ? 1 : 8);
                 if (n > size_ - pos_) fail("pickle is truncated (string runs past the end)");
                 Obj* s = make(Kind::kStr);
+                charge(n);
                 s->s.assign(reinterpret_cast<const char*>(take(n)), n);
                 push(s);
                 break;
@@ -545,6 +581,7 @@ Obj* Unpickler::run() {
                 Obj* v = pop();
                 Obj* list = top();
                 if (list->kind != Kind::kList) fail(str("APPEND on a ", kind_name(list->kind)));
+                charge(sizeof(Obj*));
                 list->items.push_back(v);
                 break;
             }
@@ -552,6 +589,7 @@ Obj* Unpickler::run() {
                 std::vector<Obj*> vs = pop_mark();
                 Obj* list = top();
                 if (list->kind != Kind::kList) fail(str("APPENDS on a ", kind_name(list->kind)));
+                charge(vs.size() * sizeof(Obj*));
                 list->items.insert(list->items.end(), vs.begin(), vs.end());
                 break;
             }

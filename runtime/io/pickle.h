@@ -8,7 +8,10 @@
 // error that names it, its byte position and `origin`. Nothing is ever executed or imported:
 // REDUCE is interpreted only for the allowed callables, and persistent ids only as
 // ("storage", <storage class>, key, location, numel). Objects live in an arena owned by the
-// parse, so self-references or deep nesting in a malicious pickle cannot crash or leak.
+// parse, so self-references or deep nesting in a malicious pickle cannot crash or leak; at
+// most 8M objects, and every byte the parse keeps (objects, stack, memo, strings, tensor
+// shapes) counts against a budget of 64 MiB + 16 bytes per pickle byte, so a small pickle that
+// reuses one huge object many times is refused instead of growing without bound.
 //
 // The result must be a dict (or OrderedDict; its _metadata attribute is ignored) mapping
 // unique string names to tensors.

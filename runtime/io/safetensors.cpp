@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "config/json_strict.h"
 #include "runtime/core/status.h"
-#include "runtime/io/json_strict.h"
 #include "runtime/io/quote.h"
 
 namespace fot {

@@ -10,6 +10,7 @@
 
 #include "runtime/core/logging.h"
 #include "runtime/core/status.h"
+#include "runtime/core/temp_files.h"
 #include "runtime/core/timer.h"
 #include "runtime/io/quote.h"
 #include "runtime/jobs/dispatch.h"
@@ -59,6 +60,28 @@ std::string error_record_json(const std::string& id_json, int64_t index, const s
     return dump_line(j);
 }
 
+int64_t generation_memory_tokens(int64_t need, int64_t local, int64_t W, int64_t new_tokens) {
+    // Closed form of: for each of the new_tokens - 1 fed tokens { if (local + 1 > W) {
+    // need += local; local = 0; } ++local; } -- in O(1), since new_tokens comes from the user
+    // (--max-new-tokens 9e18 must not loop). Saturates at INT64_MAX.
+    auto add = [](int64_t a, int64_t b) {
+        int64_t r;
+        return __builtin_add_overflow(a, b, &r) ? INT64_MAX : r;
+    };
+    int64_t steps = new_tokens - 1;
+    if (steps <= 0 || W <= 0) return need;
+    if (local >= W) {  // the first fed token flushes the whole local cache
+        need = add(need, local);
+        local = 1;
+        --steps;
+    }
+    if (steps <= W - local) return need;  // fits without another flush
+    steps -= W - local;                   // local is now W; each later flush moves W tokens
+    const int64_t flushes = (steps - 1) / W + 1;
+    const int64_t moved = flushes > INT64_MAX / W ? INT64_MAX : flushes * W;
+    return add(need, moved);
+}
+
 std::string capacity_problem(Session& s, int64_t prompt, int64_t new_tokens) {
     Sequence& seq = *s.seq;
     const int64_t cap = seq.memory_capacity_tokens();
@@ -68,14 +91,7 @@ std::string capacity_problem(Session& s, int64_t prompt, int64_t new_tokens) {
     // Generation feeds the new tokens one call each (the last one is never fed); a call that
     // would overflow the local cache (W) flushes all of it into memory first.
     const int64_t W = s.model_config.max_position_embeddings;
-    int64_t local = prompt - need;
-    for (int64_t k = 1; k < new_tokens; ++k) {
-        if (local + 1 > W) {
-            need += local;
-            local = 0;
-        }
-        ++local;
-    }
+    need = generation_memory_tokens(need, prompt - need, W, new_tokens);
     const int64_t mp = s.world.mp();
     if (need <= cap * mp) return "";
     return str("does not fit in memory: it needs ", need,
@@ -259,6 +275,12 @@ BatchResult run_batch_job(Session& s, const BatchOptions& opts) {
         spec.vocab_size = s.model_config.vocab_size;
         corpus = Corpus::open(spec);
         refuse_outputs_over_inputs(s, opts, *corpus);
+        if (!opts.summary_path.empty()) {  // now, not after the whole job
+            std::error_code ec;
+            const fs::path dir = fs::absolute(opts.summary_path, ec).parent_path();
+            FOT_CHECK(fs::is_directory(dir, ec), "summary ", opts.summary_path, ": directory ",
+                      dir.string(), " does not exist; create it or choose another --summary");
+        }
         // Fail now, not once per record (generate records carry text whenever they can).
         if (corpus->has_text() || (opts.task == BatchTask::kGenerate && s.has_tokenizer())) {
             s.get_tokenizer(kWithoutTokenizer);
@@ -372,6 +394,7 @@ BatchResult run_batch_job(Session& s, const BatchOptions& opts) {
         result.summary_json = dump_line(j);
         if (!opts.summary_path.empty()) {
             const std::string tmp = opts.summary_path + ".partial";
+            TempFileGuard guard(tmp);
             {
                 std::ofstream out(tmp);
                 FOT_CHECK(out, "cannot write the summary to ", opts.summary_path);

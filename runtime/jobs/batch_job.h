@@ -64,6 +64,12 @@ struct BatchResult {
 // output, text input without tokenizer.model, a journal from another job).
 BatchResult run_batch_job(Session& s, const BatchOptions& opts);
 
+// Memory tokens per memory layer after generating `new_tokens` tokens (each fed alone but the
+// last; a feed that would overflow the local context of W tokens first moves all `local`
+// tokens into memory), starting from `need` memory and `local` cached tokens. O(1); saturates
+// at INT64_MAX. Exposed for tests.
+int64_t generation_memory_tokens(int64_t need, int64_t local, int64_t W, int64_t new_tokens);
+
 // Memory the model would need for a document of `prompt` tokens followed by `new_tokens`
 // generated ones (0 for scoring): "" when it fits the session's capacity, else the reason.
 // Resets the session's sequence.

@@ -10,6 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "config/json_strict.h"
+#include "runtime/core/host_memory.h"
 #include "runtime/core/status.h"
 #include "runtime/io/mapped_file.h"
 #include "runtime/io/quote.h"
@@ -145,17 +147,25 @@ bool is_blank(std::string_view line) {
 
 }  // namespace
 
+int64_t max_record_bytes() {
+    static const int64_t limit = env_size_bytes("FOT_MAX_RECORD_BYTES", kDefaultMaxRecordBytes);
+    return limit;
+}
+
 void parse_jsonl_record(std::string_view line, int64_t vocab_size, Document& d) {
     d.id_json = "null";
     d.has_text = false;
     d.text.clear();
     d.ids.clear();
     d.error.clear();
+    if (static_cast<int64_t>(line.size()) > max_record_bytes()) {
+        d.error = str("the line is ", line.size(), " bytes, over the limit of ", max_record_bytes(),
+                      " bytes for one record (FOT_MAX_RECORD_BYTES; a missing newline?)");
+        return;
+    }
     nlohmann::json j;
-    try {
-        j = nlohmann::json::parse(line.begin(), line.end());
-    } catch (const std::exception& e) {
-        d.error = reason_line(str("not valid JSON: ", e.what()));
+    if (std::string why; !try_parse_json_strict(line, &j, &why)) {
+        d.error = reason_line("not valid JSON: " + why);
         return;
     }
     if (!j.is_object()) {
@@ -216,14 +226,41 @@ void parse_jsonl_record(std::string_view line, int64_t vocab_size, Document& d) 
             d.error = str("\"ids\"[", i, "] is not an integer token id");
             return;
         }
-        const int64_t x = v.get<int64_t>();
-        if (x < 0 || x > std::numeric_limits<int32_t>::max()) {
-            d.error = str("token id ", x, " at position ", i, " is negative or too large");
+        // dump(), not get<int64_t>(): a value above INT64_MAX must not print as negative.
+        const int64_t kMax = std::numeric_limits<int32_t>::max();
+        if (v.is_number_unsigned() ? v.get<uint64_t>() > static_cast<uint64_t>(kMax)
+                                   : v.get<int64_t>() < 0 || v.get<int64_t>() > kMax) {
+            d.error = str("token id ", v.dump(), " at position ", i, " is negative or too large");
             return;
         }
+        const int64_t x = v.get<int64_t>();
         d.ids.push_back(static_cast<int32_t>(x));
     }
     check_ids(d, vocab_size);
+}
+
+std::vector<int32_t> parse_ids_json(std::string_view text, const std::string& origin) {
+    nlohmann::json j;
+    std::string reason;
+    FOT_CHECK(try_parse_json_strict(text, &j, &reason), origin,
+              ": not valid JSON (expected a flat list of token ids): ", reason);
+    FOT_CHECK(j.is_array(), origin,
+              ": expected a flat JSON list of token ids, e.g. [1, 450, 29871]");
+    std::vector<int32_t> ids;
+    ids.reserve(j.size());
+    for (size_t i = 0; i < j.size(); ++i) {
+        const auto& v = j[i];
+        FOT_CHECK(v.is_number_integer(), origin, ": element ", i, " is not an integer token id");
+        // dump(), not get<int64_t>(): a value above INT64_MAX must not print as negative.
+        const int64_t kMax = std::numeric_limits<int32_t>::max();
+        const bool in_range = v.is_number_unsigned()
+                                  ? v.get<uint64_t>() <= static_cast<uint64_t>(kMax)
+                                  : v.get<int64_t>() >= 0 && v.get<int64_t>() <= kMax;
+        FOT_CHECK(in_range, origin, ": token id ", v.dump(), " at index ", i,
+                  " is negative or too large");
+        ids.push_back(static_cast<int32_t>(v.get<int64_t>()));
+    }
+    return ids;
 }
 
 namespace {

@@ -77,6 +77,17 @@ class Corpus {
 // "u16" / "uint16" -> 2, "u32" / "uint32" -> 4; false when unknown.
 bool parse_token_width(const std::string& s, int* bytes);
 
+// Parses the text of a --ids file: a flat JSON list of token ids in [0, 2^31) (strict JSON:
+// no NUL, no trailing junk). Throws fot::Error "ORIGIN: ..." otherwise.
+std::vector<int32_t> parse_ids_json(std::string_view text, const std::string& origin);
+
+// The longest JSONL line read as a record: 64 MiB (a document of ~16M tokens), or
+// FOT_MAX_RECORD_BYTES (bytes, or with K, M, G). A longer line becomes an error record without
+// being parsed, so that one runaway line (a missing newline in a generated file) costs
+// neither the memory of a parse tree nor the job.
+inline constexpr int64_t kDefaultMaxRecordBytes = int64_t{64} << 20;
+int64_t max_record_bytes();
+
 // Parses one JSONL record (the line without its newline) into `d` (index already set):
 // id, text or ids, or `error`. Exposed for tests.
 void parse_jsonl_record(std::string_view line, int64_t vocab_size, Document& d);

@@ -6,6 +6,7 @@
 
 #include "runtime/core/progress.h"
 #include "runtime/core/status.h"
+#include "runtime/core/temp_files.h"
 #include "runtime/core/timer.h"
 
 namespace fot {
@@ -16,6 +17,7 @@ LogitsJobResult run_logits_job(Session& s, const std::vector<int32_t>& ids,
     const int64_t V = s.model_config.vocab_size;
     const std::string tmp = out_path + ".partial";
     std::unique_ptr<FILE, int (*)(FILE*)> f(nullptr, &std::fclose);
+    TempFileGuard guard(tmp);  // a SIGTERM while writing removes it (runtime/core/temp_files.h)
     if (s.is_root()) {
         f.reset(std::fopen(tmp.c_str(), "wb"));
         FOT_CHECK(f, "cannot write logits to ", out_path, " (", tmp, " could not be created)");

@@ -6,8 +6,6 @@
 #include <fstream>
 #include <sstream>
 
-#include <nlohmann/json.hpp>
-
 #include "parallel/device_select.h"
 #include "parallel/mpi_session.h"
 #include "parallel/nccl_communicator.h"
@@ -19,6 +17,7 @@
 #include "runtime/core/status.h"
 #include "runtime/core/timer.h"
 #include "runtime/io/checkpoint.h"
+#include "runtime/jobs/corpus.h"
 
 namespace fot {
 
@@ -228,24 +227,7 @@ std::vector<int32_t> read_ids_json(const std::string& path) {
     FOT_CHECK(in, "cannot open ids file ", path);
     std::stringstream ss;
     ss << in.rdbuf();
-    nlohmann::json j;
-    try {
-        j = nlohmann::json::parse(ss.str());
-    } catch (const std::exception& e) {
-        FOT_THROW(path, ": not valid JSON (expected a flat list of token ids): ", e.what());
-    }
-    FOT_CHECK(j.is_array(), path, ": expected a flat JSON list of token ids, e.g. [1, 450, 29871]");
-    std::vector<int32_t> ids;
-    ids.reserve(j.size());
-    for (size_t i = 0; i < j.size(); ++i) {
-        const auto& v = j[i];
-        FOT_CHECK(v.is_number_integer(), path, ": element ", i, " is not an integer token id");
-        const int64_t x = v.get<int64_t>();
-        FOT_CHECK(x >= 0 && x <= INT32_MAX, path, ": token id ", x, " at index ", i,
-                  " is negative or too large");
-        ids.push_back(static_cast<int32_t>(x));
-    }
-    return ids;
+    return parse_ids_json(ss.str(), path);
 }
 
 void broadcast_ids(parallel::Communicator& comm, std::vector<int32_t>& ids) {

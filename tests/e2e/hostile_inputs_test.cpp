@@ -68,6 +68,11 @@ std::string jsonl_with(const std::string& dir, const std::string& bad) {
     return p;
 }
 
+std::string one_doc(const std::string& dir) {
+    test::write_text(dir + "/c.jsonl", "{\"id\": \"d0\", \"ids\": [1, 17, 42]}\n");
+    return dir + "/c.jsonl";
+}
+
 std::string plain_jsonl(const std::string& dir) {
     return jsonl_with(dir, "{\"id\": \"d5\", \"ids\": [1, 2]}");
 }
@@ -81,6 +86,37 @@ std::string token_corpus(const std::string& dir, const std::vector<uint64_t>& of
     for (uint64_t o : offsets) test::put_le(off, o, 8);
     test::write_bytes(dir + "/t.offsets", off);
     return dir + "/t.bin";
+}
+
+// A copy of golden case_a in dir/m whose config.json is `text` (raw bytes).
+std::string model_with_config_text(const std::string& dir, const std::string& text) {
+    const std::string m = dir + "/m";
+    fs::create_directories(m);
+    fs::copy_file(kCaseA + "/model.safetensors", m + "/model.safetensors");
+    test::write_text(m + "/config.json", text);
+    return m;
+}
+
+std::string case_a_config_text() {
+    const Bytes b = test::read_bytes(kCaseA + "/config.json");
+    return std::string(b.begin(), b.end());
+}
+
+// A copy of golden case_a in dir/m whose safetensors header is followed, inside its declared
+// length, by `tail` (the data section is unchanged: its offsets are relative to its start).
+std::string model_with_header_tail(const std::string& dir, const std::string& tail) {
+    const std::string m = model_with(dir, [](Json&) {});
+    const Bytes b = test::read_bytes(m + "/model.safetensors");
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; --i) n = (n << 8) | b[static_cast<size_t>(i)];
+    std::string header(b.begin() + 8, b.begin() + 8 + static_cast<ptrdiff_t>(n));
+    header = header.substr(0, header.find_last_not_of(' ') + 1) + tail;
+    Bytes out;
+    test::put_le(out, header.size(), 8);
+    out.insert(out.end(), header.begin(), header.end());
+    out.insert(out.end(), b.begin() + 8 + static_cast<ptrdiff_t>(n), b.end());
+    test::write_bytes(m + "/model.safetensors", out);
+    return m;
 }
 
 // Holds an flock on `path` (as another job would) until the case ends.
@@ -337,6 +373,236 @@ const Case kCases[] = {
      {"/books/scores.txt is a .txt file in the input directory "},
      {"books/a.txt"}},
 
+    // ---- 7. unbounded work or memory from a small input: refused, or computed in O(1) -------
+    // (num_hidden_layers 1e12 is ConfigTrillionLayersInspect above; a 300k-tensor safetensors
+    // header and the pickle memory budget are unit tests in tests/io/parsers_test.cpp.)
+    {"MaxNewTokens9e18",
+     [](const std::string& d, auto&) -> std::vector<std::string> {
+         return {"batch",
+                 "--model",
+                 kCaseA,
+                 "--input",
+                 one_doc(d),
+                 "--output",
+                 d + "/out.jsonl",
+                 "--task",
+                 "generate",
+                 "--max-new-tokens",
+                 "9000000000000000000",
+                 "--mem-capacity",
+                 "100"};
+     },
+     3,
+     {"\"index\":0", "does not fit in memory: it needs ", "the capacity is 100 tokens"},
+     {"c.jsonl"}},
+    {"Threads100000",
+     [](const std::string& d, auto&) -> std::
+                                         vector<std::string> {
+                                             return {"generate",  "--model",   kCaseA,  "--ids",
+                                                     ids_file(d), "--threads", "100000"};
+                                         },
+     1,
+     {"--threads must be in [0, 1024], got 100000"},
+     {"ids.json"}},
+    // One runaway line (a missing newline in a generated file): an error record, never a
+    // parse of megabytes. Just over the default limit, and over a small FOT_MAX_RECORD_BYTES.
+    {
+        "JsonlLineOverTheDefaultLimit",
+        [](const std::string& d, auto&) -> std::vector<std::string> {
+            std::string big = "{\"id\": \"big\", \"text\": \"";
+            big.append(size_t{64} << 20, 'a');
+            big += "\"}";
+            return {"score",    "--model",       kCaseA, "--input", jsonl_with(d, big),
+                    "--output", d + "/out.jsonl"};
+        },
+        3,
+        {"\"index\":5", "line 6: the line is 67108889 bytes, over the limit of 67108864 bytes",
+         "FOT_MAX_RECORD_BYTES"},
+        {"c.jsonl"}},
+    {"JsonlLineOverASetLimit",
+     [](const std::string& d,
+        auto&) -> std::
+                   vector<std::string> {
+                       const std::string big =
+                           "{\"id\": \"big\", \"text\": \"" + std::string(5000, 'a') + "\"}";
+                       return {"batch",    "--model",       kCaseA, "--input", jsonl_with(d, big),
+                               "--output", d + "/out.jsonl"};
+                   },
+     3,
+     {"\"index\":5", "the line is 5025 bytes, over the limit of 2048 bytes for one record"},
+     {"c.jsonl"},
+     "FOT_MAX_RECORD_BYTES=2K"},
+    {"MaxRecordBytesMalformed",
+     [](const std::string& d, auto&) -> std::
+                                         vector<std::string> {
+                                             return {"score",         "--model",      kCaseA,
+                                                     "--input",       plain_jsonl(d), "--output",
+                                                     d + "/out.jsonl"};
+                                         },
+     1,
+     {"FOT_MAX_RECORD_BYTES='lots' is not a size"},
+     {"c.jsonl"},
+     "FOT_MAX_RECORD_BYTES=lots"},
+
+    // ---- 8. JSON followed by a NUL and junk; duplicate keys; YAML; messages ----------------
+    {"ConfigNulAndJunk",
+     [](const std::string& d, auto&) -> std::
+                                         vector<std::string> {
+                                             const std::string m = model_with_config_text(
+                                                 d, case_a_config_text() + std::string(1, '\0') +
+                                                        "junk");
+                                             return {"inspect", "--model", m};
+                                         },
+     1,
+     {"m/config.json: invalid JSON: NUL byte at offset "},
+     kModelFiles},
+    {"ConfigDuplicateKey",
+     [](const std::string& d,
+        auto&) -> std::
+                   vector<std::string> {
+                       std::string text = case_a_config_text();
+                       text.insert(text.find('{') + 1, "\"hidden_size\": 4096,");
+                       return {"inspect", "--model", model_with_config_text(d, text)};
+                   },
+     1,
+     {"m/config.json: invalid JSON: duplicate key 'hidden_size'"},
+     kModelFiles},
+    {"ConfigHugeValueNotNegative",
+     [](const std::string& d,
+        auto&) -> std::
+                   vector<std::string> {
+                       std::string text = case_a_config_text();
+                       text.insert(text.find('{') + 1, "\"mem_layers\": [18446744073709551615],");
+                       Json c = Json::parse(case_a_config_text());
+                       if (c.contains("mem_layers")) {
+                           c["mem_layers"] = Json::parse("[18446744073709551615]");
+                           text = c.dump(2);
+                       }
+                       return {"inspect", "--model", model_with_config_text(d, text)};
+                   },
+     1,
+     {"m/config.json: mem_layers[0]=18446744073709551615 is too large"},
+     kModelFiles},
+    {"SafetensorsHeaderNulAndJunk",
+     [](const std::string& d, auto&) -> std::
+                                         vector<std::string> {
+                                             return {"inspect", "--model",
+                                                     model_with_header_tail(
+                                                         d, std::string(1, '\0') + "junk   ")};
+                                         },
+     1,
+     {"m/model.safetensors: header: invalid JSON: NUL byte at offset "},
+     kModelFiles},
+    {"IndexNulAndJunk",
+     [](const std::string& d, auto&) -> std::
+                                         vector<std::string> {
+                                             const std::string m = model_with(d, [](Json&) {});
+                                             test::write_text(m + "/model.safetensors.index.json",
+                                                              std::string("{\"weight_map\": {}}") +
+                                                                  '\0' + "junk");
+                                             return {"inspect", "--model", m};
+                                         },
+     1,
+     {"m/model.safetensors.index.json: invalid JSON: NUL byte at offset 18"},
+     with(kModelFiles, {"m/model.safetensors.index.json"})},
+    {"IdsNulAndJunk",
+     [](const std::string& d,
+        auto&) -> std::
+                   vector<std::string> {
+                       test::write_text(d + "/ids.json",
+                                        std::string("[1, 17, 42]") + '\0' + "junk");
+                       return {"generate", "--model", kCaseA, "--ids", d + "/ids.json"};
+                   },
+     1,
+     {"/ids.json: not valid JSON (expected a flat list of token ids): NUL byte at offset 11"},
+     {"ids.json"}},
+    {"IdsHugeValueNotNegative",
+     [](const std::string& d,
+        auto&) -> std::
+                   vector<std::string> {
+                       test::write_text(d + "/ids.json", "[1, 18446744073709551615]");
+                       return {"logits",        "--model", kCaseA,      "--ids",
+                               d + "/ids.json", "--out",   d + "/o.f32"};
+                   },
+     1,
+     {"/ids.json: token id 18446744073709551615 at index 1 is negative or too large"},
+     {"ids.json"}},
+    {"JsonlNulAndJunk",
+     [](const std::string& d,
+        auto&) -> std::
+                   vector<std::string> {
+                       return {"score",
+                               "--model",
+                               kCaseA,
+                               "--input",
+                               jsonl_with(d, std::string("{\"id\": \"x\", \"ids\": [1, 2]}") +
+                                                 '\0' + "junk"),
+                               "--output",
+                               d + "/out.jsonl"};
+                   },
+     3,
+     {"\"index\":5", "line 6: not valid JSON: NUL byte at offset 26"},
+     {"c.jsonl"}},
+    {"JsonlDuplicateKey",
+     [](const std::string& d,
+        auto&) -> std::
+                   vector<std::string> {
+                       return {"batch",
+                               "--model",
+                               kCaseA,
+                               "--input",
+                               jsonl_with(d, "{\"id\": \"x\", \"ids\": [1, 2], \"ids\": [3]}"),
+                               "--output",
+                               d + "/out.jsonl"};
+                   },
+     3,
+     {"\"index\":5", "line 6: not valid JSON: duplicate key 'ids'"},
+     {"c.jsonl"}},
+    {"RunYamlSecondDocument",
+     [](const std::string& d,
+        auto&) -> std::
+                   vector<std::string> {
+                       test::write_text(d + "/run.yaml",
+                                        "model: " + kCaseA + "\n---\nthreads: 1\n");
+                       return {"generate", "--config", d + "/run.yaml", "--ids", ids_file(d)};
+                   },
+     1,
+     {"/run.yaml:3: a second YAML document (after '---') is not allowed"},
+     {"run.yaml", "ids.json"}},
+    {"JobYamlSecondDocument",
+     [](const std::string& d,
+        auto&) -> std::
+                   vector<std::string> {
+                       test::write_text(d + "/job.yaml",
+                                        "model: " + kCaseA + "\ninput: " + plain_jsonl(d) +
+                                            "\noutput: " + d + "/out.jsonl\n---\nrestart: true\n");
+                       return {"batch", "--config", d + "/job.yaml"};
+                   },
+     1,
+     {"/job.yaml:5: a second YAML document (after '---') is not allowed"},
+     {"job.yaml", "c.jsonl"}},
+    {"JobYamlFlowMappingJobKeyIsAList",
+     [](const std::string& d, auto&) -> std::vector<std::string> {
+         test::write_text(d + "/job.yaml", "{model: " + kCaseA + ", input: [" + plain_jsonl(d) +
+                                               "], output: " + d + "/out.jsonl}\n");
+         return {"batch", "--config", d + "/job.yaml"};
+     },
+     1,
+     {"/job.yaml:1: input must be a plain value (e.g. 'input: value'), got a list"},
+     {"job.yaml", "c.jsonl"}},
+    {"SummaryDirectoryMissing",
+     [](const std::string& d,
+        auto&) -> std::
+                   vector<std::string> {
+                       return {"batch",          "--model",      kCaseA,
+                               "--input",        plain_jsonl(d), "--output",
+                               d + "/out.jsonl", "--summary",    d + "/nowhere/s.json"};
+                   },
+     1,
+     {"summary ", "/nowhere/s.json: directory ",
+      " does not exist; create it or choose another --summary"},
+     {"c.jsonl"}},
+
     // ---- 2. an output another job holds: refused, naming the holder ------------------------
     {"OutputLockedByAnotherJob",
      [](const std::string& d, std::shared_ptr<void>& hold) -> std::vector<std::string> {
@@ -374,7 +640,9 @@ void run_case(const Case& c) {
 
     std::string cmd = c.env + " " + test::shell_quote(FOTRT_EXE);
     for (const std::string& a : args) cmd += " " + test::shell_quote(a);
-    if (args.at(0) != "inspect") cmd += " --threads 1";
+    if (args.at(0) != "inspect" && std::find(args.begin(), args.end(), "--threads") == args.end()) {
+        cmd += " --threads 1";
+    }
     cmd += " >" + test::shell_quote(tmp / "out.txt") + " 2>" + test::shell_quote(tmp / "err.txt");
     for (int run = 0; run < c.runs; ++run) {
         SCOPED_TRACE(::testing::Message() << "run " << run + 1 << ": " << cmd);

@@ -106,6 +106,36 @@ TEST(Safetensors, RejectsCorruptJson) {
     expect_error([&] { parse_st(c); }, {"x.safetensors", "'{'"});
 }
 
+// JSON followed by a NUL and junk: nlohmann alone stops at the NUL as if the text ended.
+TEST(Safetensors, RejectsNulAndJunkAfterTheHeader) {
+    const Bytes b = make_safetensors(
+        std::string(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})") + '\0' + "junk",
+        iota_bytes(4));
+    expect_error([&] { parse_st(b); },
+                 {"x.safetensors: header: invalid JSON: NUL byte at offset 54"});
+}
+
+// 300k tensors: the header parse must be linear (it once took 3.3 s for 20k entries, 20.7 s
+// for 40k). No timing assertion: the test's ctest TIMEOUT is the guard.
+TEST(Safetensors, ParsesAHeaderOf300kTensors) {
+    constexpr int kTensors = 300000;
+    std::string header = "{";
+    for (int i = 0; i < kTensors; ++i) {
+        header += (i ? ",\"t" : "\"t") + std::to_string(i) + R"(":{"dtype":"U8","shape":[1],)" +
+                  R"("data_offsets":[)" + std::to_string(i) + "," + std::to_string(i + 1) + "]}";
+    }
+    header += "}";
+    const Bytes file = make_safetensors(header, Bytes(kTensors, 7));
+    const auto r = parse_st(file);
+    ASSERT_EQ(r.size(), static_cast<size_t>(kTensors));
+    EXPECT_EQ(r.front().name, "t0");
+    EXPECT_EQ(r.back().name, "t99999");  // sorted by name
+    // The same header with the last name repeated is refused, also in linear time.
+    header.replace(header.rfind("\"t299999\""), 9, "\"t299998\"");
+    expect_error([&] { parse_st(make_safetensors(header, Bytes(kTensors, 7))); },
+                 {"duplicate key 't299998'"});
+}
+
 TEST(Safetensors, RejectsDuplicateNames) {
     const Bytes b = make_safetensors(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
                                      R"("a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
@@ -337,6 +367,26 @@ TEST(Pickle, RejectsWrongStructure) {
     dup.str("w").tensor("FloatStorage", "0", 1, 0, {1}, {1});
     dup.op('u').stop();
     expect_error([&] { unpickle(dup.bytes()); }, {"'w'", "twice"});
+}
+
+// Each tensor copies its storage's key: 20000 tensors of one storage with a 1 MB key would
+// keep 20 GB from a 2 MB pickle. The memory budget refuses it after a few dozen.
+TEST(Pickle, RefusesMemoryAmplification) {
+    PickleWriter p;
+    p.proto().op('}').mark();
+    p.str("t0").global("torch._utils", "_rebuild_tensor_v2").mark();
+    p.mark().str("storage").global("torch", "FloatStorage").str(std::string(1 << 20, 'k'));
+    p.str("cpu").integer(0).tuple().op('Q').put(1);
+    p.integer(0).empty_tuple().empty_tuple().op(0x89);
+    p.global("collections", "OrderedDict").put(2).empty_tuple().reduce().tuple().reduce();
+    for (int i = 1; i < 20000; ++i) {
+        p.str("t" + std::to_string(i)).global("torch._utils", "_rebuild_tensor_v2").mark();
+        p.get(1).integer(0).empty_tuple().empty_tuple().op(0x89);
+        p.get(2).empty_tuple().reduce().tuple().reduce();
+    }
+    p.op('u').stop();
+    expect_error([&] { unpickle(p.bytes()); },
+                 {"t.bin: top/data.pkl: pickle needs more than ", " bytes of memory to read"});
 }
 
 TEST(Pickle, SurvivesSelfReferenceAndDeepNesting) {

@@ -151,6 +151,33 @@ TEST(Capacity, PreCheckAgreesWithTheModel) {
     EXPECT_FALSE(capacity_problem(s, 60, 6).empty());
 }
 
+// The closed form behind capacity_problem() equals feeding the tokens one by one, and stays
+// O(1) for a count no loop could finish (--max-new-tokens 9e18; the ctest timeout guards).
+TEST(Capacity, GenerationGrowthClosedFormMatchesTheLoop) {
+    auto loop = [](int64_t need, int64_t local, int64_t W, int64_t new_tokens) {
+        for (int64_t k = 1; k < new_tokens; ++k) {
+            if (local + 1 > W) {
+                need += local;
+                local = 0;
+            }
+            ++local;
+        }
+        return need;
+    };
+    for (int64_t W : {1, 2, 3, 7, 36}) {
+        for (int64_t local = 0; local <= W + 2; ++local) {
+            for (int64_t n = 0; n < 5 * W + 4; ++n) {
+                SCOPED_TRACE(::testing::Message() << "W " << W << " local " << local << " n " << n);
+                EXPECT_EQ(generation_memory_tokens(11, local, W, n), loop(11, local, W, n));
+            }
+        }
+    }
+    const int64_t huge = 9000000000000000000;
+    EXPECT_EQ(generation_memory_tokens(0, 0, 36, huge), (huge - 2) / 36 * 36);
+    EXPECT_EQ(generation_memory_tokens(INT64_MAX - 5, 36, 36, huge), INT64_MAX);
+    EXPECT_EQ(generation_memory_tokens(0, 1, 1, INT64_MAX), INT64_MAX - 1);
+}
+
 class BatchInProcess : public ::testing::Test {
   protected:
     void SetUp() override {
