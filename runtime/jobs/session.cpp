@@ -116,7 +116,9 @@ std::unique_ptr<Session> open_session(const RunConfig& run, parallel::Communicat
         const int visible = backend_device_count("cuda");
         // Before any NCCL call: ranks that would share a GPU under NCCL stop here, by name.
         const parallel::DeviceChoice choice = parallel::select_cuda_device(node, visible, nccl);
-        if (!choice.warning.empty()) FOT_LOG(kWarn) << choice.warning;
+        if (!choice.warning.empty()) {
+            FOT_LOG(kWarn) << choice.warning;
+        }
         device = choice.device;
     }
     // --threads 0: an explicit OMP_NUM_THREADS is the user's choice (0 leaves OpenMP's);

@@ -352,7 +352,8 @@ TEST(Serve, SessionCapsAndIdleTimeout) {
     serve::EngineOptions eo;
     eo.max_sessions = 2;
     eo.max_session_tokens = 100;
-    eo.session_idle_timeout_s = 0.5;
+    // Long enough that a loaded machine does not expire the sessions while the caps are tested.
+    eo.session_idle_timeout_s = 3;
     Served s("case_a", {}, eo);
     const auto ids = prompt_of("case_a");
     auto create = [&](size_t n) {
@@ -373,9 +374,15 @@ TEST(Serve, SessionCapsAndIdleTimeout) {
     EXPECT_EQ(http(s.port, "GET", "/v1/sessions").status, 405);
     EXPECT_EQ(http(s.port, "PUT", "/v1/sessions/sess-0").status, 405);
     EXPECT_EQ(s.complete({{"prompt", {1}}, {"session", 3}}).status, 400);
-    // Unused for longer than the idle timeout: dropped (the engine checks every second).
-    std::this_thread::sleep_for(std::chrono::milliseconds(2500));
-    EXPECT_EQ(http(s.port, "GET", "/v1/sessions/sess-0").status, 404);
+    // Unused for longer than the idle timeout: dropped (the engine checks every second). Polled
+    // up to a generous deadline, so a slow machine delays the test instead of failing it.
+    int status = 0;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while ((status = http(s.port, "GET", "/v1/sessions/sess-0").status) != 404 &&
+           std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
+    EXPECT_EQ(status, 404);
     EXPECT_EQ(create(10).status, 200);
 }
 
@@ -569,9 +576,18 @@ TEST(Serve, ClientDisconnectMidStreamFreesTheSequence) {
     ::close(fd);
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     std::string m;
+    // The gauges are updated after the request is counted: wait for all of them together.
+    auto settled = [](const std::string& text) {
+        for (const char* want :
+             {"fotrt_requests_total{code=\"499\"} 1", "\nfotrt_running_sequences 0",
+              "\nfotrt_memory_tokens 0", "\nfotrt_sequence_bytes 0"}) {
+            if (text.find(want) == std::string::npos) return false;
+        }
+        return true;
+    };
     while (std::chrono::steady_clock::now() < deadline) {
         m = http(s.port, "GET", "/metrics").body;
-        if (m.find("fotrt_requests_total{code=\"499\"} 1") != std::string::npos) break;
+        if (settled(m)) break;
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     EXPECT_NE(m.find("fotrt_requests_total{code=\"499\"} 1"), std::string::npos) << m;
