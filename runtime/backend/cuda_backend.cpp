@@ -336,12 +336,6 @@ const int32_t* CudaBackend::upload_ids(const int32_t* host_ids, int64_t T) {
     FOT_CUDA_CHECK(cudaEventSynchronize(ev));
     if (bytes > ids_host_bytes_) {
         if (ids_host_) cudaFreeHost(ids_host_);
-        for (void* h : staging_) {
-            if (h) cudaFreeHost(h);
-        }
-        for (void* e : staging_event_) {
-            if (e) cudaEventDestroy(static_cast<cudaEvent_t>(e));
-        }
         ids_host_ = nullptr;
         ids_host_bytes_ = 0;
         const size_t want = std::max<size_t>(bytes, 4096);
