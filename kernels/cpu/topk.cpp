@@ -6,6 +6,8 @@
 #include <limits>
 #include <vector>
 
+#include <cblas.h>
+
 #include "kernels/cpu/ops.h"
 
 namespace fot::kernels::cpu {
@@ -13,6 +15,12 @@ namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 constexpr int64_t kKeyBlock = 256;
+// Prefill windows (many queries) score a (query block x key block) tile with one GEMM, like
+// the dense path (attention.cpp), so a key block is widened once per query block rather than
+// once per query, and only candidates that beat a row's current K-th best touch its heap.
+constexpr int64_t kTileMinQueries = 8;
+constexpr int64_t kTileQueryBlock = 64;
+constexpr int64_t kTileMaxK = 1024;  // above: per-query path (64 heaps of K would not fit cache)
 
 struct Cand {
     float score;
@@ -36,21 +44,117 @@ inline bool passes(float s, int64_t p, float ts, int64_t tp) {
     return s > ts || (s == ts && p <= tp);
 }
 
+// Heap top = worst kept candidate.
+inline bool worse_first(const Cand& a, const Cand& b) {
+    return better(a.score, a.pos, b.score, b.pos);
+}
+
+// Offers (s, p, row) to a heap of at most K candidates.
+inline void offer(std::vector<Cand>& heap, int64_t K, float s, int64_t p, int64_t row) {
+    if (static_cast<int64_t>(heap.size()) < K) {
+        heap.push_back({s, p, row});
+        std::push_heap(heap.begin(), heap.end(), worse_first);
+    } else if (better(s, p, heap.front().score, heap.front().pos)) {
+        std::pop_heap(heap.begin(), heap.end(), worse_first);
+        heap.back() = {s, p, row};
+        std::push_heap(heap.begin(), heap.end(), worse_first);
+    }
+}
+
+// Writes a heap best first into the (K) outputs, padding missing slots.
+inline void emit(std::vector<Cand>& heap, int64_t K, float* scores, int64_t* rows,
+                 int64_t* positions) {
+    std::sort_heap(heap.begin(), heap.end(), worse_first);  // best first
+    for (int64_t i = 0; i < K; ++i) {
+        if (i < static_cast<int64_t>(heap.size())) {
+            scores[i] = heap[i].score;
+            rows[i] = heap[i].row;
+            positions[i] = heap[i].pos;
+        } else {
+            scores[i] = kNegInf;
+            rows[i] = -1;
+            positions[i] = -1;
+        }
+    }
+}
+
+void memory_topk_tiles(float* scores, int64_t* rows, int64_t* positions, const float* q,
+                       int64_t q_stride, const void* k, DType k_dtype, int64_t k_head_stride,
+                       const int64_t* row_pos, int64_t H, int64_t T, int64_t S, int64_t D,
+                       int64_t K, float scale) {
+    const size_t esz = dtype_size(k_dtype);
+    const int64_t nqb = (T + kTileQueryBlock - 1) / kTileQueryBlock;
+#pragma omp parallel if (H * T * S * D > kParallelMinWork)
+    {
+        std::vector<float> kbuf(static_cast<size_t>(kKeyBlock * D));
+        std::vector<float> sc(static_cast<size_t>(kTileQueryBlock * kKeyBlock));
+        std::vector<std::vector<Cand>> heaps(static_cast<size_t>(kTileQueryBlock));
+        for (auto& hp : heaps) hp.reserve(static_cast<size_t>(K) + 1);
+#pragma omp for collapse(2) schedule(dynamic, 1)
+        for (int64_t h = 0; h < H; ++h) {
+            for (int64_t qb = 0; qb < nqb; ++qb) {
+                const int64_t t0 = qb * kTileQueryBlock;
+                const int64_t nq = std::min(kTileQueryBlock, T - t0);
+                for (int64_t i = 0; i < nq; ++i) heaps[size_t(i)].clear();
+                for (int64_t j0 = 0; j0 < S; j0 += kKeyBlock) {
+                    const int64_t n = std::min(kKeyBlock, S - j0);
+                    const char* src = static_cast<const char*>(k) +
+                                      static_cast<size_t>(h * k_head_stride + j0 * D) * esz;
+                    const float* kr;
+                    if (k_dtype == DType::kF32) {
+                        kr = reinterpret_cast<const float*>(src);
+                    } else {
+                        convert_to_f32(src, k_dtype, kbuf.data(), static_cast<size_t>(n * D));
+                        kr = kbuf.data();
+                    }
+                    // sc[nq, n] = q_block . k_block^T
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(nq),
+                                static_cast<int>(n), static_cast<int>(D), scale,
+                                q + t0 * q_stride + h * D, static_cast<int>(q_stride), kr,
+                                static_cast<int>(D), 0.0f, sc.data(), static_cast<int>(n));
+                    for (int64_t i = 0; i < nq; ++i) {
+                        std::vector<Cand>& hp = heaps[size_t(i)];
+                        const float* srow = sc.data() + i * n;
+                        int64_t j = 0;
+                        for (; j < n && static_cast<int64_t>(hp.size()) < K; ++j) {
+                            offer(hp, K, srow[j], row_pos[j0 + j], j0 + j);
+                        }
+                        // Full heap: a key can only enter at or above the current K-th score
+                        // (ties on the score are settled by position inside offer).
+                        float thr = hp.empty() ? kNegInf : hp.front().score;
+                        for (; j < n; ++j) {
+                            if (srow[j] >= thr) {
+                                offer(hp, K, srow[j], row_pos[j0 + j], j0 + j);
+                                thr = hp.front().score;
+                            }
+                        }
+                    }
+                }
+                for (int64_t i = 0; i < nq; ++i) {
+                    const int64_t base = (h * T + t0 + i) * K;
+                    emit(heaps[size_t(i)], K, scores + base, rows + base, positions + base);
+                }
+            }
+        }
+    }
+}
+
 }  // namespace
 
 void memory_topk(float* scores, int64_t* rows, int64_t* positions, const float* q, int64_t q_stride,
                  const void* k, DType k_dtype, int64_t k_head_stride, const int64_t* row_pos,
                  int64_t H, int64_t T, int64_t S, int64_t D, int64_t K, float scale) {
+    if (T >= kTileMinQueries && K <= kTileMaxK) {
+        memory_topk_tiles(scores, rows, positions, q, q_stride, k, k_dtype, k_head_stride, row_pos,
+                          H, T, S, D, K, scale);
+        return;
+    }
     const size_t esz = dtype_size(k_dtype);
 #pragma omp parallel if (H * T * S * D > kParallelMinWork)
     {
         std::vector<float> kbuf(static_cast<size_t>(kKeyBlock * D));
         std::vector<Cand> heap;
         heap.reserve(static_cast<size_t>(K) + 1);
-        // Heap top = worst kept candidate.
-        auto worse_first = [](const Cand& a, const Cand& b) {
-            return better(a.score, a.pos, b.score, b.pos);
-        };
 #pragma omp for collapse(2) schedule(dynamic, 4)
         for (int64_t h = 0; h < H; ++h) {
             for (int64_t t = 0; t < T; ++t) {
@@ -68,31 +172,11 @@ void memory_topk(float* scores, int64_t* rows, int64_t* positions, const float* 
                         kr = kbuf.data();
                     }
                     for (int64_t j = 0; j < n; ++j) {
-                        const float s = dot(qt, kr + j * D, D) * scale;
-                        const int64_t p = row_pos[j0 + j];
-                        if (static_cast<int64_t>(heap.size()) < K) {
-                            heap.push_back({s, p, j0 + j});
-                            std::push_heap(heap.begin(), heap.end(), worse_first);
-                        } else if (better(s, p, heap.front().score, heap.front().pos)) {
-                            std::pop_heap(heap.begin(), heap.end(), worse_first);
-                            heap.back() = {s, p, j0 + j};
-                            std::push_heap(heap.begin(), heap.end(), worse_first);
-                        }
+                        offer(heap, K, dot(qt, kr + j * D, D) * scale, row_pos[j0 + j], j0 + j);
                     }
                 }
-                std::sort_heap(heap.begin(), heap.end(), worse_first);  // best first
                 const int64_t base = (h * T + t) * K;
-                for (int64_t i = 0; i < K; ++i) {
-                    if (i < static_cast<int64_t>(heap.size())) {
-                        scores[base + i] = heap[i].score;
-                        rows[base + i] = heap[i].row;
-                        positions[base + i] = heap[i].pos;
-                    } else {
-                        scores[base + i] = kNegInf;
-                        rows[base + i] = -1;
-                        positions[base + i] = -1;
-                    }
-                }
+                emit(heap, K, scores + base, rows + base, positions + base);
             }
         }
     }
