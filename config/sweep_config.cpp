@@ -97,9 +97,9 @@ Result<SweepConfig> parse_sweep_config(const std::string& yaml_text, const std::
     SweepConfig s;
     Reader r{origin};
     static const std::set<std::string> keys = {
-        "model",   "shape",         "weights",      "backend",   "precision",
-        "threads", "memory_tokens", "query_tokens", "retrieval", "k",
-        "layouts", "repeats",       "calibration",  "clock"};
+        "model",         "shape",        "weights",   "backend", "precision", "threads",
+        "memory_tokens", "query_tokens", "retrieval", "k",       "layouts",   "repeats",
+        "calibration",   "clock",        "statistic", "rounds"};
     try {
         for (const auto& kv : root) {
             const std::string key = kv.first.as<std::string>();
@@ -230,12 +230,26 @@ Result<SweepConfig> parse_sweep_config(const std::string& yaml_text, const std::
                 s.layouts.push_back(x);
             }
         }
-        if (root["repeats"])
-            s.repeats = int(r.integer(r.scalar(root["repeats"], "repeats"), "repeats", 1));
+        if (root["repeats"]) {
+            const int64_t v = r.integer(r.scalar(root["repeats"], "repeats"), "repeats", 1);
+            if (v > 100000) r.fail("repeats", "must be at most 100000, got " + std::to_string(v));
+            s.repeats = int(v);
+        }
         if (root["clock"]) {
             const std::string c = r.scalar(root["clock"], "clock");
             if (c != "wall" && c != "cpu") r.fail("clock", "must be wall or cpu, not '" + c + "'");
             s.cpu_clock = c == "cpu";
+        }
+        if (root["rounds"]) {
+            const int64_t v = r.integer(r.scalar(root["rounds"], "rounds"), "rounds", 1);
+            if (v > 1000) r.fail("rounds", "must be at most 1000, got " + std::to_string(v));
+            s.rounds = int(v);
+        }
+        if (root["statistic"]) {
+            const std::string c = r.scalar(root["statistic"], "statistic");
+            if (c != "median" && c != "min")
+                r.fail("statistic", "must be median or min, not '" + c + "'");
+            s.use_min = c == "min";
         }
         if (const YAML::Node c = root["calibration"]) {
             if (!c.IsMap())

@@ -12,7 +12,11 @@
 //   retrieval: [dense, topk]
 //   k: [64]                     # top-k only
 //   layouts: [{tp: 1, mp: 2, dp: 2}]   # tp x mp x dp must equal the world size, else skipped
-//   repeats: 3                  # timed calls per point (the median is reported)
+//   repeats: 3                  # timed calls per point
+//   statistic: median           # median | min: which call a point reports (and the
+//                               # calibration's per-phase statistic)
+//   rounds: 1                   # passes over the grid; a point reports its best (min) or
+//                               # median round
 //   clock: wall                 # wall | cpu (CPU time of each rank: oversubscribed hosts)
 //   calibration: { memory_tokens: 16k, query_tokens: 256 }   # optional (default: below)
 //
@@ -48,6 +52,11 @@ struct SweepConfig {
     std::vector<SweepLayout> layouts = {{1, 1, 1}};
     int repeats = 3;
     bool cpu_clock = false;  // clock: cpu
+    // statistic: min. The fastest call of a point (and per-phase minima in calibration): on a
+    // shared or oversubscribed host, interference only ever adds time, so the minimum is the
+    // steadiest estimate of the work's own cost; the median is the typical call.
+    bool use_min = false;
+    int rounds = 1;
     // The calibration steps' largest memory and query size (perf_model.h); 0 = the largest
     // memory per rank of the grid / the first query size.
     int64_t calibration_memory = 0, calibration_query = 0;

@@ -182,6 +182,17 @@ void calibrate_rates(Calibration& cal, Retrieval r, const std::vector<StepShape>
     }
 }
 
+void pool_mode_independent_rates(Calibration& cal, bool use_min) {
+    for (BenchPhase p : {BenchPhase::kGemm, BenchPhase::kLocalAttn, BenchPhase::kOther}) {
+        const int i = static_cast<int>(p);
+        double& d = cal.rate[0][i];
+        double& t = cal.rate[1][i];
+        // Per-row fixed parts are fitted with the rate; pool only plain rates.
+        if (d <= 0 || t <= 0 || cal.per_row[0][i] != 0 || cal.per_row[1][i] != 0) continue;
+        d = t = use_min ? std::max(d, t) : (d + t) / 2;
+    }
+}
+
 PhaseCounts predict_step(const StepShape& s, const Calibration& cal) {
     PhaseCounts out = step_counts(s);
     const int m = s.retrieval == Retrieval::kTopK ? 1 : 0;

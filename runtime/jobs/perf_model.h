@@ -67,6 +67,12 @@ struct Calibration {
 void calibrate_rates(Calibration& cal, Retrieval r, const std::vector<StepShape>& shapes,
                      const std::vector<PhaseCounts>& measured);
 
+// The phases whose work does not depend on the retrieval mode (gemm, local_attn, other) were
+// measured in both modes' calibration steps: gives both modes the faster of the two rates
+// (`use_min`: each was a minimum, a slow spell of the host made one of them slower) or their
+// mean. A phase one mode did not calibrate is left alone.
+void pool_mode_independent_rates(Calibration& cal, bool use_min);
+
 // Seconds per phase of one step (calls, flops and bytes are step_counts()'s).
 PhaseCounts predict_step(const StepShape& s, const Calibration& cal);
 

@@ -188,11 +188,31 @@ RankRecord unpack(const double* v) {
     return r;
 }
 
+// "cpu exact tp 1 mp 2 dp 2 topk k 32 M 4096 Q 128"
+std::string point_label(const Point& p) {
+    char label[160];
+    std::snprintf(label, sizeof(label), "%s %s tp %d mp %d dp %d %s%s M %lld Q %lld",
+                  p.backend.c_str(), precision_name(p.precision), p.layout.tp, p.layout.mp,
+                  p.layout.dp, retrieval_name(p.retrieval),
+                  p.k > 0 ? (" k " + std::to_string(p.k)).c_str() : "", (long long)p.memory,
+                  (long long)p.query);
+    return label;
+}
+
+// The median of v, or its minimum with `use_min` (SweepConfig::use_min).
+double pick(std::vector<double> v, bool use_min) {
+    if (v.empty()) return 0;
+    std::sort(v.begin(), v.end());
+    return use_min ? v.front() : v[v.size() / 2];
+}
+
 // Runs `repeats` timed calls (after one untimed warm-up) of `query` tokens over a memory of
-// `memory` tokens and returns every rank's record of the median call (by its total time).
-// `phase_medians` (optional): this rank's per-phase medians.
+// `memory` tokens and returns every rank's record of the median call (by its total time), or
+// of the fastest with `use_min`. `phase_stats` (optional): this rank's per-phase medians
+// (minima with `use_min`) over the calls.
 std::vector<RankRecord> measure(Rig& rig, parallel::Communicator& world, int64_t memory,
-                                int64_t query, int repeats, PhaseCounts* phase_medians = nullptr) {
+                                int64_t query, int repeats, bool use_min,
+                                PhaseCounts* phase_stats = nullptr) {
     LongLlama& model = *rig.model;
     Sequence filled = model.new_sequence(0);
     model.fill_memory(filled, memory, 7);
@@ -218,21 +238,21 @@ std::vector<RankRecord> measure(Rig& rig, parallel::Communicator& world, int64_t
         const double total = bench_clock_seconds(rig.clock) - t0;
         if (i > 0) runs.emplace_back(total, rig.counts);
     }
-    if (phase_medians) {
-        // Each phase's own median over the calls (calibration: robust to one slow op).
+    if (phase_stats) {
+        // Each phase's own statistic over the calls (calibration: robust to one slow op).
         for (int ph = 0; ph < kBenchPhases; ++ph) {
             std::vector<double> v;
             for (const auto& r : runs) v.push_back(r.second.p[ph].seconds);
-            std::sort(v.begin(), v.end());
-            phase_medians->p[ph] = runs[0].second.p[ph];
-            phase_medians->p[ph].seconds = v[v.size() / 2];
+            phase_stats->p[ph] = runs[0].second.p[ph];
+            phase_stats->p[ph].seconds = pick(v, use_min);
         }
     }
     std::sort(runs.begin(), runs.end(),
               [](const auto& a, const auto& b) { return a.first < b.first; });
+    const size_t chosen = use_min ? 0 : runs.size() / 2;
     RankRecord mine;
-    mine.total = runs[runs.size() / 2].first;
-    mine.counts = runs[runs.size() / 2].second;
+    mine.total = runs[chosen].first;
+    mine.counts = runs[chosen].second;
     mine.peak_rss = peak_rss_bytes();
     mine.held_bytes = rig.weight_bytes + double(filled.allocated_bytes());
     mine.rank = rig.world.rank();
@@ -254,10 +274,12 @@ std::vector<RankRecord> measure(Rig& rig, parallel::Communicator& world, int64_t
     return out;
 }
 
-// Rank 0's per-phase medians of a calibration step, shared so every rank holds one model.
-std::vector<RankRecord> calibration_medians(Rig& rig, parallel::Communicator& world, const Point& p,
-                                            const SweepConfig& cfg, PhaseCounts& med) {
-    const std::vector<RankRecord> rec = measure(rig, world, p.memory, p.query, 3, &med);
+// Rank 0's per-phase statistics of a calibration step (medians, or minima with
+// `statistic: min`), shared so every rank holds one model.
+std::vector<RankRecord> calibration_stats(Rig& rig, parallel::Communicator& world, const Point& p,
+                                          const SweepConfig& cfg, PhaseCounts& med) {
+    const std::vector<RankRecord> rec =
+        measure(rig, world, p.memory, p.query, std::max(3, cfg.repeats), cfg.use_min, &med);
     std::vector<double> secs;
     for (const PhaseCount& c : med.p) secs.push_back(c.seconds);
     world.broadcast(
@@ -269,8 +291,7 @@ std::vector<RankRecord> calibration_medians(Rig& rig, parallel::Communicator& wo
 // ---- alpha-beta probe -----------------------------------------------------------------------
 
 double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v.empty() ? 0 : v[v.size() / 2];
+    return pick(std::move(v), false);
 }
 
 // All-gathers of growing size and bare barriers over the world; alpha and beta from a
@@ -425,6 +446,7 @@ json machine_json(const SweepConfig& cfg, const std::string& sweep_model, int wo
             {"world_size", world},
             {"threads_per_rank", cfg.threads},
             {"clock", cfg.cpu_clock ? "cpu" : "wall"},
+            {"statistic", cfg.use_min ? "min" : "median"},
             {"date_utc", date},
             {"model", sweep_model},
             {"shape", json::parse(model_config_to_json(cfg.model))},
@@ -571,7 +593,7 @@ SweepSummary run_sweep(const SweepConfig& cfg, parallel::Communicator& world,
                     std::vector<PhaseCounts> meds;
                     std::vector<RankRecord> rec;
                     // Rounds over the sizes, so that a slow drift of the host's load
-                    // (other jobs) reaches every size alike; per phase the median round.
+                    // (other jobs) reaches every size alike; per phase the median (min) round.
                     constexpr int kRounds = 3;
                     std::vector<std::vector<PhaseCounts>> rounds(cal_sizes.size());
                     for (int round = 0; round < kRounds; ++round) {
@@ -579,7 +601,7 @@ SweepSummary run_sweep(const SweepConfig& cfg, parallel::Communicator& world,
                             Point q = p;
                             q.memory = cal_sizes[i];
                             rounds[i].emplace_back();
-                            rec = calibration_medians(*rig, world, q, cfg, rounds[i].back());
+                            rec = calibration_stats(*rig, world, q, cfg, rounds[i].back());
                             if (round == 0) shapes.push_back(shape_of(cfg, q));
                         }
                     }
@@ -588,7 +610,7 @@ SweepSummary run_sweep(const SweepConfig& cfg, parallel::Communicator& world,
                         for (int ph = 0; ph < kBenchPhases; ++ph) {
                             std::vector<double> v;
                             for (const PhaseCounts& c : rs) v.push_back(c.p[ph].seconds);
-                            m.p[ph].seconds = median(v);
+                            m.p[ph].seconds = pick(v, cfg.use_min);
                         }
                         meds.push_back(m);
                     }
@@ -600,6 +622,7 @@ SweepSummary run_sweep(const SweepConfig& cfg, parallel::Communicator& world,
                                     (long long)p.query, rec[0].total);
                     }
                 }
+                pool_mode_independent_rates(cal, cfg.use_min);
                 // Merge never runs at mp = 1: it moves partials like the other memory ops.
                 for (auto& rate : cal.rate) {
                     const size_t m = size_t(BenchPhase::kMerge), o = size_t(BenchPhase::kOther);
@@ -635,14 +658,37 @@ SweepSummary run_sweep(const SweepConfig& cfg, parallel::Communicator& world,
         std::printf("%-44s %10s %10s %7s   (phases > 10 ms: measured/predicted ms, error)\n",
                     "point", "total_s", "pred_s", "error");
     }
-    for (size_t i = 0; i < runnable.size(); ++i) {
+    // With rounds > 1 the grid is walked that many times and a point reports the round whose
+    // rank-0 call was fastest (statistic: min) or the median one: a slow spell of the host
+    // (seconds long on shared VMs) then has to hit the same point in every round. Files are
+    // written during the last round, point by point.
+    const size_t n_points = runnable.size(), n_steps = n_points * size_t(cfg.rounds);
+    std::vector<std::vector<std::vector<RankRecord>>> rounds_of(n_points);
+    for (size_t step = 0; step < n_steps; ++step) {
+        const size_t i = step % n_points;
+        const int round = int(step / n_points);
         const Point& p = runnable[i];
         if (!rig || key != rig_key(p)) {
             rig.reset();
             rig = make_rig(cfg, world, p);
             key = rig_key(p);
         }
-        const std::vector<RankRecord> rec = measure(*rig, world, p.memory, p.query, cfg.repeats);
+        rounds_of[i].push_back(measure(*rig, world, p.memory, p.query, cfg.repeats, cfg.use_min));
+        if (round + 1 < cfg.rounds) {
+            if (root) {
+                const double eta = clock.seconds() / double(step + 1) * double(n_steps - step - 1);
+                std::printf("[round %d/%d] [%zu/%zu] %s: %.4f s, ETA %s\n", round + 1, cfg.rounds,
+                            i + 1, n_points, point_label(p).c_str(), rounds_of[i].back()[0].total,
+                            Progress::format_duration(eta).c_str());
+                std::fflush(stdout);
+            }
+            continue;
+        }
+        std::vector<std::vector<RankRecord>>& all = rounds_of[i];
+        std::sort(all.begin(), all.end(),
+                  [](const auto& a, const auto& b) { return a[0].total < b[0].total; });
+        const std::vector<RankRecord> rec = all[cfg.use_min ? 0 : all.size() / 2];
+        all.clear();
         ++sum.measured;
         if (!root) continue;
 
@@ -713,14 +759,9 @@ SweepSummary run_sweep(const SweepConfig& cfg, parallel::Communicator& world,
         jsonl << j.dump() << "\n";
         jsonl.flush();
 
-        char label[128];
-        std::snprintf(label, sizeof(label), "%s %s tp %d mp %d dp %d %s%s M %lld Q %lld",
-                      p.backend.c_str(), precision_name(p.precision), p.layout.tp, p.layout.mp,
-                      p.layout.dp, retrieval_name(p.retrieval),
-                      p.k > 0 ? (" k " + std::to_string(p.k)).c_str() : "", (long long)p.memory,
-                      (long long)p.query);
-        const double elapsed = clock.seconds();
-        const double eta = elapsed / double(i + 1) * double(runnable.size() - i - 1);
+        const std::string label_s = point_label(p);
+        const char* label = label_s.c_str();
+        const double eta = clock.seconds() / double(step + 1) * double(n_steps - step - 1);
         if (opts.predict) {
             std::string detail;
             for (int ph = 0; ph < kBenchPhases; ++ph) {
@@ -740,7 +781,7 @@ SweepSummary run_sweep(const SweepConfig& cfg, parallel::Communicator& world,
         }
         std::printf(
             "[%zu/%zu] %s: %.4f s (phases %.4f s, comm %.0f%%), %.2f GFLOP/s, ETA %s\n", i + 1,
-            runnable.size(), label, r0.total, phases, r0.total > 0 ? comm / r0.total * 100 : 0.0,
+            n_points, label, r0.total, phases, r0.total > 0 ? comm / r0.total * 100 : 0.0,
             r0.total > 0 ? flops / r0.total / 1e9 : 0.0, Progress::format_duration(eta).c_str());
         std::fflush(stdout);
     }

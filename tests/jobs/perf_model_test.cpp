@@ -123,6 +123,33 @@ TEST(PerfModel, CalibrationRecoversRatesAndFixedCosts) {
     }
 }
 
+TEST(PerfModel, ModeIndependentPhasesTakeTheBetterOfBothCalibrations) {
+    Calibration cal;
+    const int g = int(BenchPhase::kGemm), m = int(BenchPhase::kMemScore);
+    const int o = int(BenchPhase::kOther), l = int(BenchPhase::kLocalAttn);
+    cal.rate[0][g] = 10e9;  // dense calibration ran in a slow spell
+    cal.rate[1][g] = 13e9;
+    cal.rate[0][m] = 20e9;  // mem_score differs by mode: left alone
+    cal.rate[1][m] = 5e9;
+    cal.rate[0][o] = 4e9;  // fitted with a fixed part: left alone
+    cal.rate[1][o] = 6e9;
+    cal.per_row[1][o] = 1e-7;
+    cal.rate[0][l] = 8e9;  // one mode only: left alone
+    Calibration med = cal;
+    pool_mode_independent_rates(cal, true);
+    EXPECT_EQ(cal.rate[0][g], 13e9);
+    EXPECT_EQ(cal.rate[1][g], 13e9);
+    EXPECT_EQ(cal.rate[0][m], 20e9);
+    EXPECT_EQ(cal.rate[1][m], 5e9);
+    EXPECT_EQ(cal.rate[0][o], 4e9);
+    EXPECT_EQ(cal.rate[1][o], 6e9);
+    EXPECT_EQ(cal.rate[0][l], 8e9);
+    EXPECT_EQ(cal.rate[1][l], 0);
+    pool_mode_independent_rates(med, false);
+    EXPECT_EQ(med.rate[0][g], 11.5e9);
+    EXPECT_EQ(med.rate[1][g], 11.5e9);
+}
+
 TEST(PerfModel, CollectivesFollowAlphaBeta) {
     StepShape s = tiny_step(Retrieval::kDense, Precision::kExact, 4096, 16);
     s.tp = 2;
@@ -165,12 +192,22 @@ TEST(SweepConfig, ReadsTheExamplesAndRejectsMistakesByName) {
                 HasSubstr("layouts[0].pp is not tp, mp or dp"));
     EXPECT_THAT(error("shape: {hidden_size: 250}\n"), HasSubstr("s.yaml: model"));
     EXPECT_THAT(error("clock: gpu\n"), HasSubstr("clock must be wall or cpu"));
+    EXPECT_THAT(error("statistic: mean\n"), HasSubstr("statistic must be median or min"));
+    EXPECT_THAT(error("rounds: 0\n"), HasSubstr("rounds"));
+    EXPECT_THAT(error("rounds: 5000\n"), HasSubstr("rounds must be at most 1000"));
+    EXPECT_THAT(error("repeats: 9999999999\n"), HasSubstr("repeats must be at most 100000"));
     EXPECT_THAT(error("memory_tokens: [4k, x]\n"), HasSubstr("memory_tokens"));
     EXPECT_THAT(error("[1, 2]\n"), HasSubstr("expected a mapping"));
     Result<SweepConfig> ok = parse_sweep_config("model: 7b\nmemory_tokens: 1m\n", "s.yaml");
     ASSERT_TRUE(ok.ok());
     EXPECT_EQ(ok.value().model.hidden_size, 4096);
     EXPECT_EQ(ok.value().memory_tokens, std::vector<int64_t>{1 << 20});
+    EXPECT_FALSE(ok.value().use_min);  // median unless asked
+    Result<SweepConfig> ci =
+        load_sweep_config(std::string(FOT_SOURCE_DIR) + "/config/examples/sweep-ci.yaml");
+    ASSERT_TRUE(ci.ok());
+    EXPECT_TRUE(ci.value().use_min);
+    EXPECT_GT(ci.value().rounds, 1);
 }
 
 }  // namespace
