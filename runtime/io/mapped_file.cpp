@@ -69,6 +69,17 @@ void release_mapped_pages(const void* p, size_t n) {
     if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
 }
 
+void populate_for_write(void* p, size_t n) {
+#ifndef MADV_POPULATE_WRITE
+    constexpr int MADV_POPULATE_WRITE = 23;  // Linux 5.14; older headers lack the name
+#endif
+    static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const auto b = reinterpret_cast<uintptr_t>(p);
+    const uintptr_t first = b / page * page, last = (b + n + page - 1) / page * page;
+    // EINVAL on older kernels: nothing was done, the copy faults the pages in itself.
+    if (n > 0) (void)::madvise(reinterpret_cast<void*>(first), last - first, MADV_POPULATE_WRITE);
+}
+
 void MappedFile::release() {
     if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
     data_ = nullptr;

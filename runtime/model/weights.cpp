@@ -33,9 +33,9 @@ void parallel_copy(const TensorRecord& t, int64_t r0, int64_t r1, int64_t c0, in
     for (int64_t b = 0; b < blocks; ++b) {
         const int64_t a = r0 + b * per_block, e = std::min(r1, a + per_block);
         try {
-            copy_tensor_slice(t, a, e, c0, c1,
-                              static_cast<uint8_t*>(dst) + static_cast<size_t>(a - r0) * dst_row,
-                              dt);
+            uint8_t* out = static_cast<uint8_t*>(dst) + static_cast<size_t>(a - r0) * dst_row;
+            populate_for_write(out, static_cast<size_t>(e - a) * dst_row);
+            copy_tensor_slice(t, a, e, c0, c1, out, dt);
         } catch (...) {
 #pragma omp critical(fot_load_error)
             if (!error) error = std::current_exception();
