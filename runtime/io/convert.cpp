@@ -72,32 +72,6 @@ const std::vector<std::string>& convert_side_files() {
     return kFiles;
 }
 
-size_t parse_byte_size(const std::string& text, const std::string& what) {
-    size_t i = 0;
-    while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
-    std::string unit = text.substr(i);
-    for (char& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    static const std::pair<const char*, uint64_t> kUnits[] = {{"", 1},
-                                                              {"B", 1},
-                                                              {"KB", 1000},
-                                                              {"MB", 1000 * 1000},
-                                                              {"GB", 1000000000},
-                                                              {"KIB", 1u << 10},
-                                                              {"MIB", 1u << 20},
-                                                              {"GIB", 1u << 30}};
-    const uint64_t* mult = nullptr;
-    for (const auto& [u, m] : kUnits) {
-        if (unit == u) mult = &m;
-    }
-    FOT_CHECK(i > 0 && i <= 15 && mult != nullptr, what, ": cannot parse size ", safe_quote(text),
-              " (examples: 5GB, 500MB, 2GiB, 1000000)");
-    uint64_t n = std::stoull(text.substr(0, i));
-    uint64_t bytes = 0;
-    FOT_CHECK(!__builtin_mul_overflow(n, *mult, &bytes) && bytes > 0, what, ": size ",
-              safe_quote(text), " must be positive and fit in 64 bits");
-    return static_cast<size_t>(bytes);
-}
-
 ConvertSummary convert_checkpoint(const ConvertOptions& o) {
     std::error_code ec;
     FOT_CHECK(fs::is_directory(o.from, ec), o.from, ": not a model directory");

@@ -39,10 +39,6 @@ struct ConvertSummary {
 // Throws fot::Error (naming the file or option) on any problem.
 ConvertSummary convert_checkpoint(const ConvertOptions& options);
 
-// Parses a size like transformers does: "5GB" (10^9), "500MB", "10KB", "2GiB" (2^30),
-// "64MiB", "4KiB" or a plain byte count. `what` names the option in errors.
-size_t parse_byte_size(const std::string& text, const std::string& what);
-
 // The files convert copies next to the weights when the source has them.
 const std::vector<std::string>& convert_side_files();
 

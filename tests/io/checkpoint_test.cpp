@@ -410,17 +410,5 @@ TEST(Writer, RejectsBadInput) {
     expect_error([&] { write_safetensors(d.path(), {a, a}, 100); }, {"'a'", "twice"});
 }
 
-TEST(ParseByteSize, UnitsLikeTransformers) {
-    EXPECT_EQ(parse_byte_size("5GB", "--x"), 5000000000u);
-    EXPECT_EQ(parse_byte_size("500MB", "--x"), 500000000u);
-    EXPECT_EQ(parse_byte_size("10kb", "--x"), 10000u);
-    EXPECT_EQ(parse_byte_size("2GiB", "--x"), size_t{2} << 30);
-    EXPECT_EQ(parse_byte_size("64MiB", "--x"), size_t{64} << 20);
-    EXPECT_EQ(parse_byte_size("123", "--x"), 123u);
-    for (const char* bad : {"", "GB", "5XB", "-1", "1.5GB", "0", "99999999999999999999"}) {
-        expect_error([&] { parse_byte_size(bad, "--max-shard-size"); }, {"--max-shard-size"});
-    }
-}
-
 }  // namespace
 }  // namespace fot
