@@ -54,8 +54,9 @@ Args bench_args() {
         "dp layouts, dense/top-k retrieval, backends, precisions) on random weights of the\n"
         "shape (tiny, 3b, 7b or a model folder's config.json; nothing is downloaded), all\n"
         "under one mpirun. Layouts whose tp x mp x dp is not the world size are skipped with\n"
-        "the reason. Each point: the median of `repeats` calls of Q tokens over a memory of\n"
-        "M tokens, timed per phase on every rank (gemm, local_attn, mem_score, topk_select,\n"
+        "the reason. Each point: the median (`statistic: min`: the fastest) of `repeats`\n"
+        "calls, over `rounds` passes of the grid, of Q tokens over a memory of M tokens,\n"
+        "timed per phase on every rank (gemm, local_attn, mem_score, topk_select,\n"
         "merge, other, tp_allreduce, mp_allgather, wait), FLOP/s, bytes/s, bytes sent and\n"
         "peak memory per rank, written as CSV and JSON lines (docs/scaling.md). Plots:\n"
         "scripts/plot_scaling.py DIR.",
