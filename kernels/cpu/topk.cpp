@@ -18,6 +18,10 @@ constexpr int64_t kKeyBlock = 256;
 // Prefill windows (many queries) score a (query block x key block) tile with one GEMM, like
 // the dense path (attention.cpp), so a key block is widened once per query block rather than
 // once per query, and only candidates that beat a row's current K-th best touch its heap.
+// The GEMM only filters: its rounding depends on where a key sits in the tile (BLAS edge
+// kernels), so identical keys could get different scores and break the tie-by-position rule.
+// A key that may enter the heap is re-scored with dot() (the per-query path's score, the same
+// for every key), and the filter allows for the GEMM's rounding (filter_slack).
 constexpr int64_t kTileMinQueries = 8;
 constexpr int64_t kTileQueryBlock = 64;
 constexpr int64_t kTileMaxK = 1024;  // above: per-query path (64 heaps of K would not fit cache)
@@ -78,6 +82,14 @@ inline void emit(std::vector<Cand>& heap, int64_t K, float* scores, int64_t* row
     }
 }
 
+// A bound on |GEMM score - dot() score| per unit of |q| |k|: two fp32 dot products of D terms
+// in any order differ from the exact one by at most D u sum|q_d k_d| each (u = 2^-24), and
+// sum|q_d k_d| <= |q| |k|; the scale and the norms add a few roundings, covered by the
+// factor 4 and the +2 terms.
+inline float filter_slack(int64_t D, float scale) {
+    return 4.f * static_cast<float>(D + 2) * 0x1p-24f * std::fabs(scale);
+}
+
 void memory_topk_tiles(float* scores, int64_t* rows, int64_t* positions, const float* q,
                        int64_t q_stride, const void* k, DType k_dtype, int64_t k_head_stride,
                        const int64_t* row_pos, int64_t H, int64_t T, int64_t S, int64_t D,
@@ -88,6 +100,8 @@ void memory_topk_tiles(float* scores, int64_t* rows, int64_t* positions, const f
     {
         std::vector<float> kbuf(static_cast<size_t>(kKeyBlock * D));
         std::vector<float> sc(static_cast<size_t>(kTileQueryBlock * kKeyBlock));
+        std::vector<float> knorm(static_cast<size_t>(kKeyBlock));
+        std::vector<float> qnorm(static_cast<size_t>(kTileQueryBlock));
         std::vector<std::vector<Cand>> heaps(static_cast<size_t>(kTileQueryBlock));
         for (auto& hp : heaps) hp.reserve(static_cast<size_t>(K) + 1);
 #pragma omp for collapse(2) schedule(dynamic, 1)
@@ -95,7 +109,11 @@ void memory_topk_tiles(float* scores, int64_t* rows, int64_t* positions, const f
             for (int64_t qb = 0; qb < nqb; ++qb) {
                 const int64_t t0 = qb * kTileQueryBlock;
                 const int64_t nq = std::min(kTileQueryBlock, T - t0);
-                for (int64_t i = 0; i < nq; ++i) heaps[size_t(i)].clear();
+                for (int64_t i = 0; i < nq; ++i) {
+                    heaps[size_t(i)].clear();
+                    const float* qt = q + (t0 + i) * q_stride + h * D;
+                    qnorm[size_t(i)] = std::sqrt(dot(qt, qt, D));
+                }
                 for (int64_t j0 = 0; j0 < S; j0 += kKeyBlock) {
                     const int64_t n = std::min(kKeyBlock, S - j0);
                     const char* src = static_cast<const char*>(k) +
@@ -112,20 +130,29 @@ void memory_topk_tiles(float* scores, int64_t* rows, int64_t* positions, const f
                                 static_cast<int>(n), static_cast<int>(D), scale,
                                 q + t0 * q_stride + h * D, static_cast<int>(q_stride), kr,
                                 static_cast<int>(D), 0.0f, sc.data(), static_cast<int>(n));
+                    for (int64_t j = 0; j < n; ++j) {
+                        knorm[size_t(j)] = std::sqrt(dot(kr + j * D, kr + j * D, D));
+                    }
                     for (int64_t i = 0; i < nq; ++i) {
                         std::vector<Cand>& hp = heaps[size_t(i)];
+                        const float* qt = q + (t0 + i) * q_stride + h * D;
                         const float* srow = sc.data() + i * n;
+                        const float slack = filter_slack(D, scale) * qnorm[size_t(i)];
                         int64_t j = 0;
                         for (; j < n && static_cast<int64_t>(hp.size()) < K; ++j) {
-                            offer(hp, K, srow[j], row_pos[j0 + j], j0 + j);
+                            offer(hp, K, dot(qt, kr + j * D, D) * scale, row_pos[j0 + j], j0 + j);
                         }
                         // Full heap: a key can only enter at or above the current K-th score
                         // (ties on the score are settled by position inside offer).
                         float thr = hp.empty() ? kNegInf : hp.front().score;
                         for (; j < n; ++j) {
-                            if (srow[j] >= thr) {
-                                offer(hp, K, srow[j], row_pos[j0 + j], j0 + j);
-                                thr = hp.front().score;
+                            // !(a < b) rather than a >= b: NaN scores go to offer, as before.
+                            if (!(srow[j] + slack * knorm[size_t(j)] < thr)) {
+                                const float s = dot(qt, kr + j * D, D) * scale;
+                                if (!(s < thr)) {
+                                    offer(hp, K, s, row_pos[j0 + j], j0 + j);
+                                    thr = hp.front().score;
+                                }
                             }
                         }
                     }

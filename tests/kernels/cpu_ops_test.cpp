@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <set>
@@ -248,6 +249,40 @@ TEST(CpuOps, TopkSelectsTheBruteForceSetWithTies) {
                              pos[base_i + i] < pos[base_i + i + 1]));
             }
             for (int64_t i = 0; i < K; ++i) EXPECT_EQ(row_pos[rows[base_i + i]], pos[base_i + i]);
+        }
+    }
+}
+
+TEST(CpuOps, TopkTilesGiveThePerQueryResultBitForBit) {
+    // Prefill windows (>= 8 queries) filter with a GEMM tile; the scores they return must still be
+    // the per-query path's (one query at a time), so that equal keys tie exactly wherever they
+    // sit in a tile. Keys from a small set (many exact ties), S not a multiple of the key block.
+    const int64_t H = 2, T = 70, D = 24, S = 700, K = 40;
+    std::mt19937 rng(8);
+    std::uniform_int_distribution<int> pick(0, 30);
+    const auto base = randn(31 * D, 81);
+    std::vector<float> k(H * S * D);
+    for (int64_t r = 0; r < H * S; ++r) {
+        const int b = pick(rng);
+        std::copy_n(base.begin() + b * D, D, k.begin() + r * D);
+    }
+    const auto q = randn(T * H * D, 82);
+    std::vector<int64_t> row_pos(S);
+    for (int64_t j = 0; j < S; ++j) row_pos[j] = 5000 - 7 * j;  // decreasing
+    std::vector<float> scores(H * T * K), one_s(H * K);
+    std::vector<int64_t> rows(H * T * K), pos(H * T * K), one_r(H * K), one_p(H * K);
+    memory_topk(scores.data(), rows.data(), pos.data(), q.data(), H * D, k.data(), DType::kF32,
+                S * D, row_pos.data(), H, T, S, D, K, 0.3f);
+    for (int64_t t = 0; t < T; ++t) {
+        memory_topk(one_s.data(), one_r.data(), one_p.data(), q.data() + t * H * D, H * D, k.data(),
+                    DType::kF32, S * D, row_pos.data(), H, 1, S, D, K, 0.3f);
+        for (int64_t h = 0; h < H; ++h) {
+            for (int64_t i = 0; i < K; ++i) {
+                const int64_t a = (h * T + t) * K + i, b = h * K + i;
+                ASSERT_EQ(rows[a], one_r[b]) << "h " << h << " t " << t << " slot " << i;
+                ASSERT_EQ(std::memcmp(&scores[a], &one_s[b], sizeof(float)), 0)
+                    << "h " << h << " t " << t << " slot " << i;
+            }
         }
     }
 }
