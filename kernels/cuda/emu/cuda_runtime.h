@@ -206,6 +206,16 @@ T __shfl_xor_sync(unsigned mask, T v, int lane_mask) {
     std::memcpy(&r, &got, sizeof(T));
     return r;
 }
+template <typename T>
+T __shfl_sync(unsigned mask, T v, int src_lane) {
+    static_assert(sizeof(T) <= 8, "shuffle of a large type");
+    uint64_t bits = 0;
+    std::memcpy(&bits, &v, sizeof(T));
+    const uint64_t got = emu::warp_exchange(mask, bits, src_lane & 31);
+    T r;
+    std::memcpy(&r, &got, sizeof(T));
+    return r;
+}
 inline unsigned __ballot_sync(unsigned mask, int pred) {
     return emu::warp_ballot(mask, pred != 0);
 }

@@ -153,13 +153,36 @@ void run_block(unsigned nthreads) {
     r.live = static_cast<int>(nthreads);
     // Each step runs one runnable thread, picked at random, until it blocks: a warp can run
     // far ahead of the others up to the next __syncthreads, so code that lacks a barrier sees
-    // another thread's writes too early or too late.
+    // another thread's writes too early or too late. Uniform picks rarely let a warp get far
+    // (a warp collective waits for all 32 lanes while the other warps' lanes also get picks),
+    // so between two block barriers, chosen at random half of the time, one warp is favoured:
+    // its lanes run first whenever one is runnable, as when a warp races ahead on hardware and
+    // overwrites shared data that the others still read (a missing barrier at a loop's top).
     auto runnable = [&](const Fiber& f) {
         return !f.done && !(f.waiting && f.waiting->gen == f.wait_gen);
     };
+    const unsigned nwarps = (nthreads + 31) / 32;
+    auto pick_favoured = [&] { return (g_rng() & 1u) ? static_cast<int>(g_rng() % nwarps) : -1; };
+    int favoured = pick_favoured();
+    uint64_t bar_gen = r.block_bar.gen;
     while (r.live > 0) {
+        if (r.block_bar.gen != bar_gen) {
+            bar_gen = r.block_bar.gen;
+            favoured = pick_favoured();
+        }
         bool progressed = false;
-        const unsigned start = static_cast<unsigned>(g_rng() % nthreads);
+        int first = -1;  // a runnable lane of the favoured warp
+        if (favoured >= 0) {
+            const unsigned lo = static_cast<unsigned>(favoured) * 32u;
+            const unsigned n = std::min(32u, nthreads - lo),
+                           off = static_cast<unsigned>(g_rng() % n);
+            for (unsigned k = 0; k < n && first < 0; ++k) {
+                if (runnable(r.fibers[lo + (off + k) % n]))
+                    first = static_cast<int>(lo + (off + k) % n);
+            }
+        }
+        const unsigned start =
+            first >= 0 ? static_cast<unsigned>(first) : static_cast<unsigned>(g_rng() % nthreads);
         for (unsigned k = 0; k < nthreads && !progressed; ++k) {
             const unsigned i = (start + k) % nthreads;
             Fiber& f = r.fibers[i];
