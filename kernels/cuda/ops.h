@@ -146,10 +146,26 @@ constexpr int64_t kSharedTopK = 1024;
 int64_t memory_topk_row_scratch(int64_t S, int64_t K);
 
 // As kernels::cpu::memory_topk: per (h, t) the K best keys (score desc, position asc), sorted
-// best first, absent slots (-inf, -1, -1). Scores of a group of (h, t) rows are computed by a
-// tiled kernel into `scratch` (memory_topk_row_scratch(S, K) floats per row, at least one
-// row), then one block per row radix-selects the K-th best and bitonic-sorts the survivors.
-// With S == 0 the keys are not read (k and row_pos may be null) and every slot is absent.
+// best first, absent slots (-inf, -1, -1). Two ways, the same results bit for bit (same fp32
+// scores, exact selection):
+//  - score rows: the scores of a group of (h, t) rows go to `scratch` (a lane-per-key kernel for
+//    <= 8 queries, else the tiled kernel), then one block per row radix-selects the K-th best
+//    and bitonic-sorts the survivors. Any K.
+//  - fused (K <= 224): one block per (64-query tile, key chunk) scores in shared memory and
+//    keeps each row's K best of the chunk (a per-row candidate list with a rising threshold);
+//    the select then runs over the R x K chunk candidates (R <= 8 chunks) instead of S
+//    scores. Scratch holds candidates only, so it is not re-read S floats per row.
+// kAuto takes the fused path for more than 8 queries when it supports K. `scratch` needs
+// memory_topk_row_scratch(S, K) floats per row (at least one row); more lets a pass take more
+// rows. With S == 0 the keys are not read (k and row_pos may be null) and every slot is absent.
+enum class TopkPath { kAuto, kScoreRows, kFused };
+bool memory_topk_fused_supported(int64_t S, int64_t D, int64_t K);
+void memory_topk(float* scores, int64_t* rows, int64_t* positions,     // (H, T, K) each
+                 const float* q, int64_t q_stride,                     // (T, H, D)
+                 const void* k, DType k_dtype, int64_t k_head_stride,  // (H, *, D)
+                 const int64_t* row_pos,                               // (S)
+                 int64_t H, int64_t T, int64_t S, int64_t D, int64_t K, float scale, float* scratch,
+                 int64_t scratch_floats, void* stream, TopkPath path);
 void memory_topk(float* scores, int64_t* rows, int64_t* positions,     // (H, T, K) each
                  const float* q, int64_t q_stride,                     // (T, H, D)
                  const void* k, DType k_dtype, int64_t k_head_stride,  // (H, *, D)

@@ -1,11 +1,14 @@
 // Exact top-k memory retrieval on the GPU (docs/architecture.md §6.3), same contracts as
 // kernels/cpu/topk.cpp. Candidate order: higher score first, then lower global position.
-//  - memory_topk: a tiled fp32 kernel (tile.cuh; for <= 8 queries a lane-per-key kernel that
-//    reads each key once) writes the scores of a group of (head, query) rows into scratch
-//    [rows, S]; then one block per row finds the K-th best candidate
+//  - memory_topk, score-rows path: a tiled fp32 kernel (tile.cuh; for <= 8 queries a
+//    lane-per-key kernel that reads each key once) writes the scores of a group of (head,
+//    query) rows into scratch [rows, S]; then one block per row finds the K-th best candidate
 //    by an MSB-first radix select over the 96-bit key (order-preserving score bits, then the
 //    position), gathers the candidates at or before it and bitonic-sorts them (in shared
 //    memory up to kSharedTopK slots, in the caller's scratch beyond).
+//  - memory_topk, fused path (prefill, K <= kFusedMaxK): the same tiled scores, but each block
+//    keeps only its key chunk's K best per query row (score_select_kernel), and the select runs
+//    over R x K chunk candidates instead of S scores.
 //  - topk_threshold: the same radix select over the R x K gathered candidates of each row.
 //  - attn_accumulate_selected: one block per row; candidates are folded in slot order, as the
 //    CPU does.
@@ -286,18 +289,230 @@ __global__ void __launch_bounds__(kDecodeScoreThreads)
     }
 }
 
+// ---- fused scoring and per-chunk selection (prefill) --------------------------------------------
+// With many queries, writing every score and radix-selecting over it re-reads S floats per
+// (head, query) row 5-6 times. Instead a block scores one 64-query tile against one chunk of
+// keys (the tiled fp32 kernel: the same scores, bit for bit, as score_kernel) and keeps per row
+// only what can still be among the chunk's K best: a row's candidate list (B = next_pow2(K + 32)
+// slots in shared memory) takes a score when it is not worse than the row's threshold, and when
+// the list nears full the row's warp sorts it, keeps the K best and raises the threshold to the
+// K-th. Each chunk's K best go out as candidates [rows, R, K]; select_kernel<Candidates> then
+// picks the K best of the R x K. The K best overall are among the union of every chunk's K best,
+// so the result is the exact top-k. A row belongs to the 8 lanes of one warp (tile.cuh's
+// layout), so its list needs only warp-level synchronisation.
+constexpr int kFusedMaxK = 224;  // B <= 256 slots per row: 128 KiB of lists per block
+constexpr int64_t kFusedMaxChunks = 8;
+constexpr int64_t kFusedMinChunk = 1024;
+
+int fused_slots(int64_t K) {
+    int b = 1;
+    while (b < K + kTileK) b <<= 1;
+    return b;
+}
+// Keys per chunk (a multiple of the key tile): at least kFusedMinChunk, at most
+// kFusedMaxChunks chunks.
+int64_t fused_chunk(int64_t S) {
+    int64_t c = std::max(kFusedMinChunk, (S + kFusedMaxChunks - 1) / kFusedMaxChunks);
+    return (c + kTileK - 1) / kTileK * kTileK;
+}
+int64_t fused_chunks(int64_t S) {
+    const int64_t c = fused_chunk(S);
+    return (S + c - 1) / c;
+}
+
+// Whether candidate a comes before b (score desc, then position asc); empty slots (row < 0)
+// come last.
+__device__ __forceinline__ bool cand_before(float sa, int32_t ra, float sb, int32_t rb,
+                                            const int64_t* __restrict__ row_pos) {
+    if (ra < 0) return false;
+    if (rb < 0) return true;
+    const uint32_t ka = score_key(sa), kb = score_key(sb);
+    if (ka != kb) return ka < kb;
+    return row_pos[ra] < row_pos[rb];
+}
+
+// One warp sorts a row's n candidates (cs, cr in shared memory, room for next_pow2(n)) best
+// first; the padding slots become empty. Called by all 32 lanes.
+__device__ void warp_sort_candidates(float* cs, int32_t* cr, int n,
+                                     const int64_t* __restrict__ row_pos) {
+    const int lane = threadIdx.x & 31;
+    int ns = 1;
+    while (ns < n) ns <<= 1;
+    for (int i = n + lane; i < ns; i += 32) {
+        cs[i] = kNegInf;
+        cr[i] = -1;
+    }
+    __syncwarp();
+    for (int size = 2; size <= ns; size <<= 1) {
+        for (int stride = size / 2; stride > 0; stride >>= 1) {
+            for (int i = lane; i < ns; i += 32) {
+                const int j = i ^ stride;
+                if (j <= i) continue;
+                const bool asc = (i & size) == 0;
+                if (cand_before(cs[j], cr[j], cs[i], cr[i], row_pos) == asc) {
+                    const float ts = cs[i];
+                    cs[i] = cs[j];
+                    cs[j] = ts;
+                    const int32_t tr = cr[i];
+                    cr[i] = cr[j];
+                    cr[j] = tr;
+                }
+            }
+            __syncwarp();
+        }
+    }
+}
+
+// Grid (R chunks, query tiles, heads). Dynamic shared memory: fused_smem_bytes(D, B).
+// At most a few blocks fit an SM (the lists take up to 128 KiB of shared memory), so the
+// launch bounds let ptxas use registers instead of spilling for an occupancy it cannot reach.
+template <typename E>
+__global__ void __launch_bounds__(kTileThreads, 2)
+    score_select_kernel(float* cand_s, int32_t* cand_r, const float* __restrict__ q,
+                        int64_t q_stride, const E* __restrict__ k, int64_t k_head_stride,
+                        const int64_t* __restrict__ row_pos, int64_t h0, int64_t t0, int64_t Tc,
+                        int64_t T, int64_t S, int64_t chunk, int K, int B, int D, float scale) {
+    extern __shared__ float4 smem4[];
+    float* Qs = reinterpret_cast<float*>(smem4);                // [D][kLdQ]
+    float* Ks = Qs + D * kLdQ;                                  // [D][kLdK]
+    float* cs = Ks + D * kLdK;                                  // [kTileQ][B] scores
+    int32_t* cr = reinterpret_cast<int32_t*>(cs + kTileQ * B);  // [kTileQ][B] store rows
+    const int64_t R = gridDim.x, hh = blockIdx.z, h = h0 + hh;
+    const int64_t tq0 = static_cast<int64_t>(blockIdx.y) * kTileQ;  // within the chunk of rows
+    const int64_t jb = static_cast<int64_t>(blockIdx.x) * chunk, je = min64(S, jb + chunk);
+    const int tid = threadIdx.x, tq = tid / 8, tk = tid % 8, lane = tid & 31, warp = tid >> 5;
+    const unsigned group = 0xffu << (lane & ~7);  // the 8 lanes that share this thread's rows
+    const unsigned below = (1u << lane) - 1u;
+    tile::load_query_tile(Qs, q, q_stride, h, t0 + tq0, min64(T, t0 + Tc), D);
+    int cnt[4];
+    uint32_t thr[4];  // score keys worse than this cannot be among the chunk's K best
+    bool live[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const int64_t tr = tq0 + tq * 4 + i;
+        cnt[i] = 0;
+        thr[i] = kWorstScoreKey;
+        live[i] = tr < Tc && t0 + tr < T;
+    }
+    const E* kh = k + h * k_head_stride;
+    for (int64_t j0 = jb; j0 < je; j0 += kTileK) {
+        const int nk = static_cast<int>(min64(kTileK, je - j0));
+        __syncthreads();
+        tile::load_rows<E, true>(Ks, kLdK, kh + j0 * D, nk, D);
+        __syncthreads();
+        float s[4][4];
+        tile::qk_microtile(Qs, Ks, D, tq, tk, s);
+        bool near_full = false;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            float* rs = cs + (tq * 4 + i) * B;
+            int32_t* rr = cr + (tq * 4 + i) * B;
+#pragma unroll
+            for (int c = 0; c < 4; ++c) {
+                const float v = s[i][c] * scale;
+                const bool take = live[i] && tk * 4 + c < nk && score_key(v) <= thr[i];
+                const unsigned m = __ballot_sync(0xffffffffu, take) & group;
+                if (take) {
+                    const int slot = cnt[i] + __popc(m & below);
+                    rs[slot] = v;
+                    rr[slot] = static_cast<int32_t>(j0 + tk * 4 + c);
+                }
+                cnt[i] += __popc(m);
+            }
+            near_full |= cnt[i] > B - kTileK;  // the next tile could overflow this row
+        }
+        if (__ballot_sync(0xffffffffu, near_full) != 0) {
+            __syncwarp();  // the warp's appends are visible to all its lanes
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const unsigned over = __ballot_sync(0xffffffffu, cnt[i] > B - kTileK);
+#pragma unroll 1
+                for (int g = 0; g < 4; ++g) {
+                    if (((over >> (g * 8)) & 1u) == 0) continue;
+                    const int n = __shfl_sync(0xffffffffu, cnt[i], g * 8);
+                    const int row = warp * 16 + g * 4 + i;
+                    warp_sort_candidates(cs + row * B, cr + row * B, n, row_pos);
+                }
+            }
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                if (cnt[i] > B - kTileK) {
+                    cnt[i] = K;
+                    thr[i] = score_key(cs[(tq * 4 + i) * B + K - 1]);
+                }
+            }
+            __syncwarp();  // every lane has read the new thresholds before the next appends
+        }
+    }
+    // The chunk's K best of each live row (unsorted when there are at most K).
+    __syncwarp();
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+#pragma unroll 1
+        for (int g = 0; g < 4; ++g) {
+            const int n = __shfl_sync(0xffffffffu, cnt[i], g * 8);
+            const int row = warp * 16 + g * 4 + i;
+            const int64_t tr = tq0 + row;
+            if (tr >= Tc || t0 + tr >= T) continue;
+            if (n > K) warp_sort_candidates(cs + row * B, cr + row * B, n, row_pos);
+            const int64_t o = ((hh * Tc + tr) * R + blockIdx.x) * K;
+            for (int x = lane; x < K; x += 32) {
+                const bool ok = x < n;
+                cand_s[o + x] = ok ? cs[row * B + x] : kNegInf;
+                cand_r[o + x] = ok ? cr[row * B + x] : -1;
+            }
+        }
+    }
+}
+
+size_t fused_smem_bytes(int64_t D, int B) {
+    return sizeof(float) * static_cast<size_t>(D * (kLdQ + kLdK)) +
+           (sizeof(float) + sizeof(int32_t)) * static_cast<size_t>(kTileQ) * B;
+}
+
 // Floats of candidate storage per sorted slot: pkey, row (8 bytes each), skey, slot, score.
 constexpr int64_t kCandFloats = 7;
 
-// One block per row (hh, tr) of the chunk: the K best of its S scores, sorted. Candidates sort
+// Items a select_kernel row chooses from. ScoreRows: the S scores of one (head, query) row in
+// key order (item i is store row i). Candidates: a row's R x K chunk candidates of the fused
+// path (score, store row; row -1 = empty slot).
+struct ScoreRows {
+    const float* score;  // [rows][n]
+    const int64_t* row_pos;
+    __device__ ScoreRows at(int64_t offset) const { return {score + offset, row_pos}; }
+    __device__ bool get(int64_t i, float* s, int64_t* row) const {
+        *s = score[i];
+        *row = i;
+        return true;
+    }
+    __device__ uint64_t pos(int64_t i) const { return static_cast<uint64_t>(row_pos[i]); }
+};
+struct Candidates {
+    const float* score;  // [rows][n]
+    const int32_t* row;  // [rows][n]
+    const int64_t* row_pos;
+    __device__ Candidates at(int64_t offset) const {
+        return {score + offset, row + offset, row_pos};
+    }
+    __device__ bool get(int64_t i, float* s, int64_t* r) const {
+        const int32_t x = row[i];
+        if (x < 0) return false;
+        *s = score[i];
+        *r = x;
+        return true;
+    }
+    __device__ uint64_t pos(int64_t i) const { return static_cast<uint64_t>(row_pos[row[i]]); }
+};
+
+// One block per row (hh, tr) of the chunk: the K best of its n items, sorted. Candidates sort
 // in dynamic shared memory, or (gcand != null, large K) in the row's slice of gcand. kThreads:
 // 256, or 1024 when there are few rows (decode: one per head), so each row is scanned by more
 // threads.
-template <int kThreads>
+template <int kThreads, typename Src>
 __global__ void __launch_bounds__(kThreads)
-    select_kernel(float* scores_out, int64_t* rows_out, int64_t* pos_out,
-                  const float* __restrict__ scores, const int64_t* __restrict__ row_pos, int64_t h0,
-                  int64_t t0, int64_t Tc, int64_t T, int64_t S, int64_t K, int Kp, float* gcand) {
+    select_kernel(float* scores_out, int64_t* rows_out, int64_t* pos_out, Src items, int64_t h0,
+                  int64_t t0, int64_t Tc, int64_t T, int64_t n_items, int64_t K, int Kp,
+                  float* gcand) {
     extern __shared__ float4 smem4[];
     float* cand =
         gcand ? gcand + (static_cast<int64_t>(blockIdx.y) * Tc + blockIdx.x) * kCandFloats * Kp
@@ -313,32 +528,41 @@ __global__ void __launch_bounds__(kThreads)
 
     const int64_t hh = blockIdx.y, tr = blockIdx.x;
     const int64_t h = h0 + hh, t = t0 + tr;
-    const float* srow = scores + (hh * Tc + tr) * S;
+    const Src src = items.at((hh * Tc + tr) * n_items);
     auto score_of = [&](int64_t i, uint32_t* sk) {
-        *sk = score_key(srow[i]);
+        float s;
+        int64_t r;
+        if (!src.get(i, &s, &r)) return false;
+        *sk = score_key(s);
         return true;
     };
-    auto pos_of = [&](int64_t i) { return static_cast<uint64_t>(row_pos[i]); };
+    auto pos_of = [&](int64_t i) { return src.pos(i); };
 
     uint32_t ts = kWorstScoreKey;
     uint64_t tp = kWorstPosKey;
-    const bool all = S <= K;
-    if (!all) block_radix_kth(S, K, score_of, pos_of, sm, &ts, &tp);
+    // Fewer than K valid items: block_radix_kth says so and every valid item is taken.
+    const bool all = n_items <= K;
+    if (!all && !block_radix_kth(n_items, K, score_of, pos_of, sm, &ts, &tp)) {
+        ts = kWorstScoreKey;
+        tp = kWorstPosKey;
+    }
     if (threadIdx.x == 0) count = 0;
     __syncthreads();
-    for (int64_t i = threadIdx.x; i < S; i += blockDim.x) {
-        const float s = srow[i];
+    for (int64_t i = threadIdx.x; i < n_items; i += blockDim.x) {
+        float s;
+        int64_t r;
+        if (!src.get(i, &s, &r)) continue;
         const uint32_t sk = score_key(s);
-        if (!all && sk > ts) continue;
+        if (sk > ts) continue;
         const uint64_t pk = pos_of(i);
-        if (!all && sk == ts && pk > tp) continue;
+        if (sk == ts && pk > tp) continue;
         const int c = atomicAdd(&count, 1);
         if (c < K) {
             csk[c] = sk;
             cpk[c] = pk;
             cslot[c] = c;
             cscore[c] = s;
-            crow[c] = i;
+            crow[c] = r;
         }
     }
     __syncthreads();
@@ -474,15 +698,92 @@ int next_pow2(int64_t x) {
 
 }  // namespace
 
+namespace {
+
+// The fused path's passes: rows (whole heads, or slices of one head's queries) whose R x K
+// candidates fit the scratch; per pass one score_select_kernel and one select over the
+// candidates.
+void memory_topk_fused(float* scores, int64_t* rows, int64_t* positions, const float* q,
+                       int64_t q_stride, const void* k, DType k_dtype, int64_t k_head_stride,
+                       const int64_t* row_pos, int64_t H, int64_t T, int64_t S, int64_t D,
+                       int64_t K, float scale, float* scratch, int64_t scratch_floats,
+                       cudaStream_t st) {
+    const int64_t chunk = fused_chunk(S), R = fused_chunks(S);
+    const int64_t row_floats = 2 * R * K;
+    const int64_t rows_fit = scratch_floats / row_floats;
+    int64_t hc, Tc;
+    if (rows_fit >= T) {
+        hc = std::min(H, rows_fit / T);
+        Tc = T;
+    } else {
+        hc = 1;
+        Tc = rows_fit >= kTileQ ? rows_fit / kTileQ * kTileQ : rows_fit;  // whole query tiles
+    }
+    float* cand_s = scratch;
+    int32_t* cand_r = reinterpret_cast<int32_t*>(scratch + hc * Tc * R * K);
+    const int B = fused_slots(K);
+    const size_t smem = fused_smem_bytes(D, B);
+    const int Kp = next_pow2(K);
+    const size_t select_smem = static_cast<size_t>(Kp) * kCandFloats * sizeof(float);
+    const Candidates items{cand_s, cand_r, row_pos};
+    for (int64_t h0 = 0; h0 < H; h0 += hc) {
+        const int64_t nh = std::min(hc, H - h0);
+        for (int64_t t0 = 0; t0 < T; t0 += Tc) {
+            const int64_t nt = std::min(Tc, T - t0);
+            dispatch_float_dtype(k_dtype, "cuda memory_topk keys", [&](auto* tag) {
+                using E = std::remove_pointer_t<decltype(tag)>;
+                FOT_CUDA_CHECK(cudaFuncSetAttribute(score_select_kernel<E>,
+                                                    cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                    static_cast<int>(smem)));
+                const dim3 grid(static_cast<unsigned>(R),
+                                static_cast<unsigned>((nt + kTileQ - 1) / kTileQ),
+                                static_cast<unsigned>(nh));
+                score_select_kernel<E><<<grid, kTileThreads, smem, st>>>(
+                    cand_s, cand_r, q, q_stride, static_cast<const E*>(k), k_head_stride, row_pos,
+                    h0, t0, nt, T, S, chunk, static_cast<int>(K), B, static_cast<int>(D), scale);
+            });
+            FOT_CUDA_CHECK(cudaGetLastError());
+            const dim3 grid(static_cast<unsigned>(nt), static_cast<unsigned>(nh));
+            if (nt * nh <= kFewSelectRows) {
+                select_kernel<kSelectThreadsFew, Candidates>
+                    <<<grid, kSelectThreadsFew, select_smem, st>>>(
+                        scores, rows, positions, items, h0, t0, nt, T, R * K, K, Kp, nullptr);
+            } else {
+                select_kernel<kSelectThreads, Candidates>
+                    <<<grid, kSelectThreads, select_smem, st>>>(scores, rows, positions, items, h0,
+                                                                t0, nt, T, R * K, K, Kp, nullptr);
+            }
+            FOT_CUDA_CHECK(cudaGetLastError());
+        }
+    }
+}
+
+}  // namespace
+
 int64_t memory_topk_row_scratch(int64_t S, int64_t K) {
     const int64_t Kp = next_pow2(std::min(K, std::max<int64_t>(S, 1)));  // candidates <= min(K, S)
-    return S + (Kp > kSharedTopK ? kCandFloats * Kp : 0);
+    const int64_t score_rows = S + (Kp > kSharedTopK ? kCandFloats * Kp : 0);
+    // The fused path: R x K candidates of (score, row).
+    const int64_t fused = K <= kFusedMaxK ? 2 * fused_chunks(std::max<int64_t>(S, 1)) * K : 0;
+    return std::max(score_rows, fused);
+}
+
+bool memory_topk_fused_supported(int64_t S, int64_t D, int64_t K) {
+    return K >= 1 && K <= kFusedMaxK && S >= 1 && S <= INT32_MAX && D >= 1 && D <= kMaxHeadDim;
 }
 
 void memory_topk(float* scores, int64_t* rows, int64_t* positions, const float* q, int64_t q_stride,
                  const void* k, DType k_dtype, int64_t k_head_stride, const int64_t* row_pos,
                  int64_t H, int64_t T, int64_t S, int64_t D, int64_t K, float scale, float* scratch,
                  int64_t scratch_floats, void* stream) {
+    memory_topk(scores, rows, positions, q, q_stride, k, k_dtype, k_head_stride, row_pos, H, T, S,
+                D, K, scale, scratch, scratch_floats, stream, TopkPath::kAuto);
+}
+
+void memory_topk(float* scores, int64_t* rows, int64_t* positions, const float* q, int64_t q_stride,
+                 const void* k, DType k_dtype, int64_t k_head_stride, const int64_t* row_pos,
+                 int64_t H, int64_t T, int64_t S, int64_t D, int64_t K, float scale, float* scratch,
+                 int64_t scratch_floats, void* stream, TopkPath path) {
     FOT_CHECK(K >= 1 && K <= (int64_t{1} << 28), "cuda memory_topk: k=", K, " is out of range");
     FOT_CHECK(H <= 65535, "cuda memory_topk: ", H, " heads exceed the grid limit");
     if (H <= 0 || T <= 0) return;
@@ -498,6 +799,15 @@ void memory_topk(float* scores, int64_t* rows, int64_t* positions, const float* 
     const int64_t row_floats = memory_topk_row_scratch(S, K);
     FOT_CHECK(scratch != nullptr && scratch_floats >= row_floats, "cuda memory_topk: scratch of ",
               scratch_floats, " floats is below one row (", row_floats, ")");
+    const bool fused_ok = memory_topk_fused_supported(S, D, K);
+    FOT_CHECK(path != TopkPath::kFused || fused_ok,
+              "cuda memory_topk: the fused path does not take k=", K, " (at most ", kFusedMaxK,
+              ")");
+    if (path == TopkPath::kFused || (path == TopkPath::kAuto && fused_ok && T > kDecodeRows)) {
+        memory_topk_fused(scores, rows, positions, q, q_stride, k, k_dtype, k_head_stride, row_pos,
+                          H, T, S, D, K, scale, scratch, scratch_floats, st);
+        return;
+    }
     const int Kp = next_pow2(std::min(K, S));  // candidate storage: at most min(K, S)
     const bool shared = Kp <= kSharedTopK;
     const size_t select_smem = shared ? static_cast<size_t>(Kp) * kCandFloats * sizeof(float) : 0;
@@ -549,11 +859,14 @@ void memory_topk(float* scores, int64_t* rows, int64_t* positions, const float* 
             FOT_CUDA_CHECK(cudaGetLastError());
             const dim3 grid(static_cast<unsigned>(nt), static_cast<unsigned>(nh));
             if (nt * nh <= kFewSelectRows) {
-                select_kernel<kSelectThreadsFew><<<grid, kSelectThreadsFew, select_smem, st>>>(
-                    scores, rows, positions, score_rows, row_pos, h0, t0, nt, T, S, K, Kp, cand);
+                select_kernel<kSelectThreadsFew, ScoreRows>
+                    <<<grid, kSelectThreadsFew, select_smem, st>>>(scores, rows, positions,
+                                                                   ScoreRows{score_rows, row_pos},
+                                                                   h0, t0, nt, T, S, K, Kp, cand);
             } else {
-                select_kernel<kSelectThreads><<<grid, kSelectThreads, select_smem, st>>>(
-                    scores, rows, positions, score_rows, row_pos, h0, t0, nt, T, S, K, Kp, cand);
+                select_kernel<kSelectThreads, ScoreRows><<<grid, kSelectThreads, select_smem, st>>>(
+                    scores, rows, positions, ScoreRows{score_rows, row_pos}, h0, t0, nt, T, S, K,
+                    Kp, cand);
             }
             FOT_CUDA_CHECK(cudaGetLastError());
         }

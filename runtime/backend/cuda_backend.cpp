@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 
 #include "kernels/cuda/blas.h"
@@ -500,6 +501,19 @@ void CudaBackend::scatter_heads(TensorView store, int64_t at, TensorView x) {
 
 // ---- top-k -------------------------------------------------------------------------------------
 
+namespace {
+// FOT_CUDA_TOPK=auto|rows|fused picks memory_topk's path (kernels/cuda/ops.h), for benchmark
+// comparisons; both paths give the same bits. Unset: auto.
+kc::TopkPath topk_path_from_env() {
+    const char* e = std::getenv("FOT_CUDA_TOPK");
+    const std::string v = e ? e : "";
+    if (v.empty() || v == "auto") return kc::TopkPath::kAuto;
+    if (v == "rows") return kc::TopkPath::kScoreRows;
+    if (v == "fused") return kc::TopkPath::kFused;
+    FOT_THROW("FOT_CUDA_TOPK='", v, "' is not a top-k path (auto, rows or fused)");
+}
+}  // namespace
+
 void CudaBackend::memory_topk(TensorView scores, TensorView rows, TensorView positions,
                               TensorView q, TensorView k, TensorView row_pos, int64_t S,
                               float scale) {
@@ -537,9 +551,15 @@ void CudaBackend::memory_topk(TensorView scores, TensorView rows, TensorView pos
         std::max(row, std::min(static_cast<size_t>(H * T) * row, kTopkScratchFloats));
     float* sc = static_cast<float*>(scratch(*topk_scratch_, want * sizeof(float)));
     const int64_t avail = static_cast<int64_t>(topk_scratch_->bytes / sizeof(float));
+    static const kc::TopkPath path = topk_path_from_env();
+    // A forced fused path falls back to score rows where it does not apply (K > 224).
+    const kc::TopkPath use =
+        path == kc::TopkPath::kFused && !kc::memory_topk_fused_supported(S, D, K)
+            ? kc::TopkPath::kScoreRows
+            : path;
     kc::memory_topk(scores.as<float>(), rows.as<int64_t>(), positions.as<int64_t>(), q.as<float>(),
                     row_width(q), k.data, k.dtype, k.shape[1] * D, row_pos.as<int64_t>(), H, T, S,
-                    D, K, scale, sc, avail, stream_);
+                    D, K, scale, sc, avail, stream_, use);
 }
 
 void CudaBackend::topk_threshold(TensorView thr_score, TensorView thr_pos, TensorView scores,

@@ -106,11 +106,19 @@ const std::vector<AttnCase>& attention_cases() {
 
 const std::vector<TopkCase>& topk_cases() {
     static const std::vector<TopkCase> cases = {
-        {16, 1, 0, 4, kF32},         {16, 3, 3, 5, kF32},
-        {100, 1, 700, 1, kBF16},     {100, 4, 3000, 128, kBF16},
-        {64, 2, 1000, 5, kF16},      {128, 70, 600, 16, kF32},
-        {16, 2, 500, 8, kF32, true}, {64, 2, 3000, 2000, kF32},
-        {100, 1, 1500, 4096, kBF16}, {100, 1, 300, 128, kBF16, true},
+        {16, 1, 0, 4, kF32},
+        {16, 3, 3, 5, kF32},
+        {100, 1, 700, 1, kBF16},
+        {100, 4, 3000, 128, kBF16},
+        {64, 2, 1000, 5, kF16},
+        {128, 70, 600, 16, kF32},
+        {16, 2, 500, 8, kF32, true},
+        {64, 2, 3000, 2000, kF32},
+        {100, 1, 1500, 4096, kBF16},
+        {100, 1, 300, 128, kBF16, true},
+        // Prefill shapes (more than 8 queries, K <= 224): the CUDA backend's fused path.
+        {100, 40, 2500, 128, kBF16},
+        {16, 20, 500, 8, kF32, true},
     };
     return cases;
 }

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <limits>
 #include <memory>
@@ -91,6 +92,13 @@ TEST_F(CudaBackendTest, RowMaxSumExp) {
     EXPECT_TRUE(all_close(gpu_f32(sg), sc, {0.0, 1e-6}));
 }
 
+// The bit patterns of floats (EXPECT_EQ on floats would take -0 for +0).
+std::vector<uint32_t> fetch_bits(const std::vector<float>& v) {
+    std::vector<uint32_t> out(v.size());
+    std::memcpy(out.data(), v.data(), v.size() * sizeof(float));
+    return out;
+}
+
 std::vector<int64_t> reversed_positions(int64_t S) {
     std::vector<int64_t> p(static_cast<size_t>(std::max<int64_t>(S, 1)));
     for (int64_t i = 0; i < S; ++i) p[i] = 5000 + 3 * (S - i);
@@ -130,6 +138,79 @@ TEST_F(CudaBackendTest, MemoryTopkGivesTheSameResultInSmallScratchChunks) {
                                                 T, S, D, K, 0.2f, nullptr, row - 1, nullptr),
                      Error);
     }
+}
+
+// The fused top-k path (per-chunk candidate lists, kernels/cuda/ops.h) against the score-rows
+// path: both compute the same fp32 scores and select exactly, so every score, row and position
+// must agree bit for bit. Cases: partial query and key tiles, several key chunks, candidate lists
+// that fill and compact (K 128 and 224), all scores tied (the order is the positions'), fewer keys
+// than K (absent slots), and scratch that holds one row, one query tile or whole heads per pass.
+struct FusedTopkCase {
+    int64_t H, T, S, D, K;
+    DType dtype;
+    bool ties;
+    std::vector<int64_t> scratch_rows = {};  // rows of scratch per pass to try besides H * T
+};
+
+class CudaTopkPaths : public CudaBackendTest {
+  protected:
+    struct Result {
+        std::vector<float> s;
+        std::vector<int64_t> r, p;
+    };
+    Result run(const FusedTopkCase& c, kernels::cuda::TopkPath path, int64_t scratch_rows) {
+        const int64_t H = c.H, T = c.T, S = c.S, D = c.D, K = c.K;
+        std::vector<float> kv = random_floats(H * S * D, 60, -1.f, 1.f);
+        if (c.ties) {
+            for (int64_t j = 1; j < H * S; ++j) std::copy_n(kv.begin(), D, kv.begin() + j * D);
+        }
+        Buffer q = make_buffer(*gpu_, DType::kF32, {T, H * D}, random_floats(T * H * D, 61));
+        Buffer k = make_buffer(*gpu_, c.dtype, {H, S, D}, kv);
+        Buffer pos = make_i64_buffer(*gpu_, {S}, reversed_positions(S));
+        Buffer sc = gpu_->alloc(DType::kF32, {H, T, K}), rw = gpu_->alloc(DType::kI64, {H, T, K}),
+               ps = gpu_->alloc(DType::kI64, {H, T, K});
+        const int64_t row = kernels::cuda::memory_topk_row_scratch(S, K);
+        Buffer scratch = gpu_->alloc(DType::kF32, {scratch_rows * row});
+        kernels::cuda::memory_topk(sc.as<float>(), rw.as<int64_t>(), ps.as<int64_t>(),
+                                   q.as<float>(), H * D, k.data(), c.dtype, S * D,
+                                   pos.as<int64_t>(), H, T, S, D, K, 0.2f, scratch.as<float>(),
+                                   scratch_rows * row, gpu_->stream().handle, path);
+        return {gpu_f32(sc), fetch_i64(*gpu_, rw.view()), fetch_i64(*gpu_, ps.view())};
+    }
+};
+
+TEST_F(CudaTopkPaths, FusedGivesTheScoreRowsResultBitForBit) {
+    using kernels::cuda::TopkPath;
+    const std::vector<FusedTopkCase> cases = {
+        // 3 chunks, lists compact; passes of one head, of 64 queries + the rest.
+        {2, 70, 3000, 100, 128, DType::kBF16, false, {70, 65}},
+        {3, 9, 1500, 16, 8, DType::kF32, false, {1}},  // just above decode's 8 queries; row by row
+        {1, 20, 9001, 64, 224, DType::kF16, false},    // 8 chunks, the largest lists
+        {1, 12, 700, 32, 32, DType::kF32, true},       // every score tied
+        {2, 16, 50, 16, 100, DType::kBF16, false},     // fewer keys than K
+    };
+    for (const FusedTopkCase& c : cases) {
+        SCOPED_TRACE(::testing::Message() << "H" << c.H << " T" << c.T << " S" << c.S << " D" << c.D
+                                          << " K" << c.K << (c.ties ? " ties" : ""));
+        ASSERT_TRUE(kernels::cuda::memory_topk_fused_supported(c.S, c.D, c.K));
+        const Result want = run(c, TopkPath::kScoreRows, c.H * c.T);
+        std::vector<int64_t> scratch_rows_list = {c.H * c.T};
+        scratch_rows_list.insert(scratch_rows_list.end(), c.scratch_rows.begin(),
+                                 c.scratch_rows.end());
+        for (int64_t scratch_rows : scratch_rows_list) {
+            SCOPED_TRACE(::testing::Message() << "scratch rows " << scratch_rows);
+            const Result got = run(c, TopkPath::kFused, scratch_rows);
+            ASSERT_EQ(got.r, want.r);
+            ASSERT_EQ(got.p, want.p);
+            ASSERT_EQ(fetch_bits(got.s), fetch_bits(want.s));
+        }
+        if (c.S < c.K) {
+            EXPECT_EQ(std::count(want.r.begin(), want.r.end(), int64_t{-1}),
+                      c.H * c.T * (c.K - c.S));
+        }
+    }
+    EXPECT_FALSE(kernels::cuda::memory_topk_fused_supported(3000, 100, 225));
+    EXPECT_THROW(run({1, 12, 300, 16, 225, DType::kF32, false, {}}, TopkPath::kFused, 12), Error);
 }
 
 TEST_F(CudaBackendTest, TopkOnAnUnallocatedShardLeavesThePartialAlone) {
@@ -254,6 +335,43 @@ TEST(EmulatedFaults, EveryBarrierOfTheTensorCoreKernelIsNeeded) {
             emu::set_seed(seed);
             emu::skip_barrier(rel.c_str(), line);
             caught = !testing::attention_matches_naive(gpu, c);
+            emu::skip_barrier(nullptr, 0);
+        }
+        EXPECT_TRUE(caught) << "deleting the __syncthreads at " << rel << ":" << line
+                            << " went unnoticed";
+    }
+    emu::set_seed(1);
+}
+
+// The same for the fused top-k kernel's barriers (its candidate lists are warp-private and
+// synchronise with __syncwarp, which this injection does not cover).
+TEST_F(CudaTopkPaths, EveryBarrierOfTheFusedTopkKernelIsNeeded) {
+    using kernels::cuda::TopkPath;
+    const std::string rel = "kernels/cuda/topk.cu";
+    std::ifstream src(std::string(FOT_SOURCE_DIR) + "/" + rel);
+    ASSERT_TRUE(src.good()) << rel;
+    std::vector<int> lines;
+    std::string text;
+    bool inside = false;
+    for (int n = 1; std::getline(src, text); ++n) {
+        if (text.find("score_select_kernel(float* cand_s") != std::string::npos) inside = true;
+        if (text.find("size_t fused_smem_bytes(") != std::string::npos) inside = false;
+        const auto first = text.find_first_not_of(' ');
+        if (inside && first != std::string::npos &&
+            text.compare(first, 16, "__syncthreads();") == 0)
+            lines.push_back(n);
+    }
+    ASSERT_EQ(lines.size(), 2u) << "expected the two barriers of the key-tile loop in " << rel;
+    const FusedTopkCase c{1, 64, 400, 64, 16, DType::kF32, false, {}};
+    const Result want = run(c, TopkPath::kScoreRows, c.T);
+    ASSERT_EQ(run(c, TopkPath::kFused, c.T).r, want.r) << "the intact kernel";
+    for (int line : lines) {
+        bool caught = false;
+        for (uint64_t seed = 1; seed <= 4 && !caught; ++seed) {
+            emu::set_seed(seed);
+            emu::skip_barrier(rel.c_str(), line);
+            const Result got = run(c, TopkPath::kFused, c.T);
+            caught = got.r != want.r || fetch_bits(got.s) != fetch_bits(want.s);
             emu::skip_barrier(nullptr, 0);
         }
         EXPECT_TRUE(caught) << "deleting the __syncthreads at " << rel << ":" << line

@@ -2,6 +2,7 @@
 """CUDA emulator: rewrites a .cu file into C++ the emulator headers can compile.
 
   kernel<<<grid, block, smem, stream>>>(args)  ->  ::emu::Launch(grid, block, smem, stream)(kernel, args)
+                                                   (also with <<< on the line after the kernel)
   extern __shared__ T name[];                  ->  T* name = ::emu::dynamic_smem<T>();
   __shared__ T a[N], b;                        ->  the same, then ::emu::poison_static(&a, sizeof(a))
                                                    for each name, on the same line (line numbers
@@ -13,6 +14,11 @@ import re
 import sys
 
 src = open(sys.argv[1]).read()
+# clang-format may put a long launch's `<<<` on the line after the kernel's name; the newline
+# is kept (after the kernel's name) so that line numbers stay those of the .cu file.
+src = re.sub(r'^(\s*)([^\n]+?)\n(\s*)<<<(.+?)>>>\(',
+             lambda m: f"{m.group(1)}::emu::Launch({m.group(4)})({m.group(2)},\n{m.group(3)}",
+             src, flags=re.M)
 src, launches = re.subn(r'^(\s*)(.+?)<<<(.+?)>>>\(',
                         lambda m: f"{m.group(1)}::emu::Launch({m.group(3)})({m.group(2)}, ",
                         src, flags=re.M)
