@@ -86,6 +86,10 @@ void CpuBackend::rmsnorm(TensorView out, TensorView x, TensorView w, float eps) 
     k::rmsnorm(out.as<float>(), x.as<float>(), w.as<float>(), rows_of(x), row_width(x), eps);
 }
 
+// Decode-sized GEMMs (at most this many rows) stay on the widening GEMV: they are bound by
+// reading the weights, which the dot-product instruction does not change.
+constexpr int64_t kBf16DotMinRows = 4;
+
 void CpuBackend::matmul(TensorView out, TensorView x, TensorView w) {
     check_f32(out, "matmul output");
     check_f32(x, "matmul input");
@@ -94,6 +98,13 @@ void CpuBackend::matmul(TensorView out, TensorView x, TensorView w) {
     const int64_t T = rows_of(x), K = row_width(x), N = w.shape[0];
     FOT_ASSERT(w.shape[1] == K && rows_of(out) == T && row_width(out) == N);
     const float* xp = x.as<float>();
+    if (precision() == Precision::kFast && w.dtype == DType::kBF16 && T > kBf16DotMinRows &&
+        k::bf16_dot_available()) {
+        // bf16 x bf16 on the dot-product instruction; it rounds x itself.
+        k::matmul_bf16_dot(out.as<float>(), xp, static_cast<const uint16_t*>(w.data), T, N, K,
+                           k::Bf16DotKernel::kNative);
+        return;
+    }
     if (precision() == Precision::kFast) {
         // bf16 GEMM operands (f16 for f16 weights), fp32 accumulation.
         x_round_.resize(static_cast<size_t>(T * K));

@@ -2,7 +2,9 @@
 // kernels/cpu/ops.h for the arithmetic of each op. Precision::kFast: matmul rounds x to bf16
 // (to f16 for f16 weights) into a scratch before the fp32 GEMM, attn_accumulate runs the
 // kernel's bf16-operand variant; everything else is the same in both modes.
-// Not yet: AVX512_BF16 (vdpbf16ps) GEMMs; the bf16 operands are still multiplied in fp32.
+// On CPUs with AVX512_BF16 (run-time check) the `fast` GEMMs with bf16 weights and more than
+// 4 rows run on vdpbf16ps (kernels/cpu/matmul_bf16.cpp); elsewhere the bf16 operands are
+// multiplied in fp32 by SGEMM.
 #pragma once
 
 #include <vector>
