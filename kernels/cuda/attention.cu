@@ -343,8 +343,9 @@ __global__ void merge_kernel(float* out, const float* first, const float* parts,
     }
 }
 
-__global__ void finalize_kernel(float* out, int64_t out_stride, const float* part, int64_t H,
-                                int64_t T, int64_t D) {
+template <typename O>
+__global__ void finalize_kernel(O* out, int64_t out_stride, const float* part, int64_t H, int64_t T,
+                                int64_t D) {
     const int64_t n = T * H * D;
     int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
@@ -352,7 +353,7 @@ __global__ void finalize_kernel(float* out, int64_t out_stride, const float* par
         const int64_t d = i % D, th = i / D, h = th % H, t = th / H;
         const float* p = part + (h * T + t) * (D + 2);
         const float L = p[D + 1];
-        out[t * out_stride + h * D + d] = L > 0.f ? p[d] * (1.0f / L) : 0.f;
+        out[t * out_stride + h * D + d] = from_f32<O>(L > 0.f ? p[d] * (1.0f / L) : 0.f);
     }
 }
 
@@ -484,12 +485,15 @@ void attn_partial_merge(float* out, const float* parts, int64_t R, int64_t H, in
     FOT_CUDA_CHECK(cudaGetLastError());
 }
 
-void attn_partial_finalize(float* out, int64_t out_stride, const float* part, int64_t H, int64_t T,
-                           int64_t D, void* stream) {
+void attn_partial_finalize(void* out, DType out_dtype, int64_t out_stride, const float* part,
+                           int64_t H, int64_t T, int64_t D, void* stream) {
     const int64_t n = H * T * D;
     if (n <= 0) return;
-    finalize_kernel<<<grid_for(n, 256), 256, 0, as_stream(stream)>>>(out, out_stride, part, H, T,
-                                                                     D);
+    dispatch_float_dtype(out_dtype, "cuda attn_partial_finalize output", [&](auto* tag) {
+        using O = std::remove_pointer_t<decltype(tag)>;
+        finalize_kernel<O><<<grid_for(n, 256), 256, 0, as_stream(stream)>>>(
+            static_cast<O*>(out), out_stride, part, H, T, D);
+    });
     FOT_CUDA_CHECK(cudaGetLastError());
 }
 

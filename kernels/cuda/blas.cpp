@@ -52,13 +52,13 @@ Blas::~Blas() {
     if (workspace_) cudaFree(workspace_);
 }
 
-size_t Blas::scratch_bytes(DType w_dtype, int64_t T, int64_t K) {
-    if (w_dtype == DType::kF32) return 0;
+size_t Blas::scratch_bytes(DType x_dtype, DType w_dtype, int64_t T, int64_t K) {
+    if (w_dtype == DType::kF32 || x_dtype == w_dtype) return 0;
     return static_cast<size_t>(T) * static_cast<size_t>(K) * dtype_size(w_dtype);
 }
 
-void Blas::matmul(float* out, const float* x, const void* w, DType w_dtype, int64_t T, int64_t N,
-                  int64_t K, void* x_lowp) {
+void Blas::matmul(float* out, const void* x, DType x_dtype, const void* w, DType w_dtype, int64_t T,
+                  int64_t N, int64_t K, void* x_lowp) {
     if (T == 0 || N == 0) return;
     FOT_CHECK(T <= INT_MAX && N <= INT_MAX && K <= INT_MAX, "cuda matmul: shape [", T, ", ", K,
               "] x [", N, ", ", K, "]^T exceeds cuBLAS's int dimensions");
@@ -78,9 +78,12 @@ void Blas::matmul(float* out, const float* x, const void* w, DType w_dtype, int6
             FOT_THROW("cuda matmul: weight dtype ", dtype_name(w_dtype),
                       " is not supported (expected f32, bf16 or f16)");
     }
-    if (w_dtype != DType::kF32) {
+    FOT_CHECK(x_dtype == DType::kF32 || x_dtype == w_dtype, "cuda matmul: input dtype ",
+              dtype_name(x_dtype), " with ", dtype_name(w_dtype), " weights (expected f32 or ",
+              dtype_name(w_dtype), ")");
+    if (w_dtype != DType::kF32 && x_dtype == DType::kF32) {
         FOT_ASSERT(x_lowp != nullptr);
-        convert_from_f32(x_lowp, w_dtype, x, T * K, stream_);
+        convert_from_f32(x_lowp, w_dtype, static_cast<const float*>(x), T * K, stream_);
         xb = x_lowp;
     }
     // Column-major view: out^T [N, T] = w [N, K] (op T of the col-major [K, N]) * x^T [K, T].

@@ -29,14 +29,17 @@ class Blas {
     Blas(const Blas&) = delete;
     Blas& operator=(const Blas&) = delete;
 
-    void matmul(float* out,      // (T, N)
-                const float* x,  // (T, K)
-                const void* w,   // (N, K) in w_dtype (f32, bf16 or f16)
+    // x is f32, or already in w's type (bf16/f16: rounded by the op that produced it, e.g.
+    // rmsnorm with a bf16 output); then it is used as is and x_lowp is not touched.
+    void matmul(float* out,     // (T, N)
+                const void* x,  // (T, K) in x_dtype
+                DType x_dtype,
+                const void* w,  // (N, K) in w_dtype (f32, bf16 or f16)
                 DType w_dtype, int64_t T, int64_t N, int64_t K,
-                void* x_lowp);  // (T, K) of w_dtype; unused for f32 w
+                void* x_lowp);  // (T, K) of w_dtype; unused for f32 w or x in w's type
 
-    // Bytes of `x_lowp` that matmul needs for this shape.
-    static size_t scratch_bytes(DType w_dtype, int64_t T, int64_t K);
+    // Bytes of `x_lowp` that matmul needs for this shape and input.
+    static size_t scratch_bytes(DType x_dtype, DType w_dtype, int64_t T, int64_t K);
 
   private:
     void* handle_ = nullptr;     // cublasHandle_t

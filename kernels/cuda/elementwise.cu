@@ -19,12 +19,13 @@ __global__ void add_kernel(float* out, const float* a, const float* b, int64_t n
     for (; i < n; i += step) out[i] = a[i] + b[i];
 }
 
-__global__ void silu_mul_kernel(float* out, const float* gate, const float* up, int64_t n) {
+template <typename O>
+__global__ void silu_mul_kernel(O* out, const float* gate, const float* up, int64_t n) {
     int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
     for (; i < n; i += step) {
         const float g = gate[i];
-        out[i] = (g / (1.0f + expf(-g))) * up[i];
+        out[i] = from_f32<O>((g / (1.0f + expf(-g))) * up[i]);
     }
 }
 
@@ -98,9 +99,14 @@ void add(float* out, const float* a, const float* b, int64_t n, void* stream) {
     FOT_CUDA_CHECK(cudaGetLastError());
 }
 
-void silu_mul(float* out, const float* gate, const float* up, int64_t n, void* stream) {
+void silu_mul(void* out, DType out_dtype, const float* gate, const float* up, int64_t n,
+              void* stream) {
     if (n <= 0) return;
-    silu_mul_kernel<<<grid_for(n, kThreads), kThreads, 0, as_stream(stream)>>>(out, gate, up, n);
+    dispatch_float_dtype(out_dtype, "cuda silu_mul output", [&](auto* tag) {
+        using O = std::remove_pointer_t<decltype(tag)>;
+        silu_mul_kernel<O><<<grid_for(n, kThreads), kThreads, 0, as_stream(stream)>>>(
+            static_cast<O*>(out), gate, up, n);
+    });
     FOT_CUDA_CHECK(cudaGetLastError());
 }
 

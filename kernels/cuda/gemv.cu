@@ -30,10 +30,12 @@ __device__ __forceinline__ float as_operand(float x) {
     }
 }
 
-template <typename W, int kT>
+// X: float (rounded here), or W itself (x already rounded to the weight's type by its producer).
+template <typename W, typename X, int kT>
 __global__ void __launch_bounds__(kThreads)
-    gemv_kernel(float* __restrict__ out, const float* __restrict__ x, const W* __restrict__ w,
+    gemv_kernel(float* __restrict__ out, const X* __restrict__ x, const W* __restrict__ w,
                 int64_t N, int64_t K) {
+    static_assert(std::is_same_v<X, float> || std::is_same_v<X, W>, "x is f32 or w's type");
     constexpr int kE = 16 / sizeof(W);  // weights per 16-byte load
     const int lane = threadIdx.x & 31;
     const int64_t warp = (static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x) / 32;
@@ -60,14 +62,21 @@ __global__ void __launch_bounds__(kThreads)
         float xv[kT][kE];
 #pragma unroll
         for (int t = 0; t < kT; ++t) {
-            const float4* xp = reinterpret_cast<const float4*>(x + t * K + c * kE);
+            if constexpr (std::is_same_v<X, float>) {
+                const float4* xp = reinterpret_cast<const float4*>(x + t * K + c * kE);
 #pragma unroll
-            for (int u = 0; u < kE / 4; ++u) {
-                const float4 f = __ldg(xp + u);
-                xv[t][4 * u] = as_operand<W>(f.x);
-                xv[t][4 * u + 1] = as_operand<W>(f.y);
-                xv[t][4 * u + 2] = as_operand<W>(f.z);
-                xv[t][4 * u + 3] = as_operand<W>(f.w);
+                for (int u = 0; u < kE / 4; ++u) {
+                    const float4 f = __ldg(xp + u);
+                    xv[t][4 * u] = as_operand<W>(f.x);
+                    xv[t][4 * u + 1] = as_operand<W>(f.y);
+                    xv[t][4 * u + 2] = as_operand<W>(f.z);
+                    xv[t][4 * u + 3] = as_operand<W>(f.w);
+                }
+            } else {  // kE elements of w's type: one 16-byte load
+                const uint4 raw = __ldg(reinterpret_cast<const uint4*>(x + t * K + c * kE));
+                const X* e = reinterpret_cast<const X*>(&raw);
+#pragma unroll
+                for (int u = 0; u < kE; ++u) xv[t][u] = to_f32(e[u]);
             }
         }
 #pragma unroll
@@ -91,46 +100,53 @@ __global__ void __launch_bounds__(kThreads)
     }
 }
 
-template <typename W>
-void launch_t(float* out, const float* x, const void* w, int64_t T, int64_t N, int64_t K,
+template <typename W, typename X>
+void launch_t(float* out, const X* x, const void* w, int64_t T, int64_t N, int64_t K,
               cudaStream_t st) {
     const int64_t warps = (N + kRowsPerWarp - 1) / kRowsPerWarp;
     const unsigned blocks = static_cast<unsigned>((warps * 32 + kThreads - 1) / kThreads);
     const W* wt = static_cast<const W*>(w);
     switch (T) {
         case 1:
-            gemv_kernel<W, 1><<<blocks, kThreads, 0, st>>>(out, x, wt, N, K);
+            gemv_kernel<W, X, 1><<<blocks, kThreads, 0, st>>>(out, x, wt, N, K);
             break;
         case 2:
-            gemv_kernel<W, 2><<<blocks, kThreads, 0, st>>>(out, x, wt, N, K);
+            gemv_kernel<W, X, 2><<<blocks, kThreads, 0, st>>>(out, x, wt, N, K);
             break;
         case 3:
-            gemv_kernel<W, 3><<<blocks, kThreads, 0, st>>>(out, x, wt, N, K);
+            gemv_kernel<W, X, 3><<<blocks, kThreads, 0, st>>>(out, x, wt, N, K);
             break;
         default:
-            gemv_kernel<W, 4><<<blocks, kThreads, 0, st>>>(out, x, wt, N, K);
+            gemv_kernel<W, X, 4><<<blocks, kThreads, 0, st>>>(out, x, wt, N, K);
             break;
     }
 }
 
 }  // namespace
 
-bool gemv_supported(const float* x, const void* w, DType w_dtype, int64_t T, int64_t K) {
+bool gemv_supported(const void* x, DType x_dtype, const void* w, DType w_dtype, int64_t T,
+                    int64_t K) {
     const int64_t esz = static_cast<int64_t>(dtype_size(w_dtype));
-    return T >= 1 && T <= kGemvMaxT && reinterpret_cast<uintptr_t>(w) % 16 == 0 &&
-           reinterpret_cast<uintptr_t>(x) % 16 == 0 && (K * esz) % 16 == 0 && K % 4 == 0 &&
+    return (x_dtype == DType::kF32 || x_dtype == w_dtype) && T >= 1 && T <= kGemvMaxT &&
+           reinterpret_cast<uintptr_t>(w) % 16 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
+           (K * esz) % 16 == 0 && K % 4 == 0 &&
            (w_dtype == DType::kF32 || w_dtype == DType::kBF16 || w_dtype == DType::kF16);
 }
 
-void gemv(float* out, const float* x, const void* w, DType w_dtype, int64_t T, int64_t N, int64_t K,
-          void* stream) {
-    FOT_CHECK(gemv_supported(x, w, w_dtype, T, K), "cuda gemv: unsupported shape or alignment (T ",
-              T, ", K ", K, ", ", dtype_name(w_dtype), ")");
+void gemv(float* out, const void* x, DType x_dtype, const void* w, DType w_dtype, int64_t T,
+          int64_t N, int64_t K, void* stream) {
+    FOT_CHECK(gemv_supported(x, x_dtype, w, w_dtype, T, K),
+              "cuda gemv: unsupported shape, alignment or input type (T ", T, ", K ", K, ", x ",
+              dtype_name(x_dtype), ", w ", dtype_name(w_dtype), ")");
     if (N <= 0) return;
     cudaStream_t st = as_stream(stream);
     dispatch_float_dtype(w_dtype, "cuda gemv weights", [&](auto* tag) {
         using W = std::remove_pointer_t<decltype(tag)>;
-        launch_t<W>(out, x, w, T, N, K, st);
+        if (x_dtype == DType::kF32) {
+            launch_t<W, float>(out, static_cast<const float*>(x), w, T, N, K, st);
+        } else {
+            launch_t<W, W>(out, static_cast<const W*>(x), w, T, N, K, st);
+        }
     });
     FOT_CUDA_CHECK(cudaGetLastError());
 }

@@ -25,8 +25,10 @@ int device_count();
 // ---- elementwise (elementwise.cu) -------------------------------------------------------------
 // out = a + b over n floats (out may alias a or b).
 void add(float* out, const float* a, const float* b, int64_t n, void* stream);
-// out = silu(gate) * up over n floats (out may alias gate or up).
-void silu_mul(float* out, const float* gate, const float* up, int64_t n, void* stream);
+// out = silu(gate) * up over n values; out in out_dtype (f32, or bf16/f16 rounded to nearest
+// even: a GEMM input). An f32 out may alias gate or up.
+void silu_mul(void* out, DType out_dtype, const float* gate, const float* up, int64_t n,
+              void* stream);
 // out[t] = table[ids[t] - row_begin] widened to f32, zeros for ids outside [row_begin,
 // row_begin + rows). ids is a device array.
 void embedding(float* out,          // (T, C)
@@ -48,15 +50,18 @@ void fill_uniform(void* dst, DType dst_dtype, int64_t n, uint64_t seed, float sc
 // ---- decode GEMV (gemv.cu) -----------------------------------------------------------------
 // out[T, N] = x[T, K] * w[N, K]^T for T <= kGemvMaxT, with the arithmetic of the cuBLAS path
 // (blas.h): bf16/f16 w multiply x rounded to w's type, f32 w multiply f32 x; fp32
-// accumulation. One pass over w with 16-byte loads. Supported: x and w 16-byte aligned, rows
-// of w a multiple of 16 bytes, K % 4 == 0.
+// accumulation. x is f32 or already in w's type. One pass over w with 16-byte loads.
+// Supported: x and w 16-byte aligned, rows of w a multiple of 16 bytes, K % 4 == 0.
 constexpr int64_t kGemvMaxT = 4;
-bool gemv_supported(const float* x, const void* w, DType w_dtype, int64_t T, int64_t K);
-void gemv(float* out, const float* x, const void* w, DType w_dtype, int64_t T, int64_t N, int64_t K,
-          void* stream);
+bool gemv_supported(const void* x, DType x_dtype, const void* w, DType w_dtype, int64_t T,
+                    int64_t K);
+void gemv(float* out, const void* x, DType x_dtype, const void* w, DType w_dtype, int64_t T,
+          int64_t N, int64_t K, void* stream);
 
 // ---- row-wise (rowwise.cu) ---------------------------------------------------------------------
-void rmsnorm(float* out,      // (T, C)
+// out in out_dtype: f32, or bf16/f16 rounded to nearest even (a GEMM input).
+void rmsnorm(void* out,  // (T, C)
+             DType out_dtype,
              const float* x,  // (T, C)
              const float* w,  // (C)
              int64_t T, int64_t C, float eps, void* stream);
@@ -132,9 +137,10 @@ void attn_accumulate_tc(float* part, const float* q, int64_t q_stride, const voi
 void attn_partial_merge(float* out, const float* parts, int64_t R, int64_t H, int64_t T, int64_t D,
                         void* stream);
 
-// out[t, h*D + d] = o / l; zeros where l == 0.
-void attn_partial_finalize(float* out, int64_t out_stride, const float* part, int64_t H, int64_t T,
-                           int64_t D, void* stream);
+// out[t, h*D + d] = o / l; zeros where l == 0. out in out_dtype: f32, or bf16/f16 rounded to
+// nearest even (a GEMM input).
+void attn_partial_finalize(void* out, DType out_dtype, int64_t out_stride, const float* part,
+                           int64_t H, int64_t T, int64_t D, void* stream);
 
 // ---- exact top-k retrieval (topk.cu) -----------------------------------------------------------
 // Candidates of up to this many slots (K rounded up to a power of two) are sorted in shared

@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <type_traits>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/ops.h"
@@ -17,17 +18,21 @@ struct InvFreq {
     float v[kMaxHalf];
 };
 
-__global__ void rmsnorm_kernel(float* out, const float* x, const float* w, int64_t T, int64_t C,
+// O: f32, or bf16/f16 when the output is a GEMM input (rounded as the GEMM would round it).
+template <typename O>
+__global__ void rmsnorm_kernel(O* out, const float* x, const float* w, int64_t T, int64_t C,
                                float eps) {
     __shared__ float red[32];
     for (int64_t t = blockIdx.x; t < T; t += gridDim.x) {
         const float* xr = x + t * C;
-        float* yr = out + t * C;
+        O* yr = out + t * C;
         float ss = 0.f;
         for (int64_t c = threadIdx.x; c < C; c += blockDim.x) ss += xr[c] * xr[c];
         ss = block_sum(ss, red);
         const float inv = 1.0f / sqrtf(ss / static_cast<float>(C) + eps);
-        for (int64_t c = threadIdx.x; c < C; c += blockDim.x) yr[c] = w[c] * (xr[c] * inv);
+        for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+            yr[c] = from_f32<O>(w[c] * (xr[c] * inv));
+        }
     }
 }
 
@@ -98,10 +103,14 @@ int rows_grid(int64_t T) {
 
 }  // namespace
 
-void rmsnorm(float* out, const float* x, const float* w, int64_t T, int64_t C, float eps,
-             void* stream) {
+void rmsnorm(void* out, DType out_dtype, const float* x, const float* w, int64_t T, int64_t C,
+             float eps, void* stream) {
     if (T <= 0) return;
-    rmsnorm_kernel<<<rows_grid(T), kRowThreads, 0, as_stream(stream)>>>(out, x, w, T, C, eps);
+    dispatch_float_dtype(out_dtype, "cuda rmsnorm output", [&](auto* tag) {
+        using O = std::remove_pointer_t<decltype(tag)>;
+        rmsnorm_kernel<O><<<rows_grid(T), kRowThreads, 0, as_stream(stream)>>>(static_cast<O*>(out),
+                                                                               x, w, T, C, eps);
+    });
     FOT_CUDA_CHECK(cudaGetLastError());
 }
 

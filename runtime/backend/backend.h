@@ -17,6 +17,10 @@
 //    bf16 (x for matmul; q, k, v and the probabilities for attention) with fp32 accumulation
 //    and fp32 softmax statistics. Other ops are the same in both modes; in particular the
 //    top-k path (memory_topk, attn_accumulate_selected) stays fp32 in both modes.
+//  - GEMM inputs: matmul rounds x to gemm_input_dtype(w.dtype) before multiplying (when that
+//    is not f32). The ops that produce GEMM inputs (rmsnorm, silu_mul, attn_partial_finalize)
+//    may write that dtype directly (rounded to nearest even, the same bits), and matmul takes
+//    it as is: the same result without an f32 round trip and a conversion pass.
 #pragma once
 
 #include <cstdint>
@@ -72,12 +76,17 @@ class Backend {
     // out[T, C] = table[ids - row_begin] (rows outside this shard are zero).
     virtual void embedding(TensorView out, const int32_t* host_ids, TensorView table,
                            int64_t row_begin) = 0;
+    // out: f32, or bf16/f16 (rounded to nearest even) when it feeds a GEMM.
     virtual void rmsnorm(TensorView out, TensorView x, TensorView w, float eps) = 0;
-    // out[T, N] = x[T, K] * w[N, K]^T
+    // out[T, N] = x[T, K] * w[N, K]^T. x is f32, or already in gemm_input_dtype(w.dtype).
     virtual void matmul(TensorView out, TensorView x, TensorView w) = 0;
+    // The dtype matmul rounds x to for weights of w_dtype in the current precision; kF32 when
+    // it multiplies f32 x (then only f32 x is accepted).
+    virtual DType gemm_input_dtype(DType w_dtype) const = 0;
     // Rotates the first H*D columns of each row of x [T, >= H*D]; row t at position
     // first_pos + t (HF rotate-half convention).
     virtual void rope(TensorView x, int64_t H, int64_t D, int64_t first_pos, float theta) = 0;
+    // out: f32 (may alias gate or up), or bf16/f16 (rounded) when it feeds a GEMM.
     virtual void silu_mul(TensorView out, TensorView gate, TensorView up) = 0;
     virtual void add(TensorView out, TensorView a, TensorView b) = 0;
 
@@ -90,7 +99,7 @@ class Backend {
                                  int64_t S, float scale, int64_t causal_offset) = 0;
     // out [H, T, D+2] = merge of parts [R, H, T, D+2] in order. out may alias parts[0].
     virtual void attn_partial_merge(TensorView out, TensorView parts) = 0;
-    // out [T, H*D] = normalised partial.
+    // out [T, H*D] = normalised partial; f32, or bf16/f16 (rounded) when it feeds a GEMM.
     virtual void attn_partial_finalize(TensorView out, TensorView part) = 0;
     // Writes x [T, H*D] (f32) into store [H, cap, D] rows [at, at + T), converting to the
     // store's dtype (rounding to nearest even for bf16).

@@ -24,6 +24,12 @@ void check_f32(const TensorView& v, const char* what) {
               dtype_name(v.dtype));
 }
 
+void check_float(const TensorView& v, const char* what) {
+    check_cpu(v, what);
+    FOT_CHECK(v.dtype == DType::kF32 || v.dtype == DType::kBF16 || v.dtype == DType::kF16,
+              "cpu backend: ", what, " must be f32, bf16 or f16, is ", dtype_name(v.dtype));
+}
+
 int64_t rows_of(const TensorView& v) {
     return v.shape.empty() ? 1 : v.shape[0];
 }
@@ -78,12 +84,29 @@ void CpuBackend::embedding(TensorView out, const int32_t* host_ids, TensorView t
                  row_begin, table.shape[0]);
 }
 
+DType CpuBackend::gemm_input_dtype(DType w_dtype) const {
+    if (precision() != Precision::kFast) return DType::kF32;  // exact: x stays f32
+    return w_dtype == DType::kF16 ? DType::kF16 : DType::kBF16;
+}
+
+float* CpuBackend::f32_staging(const TensorView& out) {
+    if (out.dtype == DType::kF32) return out.as<float>();
+    staging_.resize(static_cast<size_t>(out.numel()));
+    return staging_.data();
+}
+
+void CpuBackend::store_staged(TensorView out) {
+    if (out.dtype == DType::kF32) return;
+    convert_from_f32(staging_.data(), out.data, out.dtype, static_cast<size_t>(out.numel()));
+}
+
 void CpuBackend::rmsnorm(TensorView out, TensorView x, TensorView w, float eps) {
-    check_f32(out, "rmsnorm output");
+    check_float(out, "rmsnorm output");
     check_f32(x, "rmsnorm input");
     check_f32(w, "rmsnorm weight");
     FOT_ASSERT(out.numel() == x.numel() && w.numel() == row_width(x));
-    k::rmsnorm(out.as<float>(), x.as<float>(), w.as<float>(), rows_of(x), row_width(x), eps);
+    k::rmsnorm(f32_staging(out), x.as<float>(), w.as<float>(), rows_of(x), row_width(x), eps);
+    store_staged(out);
 }
 
 // Decode-sized GEMMs (at most this many rows) stay on the widening GEMV: they are bound by
@@ -92,12 +115,22 @@ constexpr int64_t kBf16DotMinRows = 4;
 
 void CpuBackend::matmul(TensorView out, TensorView x, TensorView w) {
     check_f32(out, "matmul output");
-    check_f32(x, "matmul input");
+    check_float(x, "matmul input");
     check_cpu(w, "matmul weight");
     FOT_ASSERT(w.shape.size() == 2);
+    FOT_CHECK(x.dtype == DType::kF32 || x.dtype == gemm_input_dtype(w.dtype),
+              "cpu backend: matmul input is ", dtype_name(x.dtype), ", expected f32 or ",
+              dtype_name(gemm_input_dtype(w.dtype)), " for ", dtype_name(w.dtype),
+              " weights in this precision");
     const int64_t T = rows_of(x), K = row_width(x), N = w.shape[0];
     FOT_ASSERT(w.shape[1] == K && rows_of(out) == T && row_width(out) == N);
     const float* xp = x.as<float>();
+    if (x.dtype != DType::kF32) {
+        // Already rounded by its producer: widen (rounding it again below changes nothing).
+        x_round_.resize(static_cast<size_t>(T * K));
+        convert_to_f32(x.data, x.dtype, x_round_.data(), static_cast<size_t>(T * K));
+        xp = x_round_.data();
+    }
     if (precision() == Precision::kFast && w.dtype == DType::kBF16 && T > kBf16DotMinRows &&
         k::bf16_dot_available()) {
         // bf16 x bf16 on the dot-product instruction; it rounds x itself.
@@ -122,9 +155,12 @@ void CpuBackend::rope(TensorView x, int64_t H, int64_t D, int64_t first_pos, flo
 }
 
 void CpuBackend::silu_mul(TensorView out, TensorView gate, TensorView up) {
-    check_f32(out, "silu_mul output");
+    check_float(out, "silu_mul output");
+    check_f32(gate, "silu_mul gate");
+    check_f32(up, "silu_mul up");
     FOT_ASSERT(out.numel() == gate.numel() && out.numel() == up.numel());
-    k::silu_mul(out.as<float>(), gate.as<float>(), up.as<float>(), out.numel());
+    k::silu_mul(f32_staging(out), gate.as<float>(), up.as<float>(), out.numel());
+    store_staged(out);
 }
 
 void CpuBackend::add(TensorView out, TensorView a, TensorView b) {
@@ -165,11 +201,23 @@ void CpuBackend::attn_partial_merge(TensorView out, TensorView parts) {
 }
 
 void CpuBackend::attn_partial_finalize(TensorView out, TensorView part) {
-    check_f32(out, "attention output");
+    check_float(out, "attention output");
     check_f32(part, "attention partial");
     const int64_t H = part.shape[0], T = part.shape[1], D = part.shape[2] - 2;
     FOT_ASSERT(rows_of(out) == T && row_width(out) >= H * D);
-    k::attn_partial_finalize(out.as<float>(), row_width(out), part.as<float>(), H, T, D);
+    if (out.dtype == DType::kF32) {
+        k::attn_partial_finalize(out.as<float>(), row_width(out), part.as<float>(), H, T, D);
+        return;
+    }
+    staging_.resize(static_cast<size_t>(T * H * D));
+    k::attn_partial_finalize(staging_.data(), H * D, part.as<float>(), H, T, D);
+    const size_t esz = dtype_size(out.dtype);
+    for (int64_t t = 0; t < T; ++t) {
+        convert_from_f32(
+            staging_.data() + t * H * D,
+            static_cast<char*>(out.data) + static_cast<size_t>(t * row_width(out)) * esz, out.dtype,
+            static_cast<size_t>(H * D));
+    }
 }
 
 void CpuBackend::scatter_heads(TensorView store, int64_t at, TensorView x) {

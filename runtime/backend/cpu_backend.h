@@ -32,6 +32,7 @@ class CpuBackend : public Backend {
                    int64_t row_begin) override;
     void rmsnorm(TensorView out, TensorView x, TensorView w, float eps) override;
     void matmul(TensorView out, TensorView x, TensorView w) override;
+    DType gemm_input_dtype(DType w_dtype) const override;
     void rope(TensorView x, int64_t H, int64_t D, int64_t first_pos, float theta) override;
     void silu_mul(TensorView out, TensorView gate, TensorView up) override;
     void add(TensorView out, TensorView a, TensorView b) override;
@@ -57,6 +58,11 @@ class CpuBackend : public Backend {
 
   private:
     std::vector<float> x_round_;  // matmul's rounded x in kFast (one call at a time)
+    std::vector<float> staging_;  // f32 results of ops with a bf16/f16 output, before rounding
+    // Where an op writes its f32 result: out itself when f32, else staging_; store_staged
+    // then rounds staging_ into out.
+    float* f32_staging(const TensorView& out);
+    void store_staged(TensorView out);
 };
 
 }  // namespace fot

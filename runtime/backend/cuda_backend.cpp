@@ -158,6 +158,17 @@ void CudaBackend::check_f32(const TensorView& v, const char* what) const {
               dtype_name(v.dtype));
 }
 
+void CudaBackend::check_float(const TensorView& v, const char* what) const {
+    check_device(v, what);
+    FOT_CHECK(v.dtype == DType::kF32 || v.dtype == DType::kBF16 || v.dtype == DType::kF16,
+              "cuda backend: ", what, " must be f32, bf16 or f16, is ", dtype_name(v.dtype));
+}
+
+DType CudaBackend::gemm_input_dtype(DType w_dtype) const {
+    // cuBLAS and the GEMV multiply x rounded to the weight's type (kernels/cuda/blas.h).
+    return w_dtype == DType::kBF16 || w_dtype == DType::kF16 ? w_dtype : DType::kF32;
+}
+
 void* CudaBackend::scratch(Scratch& s, size_t bytes) {
     if (bytes <= s.bytes) return s.ptr;
     // Stream-ordered: the old buffer is freed after the work already enqueued that uses it,
@@ -378,33 +389,37 @@ void CudaBackend::embedding(TensorView out, const int32_t* host_ids, TensorView 
 
 void CudaBackend::rmsnorm(TensorView out, TensorView x, TensorView w, float eps) {
     ProfileScope prof(profiler_.get(), Phase::kOther);
-    check_f32(out, "rmsnorm output");
+    check_float(out, "rmsnorm output");
     check_f32(x, "rmsnorm input");
     check_f32(w, "rmsnorm weight");
     FOT_ASSERT(out.numel() == x.numel() && w.numel() == row_width(x));
-    kc::rmsnorm(out.as<float>(), x.as<float>(), w.as<float>(), rows_of(x), row_width(x), eps,
+    kc::rmsnorm(out.data, out.dtype, x.as<float>(), w.as<float>(), rows_of(x), row_width(x), eps,
                 stream_);
 }
 
 void CudaBackend::matmul(TensorView out, TensorView x, TensorView w) {
     check_f32(out, "matmul output");
-    check_f32(x, "matmul input");
+    check_float(x, "matmul input");
     check_device(w, "matmul weight");
+    FOT_CHECK(x.dtype == DType::kF32 || x.dtype == gemm_input_dtype(w.dtype),
+              "cuda backend: matmul input is ", dtype_name(x.dtype), ", expected f32 or ",
+              dtype_name(gemm_input_dtype(w.dtype)), " for ", dtype_name(w.dtype), " weights");
     FOT_ASSERT(w.shape.size() == 2);
     const int64_t T = rows_of(x), K = row_width(x), N = w.shape[0];
     FOT_ASSERT(w.shape[1] == K && rows_of(out) == T && row_width(out) == N);
     ProfileScope prof(
         profiler_.get(), Phase::kGemm,
         2.0 * static_cast<double>(T) * static_cast<double>(N) * static_cast<double>(K),
-        static_cast<double>(w.nbytes()) + 4.0 * static_cast<double>(T * (K + N)));
-    if (kc::gemv_supported(x.as<float>(), w.data, w.dtype, T, K)) {
+        static_cast<double>(w.nbytes()) + static_cast<double>(x.nbytes()) +
+            4.0 * static_cast<double>(T * N));
+    if (kc::gemv_supported(x.data, x.dtype, w.data, w.dtype, T, K)) {
         // Decode-sized: one pass over the weights, no separate conversion of x.
-        kc::gemv(out.as<float>(), x.as<float>(), w.data, w.dtype, T, N, K, stream_);
+        kc::gemv(out.as<float>(), x.data, x.dtype, w.data, w.dtype, T, N, K, stream_);
         return;
     }
-    const size_t need = kc::Blas::scratch_bytes(w.dtype, T, K);
+    const size_t need = kc::Blas::scratch_bytes(x.dtype, w.dtype, T, K);
     void* xl = need > 0 ? scratch(*gemm_scratch_, need) : nullptr;
-    blas_->matmul(out.as<float>(), x.as<float>(), w.data, w.dtype, T, N, K, xl);
+    blas_->matmul(out.as<float>(), x.data, x.dtype, w.data, w.dtype, T, N, K, xl);
 }
 
 void CudaBackend::rope(TensorView x, int64_t H, int64_t D, int64_t first_pos, float theta) {
@@ -416,11 +431,11 @@ void CudaBackend::rope(TensorView x, int64_t H, int64_t D, int64_t first_pos, fl
 
 void CudaBackend::silu_mul(TensorView out, TensorView gate, TensorView up) {
     ProfileScope prof(profiler_.get(), Phase::kOther);
-    check_f32(out, "silu_mul output");
+    check_float(out, "silu_mul output");
     check_f32(gate, "silu_mul gate");
     check_f32(up, "silu_mul up");
     FOT_ASSERT(out.numel() == gate.numel() && out.numel() == up.numel());
-    kc::silu_mul(out.as<float>(), gate.as<float>(), up.as<float>(), out.numel(), stream_);
+    kc::silu_mul(out.data, out.dtype, gate.as<float>(), up.as<float>(), out.numel(), stream_);
 }
 
 void CudaBackend::add(TensorView out, TensorView a, TensorView b) {
@@ -480,12 +495,13 @@ void CudaBackend::attn_partial_merge(TensorView out, TensorView parts) {
 
 void CudaBackend::attn_partial_finalize(TensorView out, TensorView part) {
     ProfileScope prof(profiler_.get(), Phase::kOther);
-    check_f32(out, "attention output");
+    check_float(out, "attention output");
     check_f32(part, "attention partial");
     FOT_ASSERT(part.shape.size() == 3);
     const int64_t H = part.shape[0], T = part.shape[1], D = part.shape[2] - 2;
     FOT_ASSERT(rows_of(out) == T && row_width(out) >= H * D);
-    kc::attn_partial_finalize(out.as<float>(), row_width(out), part.as<float>(), H, T, D, stream_);
+    kc::attn_partial_finalize(out.data, out.dtype, row_width(out), part.as<float>(), H, T, D,
+                              stream_);
 }
 
 void CudaBackend::scatter_heads(TensorView store, int64_t at, TensorView x) {

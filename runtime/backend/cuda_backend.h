@@ -75,6 +75,7 @@ class CudaBackend final : public Backend {
                    int64_t row_begin) override;
     void rmsnorm(TensorView out, TensorView x, TensorView w, float eps) override;
     void matmul(TensorView out, TensorView x, TensorView w) override;
+    DType gemm_input_dtype(DType w_dtype) const override;
     void rope(TensorView x, int64_t H, int64_t D, int64_t first_pos, float theta) override;
     void silu_mul(TensorView out, TensorView gate, TensorView up) override;
     void add(TensorView out, TensorView a, TensorView b) override;
@@ -123,6 +124,7 @@ class CudaBackend final : public Backend {
     struct Stats;
     void check_device(const TensorView& v, const char* what) const;
     void check_f32(const TensorView& v, const char* what) const;
+    void check_float(const TensorView& v, const char* what) const;  // f32, bf16 or f16
     void* scratch(Scratch& s, size_t bytes);
     Buffer alloc_impl(DType dtype, Shape shape, bool zero);
     // Copies T host token ids into the device ids scratch (through pinned staging), ordered on

@@ -75,6 +75,11 @@ PhaseCounts step_counts(const StepShape& s) {
     const double A = Hr * D, Ir = double(c.intermediate_size / s.tp);
     const double Vr = double(c.vocab_size / s.tp);
     const double w = double(dtype_size(s.weights)), f = 4;
+    // GEMM inputs (normed rows, attention output, SiLU product) are written in the dtype the
+    // GEMM rounds them to (Backend::gemm_input_dtype): on the CPU backend bf16/f16 in `fast`,
+    // f32 in `exact`. (CudaBackend with bf16 weights writes 2 bytes in `exact` too; the
+    // difference is a few bytes per value in the `other` phase.)
+    const double g = s.precision == Precision::kFast ? 2 : 4;
     const double cache = s.precision == Precision::kFast ? 2 : 4;
     const double mem = double(dtype_size(s.mem_dtype));
     const double R = double(s.mp), K = double(s.k);
@@ -83,18 +88,19 @@ PhaseCounts step_counts(const StepShape& s) {
     const bool has_memory = s.memory_tokens > 0;
 
     PhaseCounts n;
-    auto matmul = [&](double rows, double N, double Kd) {
-        charge(n, BenchPhase::kGemm, 2 * rows * N * Kd, rows * N * f + rows * Kd * f + N * Kd * w);
+    auto matmul = [&](double rows, double N, double Kd, double x_bytes) {
+        charge(n, BenchPhase::kGemm, 2 * rows * N * Kd,
+               rows * N * f + rows * Kd * x_bytes + N * Kd * w);
     };
     charge(n, BenchPhase::kOther, 0, 2 * Q * C * f);  // embedding
     const int64_t tp_calls = s.tp > 1 ? 1 + 2 * c.num_hidden_layers : 0;
     for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
         const bool mem_layer =
             std::find(c.mem_layers.begin(), c.mem_layers.end(), l) != c.mem_layers.end();
-        charge(n, BenchPhase::kOther, 4 * Q * C, 2 * Q * C * f + C * f, 2);  // rmsnorms
-        matmul(Q, A, C);
-        matmul(Q, A, C);
-        matmul(Q, A, C);
+        charge(n, BenchPhase::kOther, 4 * Q * C, Q * C * (f + g) + C * f, 2);  // rmsnorms
+        matmul(Q, A, C, g);
+        matmul(Q, A, C, g);
+        matmul(Q, A, C, g);
         if (mem_layer) charge(n, BenchPhase::kOther, 0, 2 * Q * A * f, 2);  // copy_rows
         if (c.mem_positionals || !mem_layer) charge(n, BenchPhase::kOther, 6 * Q * A, 8 * Q * A, 2);
         charge(n, BenchPhase::kOther, 0, 2 * Q * A * f, 2);  // scatter_heads
@@ -125,16 +131,16 @@ PhaseCounts step_counts(const StepShape& s) {
                 charge(n, BenchPhase::kMerge, 3 * R * part / f, (R + 1) * part);
             }
         }
-        charge(n, BenchPhase::kOther, Q * A, Q * A * f + part);  // finalize
-        matmul(Q, C, A);
+        charge(n, BenchPhase::kOther, Q * A, Q * A * g + part);  // finalize
+        matmul(Q, C, A, g);
         charge(n, BenchPhase::kOther, Q * C, 3 * Q * C * f, 2);  // residual adds
-        matmul(Q, Ir, C);
-        matmul(Q, Ir, C);
-        charge(n, BenchPhase::kOther, 6 * Q * Ir, 3 * Q * Ir * f);  // silu_mul
-        matmul(Q, C, Ir);
+        matmul(Q, Ir, C, g);
+        matmul(Q, Ir, C, g);
+        charge(n, BenchPhase::kOther, 6 * Q * Ir, Q * Ir * (2 * f + g));  // silu_mul
+        matmul(Q, C, Ir, g);
     }
     charge(n, BenchPhase::kOther, 4 * C, 2 * C * f + C * f);  // final norm of the last row
-    matmul(1, Vr, C);                                         // lm_head, last row
+    matmul(1, Vr, C, f);                                      // lm_head, last row (f32 input)
     if (tp_calls > 0) charge(n, BenchPhase::kTpAllreduce, 0, Q * C * f, tp_calls);
     n[BenchPhase::kWait].calls =
         n[BenchPhase::kTpAllreduce].calls + n[BenchPhase::kMpAllgather].calls;

@@ -68,6 +68,27 @@ LongLlama::LongLlama(const ModelConfig& config, ModelWeights weights, Backend& b
     gate_ = backend_.alloc(DType::kF32, {W_, weights_.intermediate});
     up_ = backend_.alloc(DType::kF32, {W_, weights_.intermediate});
     part_ = backend_.alloc(DType::kF32, {H_ * W_ * (D_ + 2)});
+    if (!weights_.layers.empty()) {
+        layer_wdtype_ = weights_.layers[0].wq.view().dtype;
+        layer_wuniform_ = true;
+        for (const LayerWeights& w : weights_.layers) {
+            for (const Buffer* b : {&w.wq, &w.wk, &w.wv, &w.wo, &w.w_gate, &w.w_up, &w.w_down}) {
+                layer_wuniform_ = layer_wuniform_ && b->view().dtype == layer_wdtype_;
+            }
+        }
+    }
+}
+
+DType LongLlama::layer_gemm_input_dtype() {
+    // Asked per layer call: the backend's precision may change between calls (benchmarks).
+    const DType gin = layer_wuniform_ ? backend_.gemm_input_dtype(layer_wdtype_) : DType::kF32;
+    if (gin != gin_) {
+        gin_ = gin;
+        attn_ = backend_.alloc(gin, {W_, H_ * D_});
+        xin_ = gin == DType::kF32 ? Buffer() : backend_.alloc(gin, {W_, C_});
+        act_ = gin == DType::kF32 ? Buffer() : backend_.alloc(gin, {W_, weights_.intermediate});
+    }
+    return gin;
 }
 
 Sequence LongLlama::new_sequence(int64_t mem_capacity_tokens) const {
@@ -259,7 +280,10 @@ void LongLlama::append_block(Sequence& seq, int64_t len) {
 void LongLlama::layer(int64_t l, const std::vector<Segment>& segs, int64_t rows) {
     const LayerWeights& w = weights_.layers[l];
     const float eps = static_cast<float>(config_.rms_norm_eps);
-    TensorView x = rows_view(x_, rows), xn = rows_view(xn_, rows), proj = rows_view(proj_, rows);
+    // GEMM inputs come out of their producers already in the dtype the GEMM rounds them to.
+    const bool lowp = layer_gemm_input_dtype() != DType::kF32;
+    TensorView x = rows_view(x_, rows), proj = rows_view(proj_, rows);
+    TensorView xn = rows_view(lowp ? xin_ : xn_, rows);
     // ---- attention block ----
     backend_.rmsnorm(xn, x, w.ln_in.view(), eps);
     backend_.matmul(rows_view(q_, rows), xn, w.wq.view());
@@ -274,8 +298,9 @@ void LongLlama::layer(int64_t l, const std::vector<Segment>& segs, int64_t rows)
     TensorView gate = rows_view(gate_, rows), up = rows_view(up_, rows);
     backend_.matmul(gate, xn, w.w_gate.view());
     backend_.matmul(up, xn, w.w_up.view());
-    backend_.silu_mul(gate, gate, up);
-    backend_.matmul(proj, gate, w.w_down.view());
+    TensorView act = lowp ? rows_view(act_, rows) : gate;
+    backend_.silu_mul(act, gate, up);
+    backend_.matmul(proj, act, w.w_down.view());
     if (tp_.size() > 1) tp_.all_reduce_sum(proj, backend_.stream());
     backend_.add(x, x, proj);
 }

@@ -143,6 +143,9 @@ class LongLlama {
                   const ForwardOptions& opts);
     void flush_into_memory(const Segment& seg);
     void layer(int64_t l, const std::vector<Segment>& segs, int64_t rows);
+    // The dtype of the layer GEMMs' inputs: Backend::gemm_input_dtype of the layer weights
+    // (f32 when their dtypes differ); (re)allocates the buffers that hold them.
+    DType layer_gemm_input_dtype();
     void attention(int64_t l, const Segment& seg);
     void append_window_block(const Segment& seg);
     void lm_head(const std::vector<Segment>& segs, int64_t rows, int64_t row0,
@@ -163,6 +166,12 @@ class LongLlama {
     std::function<void(int64_t)> layer_hook_;
     // Scratch for one window of up to W rows.
     Buffer x_, xn_, q_, k_, v_, attn_, proj_, gate_, up_, part_, logits_;
+    // GEMM inputs written in gin_ by their producers when gin_ is not f32 (then xn_ and gate_
+    // take these roles): the normed rows and the SiLU product. attn_ is always in gin_.
+    Buffer xin_, act_;
+    DType gin_ = DType::kF32;
+    DType layer_wdtype_ = DType::kF32;  // the dtype shared by every layer GEMM weight
+    bool layer_wuniform_ = false;
 };
 
 }  // namespace fot

@@ -471,6 +471,62 @@ TEST_P(BackendOps, MatmulLowPrecisionWeights) {
     }
 }
 
+TEST_P(BackendOps, GemmInputsWrittenInTheGemmDtypeAreTheSameBits) {
+    // backend.h: rmsnorm, silu_mul and attn_partial_finalize may write gemm_input_dtype(w)
+    // (rounded to nearest even), and matmul takes it: the same bits as the f32 round trip.
+    const int64_t T = 5, C = 96, H = 2, D = 48, N = 40;
+    const auto xv = random_floats(T * C, 120, -2.f, 2.f), nw = random_floats(C, 121, 0.5f, 1.5f);
+    const auto pv = random_floats(H * T * (D + 2), 122, 0.5f, 1.5f);
+    for (Precision p : {kEx, kFa}) {
+        be().set_precision(p);
+        for (DType wt : {kBF16, kF16, kF32}) {
+            const DType gin = be().gemm_input_dtype(wt);
+            SCOPED_TRACE(::testing::Message() << "precision " << precision_name(p) << " w "
+                                              << dtype_name(wt) << " gin " << dtype_name(gin));
+            if (gin == kF32) continue;
+            ASSERT_TRUE(gin == kBF16 || gin == kF16);
+            Buffer x = make_buffer(be(), kF32, {T, C}, xv), w = make_buffer(be(), kF32, {C}, nw);
+            // Each producer: its f32 output rounded == its output written in gin.
+            Buffer o32 = be().alloc(kF32, {T, C}), olp = be().alloc(gin, {T, C});
+            be().rmsnorm(o32.view(), x.view(), w.view(), 1e-6f);
+            be().rmsnorm(olp.view(), x.view(), w.view(), 1e-6f);
+            Buffer rounded = make_buffer(be(), gin, {T, C}, fetch(be(), o32));
+            EXPECT_EQ(fetch_bytes(be(), olp.view()), fetch_bytes(be(), rounded.view()))
+                << "rmsnorm";
+            be().silu_mul(olp.view(), x.view(), x.view());
+            Buffer s32 = be().alloc(kF32, {T, C});
+            be().silu_mul(s32.view(), x.view(), x.view());
+            Buffer srounded = make_buffer(be(), gin, {T, C}, fetch(be(), s32));
+            EXPECT_EQ(fetch_bytes(be(), olp.view()), fetch_bytes(be(), srounded.view()))
+                << "silu_mul";
+            Buffer part = make_buffer(be(), kF32, {H, T, D + 2}, pv);
+            Buffer f32o = be().alloc(kF32, {T, H * D}), flp = be().alloc(gin, {T, H * D});
+            be().attn_partial_finalize(f32o.view(), part.view());
+            be().attn_partial_finalize(flp.view(), part.view());
+            Buffer frounded = make_buffer(be(), gin, {T, H * D}, fetch(be(), f32o));
+            EXPECT_EQ(fetch_bytes(be(), flp.view()), fetch_bytes(be(), frounded.view()))
+                << "attn_partial_finalize";
+            // matmul of the rounded input == matmul of the f32 one, for decode and prefill rows.
+            for (int64_t rows : {int64_t{1}, T}) {
+                Buffer wm = make_buffer(be(), wt, {N, C}, random_floats(N * C, 123));
+                Buffer m32 = be().alloc(kF32, {rows, N}), mlp = be().alloc(kF32, {rows, N});
+                be().matmul(m32.view(), first_rows(x.view(), rows), wm.view());
+                Buffer xr = make_buffer(be(), gin, {T, C}, xv);
+                be().matmul(mlp.view(), first_rows(xr.view(), rows), wm.view());
+                EXPECT_EQ(fetch_bytes(be(), m32.view()), fetch_bytes(be(), mlp.view()))
+                    << "matmul, " << rows << " rows";
+            }
+            // Any other input dtype is an error, not a silent conversion.
+            const DType other = gin == kBF16 ? kF16 : kBF16;
+            Buffer xo = make_buffer(be(), other, {T, C}, xv);
+            Buffer wm = make_buffer(be(), wt, {N, C}, random_floats(N * C, 124));
+            Buffer mo = be().alloc(kF32, {T, N});
+            EXPECT_THROW(be().matmul(mo.view(), xo.view(), wm.view()), Error);
+        }
+    }
+    be().set_precision(kEx);
+}
+
 TEST_P(BackendOps, RopeRotateHalf) {
     const int64_t H = 3;
     for (int64_t D : {16, 64, 100, 128}) {
