@@ -31,15 +31,40 @@ __device__ __forceinline__ float as_operand(float x) {
 }
 
 // X: float (rounded here), or W itself (x already rounded to the weight's type by its producer).
+// Up to kGemvMaxGroup matmuls of one x in one launch: matrix i takes the warps of rows
+// [first[i], first[i] + N[i]) of the launch (first[i] a multiple of kRowsPerWarp, so no warp
+// spans two matrices). Each output row is computed exactly as a single-matrix launch does.
+template <typename W>
+struct Targets {
+    float* out[kGemvMaxGroup];
+    const W* w[kGemvMaxGroup];
+    int64_t N[kGemvMaxGroup];
+    int64_t first[kGemvMaxGroup];
+    int n;
+};
+
 template <typename W, typename X, int kT>
 __global__ void __launch_bounds__(kThreads)
-    gemv_kernel(float* __restrict__ out, const X* __restrict__ x, const W* __restrict__ w,
-                int64_t N, int64_t K) {
+    gemv_kernel(Targets<W> tg, const X* __restrict__ x, int64_t K) {
     static_assert(std::is_same_v<X, float> || std::is_same_v<X, W>, "x is f32 or w's type");
     constexpr int kE = 16 / sizeof(W);  // weights per 16-byte load
     const int lane = threadIdx.x & 31;
     const int64_t warp = (static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x) / 32;
-    const int64_t n0 = warp * kRowsPerWarp;
+    // The warp's matrix, by static indices only (a dynamic index would copy the parameters
+    // to local memory).
+    float* out = tg.out[0];
+    const W* w = tg.w[0];
+    int64_t N = tg.N[0], first = tg.first[0];
+#pragma unroll
+    for (int i = 1; i < kGemvMaxGroup; ++i) {
+        if (i < tg.n && warp * kRowsPerWarp >= tg.first[i]) {
+            out = tg.out[i];
+            w = tg.w[i];
+            N = tg.N[i];
+            first = tg.first[i];
+        }
+    }
+    const int64_t n0 = warp * kRowsPerWarp - first;
     if (n0 >= N) return;
     const int64_t chunks = K / kE;
     float acc[kRowsPerWarp][kT];
@@ -101,23 +126,32 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 template <typename W, typename X>
-void launch_t(float* out, const X* x, const void* w, int64_t T, int64_t N, int64_t K,
-              cudaStream_t st) {
-    const int64_t warps = (N + kRowsPerWarp - 1) / kRowsPerWarp;
+void launch_t(const GemvTarget* targets, int n, const X* x, int64_t T, int64_t K, cudaStream_t st) {
+    Targets<W> tg{};
+    tg.n = n;
+    int64_t rows = 0;  // the launch's rows, each matrix starting on a warp boundary
+    for (int i = 0; i < n; ++i) {
+        tg.out[i] = targets[i].out;
+        tg.w[i] = static_cast<const W*>(targets[i].w);
+        tg.N[i] = targets[i].N;
+        tg.first[i] = rows;
+        rows += (targets[i].N + kRowsPerWarp - 1) / kRowsPerWarp * kRowsPerWarp;
+    }
+    if (rows == 0) return;
+    const int64_t warps = rows / kRowsPerWarp;
     const unsigned blocks = static_cast<unsigned>((warps * 32 + kThreads - 1) / kThreads);
-    const W* wt = static_cast<const W*>(w);
     switch (T) {
         case 1:
-            gemv_kernel<W, X, 1><<<blocks, kThreads, 0, st>>>(out, x, wt, N, K);
+            gemv_kernel<W, X, 1><<<blocks, kThreads, 0, st>>>(tg, x, K);
             break;
         case 2:
-            gemv_kernel<W, X, 2><<<blocks, kThreads, 0, st>>>(out, x, wt, N, K);
+            gemv_kernel<W, X, 2><<<blocks, kThreads, 0, st>>>(tg, x, K);
             break;
         case 3:
-            gemv_kernel<W, X, 3><<<blocks, kThreads, 0, st>>>(out, x, wt, N, K);
+            gemv_kernel<W, X, 3><<<blocks, kThreads, 0, st>>>(tg, x, K);
             break;
         default:
-            gemv_kernel<W, X, 4><<<blocks, kThreads, 0, st>>>(out, x, wt, N, K);
+            gemv_kernel<W, X, 4><<<blocks, kThreads, 0, st>>>(tg, x, K);
             break;
     }
 }
@@ -135,17 +169,27 @@ bool gemv_supported(const void* x, DType x_dtype, const void* w, DType w_dtype, 
 
 void gemv(float* out, const void* x, DType x_dtype, const void* w, DType w_dtype, int64_t T,
           int64_t N, int64_t K, void* stream) {
-    FOT_CHECK(gemv_supported(x, x_dtype, w, w_dtype, T, K),
-              "cuda gemv: unsupported shape, alignment or input type (T ", T, ", K ", K, ", x ",
-              dtype_name(x_dtype), ", w ", dtype_name(w_dtype), ")");
-    if (N <= 0) return;
+    const GemvTarget t{out, w, N};
+    gemv_group(&t, 1, x, x_dtype, w_dtype, T, K, stream);
+}
+
+void gemv_group(const GemvTarget* targets, int n, const void* x, DType x_dtype, DType w_dtype,
+                int64_t T, int64_t K, void* stream) {
+    FOT_CHECK(n >= 1 && n <= kGemvMaxGroup, "cuda gemv: ", n, " matrices in one launch (1 .. ",
+              kGemvMaxGroup, ")");
+    for (int i = 0; i < n; ++i) {
+        FOT_CHECK(gemv_supported(x, x_dtype, targets[i].w, w_dtype, T, K),
+                  "cuda gemv: unsupported shape, alignment or input type (T ", T, ", K ", K, ", x ",
+                  dtype_name(x_dtype), ", w ", dtype_name(w_dtype), ")");
+        FOT_CHECK(targets[i].N >= 0, "cuda gemv: negative N");
+    }
     cudaStream_t st = as_stream(stream);
     dispatch_float_dtype(w_dtype, "cuda gemv weights", [&](auto* tag) {
         using W = std::remove_pointer_t<decltype(tag)>;
         if (x_dtype == DType::kF32) {
-            launch_t<W, float>(out, static_cast<const float*>(x), w, T, N, K, st);
+            launch_t<W, float>(targets, n, static_cast<const float*>(x), T, K, st);
         } else {
-            launch_t<W, W>(out, static_cast<const W*>(x), w, T, N, K, st);
+            launch_t<W, W>(targets, n, static_cast<const W*>(x), T, K, st);
         }
     });
     FOT_CUDA_CHECK(cudaGetLastError());

@@ -57,6 +57,17 @@ bool gemv_supported(const void* x, DType x_dtype, const void* w, DType w_dtype, 
                     int64_t K);
 void gemv(float* out, const void* x, DType x_dtype, const void* w, DType w_dtype, int64_t T,
           int64_t N, int64_t K, void* stream);
+// Several GEMVs of the same x in one launch (q|k|v, gate|up in decode): out_i[T, N_i] =
+// x * w_i^T, every row computed as gemv computes it (the same bits). Weights of one dtype.
+// One launch instead of n, and a grid of sum N_i rows (fewer partial waves than N_i alone).
+constexpr int kGemvMaxGroup = 3;
+struct GemvTarget {
+    float* out;     // (T, N)
+    const void* w;  // (N, K)
+    int64_t N;
+};
+void gemv_group(const GemvTarget* targets, int n, const void* x, DType x_dtype, DType w_dtype,
+                int64_t T, int64_t K, void* stream);
 
 // ---- row-wise (rowwise.cu) ---------------------------------------------------------------------
 // out in out_dtype: f32, or bf16/f16 rounded to nearest even (a GEMM input).

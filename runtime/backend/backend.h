@@ -25,6 +25,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <string>
 
@@ -83,6 +84,15 @@ class Backend {
     // The dtype matmul rounds x to for weights of w_dtype in the current precision; kF32 when
     // it multiplies f32 x (then only f32 x is accepted).
     virtual DType gemm_input_dtype(DType w_dtype) const = 0;
+    // Several matmuls of one x (q|k|v, gate|up): out_i = x * w_i^T, the results of matmul.
+    // A backend may run them together (CudaBackend: one GEMV launch in decode). Default: one
+    // matmul each, in order.
+    struct MatmulTarget {
+        TensorView out, w;
+    };
+    virtual void matmul_group(TensorView x, std::initializer_list<MatmulTarget> targets) {
+        for (const MatmulTarget& t : targets) matmul(t.out, x, t.w);
+    }
     // Rotates the first H*D columns of each row of x [T, >= H*D]; row t at position
     // first_pos + t (HF rotate-half convention).
     virtual void rope(TensorView x, int64_t H, int64_t D, int64_t first_pos, float theta) = 0;

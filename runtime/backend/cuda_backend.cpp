@@ -422,6 +422,40 @@ void CudaBackend::matmul(TensorView out, TensorView x, TensorView w) {
     blas_->matmul(out.as<float>(), x.data, x.dtype, w.data, w.dtype, T, N, K, xl);
 }
 
+void CudaBackend::matmul_group(TensorView x, std::initializer_list<MatmulTarget> targets) {
+    // Decode-sized with weights of one dtype: one GEMV launch for all (same bits as separate).
+    const int64_t T = rows_of(x), K = row_width(x);
+    bool grouped = targets.size() >= 2 && targets.size() <= kc::kGemvMaxGroup;
+    for (const MatmulTarget& t : targets) {
+        grouped = grouped && t.w.dtype == targets.begin()->w.dtype && t.out.dtype == DType::kF32 &&
+                  t.w.shape.size() == 2 && t.w.shape[1] == K && rows_of(t.out) == T &&
+                  row_width(t.out) == t.w.shape[0] &&
+                  kc::gemv_supported(x.data, x.dtype, t.w.data, t.w.dtype, T, K);
+    }
+    if (!grouped) {
+        Backend::matmul_group(x, targets);
+        return;
+    }
+    const DType wdt = targets.begin()->w.dtype;
+    check_float(x, "matmul input");
+    FOT_CHECK(x.dtype == DType::kF32 || x.dtype == gemm_input_dtype(wdt),
+              "cuda backend: matmul input is ", dtype_name(x.dtype), ", expected f32 or ",
+              dtype_name(gemm_input_dtype(wdt)), " for ", dtype_name(wdt), " weights");
+    kc::GemvTarget g[kc::kGemvMaxGroup];
+    int n = 0;
+    double flops = 0, bytes = static_cast<double>(x.nbytes());
+    for (const MatmulTarget& t : targets) {
+        check_device(t.out, "matmul output");
+        check_device(t.w, "matmul weight");
+        g[n++] = {t.out.as<float>(), t.w.data, t.w.shape[0]};
+        flops += 2.0 * static_cast<double>(T) * static_cast<double>(t.w.shape[0]) *
+                 static_cast<double>(K);
+        bytes += static_cast<double>(t.w.nbytes()) + static_cast<double>(t.out.nbytes());
+    }
+    ProfileScope prof(profiler_.get(), Phase::kGemm, flops, bytes);
+    kc::gemv_group(g, n, x.data, x.dtype, wdt, T, K, stream_);
+}
+
 void CudaBackend::rope(TensorView x, int64_t H, int64_t D, int64_t first_pos, float theta) {
     ProfileScope prof(profiler_.get(), Phase::kOther);
     check_f32(x, "rope input");

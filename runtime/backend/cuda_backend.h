@@ -76,6 +76,7 @@ class CudaBackend final : public Backend {
     void rmsnorm(TensorView out, TensorView x, TensorView w, float eps) override;
     void matmul(TensorView out, TensorView x, TensorView w) override;
     DType gemm_input_dtype(DType w_dtype) const override;
+    void matmul_group(TensorView x, std::initializer_list<MatmulTarget> targets) override;
     void rope(TensorView x, int64_t H, int64_t D, int64_t first_pos, float theta) override;
     void silu_mul(TensorView out, TensorView gate, TensorView up) override;
     void add(TensorView out, TensorView a, TensorView b) override;

@@ -286,9 +286,9 @@ void LongLlama::layer(int64_t l, const std::vector<Segment>& segs, int64_t rows)
     TensorView xn = rows_view(lowp ? xin_ : xn_, rows);
     // ---- attention block ----
     backend_.rmsnorm(xn, x, w.ln_in.view(), eps);
-    backend_.matmul(rows_view(q_, rows), xn, w.wq.view());
-    backend_.matmul(rows_view(k_, rows), xn, w.wk.view());
-    backend_.matmul(rows_view(v_, rows), xn, w.wv.view());
+    backend_.matmul_group(xn, {{rows_view(q_, rows), w.wq.view()},
+                               {rows_view(k_, rows), w.wk.view()},
+                               {rows_view(v_, rows), w.wv.view()}});
     for (const Segment& seg : segs) attention(l, seg);
     backend_.matmul(proj, rows_view(attn_, rows), w.wo.view());
     if (tp_.size() > 1) tp_.all_reduce_sum(proj, backend_.stream());
@@ -296,8 +296,7 @@ void LongLlama::layer(int64_t l, const std::vector<Segment>& segs, int64_t rows)
     // ---- MLP block ----
     backend_.rmsnorm(xn, x, w.ln_post.view(), eps);
     TensorView gate = rows_view(gate_, rows), up = rows_view(up_, rows);
-    backend_.matmul(gate, xn, w.w_gate.view());
-    backend_.matmul(up, xn, w.w_up.view());
+    backend_.matmul_group(xn, {{gate, w.w_gate.view()}, {up, w.w_up.view()}});
     TensorView act = lowp ? rows_view(act_, rows) : gate;
     backend_.silu_mul(act, gate, up);
     backend_.matmul(proj, act, w.w_down.view());

@@ -527,6 +527,50 @@ TEST_P(BackendOps, GemmInputsWrittenInTheGemmDtypeAreTheSameBits) {
     be().set_precision(kEx);
 }
 
+TEST_P(BackendOps, MatmulGroupGivesEachMatmulsBits) {
+    // matmul_group (q|k|v, gate|up) against one matmul per weight: the same bits, for decode
+    // rows (CudaBackend's grouped GEMV) and prefill rows, odd N (matrices start on warp
+    // boundaries in the grouped launch), f32 and rounded inputs.
+    const int64_t K = 96;
+    for (Precision p : {kEx, kFa}) {
+        be().set_precision(p);
+        for (DType wt : {kBF16, kF32}) {
+            for (int64_t T : {int64_t{1}, int64_t{3}, int64_t{6}}) {
+                SCOPED_TRACE(::testing::Message()
+                             << precision_name(p) << " " << dtype_name(wt) << " T " << T);
+                const auto xv = random_floats(T * K, 130 + T, -2.f, 2.f);
+                const std::vector<int64_t> Ns = {37, 64, 5};
+                std::vector<Buffer> ws, sep, grp;
+                for (size_t i = 0; i < Ns.size(); ++i) {
+                    ws.push_back(
+                        make_buffer(be(), wt, {Ns[i], K}, random_floats(Ns[i] * K, 140 + int(i))));
+                    sep.push_back(be().alloc(kF32, {T, Ns[i]}));
+                    grp.push_back(be().alloc(kF32, {T, Ns[i]}));
+                }
+                const DType gin = be().gemm_input_dtype(wt);
+                for (DType xd : {kF32, gin}) {
+                    Buffer x = make_buffer(be(), xd, {T, K}, xv);
+                    for (size_t i = 0; i < Ns.size(); ++i)
+                        be().matmul(sep[i].view(), x.view(), ws[i].view());
+                    be().matmul_group(x.view(), {{grp[0].view(), ws[0].view()},
+                                                 {grp[1].view(), ws[1].view()},
+                                                 {grp[2].view(), ws[2].view()}});
+                    for (size_t i = 0; i < Ns.size(); ++i) {
+                        EXPECT_EQ(fetch_bytes(be(), grp[i].view()),
+                                  fetch_bytes(be(), sep[i].view()))
+                            << "matrix " << i << " of 3, x " << dtype_name(xd);
+                    }
+                    be().matmul_group(
+                        x.view(), {{grp[1].view(), ws[1].view()}, {grp[2].view(), ws[2].view()}});
+                    EXPECT_EQ(fetch_bytes(be(), grp[2].view()), fetch_bytes(be(), sep[2].view()))
+                        << "matrix 1 of 2";
+                }
+            }
+        }
+    }
+    be().set_precision(kEx);
+}
+
 TEST_P(BackendOps, RopeRotateHalf) {
     const int64_t H = 3;
     for (int64_t D : {16, 64, 100, 128}) {

@@ -236,6 +236,33 @@ TEST_F(CudaBackendTest, TopkOnAnUnallocatedShardLeavesThePartialAlone) {
     EXPECT_TRUE(all_close(gpu_f32(part), pv, kExact));
 }
 
+TEST_F(CudaBackendTest, GroupedGemvIsEachGemv) {
+    // kernels::cuda::gemv_group (one launch for q|k|v or gate|up) against one gemv per matrix:
+    // the same bits; odd N puts the next matrix on a warp boundary in the grouped launch.
+    const int64_t T = 2, K = 64;
+    const std::vector<int64_t> Ns = {33, 8, 17};
+    Buffer x = make_buffer(*gpu_, DType::kBF16, {T, K}, random_floats(T * K, 150));
+    std::vector<Buffer> ws, one, grp;
+    std::vector<kernels::cuda::GemvTarget> targets;
+    for (size_t i = 0; i < Ns.size(); ++i) {
+        ws.push_back(
+            make_buffer(*gpu_, DType::kBF16, {Ns[i], K}, random_floats(Ns[i] * K, 151 + int(i))));
+        one.push_back(gpu_->alloc(DType::kF32, {T, Ns[i]}));
+        grp.push_back(gpu_->alloc(DType::kF32, {T, Ns[i]}));
+        kernels::cuda::gemv(one.back().as<float>(), x.data(), DType::kBF16, ws.back().data(),
+                            DType::kBF16, T, Ns[i], K, gpu_->stream().handle);
+        targets.push_back({grp.back().as<float>(), ws.back().data(), Ns[i]});
+    }
+    kernels::cuda::gemv_group(targets.data(), 3, x.data(), DType::kBF16, DType::kBF16, T, K,
+                              gpu_->stream().handle);
+    for (size_t i = 0; i < Ns.size(); ++i) {
+        EXPECT_EQ(fetch_bytes(*gpu_, grp[i].view()), fetch_bytes(*gpu_, one[i].view())) << i;
+    }
+    EXPECT_THROW(kernels::cuda::gemv_group(targets.data(), 4, x.data(), DType::kBF16, DType::kBF16,
+                                           T, K, gpu_->stream().handle),
+                 Error);
+}
+
 TEST_F(CudaBackendTest, FillUniformIsDeterministicAndInRange) {
     Buffer a = gpu_->alloc(DType::kBF16, {1000}), b = gpu_->alloc(DType::kBF16, {1000});
     gpu_->fill_uniform(a.view(), 5, 0.5f);
