@@ -3,9 +3,9 @@
 // over many blocks (flash-decoding) so every SM streams keys.
 //
 // One block of 256 threads (8 warps) = one head x one chunk of at most kChunk keys:
-//   scores   lane = key: each lane reads its key row with 8-byte loads (the warp's 32 rows
-//            are contiguous, so L1 serves the partial sectors) and dots it with the T queries
-//            held in shared memory; scores go to shared memory
+//   scores   8 lanes per key (key_dots.cuh: each load instruction reads 64 contiguous bytes
+//            of 4 rows, not 8 bytes of 32) dot it with the T queries held in shared memory;
+//            scores go to shared memory
 //   softmax  per query: block max and sum of exp over the chunk (fp32); p kept in shared
 //            memory (rounded to bf16 in `fast`, where l sums the unrounded p)
 //   P.V      thread = (8-byte piece of the value row, key group): coalesced row reads, T
@@ -20,6 +20,7 @@
 
 #include "kernels/cuda/attention_common.cuh"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/key_dots.cuh"
 #include "kernels/cuda/ops.h"
 
 namespace fot::kernels::cuda {
@@ -90,41 +91,22 @@ __global__ void __launch_bounds__(kThreads, 2)
     }
     __syncthreads();
 
-    // ---- scores: lane = key ----
-    for (int j = tid; j < n; j += kThreads) {
-        float dot[kMaxT];
+    // ---- scores: 8 lanes per key (key_dots.cuh), warps on interleaved groups of keys ----
+    for (int j0 = warp * kKeysPerStep; j0 < n; j0 += kWarps * kKeysPerStep) {
+        float dot[kKeyPasses][kMaxT];
+        warp_key_dots<E, kRoundKv, kMaxT>(kh, D, n, j0, qs, D, nq, dot);
+        if (lane % kKeyLanes != 0) continue;
 #pragma unroll
-        for (int t = 0; t < kMaxT; ++t) dot[t] = 0.f;
-        const uint2* row = reinterpret_cast<const uint2*>(kh + static_cast<int64_t>(j) * D);
-        // kBatch loads in flight per lane before their first use (memory-level parallelism).
-        constexpr int kBatch = 8;
-        for (int c0 = 0; c0 < pieces; c0 += kBatch) {
-            uint2 raw[kBatch];
+        for (int b = 0; b < kKeyPasses; ++b) {
+            const int j = j0 + lane / kKeyLanes + kKeysPerPass * b;
+            if (j >= n) continue;
+            const int64_t jg = kr.kb + j;
 #pragma unroll
-            for (int b = 0; b < kBatch; ++b) {
-                if (c0 + b < pieces) raw[b] = __ldg(row + c0 + b);
-            }
-#pragma unroll
-            for (int b = 0; b < kBatch; ++b) {
-                if (c0 + b >= pieces) break;
-                float e[kN];
-                unpack<E, kRoundKv>(raw[b], e);
-                const float* qc = qs + (c0 + b) * kN;
-#pragma unroll
-                for (int t = 0; t < kMaxT; ++t) {
-                    if (t < nq) {
-#pragma unroll
-                        for (int u = 0; u < kN; ++u) dot[t] = fmaf(qc[t * D + u], e[u], dot[t]);
-                    }
+            for (int t = 0; t < kMaxT; ++t) {
+                if (t < nq) {
+                    const bool visible = !causal || jg <= t + causal_offset;
+                    ps[t * kChunk + j] = visible ? dot[b][t] * scale : kNegInf;
                 }
-            }
-        }
-        const int64_t jg = kr.kb + j;
-#pragma unroll
-        for (int t = 0; t < kMaxT; ++t) {
-            if (t < nq) {
-                const bool visible = !causal || jg <= t + causal_offset;
-                ps[t * kChunk + j] = visible ? dot[t] * scale : kNegInf;
             }
         }
     }

@@ -1,11 +1,11 @@
 // Exact top-k memory retrieval on the GPU (docs/architecture.md §6.3), same contracts as
 // kernels/cpu/topk.cpp. Candidate order: higher score first, then lower global position.
 //  - memory_topk, score-rows path: a tiled fp32 kernel (tile.cuh; for <= 8 queries a
-//    lane-per-key kernel that reads each key once) writes the scores of a group of (head,
-//    query) rows into scratch [rows, S]; then one block per row finds the K-th best candidate
-//    by an MSB-first radix select over the 96-bit key (order-preserving score bits, then the
-//    position), gathers the candidates at or before it and bitonic-sorts them (in shared
-//    memory up to kSharedTopK slots, in the caller's scratch beyond).
+//    lane-per-key kernel over warp-staged rows that reads each key once) writes the scores of a
+//    group of (head, query) rows into scratch [rows, S]; then one block per row finds the K-th best
+//    candidate by an MSB-first radix select over the 96-bit key (order-preserving score bits, then
+//    the position), gathers the candidates at or before it and bitonic-sorts them (in shared memory
+//    up to kSharedTopK slots, in the caller's scratch beyond).
 //  - memory_topk, fused path (prefill, K <= kFusedMaxK): the same tiled scores, but each block
 //    keeps only its key chunk's K best per query row (score_select_kernel), and the select runs
 //    over R x K chunk candidates instead of S scores.
@@ -21,6 +21,7 @@
 #include <type_traits>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/key_dots.cuh"
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/tile.cuh"
 
@@ -234,12 +235,21 @@ __global__ void __launch_bounds__(kTileThreads)
     }
 }
 
-// Scores for few queries (decode: nt <= kDecodeRows): lane = key, each lane reads its key row
-// with 8-byte loads and dots it with the chunk's queries (in shared memory), so the keys are
-// read once instead of through 64-query tiles that are mostly padding. The dot product runs
-// over d in order with fmaf, as score_kernel's does: the same scores bit for bit.
+// Scores for few queries (decode: nt <= kDecodeRows): each warp copies its 32 consecutive key
+// rows to shared memory with coalesced loads (key_dots.cuh), then lane = key dots its row with
+// the chunk's queries (in shared memory), so the keys are read once instead of through 64-query
+// tiles that are mostly padding. The dot product runs over d in order with fmaf, as
+// score_kernel's does: the same scores bit for bit. (Reading the rows straight from global
+// memory, one lane per row, made every load touch 32 rows: L1-bound at ~2 TB/s.)
 constexpr int kDecodeRows = 8;
-constexpr int kDecodeScoreThreads = 256;
+constexpr int kDecodeScoreThreads = 128;
+constexpr int kDecodeScoreWarps = kDecodeScoreThreads / 32;
+
+// Dynamic shared memory of score_decode_kernel: one staged tile of 32 rows per warp.
+size_t score_decode_smem(int64_t D, int64_t esz) {
+    const int pieces = static_cast<int>(D * esz / 8);
+    return sizeof(uint2) * static_cast<size_t>(kDecodeScoreWarps * 32 * stage_ld(pieces));
+}
 
 template <typename E>
 __global__ void __launch_bounds__(kDecodeScoreThreads)
@@ -248,6 +258,7 @@ __global__ void __launch_bounds__(kDecodeScoreThreads)
                         int64_t Tc, int64_t nt, int64_t S, int D, float scale) {
     constexpr int kN = 8 / sizeof(E);
     __shared__ float qs[kDecodeRows][kMaxHeadDim];
+    extern __shared__ uint2 stage_smem[];
     const int64_t hh = blockIdx.y, h = h0 + hh;
     const int rows = static_cast<int>(nt);
     for (int i = threadIdx.x; i < rows * D; i += kDecodeScoreThreads) {
@@ -255,34 +266,33 @@ __global__ void __launch_bounds__(kDecodeScoreThreads)
         qs[r][d] = q[(t0 + r) * q_stride + h * D + d];
     }
     __syncthreads();
-    const int64_t j = static_cast<int64_t>(blockIdx.x) * kDecodeScoreThreads + threadIdx.x;
-    if (j >= S) return;
-    const uint2* row = reinterpret_cast<const uint2*>(k + h * k_head_stride + j * D);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int64_t jw = static_cast<int64_t>(blockIdx.x) * kDecodeScoreThreads + warp * 32;
+    if (jw >= S) return;  // warp-uniform; no block barrier follows
+    const int pieces = D / kN, ld = stage_ld(pieces);
+    const int nk = static_cast<int>(min64(32, S - jw));
+    uint2* tile = stage_smem + warp * 32 * ld;
+    warp_stage_rows(tile, reinterpret_cast<const uint2*>(k + h * k_head_stride + jw * D), pieces,
+                    nk);
+    if (lane >= nk) return;
+    const uint2* row = tile + lane * ld;
     float dot[kDecodeRows];
 #pragma unroll
     for (int r = 0; r < kDecodeRows; ++r) dot[r] = 0.f;
-    const int pieces = D / kN;
-    constexpr int kBatch = 4;  // loads in flight per lane before their first use
-    for (int c0 = 0; c0 < pieces; c0 += kBatch) {
-        uint2 raw[kBatch];
+#pragma unroll 4
+    for (int c = 0; c < pieces; ++c) {
+        const uint2 raw = row[c];
+        const E* e = reinterpret_cast<const E*>(&raw);
 #pragma unroll
-        for (int b = 0; b < kBatch; ++b) {
-            if (c0 + b < pieces) raw[b] = __ldg(row + c0 + b);
-        }
+        for (int u = 0; u < kN; ++u) {
+            const float kv = to_f32(e[u]);
 #pragma unroll
-        for (int b = 0; b < kBatch; ++b) {
-            if (c0 + b >= pieces) break;
-            const E* e = reinterpret_cast<const E*>(&raw[b]);
-#pragma unroll
-            for (int u = 0; u < kN; ++u) {
-                const float kv = to_f32(e[u]);
-#pragma unroll
-                for (int r = 0; r < kDecodeRows; ++r) {
-                    if (r < rows) dot[r] = fmaf(qs[r][(c0 + b) * kN + u], kv, dot[r]);
-                }
+            for (int r = 0; r < kDecodeRows; ++r) {
+                if (r < rows) dot[r] = fmaf(qs[r][c * kN + u], kv, dot[r]);
             }
         }
     }
+    const int64_t j = jw + lane;
 #pragma unroll
     for (int r = 0; r < kDecodeRows; ++r) {
         if (r < rows) out[(hh * Tc + r) * S + j] = dot[r] * scale;
@@ -825,8 +835,8 @@ void memory_topk(float* scores, int64_t* rows, int64_t* positions, const float* 
     float* cand = shared ? nullptr : scratch;
     float* score_rows = scratch + (shared ? 0 : hc * Tc * kCandFloats * Kp);
     const size_t score_smem = sizeof(float) * (kScoreDP * kLdQ + kScoreDP * kLdK);
-    // Few queries per head: the lane-per-key scoring kernel, when the key rows allow 8-byte
-    // loads.
+    // Few queries per head: the lane-per-key scoring kernel over staged rows, when the key
+    // rows allow 8-byte copies.
     const int64_t esz = static_cast<int64_t>(dtype_size(k_dtype));
     const bool decode_scores = Tc <= kDecodeRows && reinterpret_cast<uintptr_t>(k) % 8 == 0 &&
                                (D * esz) % 8 == 0 && (k_head_stride * esz) % 8 == 0;
@@ -840,7 +850,11 @@ void memory_topk(float* scores, int64_t* rows, int64_t* positions, const float* 
                     const dim3 grid(
                         static_cast<unsigned>((S + kDecodeScoreThreads - 1) / kDecodeScoreThreads),
                         static_cast<unsigned>(nh));
-                    score_decode_kernel<E><<<grid, kDecodeScoreThreads, 0, st>>>(
+                    const size_t smem = score_decode_smem(D, esz);
+                    FOT_CUDA_CHECK(cudaFuncSetAttribute(score_decode_kernel<E>,
+                                                        cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                        static_cast<int>(smem)));
+                    score_decode_kernel<E><<<grid, kDecodeScoreThreads, smem, st>>>(
                         score_rows, q, q_stride, static_cast<const E*>(k), k_head_stride, h0, t0,
                         Tc, nt, S, static_cast<int>(D), scale);
                     return;

@@ -188,6 +188,11 @@ TEST_F(CudaTopkPaths, FusedGivesTheScoreRowsResultBitForBit) {
         {1, 20, 9001, 64, 224, DType::kF16, false},    // 8 chunks, the largest lists
         {1, 12, 700, 32, 32, DType::kF32, true},       // every score tied
         {2, 16, 50, 16, 100, DType::kBF16, false},     // fewer keys than K
+        // Passes of <= 8 queries score with the decode kernel (staged rows, lane per key):
+        // still the tiled kernel's bits. f32 at D 128 is its largest staging; 2007 and 1037
+        // keys end in partial warp tiles.
+        {2, 10, 2007, 128, 64, DType::kF32, false, {5}},
+        {1, 9, 1037, 100, 40, DType::kBF16, false, {3}},
     };
     for (const FusedTopkCase& c : cases) {
         SCOPED_TRACE(::testing::Message() << "H" << c.H << " T" << c.T << " S" << c.S << " D" << c.D
