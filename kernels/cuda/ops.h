@@ -76,10 +76,20 @@ void rmsnorm(void* out,  // (T, C)
              const float* x,  // (T, C)
              const float* w,  // (C)
              int64_t T, int64_t C, float eps, void* stream);
+// x += r (in place, f32), then rmsnorm of the new x into out: the bits of add then rmsnorm.
+void add_rmsnorm(void* out, DType out_dtype, float* x, const float* r, const float* w, int64_t T,
+                 int64_t C, float eps, void* stream);
 // HF rotate-half RoPE in place; inv_freq is computed on the host exactly as the CPU kernel
 // does. D even, D <= 256.
 void rope(float* x, int64_t T, int64_t H, int64_t D, int64_t stride, int64_t first_pos, float theta,
           void* stream);
+// rope on q and k (when rotate; positions at + t), then k and v into k_store / v_store
+// ([H, *, D] of store_dtype, head_stride elements apart) at rows at + t, in one launch with the
+// bits of rope and scatter_heads; k itself is not written. D even, D <= 256.
+void rope_store_kv(float* q, int64_t q_stride, const float* k, int64_t k_stride, const float* v,
+                   int64_t v_stride, void* k_store, void* v_store, DType store_dtype,
+                   int64_t head_stride, int64_t at, int64_t T, int64_t H, int64_t D, float theta,
+                   bool rotate, void* stream);
 // Per row of logits (T, V): the max and the sum of exp(x - max) (accumulated in double), for
 // the vocab-parallel log-softmax (the all-reduce of max and sum happens outside).
 void row_max_sumexp(const float* logits, int64_t T, int64_t V, float* max_out, float* sum_out,
@@ -121,7 +131,8 @@ void attn_accumulate(float* part,     // (H, T, D + 2)
                      float* scratch, void* stream);
 
 // The decode kernel alone (attention_decode.cu; T <= 8 queries): one block per head and chunk
-// of at most kDecodeChunk keys, lane-per-key scores and coalesced P.V at memory bandwidth.
+// of at most kDecodeChunk keys, scores by 8 lanes per key and a coalesced P.V, at memory
+// bandwidth.
 // Supported: f32/bf16/f16 stores whose rows are 8-byte aligned. `splits` must give chunks of
 // at most kDecodeChunk keys (attn_accumulate_splits does); the caller merges the scratch when
 // splits > 1.
@@ -165,9 +176,9 @@ int64_t memory_topk_row_scratch(int64_t S, int64_t K);
 // As kernels::cpu::memory_topk: per (h, t) the K best keys (score desc, position asc), sorted
 // best first, absent slots (-inf, -1, -1). Two ways, the same results bit for bit (same fp32
 // scores, exact selection):
-//  - score rows: the scores of a group of (h, t) rows go to `scratch` (a lane-per-key kernel for
-//    <= 8 queries, else the tiled kernel), then one block per row radix-selects the K-th best
-//    and bitonic-sorts the survivors. Any K.
+//  - score rows: the scores of a group of (h, t) rows go to `scratch` (a lane-per-key kernel over
+//    warp-staged rows for <= 8 queries, else the tiled kernel), then one block per row
+//    radix-selects the K-th best and bitonic-sorts the survivors. Any K.
 //  - fused (K <= 224): one block per (64-query tile, key chunk) scores in shared memory and
 //    keeps each row's K best of the chunk (a per-row candidate list with a rising threshold);
 //    the select then runs over the R x K chunk candidates (R <= 8 chunks) instead of S

@@ -1,5 +1,6 @@
-// Row-wise kernels: RMSNorm, RoPE and the per-row max / sum-exp of the vocab-parallel
-// log-softmax. One block per row for the reductions (fp32, block tree reduction).
+// Row-wise kernels: RMSNorm (alone, or after the residual add), RoPE (alone, or with the
+// local-cache write of k and v) and the per-row max / sum-exp of the vocab-parallel log-softmax.
+// One block per row for the reductions (fp32, block tree reduction).
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -19,15 +20,24 @@ struct InvFreq {
 };
 
 // O: f32, or bf16/f16 when the output is a GEMM input (rounded as the GEMM would round it).
-template <typename O>
-__global__ void rmsnorm_kernel(O* out, const float* x, const float* w, int64_t T, int64_t C,
-                               float eps) {
+// kAdd: the residual add first (x += r, written back; add_kernel's arithmetic), so that the
+// norm reads the new x from registers instead of a separate pass. x is written only if kAdd.
+template <typename O, bool kAdd>
+__global__ void rmsnorm_kernel(O* out, float* x, const float* r, const float* w, int64_t T,
+                               int64_t C, float eps) {
     __shared__ float red[32];
     for (int64_t t = blockIdx.x; t < T; t += gridDim.x) {
-        const float* xr = x + t * C;
+        float* xr = x + t * C;
         O* yr = out + t * C;
         float ss = 0.f;
-        for (int64_t c = threadIdx.x; c < C; c += blockDim.x) ss += xr[c] * xr[c];
+        for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+            float v = xr[c];
+            if constexpr (kAdd) {
+                v = v + r[t * C + c];
+                xr[c] = v;  // read back below by this same thread
+            }
+            ss += v * v;
+        }
         ss = block_sum(ss, red);
         const float inv = 1.0f / sqrtf(ss / static_cast<float>(C) + eps);
         for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
@@ -50,6 +60,41 @@ __global__ void rope_kernel(float* x, int64_t T, int64_t H, int64_t D, int64_t s
         const float x1 = xh[i], x2 = xh[i + half];
         xh[i] = x1 * cs - x2 * sn;
         xh[i + half] = x2 * cs + x1 * sn;
+    }
+}
+
+// rope_kernel on q and k (when rotate) and scatter_heads_kernel on k and v in one pass: one
+// thread per (t, h, i < D/2), the angle computed once for both rotations, k rotated on its way
+// to the store (k itself is not written). The same arithmetic as those kernels: the same bits.
+template <typename E>
+__global__ void rope_store_kv_kernel(float* q, int64_t q_stride, const float* k, int64_t k_stride,
+                                     const float* v, int64_t v_stride, E* ks, E* vs,
+                                     int64_t head_stride, int64_t at, int64_t T, int64_t H,
+                                     int64_t D, bool rotate, InvFreq inv) {
+    const int64_t half = D / 2, n = T * H * half;
+    int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+    for (; idx < n; idx += step) {
+        const int64_t i = idx % half, th = idx / half, h = th % H, t = th / H;
+        const float* kh = k + t * k_stride + h * D;
+        const float* vh = v + t * v_stride + h * D;
+        float k1 = kh[i], k2 = kh[i + half];
+        if (rotate) {
+            const float f = static_cast<float>(at + t) * inv.v[i];
+            const float cs = cosf(f), sn = sinf(f);
+            float* qh = q + t * q_stride + h * D;
+            const float x1 = qh[i], x2 = qh[i + half];
+            qh[i] = x1 * cs - x2 * sn;
+            qh[i + half] = x2 * cs + x1 * sn;
+            const float r1 = k1 * cs - k2 * sn, r2 = k2 * cs + k1 * sn;
+            k1 = r1;
+            k2 = r2;
+        }
+        const int64_t row = h * head_stride + (at + t) * D;
+        ks[row + i] = from_f32<E>(k1);
+        ks[row + i + half] = from_f32<E>(k2);
+        vs[row + i] = from_f32<E>(vh[i]);
+        vs[row + i + half] = from_f32<E>(vh[i + half]);
     }
 }
 
@@ -108,26 +153,60 @@ void rmsnorm(void* out, DType out_dtype, const float* x, const float* w, int64_t
     if (T <= 0) return;
     dispatch_float_dtype(out_dtype, "cuda rmsnorm output", [&](auto* tag) {
         using O = std::remove_pointer_t<decltype(tag)>;
-        rmsnorm_kernel<O><<<rows_grid(T), kRowThreads, 0, as_stream(stream)>>>(static_cast<O*>(out),
-                                                                               x, w, T, C, eps);
+        rmsnorm_kernel<O, false><<<rows_grid(T), kRowThreads, 0, as_stream(stream)>>>(
+            static_cast<O*>(out), const_cast<float*>(x), nullptr, w, T, C, eps);
     });
     FOT_CUDA_CHECK(cudaGetLastError());
 }
 
-void rope(float* x, int64_t T, int64_t H, int64_t D, int64_t stride, int64_t first_pos, float theta,
-          void* stream) {
-    FOT_CHECK(D % 2 == 0 && D / 2 <= kMaxHalf, "cuda rope: head_dim ", D,
-              " must be even and at most ", 2 * kMaxHalf);
-    if (T <= 0 || H <= 0 || D == 0) return;
-    // inv_freq exactly as kernels/cpu/elementwise.cpp computes it (host fp32 pow).
+void add_rmsnorm(void* out, DType out_dtype, float* x, const float* r, const float* w, int64_t T,
+                 int64_t C, float eps, void* stream) {
+    if (T <= 0) return;
+    dispatch_float_dtype(out_dtype, "cuda add_rmsnorm output", [&](auto* tag) {
+        using O = std::remove_pointer_t<decltype(tag)>;
+        rmsnorm_kernel<O, true><<<rows_grid(T), kRowThreads, 0, as_stream(stream)>>>(
+            static_cast<O*>(out), x, r, w, T, C, eps);
+    });
+    FOT_CUDA_CHECK(cudaGetLastError());
+}
+
+namespace {
+// inv_freq exactly as kernels/cpu/elementwise.cpp computes it (host fp32 pow).
+InvFreq inv_freq(int64_t D, float theta, const char* what) {
+    FOT_CHECK(D % 2 == 0 && D / 2 <= kMaxHalf, what, ": head_dim ", D, " must be even and at most ",
+              2 * kMaxHalf);
     InvFreq inv{};
     for (int64_t i = 0; i < D / 2; ++i) {
         const float e = static_cast<float>(2 * i) / static_cast<float>(D);
         inv.v[i] = 1.0f / std::pow(theta, e);
     }
+    return inv;
+}
+}  // namespace
+
+void rope(float* x, int64_t T, int64_t H, int64_t D, int64_t stride, int64_t first_pos, float theta,
+          void* stream) {
+    const InvFreq inv = inv_freq(D, theta, "cuda rope");
+    if (T <= 0 || H <= 0 || D == 0) return;
     const int64_t n = T * H * (D / 2);
     rope_kernel<<<grid_for(n, 256), 256, 0, as_stream(stream)>>>(x, T, H, D, stride, first_pos,
                                                                  inv);
+    FOT_CUDA_CHECK(cudaGetLastError());
+}
+
+void rope_store_kv(float* q, int64_t q_stride, const float* k, int64_t k_stride, const float* v,
+                   int64_t v_stride, void* k_store, void* v_store, DType store_dtype,
+                   int64_t head_stride, int64_t at, int64_t T, int64_t H, int64_t D, float theta,
+                   bool rotate, void* stream) {
+    const InvFreq inv = inv_freq(D, theta, "cuda rope_store_kv");
+    if (T <= 0 || H <= 0 || D == 0) return;
+    const int64_t n = T * H * (D / 2);
+    dispatch_float_dtype(store_dtype, "cuda rope_store_kv store", [&](auto* tag) {
+        using E = std::remove_pointer_t<decltype(tag)>;
+        rope_store_kv_kernel<E><<<grid_for(n, 256), 256, 0, as_stream(stream)>>>(
+            q, q_stride, k, k_stride, v, v_stride, static_cast<E*>(k_store),
+            static_cast<E*>(v_store), head_stride, at, T, H, D, rotate, inv);
+    });
     FOT_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -30,6 +30,7 @@
 #include <string>
 
 #include "runtime/core/precision.h"
+#include "runtime/core/status.h"
 #include "runtime/core/stream.h"
 #include "runtime/core/tensor.h"
 
@@ -99,6 +100,13 @@ class Backend {
     // out: f32 (may alias gate or up), or bf16/f16 (rounded) when it feeds a GEMM.
     virtual void silu_mul(TensorView out, TensorView gate, TensorView up) = 0;
     virtual void add(TensorView out, TensorView a, TensorView b) = 0;
+    // The residual add and the next RMSNorm: x += r (f32, in place), then rmsnorm(out, x, w,
+    // eps), with the bits of those two ops. A backend may do both in one pass (CudaBackend: one
+    // launch, x read once). Default: add, then rmsnorm.
+    virtual void add_rmsnorm(TensorView out, TensorView x, TensorView r, TensorView w, float eps) {
+        add(x, x, r);
+        rmsnorm(out, x, w, eps);
+    }
 
     // ---- attention ----
     virtual void attn_partial_init(TensorView part) = 0;
@@ -114,6 +122,24 @@ class Backend {
     // Writes x [T, H*D] (f32) into store [H, cap, D] rows [at, at + T), converting to the
     // store's dtype (rounding to nearest even for bf16).
     virtual void scatter_heads(TensorView store, int64_t at, TensorView x) = 0;
+    // New tokens into the local cache: when `rotate`, q and k [T, >= H*D] first get RoPE at
+    // positions at + t (as rope); then k and v go into k_store / v_store [H, cap, D] rows
+    // [at, at + T) (as scatter_heads; H, D from k_store). The bits of rope(q), rope(k),
+    // scatter_heads(k_store, at, k), scatter_heads(v_store, at, v), except that k is left
+    // unspecified (a backend may rotate it on the way to the store only). A backend may do it
+    // in one pass (CudaBackend: one launch instead of four, one angle per (t, i) for q and k).
+    // Default: those four ops.
+    virtual void rope_store_kv(TensorView q, TensorView k, TensorView v, TensorView k_store,
+                               TensorView v_store, int64_t at, float theta, bool rotate) {
+        FOT_ASSERT(k_store.shape.size() == 3);
+        const int64_t H = k_store.shape[0], D = k_store.shape[2];
+        if (rotate) {
+            rope(q, H, D, at, theta);
+            rope(k, H, D, at, theta);
+        }
+        scatter_heads(k_store, at, k);
+        scatter_heads(v_store, at, v);
+    }
 
     // ---- vocab-parallel log-softmax ----
     // For logits [T, V_r] (this rank's vocabulary columns, starting at id vocab_begin):

@@ -397,6 +397,17 @@ void CudaBackend::rmsnorm(TensorView out, TensorView x, TensorView w, float eps)
                 stream_);
 }
 
+void CudaBackend::add_rmsnorm(TensorView out, TensorView x, TensorView r, TensorView w, float eps) {
+    ProfileScope prof(profiler_.get(), Phase::kOther);
+    check_float(out, "add_rmsnorm output");
+    check_f32(x, "add_rmsnorm residual stream");
+    check_f32(r, "add_rmsnorm addend");
+    check_f32(w, "add_rmsnorm weight");
+    FOT_ASSERT(out.numel() == x.numel() && r.numel() == x.numel() && w.numel() == row_width(x));
+    kc::add_rmsnorm(out.data, out.dtype, x.as<float>(), r.as<float>(), w.as<float>(), rows_of(x),
+                    row_width(x), eps, stream_);
+}
+
 void CudaBackend::matmul(TensorView out, TensorView x, TensorView w) {
     check_f32(out, "matmul output");
     check_float(x, "matmul input");
@@ -547,6 +558,29 @@ void CudaBackend::scatter_heads(TensorView store, int64_t at, TensorView x) {
     FOT_ASSERT(at >= 0 && at + T <= store.shape[1] && row_width(x) >= H * D);
     kc::scatter_heads(store.data, store.dtype, store.shape[1] * D, at, x.as<float>(), row_width(x),
                       T, H, D, stream_);
+}
+
+void CudaBackend::rope_store_kv(TensorView q, TensorView k, TensorView v, TensorView k_store,
+                                TensorView v_store, int64_t at, float theta, bool rotate) {
+    FOT_ASSERT(k_store.shape.size() == 3 && v_store.shape.size() == 3);
+    const int64_t H = k_store.shape[0], cap = k_store.shape[1], D = k_store.shape[2];
+    // One launch needs one store layout and even head_dim; anything else takes the four ops.
+    if (v_store.shape != k_store.shape || v_store.dtype != k_store.dtype || D % 2 != 0) {
+        Backend::rope_store_kv(q, k, v, k_store, v_store, at, theta, rotate);
+        return;
+    }
+    ProfileScope prof(profiler_.get(), Phase::kOther);
+    check_f32(q, "rope_store_kv q");
+    check_f32(k, "rope_store_kv k");
+    check_f32(v, "rope_store_kv v");
+    check_device(k_store, "key store");
+    check_device(v_store, "value store");
+    const int64_t T = rows_of(k);
+    FOT_ASSERT(rows_of(q) == T && rows_of(v) == T && at >= 0 && at + T <= cap);
+    FOT_ASSERT(row_width(q) >= H * D && row_width(k) >= H * D && row_width(v) >= H * D);
+    kc::rope_store_kv(q.as<float>(), row_width(q), k.as<float>(), row_width(k), v.as<float>(),
+                      row_width(v), k_store.data, v_store.data, k_store.dtype, cap * D, at, T, H, D,
+                      theta, rotate, stream_);
 }
 
 // ---- top-k -------------------------------------------------------------------------------------

@@ -80,6 +80,7 @@ class CudaBackend final : public Backend {
     void rope(TensorView x, int64_t H, int64_t D, int64_t first_pos, float theta) override;
     void silu_mul(TensorView out, TensorView gate, TensorView up) override;
     void add(TensorView out, TensorView a, TensorView b) override;
+    void add_rmsnorm(TensorView out, TensorView x, TensorView r, TensorView w, float eps) override;
 
     void attn_partial_init(TensorView part) override;
     void attn_accumulate(TensorView part, TensorView q, TensorView k, TensorView v, int64_t S,
@@ -87,6 +88,8 @@ class CudaBackend final : public Backend {
     void attn_partial_merge(TensorView out, TensorView parts) override;
     void attn_partial_finalize(TensorView out, TensorView part) override;
     void scatter_heads(TensorView store, int64_t at, TensorView x) override;
+    void rope_store_kv(TensorView q, TensorView k, TensorView v, TensorView k_store,
+                       TensorView v_store, int64_t at, float theta, bool rotate) override;
 
     void memory_topk(TensorView scores, TensorView rows, TensorView positions, TensorView q,
                      TensorView k, TensorView row_pos, int64_t S, float scale) override;

@@ -232,9 +232,14 @@ void LongLlama::run_step(const std::vector<Segment>& segs, int64_t rows, int64_t
     if (tp_.size() > 1) tp_.all_reduce_sum(x, backend_.stream());
     if (opts.on_hidden) opts.on_hidden(0, row0, x);
 
+    // A layer's last residual add waits for the next layer's first RMSNorm (one pass for
+    // both), unless a hook wants each layer's output or it is the last layer.
+    bool add_pending = false;
     for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
         if (layer_hook_) layer_hook_(l);
-        layer(l, segs, rows);
+        const bool defer_add = !opts.on_hidden && l + 1 < config_.num_hidden_layers;
+        layer(l, segs, rows, add_pending, defer_add);
+        add_pending = defer_add;
         if (opts.on_hidden) opts.on_hidden(l + 1, row0, x);
     }
 
@@ -277,7 +282,8 @@ void LongLlama::append_block(Sequence& seq, int64_t len) {
     ++seq.mem_blocks_;
 }
 
-void LongLlama::layer(int64_t l, const std::vector<Segment>& segs, int64_t rows) {
+void LongLlama::layer(int64_t l, const std::vector<Segment>& segs, int64_t rows, bool add_pending,
+                      bool defer_add) {
     const LayerWeights& w = weights_.layers[l];
     const float eps = static_cast<float>(config_.rms_norm_eps);
     // GEMM inputs come out of their producers already in the dtype the GEMM rounds them to.
@@ -285,23 +291,26 @@ void LongLlama::layer(int64_t l, const std::vector<Segment>& segs, int64_t rows)
     TensorView x = rows_view(x_, rows), proj = rows_view(proj_, rows);
     TensorView xn = rows_view(lowp ? xin_ : xn_, rows);
     // ---- attention block ----
-    backend_.rmsnorm(xn, x, w.ln_in.view(), eps);
+    if (add_pending) {  // the previous layer's MLP residual, fused with this norm
+        backend_.add_rmsnorm(xn, x, proj, w.ln_in.view(), eps);
+    } else {
+        backend_.rmsnorm(xn, x, w.ln_in.view(), eps);
+    }
     backend_.matmul_group(xn, {{rows_view(q_, rows), w.wq.view()},
                                {rows_view(k_, rows), w.wk.view()},
                                {rows_view(v_, rows), w.wv.view()}});
     for (const Segment& seg : segs) attention(l, seg);
     backend_.matmul(proj, rows_view(attn_, rows), w.wo.view());
     if (tp_.size() > 1) tp_.all_reduce_sum(proj, backend_.stream());
-    backend_.add(x, x, proj);
     // ---- MLP block ----
-    backend_.rmsnorm(xn, x, w.ln_post.view(), eps);
+    backend_.add_rmsnorm(xn, x, proj, w.ln_post.view(), eps);
     TensorView gate = rows_view(gate_, rows), up = rows_view(up_, rows);
     backend_.matmul_group(xn, {{gate, w.w_gate.view()}, {up, w.w_up.view()}});
     TensorView act = lowp ? rows_view(act_, rows) : gate;
     backend_.silu_mul(act, gate, up);
     backend_.matmul(proj, act, w.w_down.view());
     if (tp_.size() > 1) tp_.all_reduce_sum(proj, backend_.stream());
-    backend_.add(x, x, proj);
+    if (!defer_add) backend_.add(x, x, proj);  // else the next layer's first norm adds proj
 }
 
 void LongLlama::attention(int64_t l, const Segment& seg) {
@@ -320,13 +329,9 @@ void LongLlama::attention(int64_t l, const Segment& seg) {
         backend_.copy_rows(lc.k_raw.view(), at, k, T);
         backend_.copy_rows(lc.v_raw.view(), at, v, T);
     }
+    // RoPE (when rotating) and the local-cache write of k and v: one op (k is not read again).
     const bool rotate = config_.mem_positionals || slot < 0;
-    if (rotate) {
-        backend_.rope(q, H_, D_, at, theta);
-        backend_.rope(k, H_, D_, at, theta);
-    }
-    backend_.scatter_heads(lc.k_rot.view(), at, k);
-    backend_.scatter_heads(lc.v.view(), at, v);
+    backend_.rope_store_kv(q, k, v, lc.k_rot.view(), lc.v.view(), at, theta, rotate);
 
     const float scale = 1.0f / std::sqrt(static_cast<float>(D_));
     TensorView part = reshape(part_.view(), {H_, T, D_ + 2});

@@ -142,7 +142,10 @@ class LongLlama {
     void run_step(const std::vector<Segment>& segs, int64_t rows, int64_t row0,
                   const ForwardOptions& opts);
     void flush_into_memory(const Segment& seg);
-    void layer(int64_t l, const std::vector<Segment>& segs, int64_t rows);
+    // add_pending: x still lacks the previous layer's MLP output (in proj_); defer_add: leave
+    // this layer's MLP output in proj_ for the next layer instead of adding it to x.
+    void layer(int64_t l, const std::vector<Segment>& segs, int64_t rows, bool add_pending,
+               bool defer_add);
     // The dtype of the layer GEMMs' inputs: Backend::gemm_input_dtype of the layer weights
     // (f32 when their dtypes differ); (re)allocates the buffers that hold them.
     DType layer_gemm_input_dtype();

@@ -9,6 +9,7 @@
 #include <numeric>
 #include <random>
 #include <sstream>
+#include <tuple>
 #include <utility>
 
 #include "runtime/core/status.h"
@@ -116,6 +117,7 @@ const std::vector<TopkCase>& topk_cases() {
         {64, 2, 3000, 2000, kF32},
         {100, 1, 1500, 4096, kBF16},
         {100, 1, 300, 128, kBF16, true},
+        {128, 3, 1001, 16, kF32},  // decode scoring's largest staged rows, a partial warp tile
         // Prefill shapes (more than 8 queries, K <= 224): the CUDA backend's fused path.
         {100, 40, 2500, 128, kBF16},
         {16, 20, 500, 8, kF32, true},
@@ -416,6 +418,41 @@ TEST_P(BackendOps, RmsNorm) {
     }
 }
 
+TEST_P(BackendOps, AddRmsNormIsAddThenRmsNorm) {
+    // The fused residual add + norm (one launch on CUDA) against add then rmsnorm on the same
+    // backend: the new x and the norm's output (f32 and a GEMM-input dtype) bit for bit.
+    for (int64_t T : {1, 7}) {
+        for (int64_t C : {64, 3200}) {
+            for (DType od : {kF32, kBF16}) {
+                SCOPED_TRACE(::testing::Message()
+                             << "T=" << T << " C=" << C << " " << dtype_name(od));
+                const auto xv = random_floats(T * C, 40, -3.f, 3.f);
+                const auto rv = random_floats(T * C, 41, -3.f, 3.f);
+                const auto wv = random_floats(C, 42, 0.5f, 1.5f);
+                auto run = [&](bool fused) {
+                    Buffer x = make_buffer(be(), kF32, {T, C}, xv);
+                    Buffer r = make_buffer(be(), kF32, {T, C}, rv);
+                    Buffer w = make_buffer(be(), kF32, {C}, wv);
+                    Buffer o = be().alloc(od, {T, C});
+                    if (fused) {
+                        be().add_rmsnorm(o.view(), x.view(), r.view(), w.view(), 1e-6f);
+                    } else {
+                        be().add(x.view(), x.view(), r.view());
+                        be().rmsnorm(o.view(), x.view(), w.view(), 1e-6f);
+                    }
+                    return std::make_pair(fetch_bytes(be(), x.view()), fetch_bytes(be(), o.view()));
+                };
+                const auto [x1, o1] = run(true);
+                const auto [x0, o0] = run(false);
+                EXPECT_EQ(x1, x0);
+                EXPECT_EQ(o1, o0);
+                Buffer x_in = make_buffer(be(), kF32, {T, C}, xv);
+                EXPECT_NE(x1, fetch_bytes(be(), x_in.view()));  // x did change
+            }
+        }
+    }
+}
+
 struct GemmShape {
     int64_t T, N, K;
 };
@@ -654,6 +691,59 @@ TEST_P(BackendOps, ScatterHeadsRoundsToNearestEven) {
             }
         }
         EXPECT_EQ(fetch_bytes(be(), st.view()), want);
+    }
+}
+
+TEST_P(BackendOps, RopeStoreKvIsRopeThenScatterHeads) {
+    // The fused local-cache write (one launch on CUDA) against the four ops it replaces, on the
+    // same backend: q and both stores bit for bit, rows outside [at, at + T) untouched. Rows of
+    // q/k/v wider than H*D (columns past it stay as they were in q).
+    const int64_t H = 3, cap = 9;
+    for (int64_t D : {16, 100, 128}) {
+        for (int64_t T : {1, 4}) {
+            for (bool rotate : {true, false}) {
+                for (DType dt : {kF32, kBF16, kF16}) {
+                    const int64_t at = cap - T - 1, W = H * D + 2;
+                    SCOPED_TRACE(::testing::Message() << "D=" << D << " T=" << T << " rotate="
+                                                      << rotate << " " << dtype_name(dt));
+                    const auto qv = random_floats(T * W, 31, -2.f, 2.f);
+                    const auto kv = random_floats(T * W, 32, -2.f, 2.f);
+                    const auto vv = random_floats(T * W, 33, -2.f, 2.f);
+                    const auto sv = random_floats(H * cap * D, 34);
+                    auto run = [&](bool fused) {
+                        Buffer q = make_buffer(be(), kF32, {T, W}, qv);
+                        Buffer k = make_buffer(be(), kF32, {T, W}, kv);
+                        Buffer v = make_buffer(be(), kF32, {T, W}, vv);
+                        Buffer ks = make_buffer(be(), dt, {H, cap, D}, sv);
+                        Buffer vs = make_buffer(be(), dt, {H, cap, D}, sv);
+                        if (fused) {
+                            be().rope_store_kv(q.view(), k.view(), v.view(), ks.view(), vs.view(),
+                                               at, 10000.f, rotate);
+                        } else {
+                            if (rotate) {
+                                be().rope(q.view(), H, D, at, 10000.f);
+                                be().rope(k.view(), H, D, at, 10000.f);
+                            }
+                            be().scatter_heads(ks.view(), at, k.view());
+                            be().scatter_heads(vs.view(), at, v.view());
+                        }
+                        return std::make_tuple(fetch_bytes(be(), q.view()),
+                                               fetch_bytes(be(), ks.view()),
+                                               fetch_bytes(be(), vs.view()));
+                    };
+                    const auto [q1, ks1, vs1] = run(true);
+                    const auto [q0, ks0, vs0] = run(false);
+                    EXPECT_EQ(q1, q0);
+                    EXPECT_EQ(ks1, ks0);
+                    EXPECT_EQ(vs1, vs0);
+                    // The four ops really moved something (the comparison is not vacuous).
+                    Buffer s0 = make_buffer(be(), dt, {H, cap, D}, sv);
+                    EXPECT_NE(ks1, fetch_bytes(be(), s0.view()));
+                    Buffer q_in = make_buffer(be(), kF32, {T, W}, qv);
+                    if (rotate) EXPECT_NE(q1, fetch_bytes(be(), q_in.view()));
+                }
+            }
+        }
     }
 }
 
