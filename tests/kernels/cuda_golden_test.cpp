@@ -5,6 +5,7 @@
 // Skips without a GPU.
 #include <gtest/gtest.h>
 
+#include <iostream>
 #include <memory>
 
 #include "parallel/self_communicator.h"
@@ -13,6 +14,10 @@
 #include "runtime/jobs/session.h"
 #include "tests/kernels/cuda_test_util.h"
 #include "tests/model/golden_checks.h"
+
+#if defined(FOT_CUDA_EMU_BUILD)
+#include "cuda_runtime.h"  // the emulator's: emu::launches()
+#endif
 
 namespace fot {
 namespace {
@@ -23,6 +28,16 @@ using testing::read_ids;
 using testing::read_json;
 
 constexpr double kTol = 1e-4;
+
+#if defined(FOT_CUDA_EMU_BUILD)
+// Decode launches per layer: norm (add_rmsnorm after the first layer), q|k|v GEMV,
+// rope_store_kv, partial init, decode attention, finalize, o GEMV, add_rmsnorm, gate|up GEMV,
+// silu_mul, down GEMV = 11; the memory layers' memory attention, the last layer's residual add,
+// the embedding, final norm and LM head fit in one more per layer at case_a's shape (its
+// windows are too short for split merges). Without rope_store_kv and add_rmsnorm: 67 (> 16
+// per layer).
+constexpr int64_t kDecodeLaunchesPerLayer = 12;
+#endif
 
 using testing::forward_all;
 
@@ -67,6 +82,32 @@ TEST(CudaGolden, RepeatedForwardIsIdenticalAndAllocatesNothing) {
     EXPECT_EQ(forward_all(*a->session, ids), first);
     EXPECT_EQ(cuda->allocation_count(), count) << "a repeated forward allocated device memory";
 }
+
+#if defined(FOT_CUDA_EMU_BUILD)
+TEST(CudaGolden, DecodeStepLaunchCount) {
+    // Launches per decoded token (kernels and cuBLAS calls, counted by the emulator): what
+    // the fused ops (rope_store_kv, add_rmsnorm, grouped GEMV) save must stay saved. case_a:
+    // 4 layers, memory layers 1 and 3, memory filled by a 40-token prompt.
+    const std::string dir = testing::cuda_golden_dir("case_a");
+    auto m = open_model(dir);
+    Session& s = *m->session;
+    const auto ids = read_ids(dir + "/input_ids.json");
+    ASSERT_GE(ids.size(), 41u);
+    ForwardOptions fo;
+    fo.logits = LogitsRows::kLast;
+    s.seq->reset();
+    s.model->forward(*s.seq, std::vector<int32_t>(ids.begin(), ids.begin() + 40), fo);
+    const uint64_t before = emu::launches();
+    s.model->forward(*s.seq, std::vector<int32_t>{ids[40]}, fo);
+    const int64_t launches = static_cast<int64_t>(emu::launches() - before);
+    const int64_t L = s.model_config.num_hidden_layers;
+    const int64_t M = static_cast<int64_t>(s.model_config.mem_layers.size());
+    std::cout << "[ launches ] one decoded token: " << launches << " (" << L << " layers, " << M
+              << " memory layers)\n";
+    RecordProperty("launches_per_token", static_cast<int>(launches));
+    EXPECT_LE(launches, kDecodeLaunchesPerLayer * L);
+}
+#endif
 
 TEST(CudaGoldenTopK, KAtLeastMemorySizeIsTheReference) {
     // Top-k with K >= memory is dense attention: the golden logits within 1e-4 (the GPU's

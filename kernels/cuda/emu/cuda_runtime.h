@@ -113,6 +113,8 @@ T* dynamic_smem() {
     return static_cast<T*>(dynamic_smem_raw());
 }
 void set_max_dynamic_smem(const void* kernel, int bytes);
+// Kernel launches and cuBLAS calls so far (what a device would count as launches).
+uint64_t launches();
 // Runs `body` as grid x block fibers; checks the launch configuration first.
 void run_grid(const void* kernel, dim3 grid, dim3 block, size_t smem, void (*body)(void*),
               void* ctx);

@@ -78,6 +78,7 @@ BlockRun* g_run = nullptr;
 std::vector<std::unique_ptr<char[]>> g_stacks;
 std::vector<unsigned char> g_smem;
 std::map<const void*, int> g_max_smem;
+uint64_t g_launches = 0;  // kernel launches and cuBLAS calls (emulated kernels run one at a time)
 constexpr int kDefaultSmem = 48 * 1024;
 constexpr int kOptInSmem = 227 * 1024;
 
@@ -227,6 +228,10 @@ void set_max_dynamic_smem(const void* kernel, int bytes) {
     g_max_smem[kernel] = bytes;
 }
 
+uint64_t launches() {
+    return g_launches;
+}
+
 void run_grid(const void* kernel, dim3 grid, dim3 block, size_t smem, void (*body)(void*),
               void* ctx) {
     const unsigned nthreads = block.x * block.y * block.z;
@@ -243,6 +248,7 @@ void run_grid(const void* kernel, dim3 grid, dim3 block, size_t smem, void (*bod
             " bytes of dynamic shared memory, the kernel's limit is " + std::to_string(limit));
     }
     if (g_run) die("nested kernel launch");
+    ++g_launches;
     BlockRun run;
     run.body = body;
     run.ctx = ctx;
@@ -534,6 +540,7 @@ cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t ta, cublasOperatio
                             void* C, cudaDataType_t ct, int ldc, cublasComputeType_t,
                             cublasGemmAlgo_t) {
     if (ct != CUDA_R_32F || at != bt) return CUBLAS_STATUS_NOT_SUPPORTED;
+    ++emu::g_launches;
     const float al = *static_cast<const float*>(alpha), be = *static_cast<const float*>(beta);
     float* c = static_cast<float*>(C);
     for (int j = 0; j < n; ++j) {
