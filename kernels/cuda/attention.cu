@@ -18,6 +18,7 @@
 #include "kernels/cuda/attention_common.cuh"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/ops.h"
+#include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda/tile.cuh"
 
 namespace fot::kernels::cuda {
@@ -287,6 +288,7 @@ __global__ void __launch_bounds__(kDecodeThreads)
 
 // ---------------------------------------------------------------------------------------------
 __global__ void init_kernel(float* part, int64_t rows, int64_t D) {
+    pdl_start();
     const int64_t n = rows * (D + 2);
     int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
@@ -301,6 +303,7 @@ __global__ void init_kernel(float* part, int64_t rows, int64_t D) {
 // and m/l are written after every lane has read them.
 __global__ void merge_kernel(float* out, const float* first, const float* parts, int64_t R,
                              int64_t rows, int64_t D) {
+    pdl_start();
     const int lane = threadIdx.x & 31;
     const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x / 32);
     const int64_t row = D + 2;
@@ -346,6 +349,7 @@ __global__ void merge_kernel(float* out, const float* first, const float* parts,
 template <typename O>
 __global__ void finalize_kernel(O* out, int64_t out_stride, const float* part, int64_t H, int64_t T,
                                 int64_t D) {
+    pdl_start();
     const int64_t n = T * H * D;
     int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
@@ -404,7 +408,7 @@ void launch_fp32(float* part, const float* q, int64_t q_stride, const void* k, c
 void attn_partial_init(float* part, int64_t H, int64_t T, int64_t D, void* stream) {
     const int64_t n = H * T * (D + 2);
     if (n <= 0) return;
-    init_kernel<<<grid_for(n, 256), 256, 0, as_stream(stream)>>>(part, H * T, D);
+    launch_pdl(init_kernel, grid_for(n, 256), 256, 0, as_stream(stream), part, H * T, D);
     FOT_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -470,8 +474,8 @@ void attn_accumulate(float* part, const float* q, int64_t q_stride, const void* 
     FOT_CUDA_CHECK(cudaGetLastError());
     if (splits > 1) {
         const int64_t rows = H * T;
-        merge_kernel<<<grid_for(rows * 32, 256), 256, 0, st>>>(part, part, scratch, splits, rows,
-                                                               D);
+        launch_pdl(merge_kernel, grid_for(rows * 32, 256), 256, 0, st, part, part, scratch, splits,
+                   rows, D);
         FOT_CUDA_CHECK(cudaGetLastError());
     }
 }
@@ -480,8 +484,8 @@ void attn_partial_merge(float* out, const float* parts, int64_t R, int64_t H, in
                         void* stream) {
     const int64_t rows = H * T;
     if (rows <= 0) return;
-    merge_kernel<<<grid_for(rows * 32, 256), 256, 0, as_stream(stream)>>>(out, nullptr, parts, R,
-                                                                          rows, D);
+    launch_pdl(merge_kernel, grid_for(rows * 32, 256), 256, 0, as_stream(stream), out, nullptr,
+               parts, R, rows, D);
     FOT_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -491,8 +495,8 @@ void attn_partial_finalize(void* out, DType out_dtype, int64_t out_stride, const
     if (n <= 0) return;
     dispatch_float_dtype(out_dtype, "cuda attn_partial_finalize output", [&](auto* tag) {
         using O = std::remove_pointer_t<decltype(tag)>;
-        finalize_kernel<O><<<grid_for(n, 256), 256, 0, as_stream(stream)>>>(
-            static_cast<O*>(out), out_stride, part, H, T, D);
+        launch_pdl(finalize_kernel<O>, grid_for(n, 256), 256, 0, as_stream(stream),
+                   static_cast<O*>(out), out_stride, part, H, T, D);
     });
     FOT_CUDA_CHECK(cudaGetLastError());
 }

@@ -22,6 +22,7 @@
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/key_dots.cuh"
 #include "kernels/cuda/ops.h"
+#include "kernels/cuda/pdl.cuh"
 
 namespace fot::kernels::cuda {
 namespace {
@@ -63,6 +64,7 @@ __global__ void __launch_bounds__(kThreads, 2)
                         const E* __restrict__ k, const E* __restrict__ v, int64_t kv_head_stride,
                         int64_t H, int64_t T, int64_t S, int D, float scale, int64_t causal_offset,
                         int64_t splits, float* scratch) {
+    pdl_start();
     constexpr int kN = 8 / sizeof(E);  // elements per 8-byte piece
     // kFast rounds f32/f16 stores to bf16; bf16 stores are already bf16.
     constexpr bool kRoundKv = kFast && !std::is_same_v<E, __nv_bfloat16>;
@@ -250,9 +252,9 @@ void attn_decode(float* part, const float* q, int64_t q_stride, const void* k, c
             // Above 48 KiB (T = 8) the opt-in is needed; setting it per launch is cheap.
             FOT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                 static_cast<int>(smem)));
-            kernel<<<grid, kThreads, smem, st>>>(part, q, q_stride, static_cast<const E*>(k),
-                                                 static_cast<const E*>(v), kv_head_stride, H, T, S,
-                                                 d, scale, causal_offset, splits, scratch);
+            launch_pdl(kernel, grid, kThreads, smem, st, part, q, q_stride,
+                       static_cast<const E*>(k), static_cast<const E*>(v), kv_head_stride, H, T, S,
+                       d, scale, causal_offset, splits, scratch);
         };
         if (fast) {
             launch(decode_split_kernel<E, true>);

@@ -7,6 +7,7 @@
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/ops.h"
+#include "kernels/cuda/pdl.cuh"
 
 namespace fot::kernels::cuda {
 namespace {
@@ -14,6 +15,7 @@ namespace {
 constexpr int kThreads = 256;
 
 __global__ void add_kernel(float* out, const float* a, const float* b, int64_t n) {
+    pdl_start();
     int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
     for (; i < n; i += step) out[i] = a[i] + b[i];
@@ -21,6 +23,7 @@ __global__ void add_kernel(float* out, const float* a, const float* b, int64_t n
 
 template <typename O>
 __global__ void silu_mul_kernel(O* out, const float* gate, const float* up, int64_t n) {
+    pdl_start();
     int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
     for (; i < n; i += step) {
@@ -33,6 +36,7 @@ __global__ void silu_mul_kernel(O* out, const float* gate, const float* up, int6
 template <typename T>
 __global__ void embedding_kernel(float* out, const int32_t* ids, const T* table, int64_t T_,
                                  int64_t C, int64_t row_begin, int64_t rows) {
+    pdl_start();
     for (int64_t t = blockIdx.x; t < T_; t += gridDim.x) {
         const int64_t r = static_cast<int64_t>(ids[t]) - row_begin;
         float* dst = out + t * C;
@@ -55,6 +59,7 @@ __global__ void convert_kernel(T* dst, const float* src, int64_t n) {
 template <typename T>
 __global__ void scatter_heads_kernel(T* dst, int64_t dst_head_stride, int64_t at, const float* x,
                                      int64_t x_stride, int64_t T_, int64_t H, int64_t D) {
+    pdl_start();
     const int64_t n = T_ * H * D;
     int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
@@ -95,7 +100,7 @@ int device_count() {
 
 void add(float* out, const float* a, const float* b, int64_t n, void* stream) {
     if (n <= 0) return;
-    add_kernel<<<grid_for(n, kThreads), kThreads, 0, as_stream(stream)>>>(out, a, b, n);
+    launch_pdl(add_kernel, grid_for(n, kThreads), kThreads, 0, as_stream(stream), out, a, b, n);
     FOT_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -104,8 +109,8 @@ void silu_mul(void* out, DType out_dtype, const float* gate, const float* up, in
     if (n <= 0) return;
     dispatch_float_dtype(out_dtype, "cuda silu_mul output", [&](auto* tag) {
         using O = std::remove_pointer_t<decltype(tag)>;
-        silu_mul_kernel<O><<<grid_for(n, kThreads), kThreads, 0, as_stream(stream)>>>(
-            static_cast<O*>(out), gate, up, n);
+        launch_pdl(silu_mul_kernel<O>, grid_for(n, kThreads), kThreads, 0, as_stream(stream),
+                   static_cast<O*>(out), gate, up, n);
     });
     FOT_CUDA_CHECK(cudaGetLastError());
 }
@@ -116,8 +121,8 @@ void embedding(float* out, const int32_t* ids, const void* table, DType table_dt
     dispatch_float_dtype(table_dtype, "cuda embedding table", [&](auto* tag) {
         using E = std::remove_pointer_t<decltype(tag)>;
         const int blocks = static_cast<int>(T < 65535 ? T : 65535);
-        embedding_kernel<E><<<blocks, kThreads, 0, as_stream(stream)>>>(
-            out, ids, static_cast<const E*>(table), T, C, row_begin, rows);
+        launch_pdl(embedding_kernel<E>, blocks, kThreads, 0, as_stream(stream), out, ids,
+                   static_cast<const E*>(table), T, C, row_begin, rows);
     });
     FOT_CUDA_CHECK(cudaGetLastError());
 }
@@ -138,8 +143,8 @@ void scatter_heads(void* dst, DType dst_dtype, int64_t dst_head_stride, int64_t 
     if (n <= 0) return;
     dispatch_float_dtype(dst_dtype, "cuda scatter_heads store", [&](auto* tag) {
         using E = std::remove_pointer_t<decltype(tag)>;
-        scatter_heads_kernel<E><<<grid_for(n, kThreads), kThreads, 0, as_stream(stream)>>>(
-            static_cast<E*>(dst), dst_head_stride, at, x, x_stride, T, H, D);
+        launch_pdl(scatter_heads_kernel<E>, grid_for(n, kThreads), kThreads, 0, as_stream(stream),
+                   static_cast<E*>(dst), dst_head_stride, at, x, x_stride, T, H, D);
     });
     FOT_CUDA_CHECK(cudaGetLastError());
 }

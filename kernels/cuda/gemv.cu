@@ -13,6 +13,7 @@
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/ops.h"
+#include "kernels/cuda/pdl.cuh"
 
 namespace fot::kernels::cuda {
 namespace {
@@ -46,6 +47,7 @@ struct Targets {
 template <typename W, typename X, int kT>
 __global__ void __launch_bounds__(kThreads)
     gemv_kernel(Targets<W> tg, const X* __restrict__ x, int64_t K) {
+    pdl_start();
     static_assert(std::is_same_v<X, float> || std::is_same_v<X, W>, "x is f32 or w's type");
     constexpr int kE = 16 / sizeof(W);  // weights per 16-byte load
     const int lane = threadIdx.x & 31;
@@ -142,16 +144,16 @@ void launch_t(const GemvTarget* targets, int n, const X* x, int64_t T, int64_t K
     const unsigned blocks = static_cast<unsigned>((warps * 32 + kThreads - 1) / kThreads);
     switch (T) {
         case 1:
-            gemv_kernel<W, X, 1><<<blocks, kThreads, 0, st>>>(tg, x, K);
+            launch_pdl(gemv_kernel<W, X, 1>, blocks, kThreads, 0, st, tg, x, K);
             break;
         case 2:
-            gemv_kernel<W, X, 2><<<blocks, kThreads, 0, st>>>(tg, x, K);
+            launch_pdl(gemv_kernel<W, X, 2>, blocks, kThreads, 0, st, tg, x, K);
             break;
         case 3:
-            gemv_kernel<W, X, 3><<<blocks, kThreads, 0, st>>>(tg, x, K);
+            launch_pdl(gemv_kernel<W, X, 3>, blocks, kThreads, 0, st, tg, x, K);
             break;
         default:
-            gemv_kernel<W, X, 4><<<blocks, kThreads, 0, st>>>(tg, x, K);
+            launch_pdl(gemv_kernel<W, X, 4>, blocks, kThreads, 0, st, tg, x, K);
             break;
     }
 }

@@ -8,6 +8,7 @@
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/ops.h"
+#include "kernels/cuda/pdl.cuh"
 
 namespace fot::kernels::cuda {
 namespace {
@@ -25,6 +26,7 @@ struct InvFreq {
 template <typename O, bool kAdd>
 __global__ void rmsnorm_kernel(O* out, float* x, const float* r, const float* w, int64_t T,
                                int64_t C, float eps) {
+    pdl_start();
     __shared__ float red[32];
     for (int64_t t = blockIdx.x; t < T; t += gridDim.x) {
         float* xr = x + t * C;
@@ -49,6 +51,7 @@ __global__ void rmsnorm_kernel(O* out, float* x, const float* r, const float* w,
 // One thread per (t, h, i < D/2) pair of rotated dims.
 __global__ void rope_kernel(float* x, int64_t T, int64_t H, int64_t D, int64_t stride,
                             int64_t first_pos, InvFreq inv) {
+    pdl_start();
     const int64_t half = D / 2, n = T * H * half;
     int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
@@ -71,6 +74,7 @@ __global__ void rope_store_kv_kernel(float* q, int64_t q_stride, const float* k,
                                      const float* v, int64_t v_stride, E* ks, E* vs,
                                      int64_t head_stride, int64_t at, int64_t T, int64_t H,
                                      int64_t D, bool rotate, InvFreq inv) {
+    pdl_start();
     const int64_t half = D / 2, n = T * H * half;
     int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
@@ -153,8 +157,8 @@ void rmsnorm(void* out, DType out_dtype, const float* x, const float* w, int64_t
     if (T <= 0) return;
     dispatch_float_dtype(out_dtype, "cuda rmsnorm output", [&](auto* tag) {
         using O = std::remove_pointer_t<decltype(tag)>;
-        rmsnorm_kernel<O, false><<<rows_grid(T), kRowThreads, 0, as_stream(stream)>>>(
-            static_cast<O*>(out), const_cast<float*>(x), nullptr, w, T, C, eps);
+        launch_pdl(rmsnorm_kernel<O, false>, rows_grid(T), kRowThreads, 0, as_stream(stream),
+                   static_cast<O*>(out), const_cast<float*>(x), nullptr, w, T, C, eps);
     });
     FOT_CUDA_CHECK(cudaGetLastError());
 }
@@ -164,8 +168,8 @@ void add_rmsnorm(void* out, DType out_dtype, float* x, const float* r, const flo
     if (T <= 0) return;
     dispatch_float_dtype(out_dtype, "cuda add_rmsnorm output", [&](auto* tag) {
         using O = std::remove_pointer_t<decltype(tag)>;
-        rmsnorm_kernel<O, true><<<rows_grid(T), kRowThreads, 0, as_stream(stream)>>>(
-            static_cast<O*>(out), x, r, w, T, C, eps);
+        launch_pdl(rmsnorm_kernel<O, true>, rows_grid(T), kRowThreads, 0, as_stream(stream),
+                   static_cast<O*>(out), x, r, w, T, C, eps);
     });
     FOT_CUDA_CHECK(cudaGetLastError());
 }
@@ -189,8 +193,8 @@ void rope(float* x, int64_t T, int64_t H, int64_t D, int64_t stride, int64_t fir
     const InvFreq inv = inv_freq(D, theta, "cuda rope");
     if (T <= 0 || H <= 0 || D == 0) return;
     const int64_t n = T * H * (D / 2);
-    rope_kernel<<<grid_for(n, 256), 256, 0, as_stream(stream)>>>(x, T, H, D, stride, first_pos,
-                                                                 inv);
+    launch_pdl(rope_kernel, grid_for(n, 256), 256, 0, as_stream(stream), x, T, H, D, stride,
+               first_pos, inv);
     FOT_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -203,9 +207,9 @@ void rope_store_kv(float* q, int64_t q_stride, const float* k, int64_t k_stride,
     const int64_t n = T * H * (D / 2);
     dispatch_float_dtype(store_dtype, "cuda rope_store_kv store", [&](auto* tag) {
         using E = std::remove_pointer_t<decltype(tag)>;
-        rope_store_kv_kernel<E><<<grid_for(n, 256), 256, 0, as_stream(stream)>>>(
-            q, q_stride, k, k_stride, v, v_stride, static_cast<E*>(k_store),
-            static_cast<E*>(v_store), head_stride, at, T, H, D, rotate, inv);
+        launch_pdl(rope_store_kv_kernel<E>, grid_for(n, 256), 256, 0, as_stream(stream), q,
+                   q_stride, k, k_stride, v, v_stride, static_cast<E*>(k_store),
+                   static_cast<E*>(v_store), head_stride, at, T, H, D, rotate, inv);
     });
     FOT_CUDA_CHECK(cudaGetLastError());
 }

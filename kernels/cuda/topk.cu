@@ -23,6 +23,7 @@
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/key_dots.cuh"
 #include "kernels/cuda/ops.h"
+#include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda/tile.cuh"
 
 namespace fot::kernels::cuda {
@@ -256,6 +257,7 @@ __global__ void __launch_bounds__(kDecodeScoreThreads)
     score_decode_kernel(float* out, const float* __restrict__ q, int64_t q_stride,
                         const E* __restrict__ k, int64_t k_head_stride, int64_t h0, int64_t t0,
                         int64_t Tc, int64_t nt, int64_t S, int D, float scale) {
+    pdl_start();
     constexpr int kN = 8 / sizeof(E);
     __shared__ float qs[kDecodeRows][kMaxHeadDim];
     extern __shared__ uint2 stage_smem[];
@@ -523,6 +525,7 @@ __global__ void __launch_bounds__(kThreads)
     select_kernel(float* scores_out, int64_t* rows_out, int64_t* pos_out, Src items, int64_t h0,
                   int64_t t0, int64_t Tc, int64_t T, int64_t n_items, int64_t K, int Kp,
                   float* gcand) {
+    pdl_start();
     extern __shared__ float4 smem4[];
     float* cand =
         gcand ? gcand + (static_cast<int64_t>(blockIdx.y) * Tc + blockIdx.x) * kCandFloats * Kp
@@ -601,6 +604,7 @@ __global__ void __launch_bounds__(kSmallThreads)
     threshold_kernel(float* thr_score, int64_t* thr_pos, const float* __restrict__ scores,
                      const int64_t* __restrict__ positions, int64_t R, int64_t H, int64_t T,
                      int64_t K) {
+    pdl_start();
     __shared__ RadixSmem sm;
     const int64_t h = blockIdx.y, t = blockIdx.x;
     auto index = [&](int64_t i) {
@@ -636,6 +640,7 @@ __global__ void __launch_bounds__(kSmallThreads)
                     const int64_t* __restrict__ positions, const float* __restrict__ thr_score,
                     const int64_t* __restrict__ thr_pos, int64_t H, int64_t T, int64_t D,
                     int64_t K) {
+    pdl_start();
     __shared__ float p[kSelChunk];       // exp weight of a passing candidate
     __shared__ int64_t vrow[kSelChunk];  // its value row, -1 when it does not pass
     __shared__ float redf[32];
@@ -755,13 +760,13 @@ void memory_topk_fused(float* scores, int64_t* rows, int64_t* positions, const f
             FOT_CUDA_CHECK(cudaGetLastError());
             const dim3 grid(static_cast<unsigned>(nt), static_cast<unsigned>(nh));
             if (nt * nh <= kFewSelectRows) {
-                select_kernel<kSelectThreadsFew, Candidates>
-                    <<<grid, kSelectThreadsFew, select_smem, st>>>(
-                        scores, rows, positions, items, h0, t0, nt, T, R * K, K, Kp, nullptr);
+                launch_pdl(select_kernel<kSelectThreadsFew, Candidates>, grid, kSelectThreadsFew,
+                           select_smem, st, scores, rows, positions, items, h0, t0, nt, T, R * K, K,
+                           Kp, nullptr);
             } else {
-                select_kernel<kSelectThreads, Candidates>
-                    <<<grid, kSelectThreads, select_smem, st>>>(scores, rows, positions, items, h0,
-                                                                t0, nt, T, R * K, K, Kp, nullptr);
+                launch_pdl(select_kernel<kSelectThreads, Candidates>, grid, kSelectThreads,
+                           select_smem, st, scores, rows, positions, items, h0, t0, nt, T, R * K, K,
+                           Kp, nullptr);
             }
             FOT_CUDA_CHECK(cudaGetLastError());
         }
@@ -854,9 +859,9 @@ void memory_topk(float* scores, int64_t* rows, int64_t* positions, const float* 
                     FOT_CUDA_CHECK(cudaFuncSetAttribute(score_decode_kernel<E>,
                                                         cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                         static_cast<int>(smem)));
-                    score_decode_kernel<E><<<grid, kDecodeScoreThreads, smem, st>>>(
-                        score_rows, q, q_stride, static_cast<const E*>(k), k_head_stride, h0, t0,
-                        Tc, nt, S, static_cast<int>(D), scale);
+                    launch_pdl(score_decode_kernel<E>, grid, kDecodeScoreThreads, smem, st,
+                               score_rows, q, q_stride, static_cast<const E*>(k), k_head_stride, h0,
+                               t0, Tc, nt, S, static_cast<int>(D), scale);
                     return;
                 }
                 FOT_CUDA_CHECK(cudaFuncSetAttribute(score_kernel<E>,
@@ -873,14 +878,13 @@ void memory_topk(float* scores, int64_t* rows, int64_t* positions, const float* 
             FOT_CUDA_CHECK(cudaGetLastError());
             const dim3 grid(static_cast<unsigned>(nt), static_cast<unsigned>(nh));
             if (nt * nh <= kFewSelectRows) {
-                select_kernel<kSelectThreadsFew, ScoreRows>
-                    <<<grid, kSelectThreadsFew, select_smem, st>>>(scores, rows, positions,
-                                                                   ScoreRows{score_rows, row_pos},
-                                                                   h0, t0, nt, T, S, K, Kp, cand);
+                launch_pdl(select_kernel<kSelectThreadsFew, ScoreRows>, grid, kSelectThreadsFew,
+                           select_smem, st, scores, rows, positions, ScoreRows{score_rows, row_pos},
+                           h0, t0, nt, T, S, K, Kp, cand);
             } else {
-                select_kernel<kSelectThreads, ScoreRows><<<grid, kSelectThreads, select_smem, st>>>(
-                    scores, rows, positions, ScoreRows{score_rows, row_pos}, h0, t0, nt, T, S, K,
-                    Kp, cand);
+                launch_pdl(select_kernel<kSelectThreads, ScoreRows>, grid, kSelectThreads,
+                           select_smem, st, scores, rows, positions, ScoreRows{score_rows, row_pos},
+                           h0, t0, nt, T, S, K, Kp, cand);
             }
             FOT_CUDA_CHECK(cudaGetLastError());
         }
@@ -893,8 +897,8 @@ void topk_threshold(float* thr_score, int64_t* thr_pos, const float* scores,
     FOT_CHECK(H <= 65535, "cuda topk_threshold: ", H, " heads exceed the grid limit");
     if (H <= 0 || T <= 0) return;
     const dim3 grid(static_cast<unsigned>(T), static_cast<unsigned>(H));
-    threshold_kernel<<<grid, kSmallThreads, 0, as_stream(stream)>>>(thr_score, thr_pos, scores,
-                                                                    positions, R, H, T, K);
+    launch_pdl(threshold_kernel, grid, kSmallThreads, 0, as_stream(stream), thr_score, thr_pos,
+               scores, positions, R, H, T, K);
     FOT_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -911,9 +915,9 @@ void attn_accumulate_selected(float* part, const void* v, DType v_dtype, int64_t
     const dim3 grid(static_cast<unsigned>(T), static_cast<unsigned>(H));
     dispatch_float_dtype(v_dtype, "cuda attn_accumulate_selected values", [&](auto* tag) {
         using E = std::remove_pointer_t<decltype(tag)>;
-        selected_kernel<E><<<grid, kSmallThreads, 0, as_stream(stream)>>>(
-            part, static_cast<const E*>(v), v_head_stride, scores, rows, positions, thr_score,
-            thr_pos, H, T, D, K);
+        launch_pdl(selected_kernel<E>, grid, kSmallThreads, 0, as_stream(stream), part,
+                   static_cast<const E*>(v), v_head_stride, scores, rows, positions, thr_score,
+                   thr_pos, H, T, D, K);
     });
     FOT_CUDA_CHECK(cudaGetLastError());
 }

@@ -27,6 +27,7 @@
 
 #if defined(FOT_CUDA_EMU_BUILD)
 #include "cuda_runtime.h"  // the emulator's test controls (emu::skip_barrier, emu::set_seed)
+#include "kernels/cuda/pdl.cuh"
 #endif
 
 namespace fot {
@@ -373,6 +374,29 @@ TEST(EmulatedFaults, EveryBarrierOfTheTensorCoreKernelIsNeeded) {
                             << " went unnoticed";
     }
     emu::set_seed(1);
+}
+
+// A programmatic dependent launch (kernels/cuda/pdl.cuh) of a kernel that does not call
+// pdl_start() in every thread aborts: on a GPU such a kernel could touch memory before the
+// previous kernel finished. Every launch_pdl of the other emulated tests passes this check.
+__global__ void writes_with_pdl_start(float* out) {
+    kernels::cuda::pdl_start();
+    out[threadIdx.x] = 1.f;
+}
+__global__ void writes_without_pdl_start(float* out) {
+    out[threadIdx.x] = 2.f;
+}
+TEST(EmulatedFaults, AProgrammaticLaunchOfAKernelWithoutPdlStartAborts) {
+    ASSERT_TRUE(kernels::cuda::pdl_enabled()) << "FOT_CUDA_PDL=0 is set";
+    std::vector<float> out(64, 0.f);
+    kernels::cuda::launch_pdl(writes_with_pdl_start, dim3(1), dim3(64), 0, nullptr, out.data());
+    EXPECT_EQ(out[63], 1.f);
+    EXPECT_DEATH(kernels::cuda::launch_pdl(writes_without_pdl_start, dim3(1), dim3(64), 0, nullptr,
+                                           out.data()),
+                 "did not call pdl_start");
+    // The ordinary launch of the same kernel is fine.
+    emu::Launch(1, 64)(writes_without_pdl_start, out.data());
+    EXPECT_EQ(out[63], 2.f);
 }
 
 // The same for the fused top-k kernel's barriers (its candidate lists are warp-private and

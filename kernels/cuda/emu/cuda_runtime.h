@@ -116,8 +116,12 @@ void set_max_dynamic_smem(const void* kernel, int bytes);
 // Kernel launches and cuBLAS calls so far (what a device would count as launches).
 uint64_t launches();
 // Runs `body` as grid x block fibers; checks the launch configuration first.
+// pdl: a programmatic dependent launch (kernels/cuda/pdl.cuh): every thread must call
+// pdl_wait() (pdl_start), else the launch aborts.
 void run_grid(const void* kernel, dim3 grid, dim3 block, size_t smem, void (*body)(void*),
-              void* ctx);
+              void* ctx, bool pdl = false);
+// griddepcontrol.wait of the running thread (kernels run one at a time here, so it only counts).
+void pdl_wait();
 // Aborts with a message (an emulated kernel broke a rule of the hardware).
 [[noreturn]] void fail(const char* what);
 // Barriers and warp collectives (participants: the lanes of `mask`). `file`/`line` name the
@@ -163,9 +167,10 @@ inline dim3 as_dim3(int64_t v) {
 struct Launch {
     dim3 grid, block;
     size_t smem;
+    bool pdl;
     template <typename G, typename B>
-    Launch(G g, B b, size_t s = 0, cudaStream_t = nullptr)
-        : grid(as_dim3(g)), block(as_dim3(b)), smem(s) {}
+    Launch(G g, B b, size_t s = 0, cudaStream_t = nullptr, bool programmatic = false)
+        : grid(as_dim3(g)), block(as_dim3(b)), smem(s), pdl(programmatic) {}
     template <typename... P, typename... A>
     void operator()(void (*kernel)(P...), A&&... args) const {
         std::tuple<P...> params(std::forward<A>(args)...);
@@ -179,7 +184,7 @@ struct Launch {
                 auto* x = static_cast<Ctx*>(c);
                 std::apply(x->k, *x->p);
             },
-            &ctx);
+            &ctx, pdl);
     }
 };
 }  // namespace emu

@@ -232,8 +232,16 @@ uint64_t launches() {
     return g_launches;
 }
 
+namespace {
+uint64_t g_pdl_waits = 0;  // pdl_wait calls in the running launch
+}  // namespace
+
+void pdl_wait() {
+    if (g_run) ++g_pdl_waits;
+}
+
 void run_grid(const void* kernel, dim3 grid, dim3 block, size_t smem, void (*body)(void*),
-              void* ctx) {
+              void* ctx, bool pdl) {
     const unsigned nthreads = block.x * block.y * block.z;
     if (nthreads == 0 || nthreads > 1024)
         die("launch with " + std::to_string(nthreads) + " threads per block");
@@ -249,6 +257,7 @@ void run_grid(const void* kernel, dim3 grid, dim3 block, size_t smem, void (*bod
     }
     if (g_run) die("nested kernel launch");
     ++g_launches;
+    g_pdl_waits = 0;
     BlockRun run;
     run.body = body;
     run.ctx = ctx;
@@ -270,6 +279,13 @@ void run_grid(const void* kernel, dim3 grid, dim3 block, size_t smem, void (*bod
         run_block(nthreads);
     }
     g_run = nullptr;
+    const uint64_t threads = uint64_t{nthreads} * grid.x * grid.y * grid.z;
+    if (pdl && g_pdl_waits != threads) {
+        die("a programmatic dependent launch whose kernel did not call pdl_start() in every "
+            "thread (" +
+            std::to_string(g_pdl_waits) + " of " + std::to_string(threads) +
+            "): it could touch memory before the previous kernel finished");
+    }
 }
 
 void fail(const char* what) {
