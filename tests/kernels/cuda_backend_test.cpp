@@ -388,6 +388,9 @@ __global__ void writes_without_pdl_start(float* out) {
 }
 TEST(EmulatedFaults, AProgrammaticLaunchOfAKernelWithoutPdlStartAborts) {
     ASSERT_TRUE(kernels::cuda::pdl_enabled()) << "FOT_CUDA_PDL=0 is set";
+    // Earlier tests of this binary may have started CPU worker threads: re-run this test in a
+    // fresh process for the death check instead of forking this one.
+    GTEST_FLAG_SET(death_test_style, "threadsafe");
     std::vector<float> out(64, 0.f);
     kernels::cuda::launch_pdl(writes_with_pdl_start, dim3(1), dim3(64), 0, nullptr, out.data());
     EXPECT_EQ(out[63], 1.f);
