@@ -157,6 +157,15 @@ Buffer ones(CudaBackend& b, int64_t n) {
     return buf;
 }
 
+// `parts` weights of one shape back to back in one allocation, as load_model_weights lays out
+// q|k|v and gate|up (one batched GEMM each in prefill); seeds in order as random_buffer's.
+std::vector<Buffer> random_group(CudaBackend& b, DType t, int64_t parts, int64_t rows, int64_t cols,
+                                 uint64_t* seed, float scale) {
+    std::vector<Buffer> out = split_rows(b.alloc(t, {parts * rows, cols}), parts);
+    for (const Buffer& part : out) b.fill_uniform(part.view(), (*seed)++, scale);
+    return out;
+}
+
 ModelWeights random_weights(CudaBackend& b, const ModelConfig& c, DType t) {
     const int64_t C = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
     const float s = 0.02f;
@@ -169,12 +178,14 @@ ModelWeights random_weights(CudaBackend& b, const ModelConfig& c, DType t) {
     w.embed = random_buffer(b, t, {V, C}, seed++, 1.0f);
     w.layers.resize(c.num_hidden_layers);
     for (auto& L : w.layers) {
-        L.wq = random_buffer(b, t, {C, C}, seed++, s);
-        L.wk = random_buffer(b, t, {C, C}, seed++, s);
-        L.wv = random_buffer(b, t, {C, C}, seed++, s);
+        std::vector<Buffer> qkv = random_group(b, t, 3, C, C, &seed, s);
+        L.wq = std::move(qkv[0]);
+        L.wk = std::move(qkv[1]);
+        L.wv = std::move(qkv[2]);
         L.wo = random_buffer(b, t, {C, C}, seed++, s);
-        L.w_gate = random_buffer(b, t, {I, C}, seed++, s);
-        L.w_up = random_buffer(b, t, {I, C}, seed++, s);
+        std::vector<Buffer> gate_up = random_group(b, t, 2, I, C, &seed, s);
+        L.w_gate = std::move(gate_up[0]);
+        L.w_up = std::move(gate_up[1]);
         L.w_down = random_buffer(b, t, {C, I}, seed++, s);
         L.ln_in = ones(b, C);
         L.ln_post = ones(b, C);

@@ -59,9 +59,16 @@ size_t Blas::scratch_bytes(DType x_dtype, DType w_dtype, int64_t T, int64_t K) {
 
 void Blas::matmul(float* out, const void* x, DType x_dtype, const void* w, DType w_dtype, int64_t T,
                   int64_t N, int64_t K, void* x_lowp) {
-    if (T == 0 || N == 0) return;
-    FOT_CHECK(T <= INT_MAX && N <= INT_MAX && K <= INT_MAX, "cuda matmul: shape [", T, ", ", K,
-              "] x [", N, ", ", K, "]^T exceeds cuBLAS's int dimensions");
+    matmul_batched(out, 0, x, x_dtype, w, 0, w_dtype, 1, T, N, K, x_lowp);
+}
+
+void Blas::matmul_batched(float* out, int64_t out_stride, const void* x, DType x_dtype,
+                          const void* w, int64_t w_stride, DType w_dtype, int64_t batch, int64_t T,
+                          int64_t N, int64_t K, void* x_lowp) {
+    if (T == 0 || N == 0 || batch == 0) return;
+    FOT_CHECK(T <= INT_MAX && N <= INT_MAX && K <= INT_MAX && batch <= INT_MAX,
+              "cuda matmul: shape [", T, ", ", K, "] x [", N, ", ", K, "]^T (x ", batch,
+              ") exceeds cuBLAS's int dimensions");
     const float alpha = 1.0f, beta = 0.0f;
     cudaDataType_t wt = CUDA_R_32F;
     const void* xb = x;
@@ -87,10 +94,18 @@ void Blas::matmul(float* out, const void* x, DType x_dtype, const void* w, DType
         xb = x_lowp;
     }
     // Column-major view: out^T [N, T] = w [N, K] (op T of the col-major [K, N]) * x^T [K, T].
-    FOT_CUBLAS_CHECK(cublasGemmEx(
-        as_handle(handle_), CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(N), static_cast<int>(T),
-        static_cast<int>(K), &alpha, w, wt, static_cast<int>(K), xb, wt, static_cast<int>(K), &beta,
-        out, CUDA_R_32F, static_cast<int>(N), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    const int n = static_cast<int>(N), t = static_cast<int>(T), k = static_cast<int>(K);
+    if (batch == 1) {
+        FOT_CUBLAS_CHECK(cublasGemmEx(as_handle(handle_), CUBLAS_OP_T, CUBLAS_OP_N, n, t, k, &alpha,
+                                      w, wt, k, xb, wt, k, &beta, out, CUDA_R_32F, n,
+                                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        return;
+    }
+    // x is shared: stride 0.
+    FOT_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+        as_handle(handle_), CUBLAS_OP_T, CUBLAS_OP_N, n, t, k, &alpha, w, wt, k, w_stride, xb, wt,
+        k, 0, &beta, out, CUDA_R_32F, n, out_stride, static_cast<int>(batch), CUBLAS_COMPUTE_32F,
+        CUBLAS_GEMM_DEFAULT));
 }
 
 }  // namespace fot::kernels::cuda

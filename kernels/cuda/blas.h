@@ -38,6 +38,14 @@ class Blas {
                 DType w_dtype, int64_t T, int64_t N, int64_t K,
                 void* x_lowp);  // (T, K) of w_dtype; unused for f32 w or x in w's type
 
+    // `batch` matmuls of one x: out + i * out_stride = x * (w + i * w_stride)^T (strides in
+    // elements), as one cublasGemmStridedBatchedEx call (q|k|v, gate|up in prefill: one launch,
+    // and cuBLAS tiles the three problems as one grid). Each result is matmul's up to the order
+    // of the fp32 sums (cuBLAS may pick another kernel for a batch). x_lowp as for matmul.
+    void matmul_batched(float* out, int64_t out_stride, const void* x, DType x_dtype, const void* w,
+                        int64_t w_stride, DType w_dtype, int64_t batch, int64_t T, int64_t N,
+                        int64_t K, void* x_lowp);
+
     // Bytes of `x_lowp` that matmul needs for this shape and input.
     static size_t scratch_bytes(DType x_dtype, DType w_dtype, int64_t T, int64_t K);
 

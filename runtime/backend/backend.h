@@ -86,8 +86,10 @@ class Backend {
     // it multiplies f32 x (then only f32 x is accepted).
     virtual DType gemm_input_dtype(DType w_dtype) const = 0;
     // Several matmuls of one x (q|k|v, gate|up): out_i = x * w_i^T, the results of matmul.
-    // A backend may run them together (CudaBackend: one GEMV launch in decode). Default: one
-    // matmul each, in order.
+    // A backend may run them together. CudaBackend: one GEMV launch in decode (matmul's bits);
+    // in prefill, when weights and outputs each lie one stride apart (split_rows), one
+    // strided-batched cuBLAS GEMM (matmul's results up to the order of the fp32 sums: cuBLAS
+    // may choose another kernel for a batch). Default: one matmul each, in order.
     struct MatmulTarget {
         TensorView out, w;
     };

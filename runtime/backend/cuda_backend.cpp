@@ -444,7 +444,7 @@ void CudaBackend::matmul_group(TensorView x, std::initializer_list<MatmulTarget>
                   kc::gemv_supported(x.data, x.dtype, t.w.data, t.w.dtype, T, K);
     }
     if (!grouped) {
-        Backend::matmul_group(x, targets);
+        if (!matmul_batched(x, targets)) Backend::matmul_group(x, targets);
         return;
     }
     const DType wdt = targets.begin()->w.dtype;
@@ -465,6 +465,50 @@ void CudaBackend::matmul_group(TensorView x, std::initializer_list<MatmulTarget>
     }
     ProfileScope prof(profiler_.get(), Phase::kGemm, flops, bytes);
     kc::gemv_group(g, n, x.data, x.dtype, wdt, T, K, stream_);
+}
+
+bool CudaBackend::matmul_batched(TensorView x, std::initializer_list<MatmulTarget> targets) {
+    // Weights of one shape and dtype one stride apart, outputs likewise (load_model_weights and
+    // LongLlama lay out q|k|v and gate|up so): one strided-batched cuBLAS GEMM.
+    if (targets.size() < 2) return false;
+    const MatmulTarget* t = targets.begin();
+    const int64_t n = static_cast<int64_t>(targets.size());
+    const TensorView &w0 = t[0].w, &o0 = t[0].out;
+    if (w0.shape.size() != 2 || o0.dtype != DType::kF32 || w0.data == nullptr ||
+        o0.data == nullptr) {
+        return false;
+    }
+    const int64_t T = rows_of(x), K = row_width(x), N = w0.shape[0];
+    const auto at = [](const TensorView& v) { return reinterpret_cast<intptr_t>(v.data); };
+    const intptr_t w_step = at(t[1].w) - at(w0), o_step = at(t[1].out) - at(o0);
+    const int64_t esz = static_cast<int64_t>(dtype_size(w0.dtype));
+    bool ok = w0.shape[1] == K && rows_of(o0) == T && row_width(o0) == N && w_step % esz == 0 &&
+              o_step % 4 == 0 && o_step >= T * N * 4;
+    for (int64_t i = 0; ok && i < n; ++i) {
+        ok = t[i].w.dtype == w0.dtype && t[i].w.shape == w0.shape && t[i].out.dtype == o0.dtype &&
+             t[i].out.shape == o0.shape && at(t[i].w) == at(w0) + i * w_step &&
+             at(t[i].out) == at(o0) + i * o_step;
+    }
+    if (!ok) return false;
+    check_float(x, "matmul input");
+    FOT_CHECK(x.dtype == DType::kF32 || x.dtype == gemm_input_dtype(w0.dtype),
+              "cuda backend: matmul input is ", dtype_name(x.dtype), ", expected f32 or ",
+              dtype_name(gemm_input_dtype(w0.dtype)), " for ", dtype_name(w0.dtype), " weights");
+    for (int64_t i = 0; i < n; ++i) {
+        check_device(t[i].out, "matmul output");
+        check_device(t[i].w, "matmul weight");
+    }
+    const double nd = static_cast<double>(n);
+    ProfileScope prof(
+        profiler_.get(), Phase::kGemm,
+        nd * 2.0 * static_cast<double>(T) * static_cast<double>(N) * static_cast<double>(K),
+        nd * (static_cast<double>(w0.nbytes()) + 4.0 * static_cast<double>(T * N)) +
+            static_cast<double>(x.nbytes()));
+    const size_t need = kc::Blas::scratch_bytes(x.dtype, w0.dtype, T, K);
+    void* xl = need > 0 ? scratch(*gemm_scratch_, need) : nullptr;
+    blas_->matmul_batched(o0.as<float>(), o_step / 4, x.data, x.dtype, w0.data, w_step / esz,
+                          w0.dtype, n, T, N, K, xl);
+    return true;
 }
 
 void CudaBackend::rope(TensorView x, int64_t H, int64_t D, int64_t first_pos, float theta) {

@@ -124,6 +124,9 @@ class CudaBackend final : public Backend {
     PhaseStats take_phase_stats();
 
   private:
+    // matmul_group as one strided-batched GEMM, when weights and outputs each lie one stride
+    // apart (split_rows); false (nothing done) otherwise.
+    bool matmul_batched(TensorView x, std::initializer_list<MatmulTarget> targets);
     struct Scratch;
     struct Stats;
     void check_device(const TensorView& v, const char* what) const;

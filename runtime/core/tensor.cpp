@@ -105,4 +105,23 @@ Buffer& Buffer::operator=(Buffer&& o) noexcept {
     return *this;
 }
 
+std::vector<Buffer> split_rows(Buffer whole, int64_t parts) {
+    FOT_CHECK(parts >= 1 && !whole.shape().empty() && whole.shape()[0] % parts == 0,
+              "split_rows: ", parts, " parts of a ", shape_str(whole.shape()), " tensor");
+    Shape shape = whole.shape();
+    shape[0] /= parts;
+    const size_t part_bytes = shape_nbytes(shape, whole.dtype());
+    const DType dtype = whole.dtype();
+    const Device device = whole.device();
+    auto* base = static_cast<uint8_t*>(whole.data());
+    auto keep = std::make_shared<Buffer>(std::move(whole));
+    std::vector<Buffer> out;
+    out.reserve(static_cast<size_t>(parts));
+    for (int64_t i = 0; i < parts; ++i) {
+        void* p = base ? base + static_cast<size_t>(i) * part_bytes : nullptr;
+        out.emplace_back(p, dtype, shape, device, [keep](void*) {});
+    }
+    return out;
+}
+
 }  // namespace fot

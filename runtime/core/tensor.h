@@ -93,4 +93,10 @@ class Buffer {
     std::function<void(void*)> free_;
 };
 
+// `parts` Buffers of shape {rows / parts, ...} back to back in `whole` ({rows, ...}, rows a
+// multiple of parts): part i starts i * rows / parts rows in, and every part keeps `whole`
+// alive. Used for tensors that one batched GEMM reads or writes together (q|k|v and gate|up
+// weights and outputs: CudaBackend::matmul_group needs one stride between the parts).
+std::vector<Buffer> split_rows(Buffer whole, int64_t parts);
+
 }  // namespace fot

@@ -60,13 +60,18 @@ LongLlama::LongLlama(const ModelConfig& config, ModelWeights weights, Backend& b
     const int64_t HD = H_ * D_;
     x_ = backend_.alloc(DType::kF32, {W_, C_});
     xn_ = backend_.alloc(DType::kF32, {W_, C_});
-    q_ = backend_.alloc(DType::kF32, {W_, HD});
-    k_ = backend_.alloc(DType::kF32, {W_, HD});
-    v_ = backend_.alloc(DType::kF32, {W_, HD});
+    // q|k|v and gate|up back to back, one stride apart like their weights (weights.cpp), so a
+    // prefill window's projections can be one batched GEMM each (Backend::matmul_group).
+    std::vector<Buffer> qkv = split_rows(backend_.alloc(DType::kF32, {3 * W_, HD}), 3);
+    q_ = std::move(qkv[0]);
+    k_ = std::move(qkv[1]);
+    v_ = std::move(qkv[2]);
     attn_ = backend_.alloc(DType::kF32, {W_, HD});
     proj_ = backend_.alloc(DType::kF32, {W_, C_});
-    gate_ = backend_.alloc(DType::kF32, {W_, weights_.intermediate});
-    up_ = backend_.alloc(DType::kF32, {W_, weights_.intermediate});
+    std::vector<Buffer> gate_up =
+        split_rows(backend_.alloc(DType::kF32, {2 * W_, weights_.intermediate}), 2);
+    gate_ = std::move(gate_up[0]);
+    up_ = std::move(gate_up[1]);
     part_ = backend_.alloc(DType::kF32, {H_ * W_ * (D_ + 2)});
     if (!weights_.layers.empty()) {
         layer_wdtype_ = weights_.layers[0].wq.view().dtype;

@@ -8,14 +8,15 @@
 namespace fot {
 namespace {
 
-Buffer random_tensor(Backend& backend, DType dtype, Shape shape, uint64_t seed, float stddev,
-                     int64_t* bytes) {
+// Fills `out` (backend memory) with N(0, stddev) draws of `seed` (ones when stddev is 0).
+void random_fill(Backend& backend, const Buffer& out, uint64_t seed, float stddev, int64_t* bytes) {
+    const DType dtype = out.dtype();
+    const Shape& shape = out.shape();
     Buffer host = Buffer::uninitialized(DType::kF32, shape);  // every element is written
     std::mt19937_64 rng(seed);
     std::normal_distribution<float> nd(0.f, stddev);
     float* p = host.as<float>();
     for (int64_t i = 0; i < host.numel(); ++i) p[i] = stddev > 0 ? nd(rng) : 1.f;
-    Buffer out = backend.alloc_uninitialized(dtype, shape);  // uploaded whole below
     if (dtype == DType::kF32) {
         backend.upload(out.view(), p, host.nbytes());
     } else {
@@ -24,6 +25,27 @@ Buffer random_tensor(Backend& backend, DType dtype, Shape shape, uint64_t seed, 
         backend.upload(out.view(), conv.data(), conv.nbytes());
     }
     *bytes += static_cast<int64_t>(out.nbytes());
+}
+
+Buffer random_tensor(Backend& backend, DType dtype, Shape shape, uint64_t seed, float stddev,
+                     int64_t* bytes) {
+    Buffer out = backend.alloc_uninitialized(dtype, std::move(shape));  // uploaded whole
+    random_fill(backend, out, seed, stddev, bytes);
+    return out;
+}
+
+// `parts` weights of one shape, each drawn as random_tensor draws it (seeds ++*seed in order),
+// back to back in one allocation on a device, as load_model_weights groups q|k|v and gate|up.
+std::vector<Buffer> random_group(Backend& backend, DType dtype, int64_t parts, int64_t rows,
+                                 int64_t cols, uint64_t* seed, float stddev, int64_t* bytes) {
+    std::vector<Buffer> out;
+    if (backend.device().kind == DeviceKind::kCpu) {
+        for (int64_t i = 0; i < parts; ++i)
+            out.push_back(random_tensor(backend, dtype, {rows, cols}, ++*seed, stddev, bytes));
+        return out;
+    }
+    out = split_rows(backend.alloc_uninitialized(dtype, {parts * rows, cols}), parts);
+    for (const Buffer& b : out) random_fill(backend, b, ++*seed, stddev, bytes);
     return out;
 }
 
@@ -46,12 +68,14 @@ ModelWeights random_model_weights(const ModelConfig& c, Backend& backend, DType 
     w.embed = random_tensor(backend, dtype, {w.vocab_rows, C}, ++s, sd, &bytes);
     w.layers.resize(c.num_hidden_layers);
     for (auto& L : w.layers) {
-        L.wq = random_tensor(backend, dtype, {A, C}, ++s, sd, &bytes);
-        L.wk = random_tensor(backend, dtype, {A, C}, ++s, sd, &bytes);
-        L.wv = random_tensor(backend, dtype, {A, C}, ++s, sd, &bytes);
+        std::vector<Buffer> qkv = random_group(backend, dtype, 3, A, C, &s, sd, &bytes);
+        L.wq = std::move(qkv[0]);
+        L.wk = std::move(qkv[1]);
+        L.wv = std::move(qkv[2]);
         L.wo = random_tensor(backend, dtype, {C, A}, ++s, sd, &bytes);
-        L.w_gate = random_tensor(backend, dtype, {I, C}, ++s, sd, &bytes);
-        L.w_up = random_tensor(backend, dtype, {I, C}, ++s, sd, &bytes);
+        std::vector<Buffer> gate_up = random_group(backend, dtype, 2, I, C, &s, sd, &bytes);
+        L.w_gate = std::move(gate_up[0]);
+        L.w_up = std::move(gate_up[1]);
         L.w_down = random_tensor(backend, dtype, {C, I}, ++s, sd, &bytes);
         L.ln_in = random_tensor(backend, DType::kF32, {C}, ++s, 0.f, &bytes);
         L.ln_post = random_tensor(backend, DType::kF32, {C}, ++s, 0.f, &bytes);

@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "runtime/core/status.h"
 #include "runtime/core/timer.h"
@@ -83,16 +84,22 @@ struct Loader {
             return out;
         }
         Buffer out = backend.alloc_uninitialized(dt, shape);
+        fill(out, t, r0, c0, c1);
+        return out;
+    }
+    // Copies rows [r0, r0 + out's rows) and columns [c0, c1) of `t` into `out` (device or host
+    // memory of the backend, in out's dtype).
+    void fill(Buffer& out, const TensorRecord& t, int64_t r0, int64_t c0, int64_t c1) {
         bytes += static_cast<int64_t>(out.nbytes());
-        if (out.nbytes() == 0) return out;
+        if (out.nbytes() == 0) return;
         // Row blocks of the destination ([1, n] for a vector) through the backend: in place on
         // the CPU, through pinned staging on a device.
         TensorView rows_view = out.view();
-        if (one_d) rows_view.shape = {1, c1 - c0};
+        if (t.shape.size() == 1) rows_view.shape = {1, c1 - c0};
+        const DType dt = out.dtype();
         backend.upload_rows(rows_view, [&](void* host, int64_t row0, int64_t n) {
             parallel_copy(t, r0 + row0, r0 + row0 + n, c0, c1, host, dt);
         });
-        return out;
     }
     Buffer rows(const std::string& name, int64_t r0, int64_t r1) {
         return slice(name, r0, r1, 0, get(name).shape[1]);
@@ -104,6 +111,32 @@ struct Loader {
     }
     Buffer linear_rows(const std::string& name, int64_t r0, int64_t r1) {
         return slice(name, r0, r1, 0, get(name).shape[1], linear_dtype(name));
+    }
+    // Linear weights of one shape (q|k|v, gate|up), rows [r0, r1) of each, back to back in one
+    // allocation on a device (split_rows), so that the backend can multiply them with one
+    // batched GEMM (Backend::matmul_group). On the CPU each is loaded alone: there the file
+    // mapping may be the weight itself, and the CPU backend multiplies them one by one anyway.
+    std::vector<Buffer> linear_rows_group(const std::vector<std::string>& names, int64_t r0,
+                                          int64_t r1) {
+        const TensorRecord& first = get(names[0]);
+        const DType dt = linear_dtype(names[0]).value_or(first.dtype);
+        bool together = backend.device().kind != DeviceKind::kCpu;
+        for (const std::string& n : names) {
+            const TensorRecord& t = get(n);
+            together = together && t.shape.size() == 2 && t.shape[1] == first.shape[1] &&
+                       linear_dtype(n).value_or(t.dtype) == dt;
+        }
+        std::vector<Buffer> out;
+        if (!together) {
+            for (const std::string& n : names) out.push_back(linear_rows(n, r0, r1));
+            return out;
+        }
+        const int64_t parts = static_cast<int64_t>(names.size());
+        out =
+            split_rows(backend.alloc_uninitialized(dt, {parts * (r1 - r0), first.shape[1]}), parts);
+        for (size_t i = 0; i < names.size(); ++i)
+            fill(out[i], get(names[i]), r0, 0, first.shape[1]);
+        return out;
     }
     Buffer linear_cols(const std::string& name, int64_t c0, int64_t c1) {
         return slice(name, 0, get(name).shape[0], c0, c1, linear_dtype(name));
@@ -144,12 +177,18 @@ ModelWeights load_model_weights(const Checkpoint& ckpt, const ModelConfig& c, Ba
     for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
         const std::string p = "model.layers." + std::to_string(l) + ".";
         LayerWeights& L = w.layers[l];
-        L.wq = ld.linear_rows(p + "self_attn.q_proj.weight", a0, a1);
-        L.wk = ld.linear_rows(p + "self_attn.k_proj.weight", a0, a1);
-        L.wv = ld.linear_rows(p + "self_attn.v_proj.weight", a0, a1);
+        std::vector<Buffer> qkv =
+            ld.linear_rows_group({p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight",
+                                  p + "self_attn.v_proj.weight"},
+                                 a0, a1);
+        L.wq = std::move(qkv[0]);
+        L.wk = std::move(qkv[1]);
+        L.wv = std::move(qkv[2]);
         L.wo = ld.linear_cols(p + "self_attn.o_proj.weight", a0, a1);
-        L.w_gate = ld.linear_rows(p + "mlp.gate_proj.weight", i0, i1);
-        L.w_up = ld.linear_rows(p + "mlp.up_proj.weight", i0, i1);
+        std::vector<Buffer> gate_up =
+            ld.linear_rows_group({p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"}, i0, i1);
+        L.w_gate = std::move(gate_up[0]);
+        L.w_up = std::move(gate_up[1]);
         L.w_down = ld.linear_cols(p + "mlp.down_proj.weight", i0, i1);
         L.ln_in = ld.vec_f32(p + "input_layernorm.weight");
         L.ln_post = ld.vec_f32(p + "post_attention_layernorm.weight");

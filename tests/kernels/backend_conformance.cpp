@@ -611,6 +611,64 @@ TEST_P(BackendOps, MatmulGroupGivesEachMatmulsBits) {
     be().set_precision(kEx);
 }
 
+TEST_P(BackendOps, MatmulGroupOfSplitRowsMatchesEachMatmul) {
+    // The model's layout (split_rows: weights back to back, outputs one window of rows apart):
+    // CudaBackend runs prefill rows as one strided-batched GEMM, whose sums may run in another
+    // order than matmul's; decode rows keep the grouped GEMV (bits: the test above).
+    const int64_t K = 96, N = 40, rows = 48;
+    for (Precision p : {kEx, kFa}) {
+        be().set_precision(p);
+        for (DType wt : {kBF16, kF32}) {
+            for (int64_t parts : {int64_t{3}, int64_t{2}}) {
+                std::vector<Buffer> ws = split_rows(be().alloc(wt, {parts * N, K}), parts);
+                std::vector<Buffer> sep,
+                    grp = split_rows(be().alloc(kF32, {parts * rows, N}), parts);
+                for (int64_t i = 0; i < parts; ++i) {
+                    const auto wv = random_floats(N * K, 150 + static_cast<uint32_t>(i));
+                    std::vector<unsigned char> bytes(wv.size() * dtype_size(wt));
+                    convert_from_f32(wv.data(), bytes.data(), wt, wv.size());
+                    be().upload(ws[static_cast<size_t>(i)].view(), bytes.data(), bytes.size());
+                }
+                for (int64_t T : {int64_t{1}, int64_t{6}, int64_t{37}}) {
+                    SCOPED_TRACE(::testing::Message() << precision_name(p) << " " << dtype_name(wt)
+                                                      << " parts " << parts << " T " << T);
+                    const auto xv = random_floats(T * K, 160 + T, -2.f, 2.f);
+                    for (DType xd : {kF32, be().gemm_input_dtype(wt)}) {
+                        Buffer x = make_buffer(be(), xd, {T, K}, xv);
+                        std::vector<TensorView> outs;
+                        for (const Buffer& g : grp) {
+                            TensorView v = g.view();
+                            v.shape = {T, N};  // the first T of the part's rows
+                            outs.push_back(v);
+                        }
+                        sep.clear();
+                        for (int64_t i = 0; i < parts; ++i) {
+                            sep.push_back(be().alloc(kF32, {T, N}));
+                            be().matmul(sep.back().view(), x.view(),
+                                        ws[static_cast<size_t>(i)].view());
+                        }
+                        if (parts == 3) {
+                            be().matmul_group(x.view(), {{outs[0], ws[0].view()},
+                                                         {outs[1], ws[1].view()},
+                                                         {outs[2], ws[2].view()}});
+                        } else {
+                            be().matmul_group(x.view(),
+                                              {{outs[0], ws[0].view()}, {outs[1], ws[1].view()}});
+                        }
+                        for (int64_t i = 0; i < parts; ++i) {
+                            EXPECT_TRUE(all_close(fetch_f32(be(), outs[static_cast<size_t>(i)]),
+                                                  fetch(be(), sep[static_cast<size_t>(i)]),
+                                                  gemm_tol(K, 2.0)))
+                                << "matrix " << i << ", x " << dtype_name(xd);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    be().set_precision(kEx);
+}
+
 TEST_P(BackendOps, RopeRotateHalf) {
     const int64_t H = 3;
     for (int64_t D : {16, 64, 100, 128}) {
@@ -743,7 +801,9 @@ TEST_P(BackendOps, RopeStoreKvIsRopeThenScatterHeads) {
                     Buffer s0 = make_buffer(be(), dt, {H, cap, D}, sv);
                     EXPECT_NE(ks1, fetch_bytes(be(), s0.view()));
                     Buffer q_in = make_buffer(be(), kF32, {T, W}, qv);
-                    if (rotate) EXPECT_NE(q1, fetch_bytes(be(), q_in.view()));
+                    if (rotate) {
+                        EXPECT_NE(q1, fetch_bytes(be(), q_in.view()));
+                    }
                 }
             }
         }

@@ -376,6 +376,40 @@ TEST(EmulatedFaults, EveryBarrierOfTheTensorCoreKernelIsNeeded) {
     emu::set_seed(1);
 }
 
+// q|k|v in the model's layout (split_rows) is one cuBLAS call in prefill, and separately
+// allocated weights fall back to one call each; either way the emulator's GEMM gives matmul's
+// bits (on a GPU the batched kernel may sum in another order: the conformance suite's
+// MatmulGroupOfSplitRowsMatchesEachMatmul holds both to a GEMM tolerance).
+TEST(EmulatedCuda, MatmulGroupOfSplitRowsIsOneLaunch) {
+    CudaBackend gpu(0);
+    const int64_t T = 6, K = 64, N = 24;
+    std::vector<Buffer> ws = split_rows(gpu.alloc(DType::kBF16, {3 * N, K}), 3);
+    std::vector<Buffer> apart;
+    for (int i = 0; i < 3; ++i) {
+        const auto wv = random_floats(N * K, 170 + i);
+        std::vector<unsigned char> bytes(wv.size() * 2);
+        convert_from_f32(wv.data(), bytes.data(), DType::kBF16, wv.size());
+        gpu.upload(ws[i].view(), bytes.data(), bytes.size());
+        apart.push_back(make_buffer(gpu, DType::kBF16, {N, K}, wv));
+    }
+    Buffer x = make_buffer(gpu, DType::kBF16, {T, K}, random_floats(T * K, 180, -2.f, 2.f));
+    std::vector<Buffer> grp = split_rows(gpu.alloc(DType::kF32, {3 * T, N}), 3);
+    std::vector<Buffer> sep;
+    for (int i = 0; i < 3; ++i) sep.push_back(gpu.alloc(DType::kF32, {T, N}));
+    uint64_t before = emu::launches();
+    gpu.matmul_group(x.view(), {{grp[0].view(), ws[0].view()},
+                                {grp[1].view(), ws[1].view()},
+                                {grp[2].view(), ws[2].view()}});
+    EXPECT_EQ(emu::launches() - before, 1u) << "split_rows layout: one batched GEMM";
+    before = emu::launches();
+    gpu.matmul_group(x.view(), {{sep[0].view(), apart[0].view()},
+                                {sep[1].view(), apart[1].view()},
+                                {sep[2].view(), apart[2].view()}});
+    EXPECT_EQ(emu::launches() - before, 3u) << "separate weights: one GEMM each";
+    for (int i = 0; i < 3; ++i)
+        EXPECT_EQ(fetch_bytes(gpu, grp[i].view()), fetch_bytes(gpu, sep[i].view())) << i;
+}
+
 // A programmatic dependent launch (kernels/cuda/pdl.cuh) of a kernel that does not call
 // pdl_start() in every thread aborts: on a GPU such a kernel could touch memory before the
 // previous kernel finished. Every launch_pdl of the other emulated tests passes this check.

@@ -5,6 +5,7 @@
 // Skips without a GPU.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <iostream>
 #include <memory>
 
@@ -17,6 +18,7 @@
 
 #if defined(FOT_CUDA_EMU_BUILD)
 #include "cuda_runtime.h"  // the emulator's: emu::launches()
+#include "kernels/cuda/ops.h"
 #endif
 
 namespace fot {
@@ -96,7 +98,19 @@ TEST(CudaGolden, DecodeStepLaunchCount) {
     ForwardOptions fo;
     fo.logits = LogitsRows::kLast;
     s.seq->reset();
+    const uint64_t gemms = emu::gemm_calls();
     s.model->forward(*s.seq, std::vector<int32_t>(ids.begin(), ids.begin() + 40), fo);
+    // Prefill: q|k|v and gate|up are one batched GEMM each (split_rows layout of weights and
+    // outputs), so 4 cuBLAS calls per layer and window (the windows of the prefix [0, 40 - lcl)
+    // and the tail); windows of <= kGemvMaxT rows and the last-row logits take the GEMV.
+    const int64_t W = s.model_config.max_position_embeddings;
+    const int64_t P = std::max<int64_t>(40 - s.model_config.last_context_length, 0);
+    std::vector<int64_t> windows = {40 - P};
+    for (int64_t at = 0; at < P; at += W) windows.push_back(std::min(W, P - at));
+    int64_t gemm_windows = 0;
+    for (int64_t rows : windows) gemm_windows += rows > kernels::cuda::kGemvMaxT;
+    EXPECT_EQ(static_cast<int64_t>(emu::gemm_calls() - gemms),
+              4 * s.model_config.num_hidden_layers * gemm_windows);
     const uint64_t before = emu::launches();
     s.model->forward(*s.seq, std::vector<int32_t>{ids[40]}, fo);
     const int64_t launches = static_cast<int64_t>(emu::launches() - before);

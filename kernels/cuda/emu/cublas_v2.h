@@ -22,3 +22,8 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
                             int lda, const void* B, cudaDataType_t bt, int ldb, const void* beta,
                             void* C, cudaDataType_t ct, int ldc, cublasComputeType_t compute,
                             cublasGemmAlgo_t algo);
+cublasStatus_t cublasGemmStridedBatchedEx(
+    cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+    const void* alpha, const void* A, cudaDataType_t at, int lda, long long strideA, const void* B,
+    cudaDataType_t bt, int ldb, long long strideB, const void* beta, void* C, cudaDataType_t ct,
+    int ldc, long long strideC, int batch, cublasComputeType_t compute, cublasGemmAlgo_t algo);

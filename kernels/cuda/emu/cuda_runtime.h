@@ -115,6 +115,8 @@ T* dynamic_smem() {
 void set_max_dynamic_smem(const void* kernel, int bytes);
 // Kernel launches and cuBLAS calls so far (what a device would count as launches).
 uint64_t launches();
+// cuBLAS GEMM calls so far (cublasGemmEx and cublasGemmStridedBatchedEx: one each).
+uint64_t gemm_calls();
 // Runs `body` as grid x block fibers; checks the launch configuration first.
 // pdl: a programmatic dependent launch (kernels/cuda/pdl.cuh): every thread must call
 // pdl_wait() (pdl_start), else the launch aborts.

@@ -78,7 +78,8 @@ BlockRun* g_run = nullptr;
 std::vector<std::unique_ptr<char[]>> g_stacks;
 std::vector<unsigned char> g_smem;
 std::map<const void*, int> g_max_smem;
-uint64_t g_launches = 0;  // kernel launches and cuBLAS calls (emulated kernels run one at a time)
+uint64_t g_launches = 0;    // kernel launches and cuBLAS calls (emulated kernels run one at a time)
+uint64_t g_gemm_calls = 0;  // of which cuBLAS GEMM calls
 constexpr int kDefaultSmem = 48 * 1024;
 constexpr int kOptInSmem = 227 * 1024;
 
@@ -230,6 +231,9 @@ void set_max_dynamic_smem(const void* kernel, int bytes) {
 
 uint64_t launches() {
     return g_launches;
+}
+uint64_t gemm_calls() {
+    return g_gemm_calls;
 }
 
 namespace {
@@ -550,15 +554,11 @@ float load(const void* p, cudaDataType_t t, size_t i) {
 }
 }  // namespace
 
-cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m,
-                            int n, int k, const void* alpha, const void* A, cudaDataType_t at,
-                            int lda, const void* B, cudaDataType_t bt, int ldb, const void* beta,
-                            void* C, cudaDataType_t ct, int ldc, cublasComputeType_t,
-                            cublasGemmAlgo_t) {
-    if (ct != CUDA_R_32F || at != bt) return CUBLAS_STATUS_NOT_SUPPORTED;
-    ++emu::g_launches;
-    const float al = *static_cast<const float*>(alpha), be = *static_cast<const float*>(beta);
-    float* c = static_cast<float*>(C);
+namespace {
+// One column-major GEMM as cublasGemmEx defines it, with fp32 sums in k order.
+void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float al, const void* A,
+          cudaDataType_t at, int lda, const void* B, cudaDataType_t bt, int ldb, float be, float* c,
+          int ldc) {
     for (int j = 0; j < n; ++j) {
         for (int i = 0; i < m; ++i) {
             float acc = 0.f;
@@ -572,6 +572,40 @@ cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t ta, cublasOperatio
             float& out = c[static_cast<size_t>(j) * ldc + i];
             out = al * acc + (be != 0.f ? be * out : 0.f);
         }
+    }
+}
+}  // namespace
+
+cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m,
+                            int n, int k, const void* alpha, const void* A, cudaDataType_t at,
+                            int lda, const void* B, cudaDataType_t bt, int ldb, const void* beta,
+                            void* C, cudaDataType_t ct, int ldc, cublasComputeType_t,
+                            cublasGemmAlgo_t) {
+    if (ct != CUDA_R_32F || at != bt) return CUBLAS_STATUS_NOT_SUPPORTED;
+    ++emu::g_launches;
+    ++emu::g_gemm_calls;
+    gemm(ta, tb, m, n, k, *static_cast<const float*>(alpha), A, at, lda, B, bt, ldb,
+         *static_cast<const float*>(beta), static_cast<float*>(C), ldc);
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasGemmStridedBatchedEx(
+    cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+    const void* alpha, const void* A, cudaDataType_t at, int lda, long long strideA, const void* B,
+    cudaDataType_t bt, int ldb, long long strideB, const void* beta, void* C, cudaDataType_t ct,
+    int ldc, long long strideC, int batch, cublasComputeType_t, cublasGemmAlgo_t) {
+    if (ct != CUDA_R_32F || at != bt || batch < 0) return CUBLAS_STATUS_NOT_SUPPORTED;
+    // The batch's outputs are written concurrently on a device: overlapping ones are a bug.
+    if (batch > 1 && (strideC < 0 || strideC < static_cast<long long>(ldc) * n))
+        emu::fail("cublasGemmStridedBatchedEx: the outputs of the batch overlap (strideC)");
+    ++emu::g_launches;
+    ++emu::g_gemm_calls;
+    const size_t ea = at == CUDA_R_32F ? 4 : 2, eb = bt == CUDA_R_32F ? 4 : 2;
+    for (int i = 0; i < batch; ++i) {
+        gemm(ta, tb, m, n, k, *static_cast<const float*>(alpha),
+             static_cast<const char*>(A) + static_cast<size_t>(i * strideA) * ea, at, lda,
+             static_cast<const char*>(B) + static_cast<size_t>(i * strideB) * eb, bt, ldb,
+             *static_cast<const float*>(beta), static_cast<float*>(C) + i * strideC, ldc);
     }
     return CUBLAS_STATUS_SUCCESS;
 }
