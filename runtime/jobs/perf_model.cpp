@@ -92,19 +92,30 @@ PhaseCounts step_counts(const StepShape& s) {
         charge(n, BenchPhase::kGemm, 2 * rows * N * Kd,
                rows * N * f + rows * Kd * x_bytes + N * Kd * w);
     };
+    // `parts` matmuls of one x (Backend::matmul_group): one call, x read once.
+    auto matmul_group = [&](double parts, double rows, double N, double Kd, double x_bytes) {
+        charge(n, BenchPhase::kGemm, parts * 2 * rows * N * Kd,
+               parts * (rows * N * f + N * Kd * w) + rows * Kd * x_bytes);
+    };
     charge(n, BenchPhase::kOther, 0, 2 * Q * C * f);  // embedding
     const int64_t tp_calls = s.tp > 1 ? 1 + 2 * c.num_hidden_layers : 0;
     for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
         const bool mem_layer =
             std::find(c.mem_layers.begin(), c.mem_layers.end(), l) != c.mem_layers.end();
-        charge(n, BenchPhase::kOther, 4 * Q * C, Q * C * (f + g) + C * f, 2);  // rmsnorms
-        matmul(Q, A, C, g);
-        matmul(Q, A, C, g);
-        matmul(Q, A, C, g);
+        // The first norm adds the previous layer's MLP residual (add_rmsnorm), except in
+        // layer 0; the post-attention norm always adds the attention residual.
+        if (l == 0) {
+            charge(n, BenchPhase::kOther, 4 * Q * C, Q * C * (f + g) + C * f);  // rmsnorm
+        } else {
+            charge(n, BenchPhase::kOther, 5 * Q * C, Q * C * (3 * f + g) + C * f);
+        }
+        matmul_group(3, Q, A, C, g);                                        // q|k|v
         if (mem_layer) charge(n, BenchPhase::kOther, 0, 2 * Q * A * f, 2);  // copy_rows
-        if (c.mem_positionals || !mem_layer) charge(n, BenchPhase::kOther, 6 * Q * A, 8 * Q * A, 2);
-        charge(n, BenchPhase::kOther, 0, 2 * Q * A * f, 2);  // scatter_heads
-        charge(n, BenchPhase::kOther, 0, part);              // attn_partial_init
+        // rope_store_kv: rope of q and k when rotating, and two scatter_heads.
+        const bool rotate = c.mem_positionals || !mem_layer;
+        charge(n, BenchPhase::kOther, rotate ? 12 * Q * A : 0,
+               (rotate ? 16 * Q * A : 0) + 4 * Q * A * f);
+        charge(n, BenchPhase::kOther, 0, part);  // attn_partial_init
         const double pairs = Q * (Q + 1) / 2;
         charge(n, BenchPhase::kLocalAttn, 4 * Hr * D * pairs,
                2 * Hr * Q * D * cache + Q * A * f + 2 * part);
@@ -133,11 +144,12 @@ PhaseCounts step_counts(const StepShape& s) {
         }
         charge(n, BenchPhase::kOther, Q * A, Q * A * g + part);  // finalize
         matmul(Q, C, A, g);
-        charge(n, BenchPhase::kOther, Q * C, 3 * Q * C * f, 2);  // residual adds
-        matmul(Q, Ir, C, g);
-        matmul(Q, Ir, C, g);
-        charge(n, BenchPhase::kOther, 6 * Q * Ir, Q * Ir * (2 * f + g));  // silu_mul
+        charge(n, BenchPhase::kOther, 5 * Q * C, Q * C * (3 * f + g) + C * f);  // add_rmsnorm
+        matmul_group(2, Q, Ir, C, g);                                           // gate|up
+        charge(n, BenchPhase::kOther, 6 * Q * Ir, Q * Ir * (2 * f + g));        // silu_mul
         matmul(Q, C, Ir, g);
+        // The last layer's MLP residual (the others' go into the next layer's first norm).
+        if (l + 1 == c.num_hidden_layers) charge(n, BenchPhase::kOther, Q * C, 3 * Q * C * f);
     }
     charge(n, BenchPhase::kOther, 4 * C, 2 * C * f + C * f);  // final norm of the last row
     matmul(1, Vr, C, f);                                      // lm_head, last row (f32 input)

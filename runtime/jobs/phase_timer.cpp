@@ -106,6 +106,27 @@ void TimedBackend::matmul(TensorView out, TensorView x, TensorView w) {
     const double flops = 2.0 * double(out.shape[0]) * double(out.shape[1]) * double(x.shape[1]);
     timed(BenchPhase::kGemm, flops, nb(out) + nb(x) + nb(w), [&] { inner_.matmul(out, x, w); });
 }
+void TimedBackend::matmul_group(TensorView x, std::initializer_list<MatmulTarget> targets) {
+    double flops = 0, bytes = nb(x);
+    for (const MatmulTarget& t : targets) {
+        flops += 2.0 * double(t.out.shape[0]) * double(t.out.shape[1]) * double(x.shape[1]);
+        bytes += nb(t.out) + nb(t.w);
+    }
+    timed(BenchPhase::kGemm, flops, bytes, [&] { inner_.matmul_group(x, targets); });
+}
+void TimedBackend::add_rmsnorm(TensorView out, TensorView x, TensorView r, TensorView w,
+                               float eps) {
+    // add (x read and written, r read) + rmsnorm (x read, out written, w read).
+    timed(BenchPhase::kOther, 5.0 * x.numel(), nb(out) + 2 * nb(x) + nb(r) + nb(w),
+          [&] { inner_.add_rmsnorm(out, x, r, w, eps); });
+}
+void TimedBackend::rope_store_kv(TensorView q, TensorView k, TensorView v, TensorView k_store,
+                                 TensorView v_store, int64_t at, float theta, bool rotate) {
+    // rope of q and k (when rotating) + two scatter_heads, as the separate ops are charged.
+    const double n = double(q.shape[0]) * double(k_store.shape[0] * k_store.shape[2]);
+    timed(BenchPhase::kOther, rotate ? 12 * n : 0, (rotate ? 16 * n : 0) + 2 * nb(k) + 2 * nb(v),
+          [&] { inner_.rope_store_kv(q, k, v, k_store, v_store, at, theta, rotate); });
+}
 void TimedBackend::rope(TensorView x, int64_t H, int64_t D, int64_t first_pos, float theta) {
     const double n = double(x.shape[0]) * double(H * D);
     timed(BenchPhase::kOther, 6 * n, 8 * n, [&] { inner_.rope(x, H, D, first_pos, theta); });

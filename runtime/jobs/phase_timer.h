@@ -2,8 +2,8 @@
 // (docs/scaling.md). Two decorators sit between the model and the real backend and
 // communicators, so the model code is unchanged:
 //  - TimedBackend forwards every op and charges its time and analytic FLOP/byte counts to a
-//    phase: matmul -> gemm; attn_accumulate with a causal mask -> local_attn, without one
-//    (memory shards) -> mem_score; memory_topk -> mem_score; topk_threshold and
+//    phase: matmul and matmul_group -> gemm; attn_accumulate with a causal mask -> local_attn,
+//    without one (memory shards) -> mem_score; memory_topk -> mem_score; topk_threshold and
 //    attn_accumulate_selected -> topk_select; attn_partial_merge -> merge; the rest -> other.
 //  - TimedCommunicator forwards the collectives of one group (tp or mp) and charges them to
 //    that group's phase (tp_allreduce, mp_allgather) with the bytes this rank sent. Before
@@ -79,6 +79,13 @@ class TimedBackend final : public Backend {
                    int64_t row_begin) override;
     void rmsnorm(TensorView out, TensorView x, TensorView w, float eps) override;
     void matmul(TensorView out, TensorView x, TensorView w) override;
+    // The fused ops go to the inner backend as one call each (so a CUDA sweep times the
+    // kernels a real run launches), charged with the sums of their parts' FLOPs and bytes
+    // (matmul_group reads x once).
+    void matmul_group(TensorView x, std::initializer_list<MatmulTarget> targets) override;
+    void add_rmsnorm(TensorView out, TensorView x, TensorView r, TensorView w, float eps) override;
+    void rope_store_kv(TensorView q, TensorView k, TensorView v, TensorView k_store,
+                       TensorView v_store, int64_t at, float theta, bool rotate) override;
     DType gemm_input_dtype(DType w_dtype) const override {
         return inner_.gemm_input_dtype(w_dtype);
     }
