@@ -309,40 +309,8 @@ __global__ void merge_kernel(float* out, const float* first, const float* parts,
     const int64_t row = D + 2;
     for (int64_t i = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32; i < rows;
          i += warps) {
-        const float* f = first ? first + i * row : nullptr;
-        float M = f ? f[D] : kNegInf;
-        for (int64_t r = 0; r < R; ++r) M = fmaxf(M, parts[(r * rows + i) * row + D]);
-        float L = 0.f;
-        float wf = 0.f;
-        if (M != kNegInf) {
-            if (f && f[D] != kNegInf) {
-                wf = expf(f[D] - M);
-                L += f[D + 1] * wf;
-            }
-            for (int64_t r = 0; r < R; ++r) {
-                const float* p = parts + (r * rows + i) * row;
-                if (p[D] == kNegInf) continue;
-                L += p[D + 1] * expf(p[D] - M);
-            }
-        }
-        for (int64_t d = lane; d < D; d += 32) {
-            float a = 0.f;
-            if (M != kNegInf) {
-                if (f && f[D] != kNegInf) a += f[d] * wf;
-                for (int64_t r = 0; r < R; ++r) {
-                    const float* p = parts + (r * rows + i) * row;
-                    if (p[D] == kNegInf) continue;
-                    a += p[d] * expf(p[D] - M);
-                }
-            }
-            out[i * row + d] = a;
-        }
-        __syncwarp();
-        if (lane == 0) {
-            out[i * row + D] = M;
-            out[i * row + D + 1] = L;
-        }
-        __syncwarp();
+        attn::merge_row(out + i * row, first ? first + i * row : nullptr, parts + i * row, R,
+                        rows * row, D, lane);
     }
 }
 
@@ -439,7 +407,7 @@ int64_t attn_accumulate_splits(int64_t H, int64_t T, int64_t S, int64_t D, int64
 void attn_accumulate(float* part, const float* q, int64_t q_stride, const void* k, const void* v,
                      DType kv_dtype, int64_t kv_head_stride, int64_t H, int64_t T, int64_t S,
                      int64_t D, float scale, int64_t causal_offset, bool fast, int64_t splits,
-                     float* scratch, void* stream) {
+                     float* scratch, unsigned* tickets, void* stream) {
     FOT_CHECK(D >= 1 && D <= kMaxHeadDim, "cuda attention: head_dim ", D,
               " is not supported (1 .. ", kMaxHeadDim, ")");
     FOT_CHECK(splits >= 1 && splits <= 65535, "cuda attention: bad split count ", splits);
@@ -457,8 +425,12 @@ void attn_accumulate(float* part, const float* q, int64_t q_stride, const void* 
                            causal_offset, splits, scratch, stream);
     } else if (T <= kDecodeQ && chunk <= kDecodeChunk &&
                attn_decode_supported(k, v, kv_dtype, kv_head_stride, T, D)) {
+        // Its last block per head merges the splits: no merge launch.
+        FOT_CHECK(splits == 1 || tickets != nullptr, "cuda attention: ", splits,
+                  " decode key splits need tickets");
         attn_decode(part, q, q_stride, k, v, kv_dtype, kv_head_stride, H, T, S, D, scale,
-                    causal_offset, fast, splits, scratch, stream);
+                    causal_offset, fast, splits, scratch, tickets, stream);
+        return;
     } else {
         dispatch_float_dtype(kv_dtype, "cuda attention keys/values", [&](auto* tag) {
             using E = std::remove_pointer_t<decltype(tag)>;

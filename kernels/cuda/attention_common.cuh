@@ -25,6 +25,50 @@ __device__ __forceinline__ KeyRange split_range(int64_t S, int64_t t_last, int64
     return {kb, min64(kend, kb + chunk)};
 }
 
+// One warp (lane = its lane) merges a row: out = merge(first (optional), parts[0],
+// parts[stride], ..., parts[(R - 1) * stride]) in that order, with the arithmetic of the CPU
+// attn_partial_merge. out may alias first: each lane reads the dims it writes, and m / l are
+// written after every lane has read them. The parts are read past L1 (ld.global.cg): they may
+// have been written by other blocks of the running grid (the decode kernel's last block).
+__device__ __forceinline__ void merge_row(float* out, const float* first, const float* parts,
+                                          int64_t R, int64_t stride, int64_t D, int lane) {
+    float M = first ? first[D] : kNegInf;
+    for (int64_t r = 0; r < R; ++r) M = fmaxf(M, __ldcg(parts + r * stride + D));
+    float L = 0.f;
+    float wf = 0.f;
+    if (M != kNegInf) {
+        if (first && first[D] != kNegInf) {
+            wf = expf(first[D] - M);
+            L += first[D + 1] * wf;
+        }
+        for (int64_t r = 0; r < R; ++r) {
+            const float* p = parts + r * stride;
+            const float m = __ldcg(p + D);
+            if (m == kNegInf) continue;
+            L += __ldcg(p + D + 1) * expf(m - M);
+        }
+    }
+    for (int64_t d = lane; d < D; d += 32) {
+        float a = 0.f;
+        if (M != kNegInf) {
+            if (first && first[D] != kNegInf) a += first[d] * wf;
+            for (int64_t r = 0; r < R; ++r) {
+                const float* p = parts + r * stride;
+                const float m = __ldcg(p + D);
+                if (m == kNegInf) continue;
+                a += __ldcg(p + d) * expf(m - M);
+            }
+        }
+        out[d] = a;
+    }
+    __syncwarp();
+    if (lane == 0) {
+        out[D] = M;
+        out[D + 1] = L;
+    }
+    __syncwarp();
+}
+
 // Where a block reads its starting state and writes its result: the caller's partial
 // (splits == 1) or its own slice of the split scratch, starting empty.
 __device__ __forceinline__ float* state_row(float* part, float* scratch, int64_t splits,

@@ -11,9 +11,10 @@
 //   P.V      thread = (8-byte piece of the value row, key group): coalesced row reads, T
 //            accumulators per dim, then a shared-memory reduction over the key groups
 // and writes the chunk's partial: into the caller's partial when there is one split (merged
-// with the state already there), else into its slice of the split scratch for the merge
-// kernel (attention.cu). Exact mode computes in fp32 from the stored values; fast mode rounds
-// q, k, v and the P.V operand to bf16 (runtime/core/precision.h).
+// with the state already there), else into its slice of the split scratch; then the last
+// block of the head to finish (a ticket counter per head) merges the slices into the
+// partial, in split order (no merge launch). Exact mode computes in fp32 from the stored
+// values; fast mode rounds q, k, v and the P.V operand to bf16 (runtime/core/precision.h).
 #include <cuda_runtime.h>
 
 #include <type_traits>
@@ -32,6 +33,7 @@ constexpr int kWarps = kThreads / 32;
 constexpr int kMaxT = 8;
 constexpr int kChunk = static_cast<int>(kDecodeChunk);  // keys per block at most
 constexpr int kMaxGroups = 8;                           // key groups of the P.V phase
+static_assert(kMaxT <= kWarps, "the last block merges one query row per warp");
 
 // Key groups of the P.V phase for rows of D elements of esz bytes (8-byte pieces).
 __host__ __device__ __forceinline__ int pv_groups(int D, int esz) {
@@ -63,7 +65,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     decode_split_kernel(float* part, const float* __restrict__ q, int64_t q_stride,
                         const E* __restrict__ k, const E* __restrict__ v, int64_t kv_head_stride,
                         int64_t H, int64_t T, int64_t S, int D, float scale, int64_t causal_offset,
-                        int64_t splits, float* scratch) {
+                        int64_t splits, float* scratch, unsigned* tickets) {
     pdl_start();
     constexpr int kN = 8 / sizeof(E);  // elements per 8-byte piece
     // kFast rounds f32/f16 stores to bf16; bf16 stores are already bf16.
@@ -71,6 +73,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     extern __shared__ float4 smem_dec[];
     __shared__ float red[kWarps][kMaxT];            // block reductions
     __shared__ float stat_m[kMaxT], stat_l[kMaxT];  // chunk max, sum
+    __shared__ int last_block;                      // of this head's splits
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int64_t h = blockIdx.y, split = blockIdx.x;
@@ -221,6 +224,22 @@ __global__ void __launch_bounds__(kThreads, 2)
             }
         }
     }
+    if (splits == 1) return;
+
+    // ---- the head's last block to finish merges every split into part ----
+    // (threadFenceReduction's pattern: publish the slice, then take a ticket; the block that
+    // takes the last one sees every slice.) It re-arms the ticket for the next launch.
+    __threadfence();
+    __syncthreads();  // every thread's slice writes are fenced before the ticket
+    if (tid == 0) last_block = atomicAdd(&tickets[h], 1u) == static_cast<unsigned>(splits - 1);
+    __syncthreads();
+    if (!last_block) return;
+    __threadfence();
+    if (warp < nq) {  // one warp per query row; kMaxT <= kWarps
+        const int64_t row = (h * T + warp) * (D + 2);
+        attn::merge_row(part + row, part + row, scratch + row, splits, H * T * (D + 2), D, lane);
+    }
+    if (tid == 0) tickets[h] = 0;
 }
 
 }  // namespace
@@ -237,7 +256,7 @@ bool attn_decode_supported(const void* k, const void* v, DType kv_dtype, int64_t
 void attn_decode(float* part, const float* q, int64_t q_stride, const void* k, const void* v,
                  DType kv_dtype, int64_t kv_head_stride, int64_t H, int64_t T, int64_t S, int64_t D,
                  float scale, int64_t causal_offset, bool fast, int64_t splits, float* scratch,
-                 void* stream) {
+                 unsigned* tickets, void* stream) {
     FOT_CHECK(attn_decode_supported(k, v, kv_dtype, kv_head_stride, T, D),
               "cuda decode attention: unsupported shape or alignment (T ", T, ", head_dim ", D,
               ")");
@@ -254,7 +273,7 @@ void attn_decode(float* part, const float* q, int64_t q_stride, const void* k, c
                                                 static_cast<int>(smem)));
             launch_pdl(kernel, grid, kThreads, smem, st, part, q, q_stride,
                        static_cast<const E*>(k), static_cast<const E*>(v), kv_head_stride, H, T, S,
-                       d, scale, causal_offset, splits, scratch);
+                       d, scale, causal_offset, splits, scratch, tickets);
         };
         if (fast) {
             launch(decode_split_kernel<E, true>);

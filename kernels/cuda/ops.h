@@ -120,7 +120,9 @@ int64_t attn_accumulate_splits(int64_t H, int64_t T, int64_t S, int64_t D, int64
 // true: the `fast` precision's roundings (runtime/core/precision.h: bf16 q, k, v and P.V operand,
 // fp32 statistics); T > 8 with a bf16 store runs the tensor-core kernel (attention_tc.cu), other
 // cases the fp32 kernels with the same roundings. With splits > 1 each split writes a fresh partial
-// into `scratch` and a merge folds them into `part` (merge order: part, then splits in key order).
+// into `scratch` and a merge folds them into `part` (merge order: part, then splits in key order):
+// a merge launch, or in the decode kernel its last block per head, which counts finished blocks
+// in `tickets` (H zeroed counters, left zeroed; needed when splits > 1 and T <= 8).
 void attn_accumulate(float* part,     // (H, T, D + 2)
                      const float* q,  // (T, H, D) rows of q_stride
                      int64_t q_stride,
@@ -128,21 +130,21 @@ void attn_accumulate(float* part,     // (H, T, D + 2)
                      const void* v,  // (H, *, D)
                      DType kv_dtype, int64_t kv_head_stride, int64_t H, int64_t T, int64_t S,
                      int64_t D, float scale, int64_t causal_offset, bool fast, int64_t splits,
-                     float* scratch, void* stream);
+                     float* scratch, unsigned* tickets, void* stream);
 
 // The decode kernel alone (attention_decode.cu; T <= 8 queries): one block per head and chunk
 // of at most kDecodeChunk keys, scores by 8 lanes per key and a coalesced P.V, at memory
 // bandwidth.
 // Supported: f32/bf16/f16 stores whose rows are 8-byte aligned. `splits` must give chunks of
-// at most kDecodeChunk keys (attn_accumulate_splits does); the caller merges the scratch when
-// splits > 1.
+// at most kDecodeChunk keys (attn_accumulate_splits does). With splits > 1 the last block of
+// each head merges the scratch into part (tickets: H zeroed counters, left zeroed).
 constexpr int64_t kDecodeChunk = 512;
 bool attn_decode_supported(const void* k, const void* v, DType kv_dtype, int64_t kv_head_stride,
                            int64_t T, int64_t D);
 void attn_decode(float* part, const float* q, int64_t q_stride, const void* k, const void* v,
                  DType kv_dtype, int64_t kv_head_stride, int64_t H, int64_t T, int64_t S, int64_t D,
                  float scale, int64_t causal_offset, bool fast, int64_t splits, float* scratch,
-                 void* stream);
+                 unsigned* tickets, void* stream);
 
 // The tensor-core kernel alone (attention_tc.cu; bf16 mma.sync with fp32 accumulation, any T):
 // whether it takes these keys/values (bf16, D <= kMaxHeadDim, rows at least 4-byte aligned),

@@ -123,6 +123,7 @@ CudaBackend::CudaBackend(int device_index) : device_(device_index), stats_(new S
     topk_scratch_ = std::make_unique<Scratch>();
     copy_scratch_ = std::make_unique<Scratch>();
     ids_scratch_ = std::make_unique<Scratch>();
+    tickets_ = std::make_unique<Scratch>();
     blas_ = std::make_unique<kc::Blas>(stream_);
 }
 
@@ -132,7 +133,7 @@ CudaBackend::~CudaBackend() {
     stats_->stream = nullptr;
     blas_.reset();
     for (Scratch* s : {gemm_scratch_.get(), attn_scratch_.get(), topk_scratch_.get(),
-                       copy_scratch_.get(), ids_scratch_.get()}) {
+                       copy_scratch_.get(), ids_scratch_.get(), tickets_.get()}) {
         if (s && s->ptr) cudaFree(s->ptr);
     }
     if (ids_host_) cudaFreeHost(ids_host_);
@@ -191,6 +192,17 @@ void* CudaBackend::scratch(Scratch& s, size_t bytes) {
     s.bytes = want;
     stats_->add(static_cast<int64_t>(want));
     return s.ptr;
+}
+
+unsigned* CudaBackend::split_tickets(int64_t H) {
+    // Zeroed once when (re)allocated; every kernel that counts in them leaves them zeroed.
+    const size_t bytes = sizeof(unsigned) * static_cast<size_t>(std::max<int64_t>(H, 1));
+    const bool grow = bytes > tickets_->bytes;
+    void* p = scratch(*tickets_, bytes);
+    if (grow) {
+        FOT_CUDA_CHECK(cudaMemsetAsync(p, 0, tickets_->bytes, static_cast<cudaStream_t>(stream_)));
+    }
+    return static_cast<unsigned*>(p);
 }
 
 int64_t CudaBackend::allocated_bytes() const {
@@ -569,7 +581,8 @@ void CudaBackend::attn_accumulate(TensorView part, TensorView q, TensorView k, T
     }
     kc::attn_accumulate(part.as<float>(), q.as<float>(), row_width(q), k.data, v.data, k.dtype,
                         k.shape[1] * D, H, T, S, D, scale, causal_offset,
-                        precision_ == Precision::kFast, splits, sc, stream_);
+                        precision_ == Precision::kFast, splits, sc,
+                        splits > 1 ? split_tickets(H) : nullptr, stream_);
 }
 
 void CudaBackend::attn_partial_merge(TensorView out, TensorView parts) {

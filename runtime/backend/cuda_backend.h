@@ -137,6 +137,8 @@ class CudaBackend final : public Backend {
     // Copies T host token ids into the device ids scratch (through pinned staging), ordered on
     // the stream; returns the device pointer.
     const int32_t* upload_ids(const int32_t* host_ids, int64_t T);
+    // At least H zeroed split-merge counters (the kernels leave them zeroed).
+    unsigned* split_tickets(int64_t H);
 
     int device_ = 0;
     int sm_count_ = 1;
@@ -146,6 +148,8 @@ class CudaBackend final : public Backend {
     std::unique_ptr<kernels::cuda::Blas> blas_;
     std::unique_ptr<Scratch> gemm_scratch_, attn_scratch_, topk_scratch_, copy_scratch_,
         ids_scratch_;
+    // Per-head counters of the decode kernel's split merge (kernels/cuda/ops.h attn_accumulate).
+    std::unique_ptr<Scratch> tickets_;
     void* ids_host_ = nullptr;                 // pinned staging for embedding ids
     std::unique_ptr<PhaseProfiler> profiler_;  // null unless set_profiling(true)
     size_t ids_host_bytes_ = 0;

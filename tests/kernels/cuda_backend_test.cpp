@@ -308,6 +308,39 @@ TEST_F(CudaBackendTest, RepeatedStepsDoNotAllocate) {
     EXPECT_GE(gpu_->peak_allocated_bytes(), bytes);
 }
 
+// Decode attention with key splits merges them in the kernel's last block per head, counting
+// finished blocks in per-head tickets that each launch must leave zeroed: launches of 3, then
+// 5 heads (the tickets grow), then 3 again, each twice, all match the CPU backend (a ticket
+// left armed would skip a merge and leave the partial as initialised).
+TEST_F(CudaBackendTest, DecodeSplitMergeInTheLastBlockRearmsItsTickets) {
+    const int64_t D = 64, T = 2, S = 3000;
+    for (int64_t H : {3, 5, 3}) {
+        SCOPED_TRACE(::testing::Message() << "H " << H);
+        Pair q = both(DType::kF32, {T, H * D}, random_floats(T * H * D, 90 + int(H), -2.f, 2.f));
+        Pair k = both(DType::kBF16, {H, S, D}, random_floats(H * S * D, 91));
+        Pair v = both(DType::kBF16, {H, S, D}, random_floats(H * S * D, 92));
+        Buffer want = cpu_.alloc(DType::kF32, {H, T, D + 2});
+        cpu_.attn_partial_init(want.view());
+        cpu_.attn_accumulate(want.view(), q.c.view(), k.c.view(), v.c.view(), S, 0.125f, kNoMask);
+        const std::vector<float> w = fetch_f32(cpu_, want.view());
+        for (int rep = 0; rep < 2; ++rep) {
+            Buffer part = gpu_->alloc(DType::kF32, {H, T, D + 2});
+            gpu_->attn_partial_init(part.view());
+#if defined(FOT_CUDA_EMU_BUILD)
+            const uint64_t before = emu::launches();
+#endif
+            gpu_->attn_accumulate(part.view(), q.g.view(), k.g.view(), v.g.view(), S, 0.125f,
+                                  kNoMask);
+#if defined(FOT_CUDA_EMU_BUILD)
+            EXPECT_EQ(emu::launches() - before, 1u) << "the splits merge without a launch";
+#endif
+            EXPECT_TRUE(all_close(gpu_f32(part), w, Tol{2e-5, 3e-5})) << "launch " << rep;
+        }
+    }
+    ASSERT_GT(kernels::cuda::attn_accumulate_splits(3, T, S, D, kNoMask, 1), 1)
+        << "the case must split its keys";
+}
+
 // Checkpoint loads ([F14]): row blocks through the two pinned staging buffers arrive in order,
 // cover every row once and land where they belong, for a tensor of many blocks and for rows
 // wider than the staging (which then grows to one row).

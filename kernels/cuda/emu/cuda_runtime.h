@@ -250,6 +250,12 @@ template <typename T>
 T __ldg(const T* p) {
     return *p;
 }
+template <typename T>
+T __ldcg(const T* p) {
+    return *p;
+}
+// Blocks run one at a time here: every write of a finished block is already visible.
+inline void __threadfence() {}
 inline unsigned __float_as_uint(float f) {
     unsigned u;
     std::memcpy(&u, &f, 4);
