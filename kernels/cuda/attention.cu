@@ -404,6 +404,42 @@ int64_t attn_accumulate_splits(int64_t H, int64_t T, int64_t S, int64_t D, int64
     return std::max<int64_t>(1, std::min<int64_t>({want, by_keys, int64_t{64}}));
 }
 
+namespace {
+// Whether attn_accumulate runs the decode kernel for this shape (T <= 8, chunks of at most
+// kDecodeChunk keys, a store it reads).
+bool takes_decode(const void* k, const void* v, DType kv_dtype, int64_t kv_head_stride, int64_t T,
+                  int64_t S, int64_t D, int64_t causal_offset, int64_t splits) {
+    int64_t keys = S;
+    if (causal_offset < S) keys = std::max<int64_t>(0, std::min(S, T + causal_offset));
+    const int64_t chunk = ((keys + splits - 1) / splits + 31) / 32 * 32;
+    return T <= kDecodeQ && chunk <= kDecodeChunk &&
+           attn_decode_supported(k, v, kv_dtype, kv_head_stride, T, D);
+}
+}  // namespace
+
+bool attn_one_store_supported(DType out_dtype, const void* k, const void* v, DType kv_dtype,
+                              int64_t kv_head_stride, int64_t H, int64_t T, int64_t S, int64_t D,
+                              int64_t causal_offset, int64_t splits) {
+    return S >= 1 && T >= 1 && H >= 1 && H <= 65535 && splits >= 1 && splits <= 65535 &&
+           (out_dtype == DType::kF32 || out_dtype == DType::kBF16 || out_dtype == DType::kF16) &&
+           takes_decode(k, v, kv_dtype, kv_head_stride, T, S, D, causal_offset, splits);
+}
+
+void attn_one_store(void* out, DType out_dtype, int64_t out_stride, float* part, const float* q,
+                    int64_t q_stride, const void* k, const void* v, DType kv_dtype,
+                    int64_t kv_head_stride, int64_t H, int64_t T, int64_t S, int64_t D, float scale,
+                    int64_t causal_offset, bool fast, int64_t splits, float* scratch,
+                    unsigned* tickets, void* stream) {
+    FOT_CHECK(attn_one_store_supported(out_dtype, k, v, kv_dtype, kv_head_stride, H, T, S, D,
+                                       causal_offset, splits),
+              "cuda attention: attn_one_store does not take this shape (T ", T, ", S ", S,
+              ", head_dim ", D, ", ", splits, " splits)");
+    FOT_CHECK(splits == 1 || (scratch != nullptr && tickets != nullptr), "cuda attention: ", splits,
+              " decode key splits need scratch and tickets");
+    attn_decode(part, q, q_stride, k, v, kv_dtype, kv_head_stride, H, T, S, D, scale, causal_offset,
+                fast, splits, scratch, tickets, stream, out, out_dtype, out_stride);
+}
+
 void attn_accumulate(float* part, const float* q, int64_t q_stride, const void* k, const void* v,
                      DType kv_dtype, int64_t kv_head_stride, int64_t H, int64_t T, int64_t S,
                      int64_t D, float scale, int64_t causal_offset, bool fast, int64_t splits,
@@ -417,14 +453,10 @@ void attn_accumulate(float* part, const float* q, int64_t q_stride, const void* 
     if (S <= 0 || T <= 0 || H <= 0) return;
     cudaStream_t st = as_stream(stream);
     const int d = static_cast<int>(D);
-    int64_t keys = S;
-    if (causal_offset < S) keys = std::max<int64_t>(0, std::min(S, T + causal_offset));
-    const int64_t chunk = ((keys + splits - 1) / splits + 31) / 32 * 32;
     if (fast && T > kDecodeQ && attn_accumulate_tc_supported(k, v, kv_dtype, kv_head_stride, D)) {
         attn_accumulate_tc(part, q, q_stride, k, v, kv_head_stride, H, T, S, D, scale,
                            causal_offset, splits, scratch, stream);
-    } else if (T <= kDecodeQ && chunk <= kDecodeChunk &&
-               attn_decode_supported(k, v, kv_dtype, kv_head_stride, T, D)) {
+    } else if (takes_decode(k, v, kv_dtype, kv_head_stride, T, S, D, causal_offset, splits)) {
         // Its last block per head merges the splits: no merge launch.
         FOT_CHECK(splits == 1 || tickets != nullptr, "cuda attention: ", splits,
                   " decode key splits need tickets");

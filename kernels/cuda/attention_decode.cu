@@ -42,6 +42,17 @@ __host__ __device__ __forceinline__ int pv_groups(int D, int esz) {
     return g < kMaxGroups ? g : kMaxGroups;
 }
 
+// out[i] = x in out's dtype (0 f32, 1 bf16, 2 f16), rounded as attn_partial_finalize rounds.
+__device__ __forceinline__ void store_out(void* out, int out_dt, int64_t i, float x) {
+    if (out_dt == 1) {
+        static_cast<__nv_bfloat16*>(out)[i] = from_f32<__nv_bfloat16>(x);
+    } else if (out_dt == 2) {
+        static_cast<__half*>(out)[i] = from_f32<__half>(x);
+    } else {
+        static_cast<float*>(out)[i] = x;
+    }
+}
+
 // Dynamic shared memory: qs [T][D], ps [T][kChunk], acc [groups][T][D] floats.
 size_t smem_bytes(int64_t T, int64_t D, int esz) {
     return sizeof(float) *
@@ -65,7 +76,8 @@ __global__ void __launch_bounds__(kThreads, 2)
     decode_split_kernel(float* part, const float* __restrict__ q, int64_t q_stride,
                         const E* __restrict__ k, const E* __restrict__ v, int64_t kv_head_stride,
                         int64_t H, int64_t T, int64_t S, int D, float scale, int64_t causal_offset,
-                        int64_t splits, float* scratch, unsigned* tickets) {
+                        int64_t splits, float* scratch, unsigned* tickets, void* out, int out_dt,
+                        int64_t out_stride) {
     pdl_start();
     constexpr int kN = 8 / sizeof(E);  // elements per 8-byte piece
     // kFast rounds f32/f16 stores to bf16; bf16 stores are already bf16.
@@ -191,6 +203,13 @@ __global__ void __launch_bounds__(kThreads, 2)
         float o = 0.f;
         for (int g = 0; g < groups; ++g) o += acc_s[(g * nq + t) * D + d];
         const float mc = stat_m[t];
+        if (out != nullptr && splits == 1) {
+            // attn_one_store: the partial starts empty, so the fold below would give o and lc
+            // as they are; attn_partial_finalize's arithmetic on them.
+            const float L = mc == kNegInf ? 0.f : stat_l[t];
+            store_out(out, out_dt, t * out_stride + h * D + d, L > 0.f ? o * (1.0f / L) : 0.f);
+            continue;
+        }
         float* st = attn::state_row(part, scratch, splits, split, H, T, h, t, D);
         if (splits > 1) {
             st[d] = mc == kNegInf ? 0.f : o;
@@ -205,6 +224,7 @@ __global__ void __launch_bounds__(kThreads, 2)
         const float wc = mc == kNegInf ? 0.f : expf(mc - M);
         st[d] = st[d] * w0 + o * wc;
     }
+    if (out != nullptr && splits == 1) return;  // written out above
     __syncthreads();  // every o of a row was updated with the old m before m changes
     if (tid < nq) {
         const int t = tid;
@@ -237,7 +257,16 @@ __global__ void __launch_bounds__(kThreads, 2)
     __threadfence();
     if (warp < nq) {  // one warp per query row; kMaxT <= kWarps
         const int64_t row = (h * T + warp) * (D + 2);
-        attn::merge_row(part + row, part + row, scratch + row, splits, H * T * (D + 2), D, lane);
+        // attn_one_store: the partial starts empty (merging it would change no bit).
+        attn::merge_row(part + row, out ? nullptr : part + row, scratch + row, splits,
+                        H * T * (D + 2), D, lane);
+        if (out != nullptr) {  // ... and the merged row is finalised (merge_row ends synced)
+            const float L = part[row + D + 1];
+            for (int d = lane; d < D; d += 32) {
+                store_out(out, out_dt, warp * out_stride + h * D + d,
+                          L > 0.f ? part[row + d] * (1.0f / L) : 0.f);
+            }
+        }
     }
     if (tid == 0) tickets[h] = 0;
 }
@@ -256,11 +285,17 @@ bool attn_decode_supported(const void* k, const void* v, DType kv_dtype, int64_t
 void attn_decode(float* part, const float* q, int64_t q_stride, const void* k, const void* v,
                  DType kv_dtype, int64_t kv_head_stride, int64_t H, int64_t T, int64_t S, int64_t D,
                  float scale, int64_t causal_offset, bool fast, int64_t splits, float* scratch,
-                 unsigned* tickets, void* stream) {
+                 unsigned* tickets, void* stream, void* out, DType out_dtype, int64_t out_stride) {
     FOT_CHECK(attn_decode_supported(k, v, kv_dtype, kv_head_stride, T, D),
               "cuda decode attention: unsupported shape or alignment (T ", T, ", head_dim ", D,
               ")");
     if (S <= 0 || T <= 0 || H <= 0) return;
+    int out_dt = 0;
+    if (out != nullptr) {
+        FOT_CHECK(out_dtype == DType::kF32 || out_dtype == DType::kBF16 || out_dtype == DType::kF16,
+                  "cuda decode attention: output dtype ", dtype_name(out_dtype));
+        out_dt = out_dtype == DType::kBF16 ? 1 : out_dtype == DType::kF16 ? 2 : 0;
+    }
     cudaStream_t st = as_stream(stream);
     const int d = static_cast<int>(D);
     const dim3 grid(static_cast<unsigned>(splits), static_cast<unsigned>(H));
@@ -273,7 +308,7 @@ void attn_decode(float* part, const float* q, int64_t q_stride, const void* k, c
                                                 static_cast<int>(smem)));
             launch_pdl(kernel, grid, kThreads, smem, st, part, q, q_stride,
                        static_cast<const E*>(k), static_cast<const E*>(v), kv_head_stride, H, T, S,
-                       d, scale, causal_offset, splits, scratch, tickets);
+                       d, scale, causal_offset, splits, scratch, tickets, out, out_dt, out_stride);
         };
         if (fast) {
             launch(decode_split_kernel<E, true>);

@@ -132,6 +132,20 @@ void attn_accumulate(float* part,     // (H, T, D + 2)
                      int64_t D, float scale, int64_t causal_offset, bool fast, int64_t splits,
                      float* scratch, unsigned* tickets, void* stream);
 
+// attn_partial_init, attn_accumulate (splits, scratch, tickets as there) and
+// attn_partial_finalize(out, ...) as one launch of the decode kernel, which then writes out
+// itself (the same bits; part is scratch whose contents are left unspecified). Only where
+// attn_accumulate would run the decode kernel (T <= 8, S >= 1, its store requirements) and out
+// is f32/bf16/f16: attn_one_store_supported.
+bool attn_one_store_supported(DType out_dtype, const void* k, const void* v, DType kv_dtype,
+                              int64_t kv_head_stride, int64_t H, int64_t T, int64_t S, int64_t D,
+                              int64_t causal_offset, int64_t splits);
+void attn_one_store(void* out, DType out_dtype, int64_t out_stride, float* part, const float* q,
+                    int64_t q_stride, const void* k, const void* v, DType kv_dtype,
+                    int64_t kv_head_stride, int64_t H, int64_t T, int64_t S, int64_t D, float scale,
+                    int64_t causal_offset, bool fast, int64_t splits, float* scratch,
+                    unsigned* tickets, void* stream);
+
 // The decode kernel alone (attention_decode.cu; T <= 8 queries): one block per head and chunk
 // of at most kDecodeChunk keys, scores by 8 lanes per key and a coalesced P.V, at memory
 // bandwidth.
@@ -141,10 +155,13 @@ void attn_accumulate(float* part,     // (H, T, D + 2)
 constexpr int64_t kDecodeChunk = 512;
 bool attn_decode_supported(const void* k, const void* v, DType kv_dtype, int64_t kv_head_stride,
                            int64_t T, int64_t D);
+// out != null: part starts empty (not read) and the normalised result goes to out
+// [T, out_stride] (f32/bf16/f16) as attn_partial_finalize writes it (attn_one_store).
 void attn_decode(float* part, const float* q, int64_t q_stride, const void* k, const void* v,
                  DType kv_dtype, int64_t kv_head_stride, int64_t H, int64_t T, int64_t S, int64_t D,
                  float scale, int64_t causal_offset, bool fast, int64_t splits, float* scratch,
-                 unsigned* tickets, void* stream);
+                 unsigned* tickets, void* stream, void* out = nullptr,
+                 DType out_dtype = DType::kF32, int64_t out_stride = 0);
 
 // The tensor-core kernel alone (attention_tc.cu; bf16 mma.sync with fp32 accumulation, any T):
 // whether it takes these keys/values (bf16, D <= kMaxHeadDim, rows at least 4-byte aligned),

@@ -121,6 +121,17 @@ class Backend {
     virtual void attn_partial_merge(TensorView out, TensorView parts) = 0;
     // out [T, H*D] = normalised partial; f32, or bf16/f16 (rounded) when it feeds a GEMM.
     virtual void attn_partial_finalize(TensorView out, TensorView part) = 0;
+    // Attention over one store alone (layers without memory): the bits of
+    // attn_partial_init(part), attn_accumulate(part, q, k, v, S, scale, causal_offset),
+    // attn_partial_finalize(out, part). part [H, T, D + 2] is the caller's scratch; its contents
+    // afterwards are unspecified. A backend may do it in one pass (CudaBackend, T <= 8: the
+    // decode kernel writes out itself, one launch instead of three). Default: those three ops.
+    virtual void attn_one_store(TensorView out, TensorView part, TensorView q, TensorView k,
+                                TensorView v, int64_t S, float scale, int64_t causal_offset) {
+        attn_partial_init(part);
+        attn_accumulate(part, q, k, v, S, scale, causal_offset);
+        attn_partial_finalize(out, part);
+    }
     // Writes x [T, H*D] (f32) into store [H, cap, D] rows [at, at + T), converting to the
     // store's dtype (rounding to nearest even for bf16).
     virtual void scatter_heads(TensorView store, int64_t at, TensorView x) = 0;

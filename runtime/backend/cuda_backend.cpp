@@ -606,6 +606,42 @@ void CudaBackend::attn_partial_finalize(TensorView out, TensorView part) {
                               stream_);
 }
 
+void CudaBackend::attn_one_store(TensorView out, TensorView part, TensorView q, TensorView k,
+                                 TensorView v, int64_t S, float scale, int64_t causal_offset) {
+    check_float(out, "attention output");
+    check_f32(part, "attention partial");
+    check_f32(q, "attention queries");
+    check_device(k, "attention keys");
+    check_device(v, "attention values");
+    FOT_ASSERT(part.shape.size() == 3 && k.shape.size() == 3);
+    const int64_t H = part.shape[0], T = part.shape[1], D = part.shape[2] - 2;
+    FOT_ASSERT(k.shape[0] == H && k.shape[2] == D && S <= k.shape[1]);
+    FOT_ASSERT(k.dtype == v.dtype && k.shape == v.shape);
+    FOT_ASSERT(rows_of(q) == T && row_width(q) >= H * D);
+    FOT_ASSERT(rows_of(out) == T && row_width(out) >= H * D);
+    // Decode-sized: the decode kernel starts from an empty state and writes out itself (one
+    // launch). Anything else: the three ops.
+    const int64_t splits = kc::attn_accumulate_splits(H, T, S, D, causal_offset, sm_count_);
+    if (!kc::attn_one_store_supported(out.dtype, k.data, v.data, k.dtype, k.shape[1] * D, H, T, S,
+                                      D, causal_offset, splits)) {
+        Backend::attn_one_store(out, part, q, k, v, S, scale, causal_offset);
+        return;
+    }
+    ProfileScope prof(
+        profiler_.get(), causal_offset < S ? Phase::kLocalAttention : Phase::kMemoryAttention,
+        profiler_ ? 4.0 * static_cast<double>(H * D) * visible_pairs(T, S, causal_offset) : 0.0,
+        2.0 * static_cast<double>(H * S * D) * dtype_size(k.dtype));
+    float* sc = nullptr;
+    if (splits > 1) {
+        sc = static_cast<float*>(
+            scratch(*attn_scratch_, sizeof(float) * static_cast<size_t>(splits * H * T * (D + 2))));
+    }
+    kc::attn_one_store(out.data, out.dtype, row_width(out), part.as<float>(), q.as<float>(),
+                       row_width(q), k.data, v.data, k.dtype, k.shape[1] * D, H, T, S, D, scale,
+                       causal_offset, precision_ == Precision::kFast, splits, sc,
+                       splits > 1 ? split_tickets(H) : nullptr, stream_);
+}
+
 void CudaBackend::scatter_heads(TensorView store, int64_t at, TensorView x) {
     ProfileScope prof(profiler_.get(), Phase::kOther);
     check_device(store, "key/value store");

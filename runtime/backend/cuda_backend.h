@@ -87,6 +87,8 @@ class CudaBackend final : public Backend {
                          float scale, int64_t causal_offset) override;
     void attn_partial_merge(TensorView out, TensorView parts) override;
     void attn_partial_finalize(TensorView out, TensorView part) override;
+    void attn_one_store(TensorView out, TensorView part, TensorView q, TensorView k, TensorView v,
+                        int64_t S, float scale, int64_t causal_offset) override;
     void scatter_heads(TensorView store, int64_t at, TensorView x) override;
     void rope_store_kv(TensorView q, TensorView k, TensorView v, TensorView k_store,
                        TensorView v_store, int64_t at, float theta, bool rotate) override;

@@ -340,8 +340,13 @@ void LongLlama::attention(int64_t l, const Segment& seg) {
 
     const float scale = 1.0f / std::sqrt(static_cast<float>(D_));
     TensorView part = reshape(part_.view(), {H_, T, D_ + 2});
-    backend_.attn_partial_init(part);
     const bool with_memory = slot >= 0 && s.mem_tokens_ > 0;
+    if (!with_memory) {  // the local window alone: one op (one launch in CUDA decode)
+        backend_.attn_one_store(rows_view(attn_, seg.row, T), part, q, lc.k_rot.view(), lc.v.view(),
+                                at + T, scale, at);
+        return;
+    }
+    backend_.attn_partial_init(part);
     // Local causal part: query t (slot at + t) sees slots [0, at + t]. With a distributed
     // memory only mp rank 0 folds it in, so the merge counts it once.
     if (!with_memory || mp_.rank() == 0) {

@@ -297,6 +297,7 @@ TEST_P(BackendOps, EveryOpRejectsAnOutputOfAnotherDevice) {
     Buffer part = be().alloc(kF32, {H, T, D + 2});
     be().attn_partial_init(part.view());
     Buffer parts = be().alloc(kF32, {1, H, T, D + 2});
+    Buffer scratch_part = be().alloc(kF32, {H, T, D + 2});
     Buffer sc = be().alloc(kF32, {H, T, K}), rw = be().alloc(DType::kI64, {H, T, K}),
            ps = be().alloc(DType::kI64, {H, T, K});
     be().memory_topk(sc.view(), rw.view(), ps.view(), x.view(), kv.view(), pos.view(), S, 0.25f);
@@ -330,6 +331,12 @@ TEST_P(BackendOps, EveryOpRejectsAnOutputOfAnotherDevice) {
         {"attn_partial_finalize",
          {T, H * D},
          [&](TensorView o) { be().attn_partial_finalize(o, part.view()); }},
+        {"attn_one_store",
+         {T, H * D},
+         [&](TensorView o) {
+             be().attn_one_store(o, scratch_part.view(), x.view(), kv.view(), kv.view(), S, 0.25f,
+                                 kNoMask);
+         }},
         {"scatter_heads", {H, S, D}, [&](TensorView o) { be().scatter_heads(o, 0, x.view()); }},
         {"logsoftmax_parts",
          {T, 3},
@@ -841,6 +848,54 @@ TEST_P(BackendOps, AttentionPartialInitIsTheEmptyPartial) {
     Buffer part = make_buffer(be(), kF32, {H, T, D + 2}, random_floats(H * T * (D + 2), 16));
     be().attn_partial_init(part.view());
     EXPECT_TRUE(all_close(fetch(be(), part), naive::Partial(H, T, D).floats(), kBitExact));
+}
+
+TEST_P(BackendOps, AttnOneStoreIsInitAccumulateFinalize) {
+    // backend.h: the bits of the three ops, whatever the scratch partial holds (CudaBackend runs
+    // decode shapes as one decode launch that writes the output itself, merging its key splits
+    // in its last block). Decode and prefill rows, causal (the window's last T queries) and
+    // not, key counts that split (S 1100 and 600: 3 and 2 decode chunks of at most 512 keys)
+    // and that do not, every store dtype, f32 and rounded outputs, both precisions.
+    const int64_t H = 2;
+    struct Case {
+        Precision p;
+        int64_t D, T, S;
+        DType store;
+    };
+    const std::vector<Case> cases = {{kEx, 16, 1, 37, kF32},     {kFa, 64, 3, 300, kBF16},
+                                     {kFa, 100, 8, 1100, kBF16}, {kEx, 100, 8, 600, kF32},
+                                     {kEx, 128, 2, 600, kF16},   {kFa, 100, 12, 200, kBF16},
+                                     {kEx, 64, 1, 1, kF32}};
+    for (const Case& c : cases) {
+        be().set_precision(c.p);
+        const int64_t cap = c.S + 5, HD = H * c.D;
+        const float scale = 1.f / std::sqrt(static_cast<float>(c.D));
+        Buffer q = make_buffer(be(), kF32, {c.T, HD},
+                               random_floats(c.T * HD, 210 + uint32_t(c.D), -2.f, 2.f));
+        Buffer k = make_buffer(be(), c.store, {H, cap, c.D}, random_floats(H * cap * c.D, 211));
+        Buffer v = make_buffer(be(), c.store, {H, cap, c.D}, random_floats(H * cap * c.D, 212));
+        for (bool causal : {true, false}) {
+            SCOPED_TRACE(::testing::Message()
+                         << precision_name(c.p) << " D " << c.D << " T " << c.T << " S " << c.S
+                         << " " << dtype_name(c.store) << (causal ? " causal" : ""));
+            const int64_t off = causal ? c.S - c.T : kNoMask;
+            const DType od = causal ? kF32 : be().gemm_input_dtype(kBF16);
+            Buffer part = be().alloc(kF32, {H, c.T, c.D + 2});
+            Buffer want = be().alloc(od, {c.T, HD}), got = be().alloc(od, {c.T, HD});
+            be().attn_partial_init(part.view());
+            be().attn_accumulate(part.view(), q.view(), k.view(), v.view(), c.S, scale, off);
+            be().attn_partial_finalize(want.view(), part.view());
+            Buffer junk = make_buffer(be(), kF32, {H, c.T, c.D + 2},
+                                      random_floats(H * c.T * (c.D + 2), 213, -1e3f, 1e3f));
+            be().attn_one_store(got.view(), junk.view(), q.view(), k.view(), v.view(), c.S, scale,
+                                off);
+            EXPECT_EQ(fetch_bytes(be(), got.view()), fetch_bytes(be(), want.view()));
+            // Not vacuous: the output is not all zeros.
+            const auto w = fetch_f32(be(), want.view());
+            EXPECT_TRUE(std::any_of(w.begin(), w.end(), [](float x) { return x != 0.f; }));
+        }
+    }
+    be().set_precision(kEx);
 }
 
 TEST_P(BackendOps, AttentionQueriesThatSeeNoKeyFinalizeToZero) {
