@@ -20,6 +20,16 @@ struct InvFreq {
     float v[kMaxHalf];
 };
 
+// The rotation of one pair (x1, x2) by (cos, sin), rounded after every product and sum: nvcc
+// would otherwise contract a * b - c * d into an FMA, and could pick the product to fuse
+// differently in two kernels, so rope_kernel and rope_store_kv_kernel gave other bits for the
+// same k (seen on an H200). Without contraction it is also the CPU's arithmetic.
+__device__ __forceinline__ void rope_rotate(float x1, float x2, float cs, float sn, float* y1,
+                                            float* y2) {
+    *y1 = __fsub_rn(__fmul_rn(x1, cs), __fmul_rn(x2, sn));
+    *y2 = __fadd_rn(__fmul_rn(x2, cs), __fmul_rn(x1, sn));
+}
+
 // O: f32, or bf16/f16 when the output is a GEMM input (rounded as the GEMM would round it).
 // kAdd: the residual add first (x += r, written back; add_kernel's arithmetic), so that the
 // norm reads the new x from registers instead of a separate pass. x is written only if kAdd.
@@ -60,9 +70,7 @@ __global__ void rope_kernel(float* x, int64_t T, int64_t H, int64_t D, int64_t s
         const float f = static_cast<float>(first_pos + t) * inv.v[i];
         const float cs = cosf(f), sn = sinf(f);
         float* xh = x + t * stride + h * D;
-        const float x1 = xh[i], x2 = xh[i + half];
-        xh[i] = x1 * cs - x2 * sn;
-        xh[i + half] = x2 * cs + x1 * sn;
+        rope_rotate(xh[i], xh[i + half], cs, sn, &xh[i], &xh[i + half]);
     }
 }
 
@@ -87,12 +95,8 @@ __global__ void rope_store_kv_kernel(float* q, int64_t q_stride, const float* k,
             const float f = static_cast<float>(at + t) * inv.v[i];
             const float cs = cosf(f), sn = sinf(f);
             float* qh = q + t * q_stride + h * D;
-            const float x1 = qh[i], x2 = qh[i + half];
-            qh[i] = x1 * cs - x2 * sn;
-            qh[i + half] = x2 * cs + x1 * sn;
-            const float r1 = k1 * cs - k2 * sn, r2 = k2 * cs + k1 * sn;
-            k1 = r1;
-            k2 = r2;
+            rope_rotate(qh[i], qh[i + half], cs, sn, &qh[i], &qh[i + half]);
+            rope_rotate(k1, k2, cs, sn, &k1, &k2);
         }
         const int64_t row = h * head_stride + (at + t) * D;
         ks[row + i] = from_f32<E>(k1);
