@@ -818,7 +818,11 @@ void memory_topk(float* scores, int64_t* rows, int64_t* positions, const float* 
     FOT_CHECK(path != TopkPath::kFused || fused_ok,
               "cuda memory_topk: the fused path does not take k=", K, " (at most ", kFusedMaxK,
               ")");
-    if (path == TopkPath::kFused || (path == TopkPath::kAuto && fused_ok && T > kDecodeRows)) {
+    // kAuto takes the score-rows path at every T: on an H200 (2026-11-30, 3B shape, k 128) the
+    // fused path's prefill top-k took 5.1 s at 16k tokens against 0.34 s through score rows,
+    // and 148 s at 128k. Its candidate lists (128 KiB per block) leave one block of 8 warps per
+    // SM for fp32 scoring, and the warp-serial list sorts cost about as much as the scores.
+    if (path == TopkPath::kFused) {
         memory_topk_fused(scores, rows, positions, q, q_stride, k, k_dtype, k_head_stride, row_pos,
                           H, T, S, D, K, scale, scratch, scratch_floats, st);
         return;
