@@ -17,6 +17,8 @@
 // values; fast mode rounds q, k, v and the P.V operand to bf16 (runtime/core/precision.h).
 #include <cuda_runtime.h>
 
+#include <cstdlib>
+#include <string>
 #include <type_traits>
 
 #include "kernels/cuda/attention_common.cuh"
@@ -33,7 +35,9 @@ constexpr int kWarps = kThreads / 32;
 constexpr int kMaxT = 8;
 constexpr int kChunk = static_cast<int>(kDecodeChunk);  // keys per block at most
 constexpr int kMaxGroups = 8;                           // key groups of the P.V phase
-static_assert(kMaxT <= kWarps, "the last block merges one query row per warp");
+static_assert(kMaxT <= kThreads, "the last block's threads tid < T own a row each");
+static_assert(kMaxHeadDim * 4 / 8 <= kThreads / 2,
+              "pv_groups >= 2: the last block's merge stages T x (D + 1) floats in acc_s");
 
 // Key groups of the P.V phase for rows of D elements of esz bytes (8-byte pieces).
 __host__ __device__ __forceinline__ int pv_groups(int D, int esz) {
@@ -71,7 +75,11 @@ __device__ __forceinline__ void unpack(const uint2& raw, float* out) {
     }
 }
 
-template <typename E, bool kFast>
+// kPasses: key groups in flight per lane in the score phase (warp_key_dots); kMaxQ: queries
+// the registers are sized for (T <= kMaxQ). One query (decode proper) takes 8 passes: with one
+// dot per key the registers that T = 8 needs for dots hold loads in flight instead (the
+// streaming is latency-bound otherwise: 2 passes keep 1.6 KB per warp in flight).
+template <typename E, bool kFast, int kPasses, int kMaxQ>
 __global__ void __launch_bounds__(kThreads, 2)
     decode_split_kernel(float* part, const float* __restrict__ q, int64_t q_stride,
                         const E* __restrict__ k, const E* __restrict__ v, int64_t kv_head_stride,
@@ -83,8 +91,8 @@ __global__ void __launch_bounds__(kThreads, 2)
     // kFast rounds f32/f16 stores to bf16; bf16 stores are already bf16.
     constexpr bool kRoundKv = kFast && !std::is_same_v<E, __nv_bfloat16>;
     extern __shared__ float4 smem_dec[];
-    __shared__ float red[kWarps][kMaxT];            // block reductions
-    __shared__ float stat_m[kMaxT], stat_l[kMaxT];  // chunk max, sum
+    __shared__ float red[kWarps][kMaxQ];            // block reductions
+    __shared__ float stat_m[kMaxQ], stat_l[kMaxQ];  // chunk max, sum
     __shared__ int last_block;                      // of this head's splits
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -109,17 +117,18 @@ __global__ void __launch_bounds__(kThreads, 2)
     __syncthreads();
 
     // ---- scores: 8 lanes per key (key_dots.cuh), warps on interleaved groups of keys ----
+    constexpr int kKeysPerStep = kKeysPerPass * kPasses;
     for (int j0 = warp * kKeysPerStep; j0 < n; j0 += kWarps * kKeysPerStep) {
-        float dot[kKeyPasses][kMaxT];
-        warp_key_dots<E, kRoundKv, kMaxT>(kh, D, n, j0, qs, D, nq, dot);
+        float dot[kPasses][kMaxQ];
+        warp_key_dots<E, kRoundKv, kMaxQ, kPasses>(kh, D, n, j0, qs, D, nq, dot);
         if (lane % kKeyLanes != 0) continue;
 #pragma unroll
-        for (int b = 0; b < kKeyPasses; ++b) {
+        for (int b = 0; b < kPasses; ++b) {
             const int j = j0 + lane / kKeyLanes + kKeysPerPass * b;
             if (j >= n) continue;
             const int64_t jg = kr.kb + j;
 #pragma unroll
-            for (int t = 0; t < kMaxT; ++t) {
+            for (int t = 0; t < kMaxQ; ++t) {
                 if (t < nq) {
                     const bool visible = !causal || jg <= t + causal_offset;
                     ps[t * kChunk + j] = visible ? dot[b][t] * scale : kNegInf;
@@ -164,21 +173,21 @@ __global__ void __launch_bounds__(kThreads, 2)
 
     // ---- P.V: thread = (piece, key group) ----
     const int piece = tid % pieces, group = tid / pieces;
-    float acc[kMaxT][kN];
+    float acc[kMaxQ][kN];
 #pragma unroll
-    for (int t = 0; t < kMaxT; ++t) {
+    for (int t = 0; t < kMaxQ; ++t) {
 #pragma unroll
         for (int u = 0; u < kN; ++u) acc[t][u] = 0.f;
     }
     if (group < groups) {
         const uint2* col = reinterpret_cast<const uint2*>(vh) + piece;
         const int64_t row_pieces = D / kN;
-#pragma unroll 8
+#pragma unroll(kMaxQ == 1 ? 16 : 8)
         for (int j = group; j < n; j += groups) {
             float e[kN];
             unpack<E, kRoundKv>(__ldg(col + j * row_pieces), e);
 #pragma unroll
-            for (int t = 0; t < kMaxT; ++t) {
+            for (int t = 0; t < kMaxQ; ++t) {
                 if (t < nq) {
                     const float p = ps[t * kChunk + j];
 #pragma unroll
@@ -187,7 +196,7 @@ __global__ void __launch_bounds__(kThreads, 2)
             }
         }
 #pragma unroll
-        for (int t = 0; t < kMaxT; ++t) {  // compile-time t: acc stays in registers
+        for (int t = 0; t < kMaxQ; ++t) {  // compile-time t: acc stays in registers
             if (t < nq) {
 #pragma unroll
                 for (int u = 0; u < kN; ++u)
@@ -255,20 +264,75 @@ __global__ void __launch_bounds__(kThreads, 2)
     __syncthreads();
     if (!last_block) return;
     __threadfence();
-    if (warp < nq) {  // one warp per query row; kMaxT <= kWarps
-        const int64_t row = (h * T + warp) * (D + 2);
-        // attn_one_store: the partial starts empty (merging it would change no bit).
-        attn::merge_row(part + row, out ? nullptr : part + row, scratch + row, splits,
-                        H * T * (D + 2), D, lane);
-        if (out != nullptr) {  // ... and the merged row is finalised (merge_row ends synced)
-            const float L = part[row + D + 1];
-            for (int d = lane; d < D; d += 32) {
-                store_out(out, out_dt, warp * out_stride + h * D + d,
-                          L > 0.f ? part[row + d] * (1.0f / L) : 0.f);
+    // attn::merge_row's arithmetic, spread over the whole block: one warp per row walking the
+    // splits one after another took ~0.5 ms per layer at 254 splits (128k memory; an H200,
+    // 2026-11-30), a serial tail after the streaming. Here every thread owns one (row, dim) or
+    // one row's l and walks the splits in order with its loads unrolled, so the sums keep
+    // merge_row's order and bits. The partial already in part (not with out: it starts empty,
+    // and merging it would change no bit) comes first, as merge_row's `first`.
+    const int64_t slice = H * T * (D + 2);
+    const bool fold_part = out == nullptr;
+    for (int t = 0; t < nq; ++t) {
+        const float* p0 = scratch + (h * T + t) * (D + 2) + D;
+        float mx = kNegInf;
+        for (int64_t r = tid; r < splits; r += kThreads) mx = fmaxf(mx, __ldcg(p0 + r * slice));
+        mx = warp_max(mx);
+        if (lane == 0) red[warp][t] = mx;
+    }
+    __syncthreads();
+    if (tid < nq) {
+        float mx = fold_part ? part[(h * T + tid) * (D + 2) + D] : kNegInf;
+        for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, red[w][tid]);
+        stat_m[tid] = mx;
+    }
+    __syncthreads();
+    for (int i = tid; i < nq * (D + 1); i += kThreads) {  // e = D: the row's l
+        const int t = i / (D + 1), d = i - t * (D + 1);
+        const int e = d < D ? d : D + 1;
+        const int64_t row = (h * T + t) * (D + 2);
+        const float M = stat_m[t];
+        float a = 0.f;
+        if (M != kNegInf) {
+            if (fold_part && part[row + D] != kNegInf) a += part[row + e] * expf(part[row + D] - M);
+            const float* p = scratch + row;
+#pragma unroll 8
+            for (int64_t r = 0; r < splits; ++r) {
+                const float m = __ldcg(p + r * slice + D), x = __ldcg(p + r * slice + e);
+                if (m != kNegInf) a += x * expf(m - M);
             }
         }
+        acc_s[i] = a;  // acc_s holds >= 2 x nq x D floats (pv_groups >= 2)
+    }
+    __syncthreads();
+    for (int i = tid; i < nq * D; i += kThreads) {
+        const int t = i / D, d = i - t * D;
+        const float o = acc_s[t * (D + 1) + d], L = acc_s[t * (D + 1) + D];
+        if (out != nullptr) {  // finalised as attn_partial_finalize does
+            store_out(out, out_dt, t * out_stride + h * D + d, L > 0.f ? o * (1.0f / L) : 0.f);
+        } else {
+            part[(h * T + t) * (D + 2) + d] = o;
+        }
+    }
+    if (tid < nq && out == nullptr) {
+        float* st = part + (h * T + tid) * (D + 2);
+        st[D] = stat_m[tid];
+        st[D + 1] = acc_s[tid * (D + 1) + D];
     }
     if (tid == 0) tickets[h] = 0;
+}
+
+// FOT_CUDA_DECODE_PASSES=2 runs one query with the general kernel (2 passes, registers for 8
+// queries) instead of the one-query kernel (8 passes), for benchmark comparisons; 0 / unset:
+// the default. Both give the same bits (each key's dot is summed the same way).
+int decode_key_passes() {
+    static const int passes = [] {
+        const char* e = std::getenv("FOT_CUDA_DECODE_PASSES");
+        const std::string v = e ? e : "";
+        if (v.empty() || v == "0") return 0;
+        if (v == "2") return 2;
+        FOT_THROW("FOT_CUDA_DECODE_PASSES='", v, "' is not 0 (default) or 2");
+    }();
+    return passes;
 }
 
 }  // namespace
@@ -310,10 +374,13 @@ void attn_decode(float* part, const float* q, int64_t q_stride, const void* k, c
                        static_cast<const E*>(k), static_cast<const E*>(v), kv_head_stride, H, T, S,
                        d, scale, causal_offset, splits, scratch, tickets, out, out_dt, out_stride);
         };
+        const bool one = T == 1 && decode_key_passes() == 0;
         if (fast) {
-            launch(decode_split_kernel<E, true>);
+            launch(one ? decode_split_kernel<E, true, 8, 1>
+                       : decode_split_kernel<E, true, 2, kMaxT>);
         } else {
-            launch(decode_split_kernel<E, false>);
+            launch(one ? decode_split_kernel<E, false, 8, 1>
+                       : decode_split_kernel<E, false, 2, kMaxT>);
         }
     });
     FOT_CUDA_CHECK(cudaGetLastError());

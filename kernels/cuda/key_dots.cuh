@@ -22,29 +22,29 @@
 
 namespace fot::kernels::cuda {
 
-constexpr int kKeyLanes = 8;                             // lanes that share a key
-constexpr int kKeysPerPass = 32 / kKeyLanes;             // keys of one load instruction
-constexpr int kKeyPasses = 2;                            // key groups in flight per lane
-constexpr int kKeysPerStep = kKeysPerPass * kKeyPasses;  // keys per warp_key_dots call
+constexpr int kKeyLanes = 8;                  // lanes that share a key
+constexpr int kKeysPerPass = 32 / kKeyLanes;  // keys of one load instruction
 
-// Rows j = j0 + lane / kKeyLanes + kKeysPerPass * b (b < kKeyPasses) of k (rows of D elements,
+// Rows j = j0 + lane / kKeyLanes + kKeysPerPass * b (b < kPasses) of k (rows of D elements,
 // 8-byte pieces: D * sizeof(E) % 8 == 0, k 8-byte aligned): afterwards every lane of row j's
 // group holds dot[b][t] = sum over d of qs[t * q_ld + d] * k[j][d] for t < nq (0 when j >= n).
 // kRound rounds each key element to bf16 first (the `fast` operand rounding). The lane sums its
 // pieces in order, then the butterfly adds the 8 lanes' sums. Call from all 32 lanes of a warp
-// with a warp-uniform j0 (the butterfly needs every lane).
-template <typename E, bool kRound, int kMaxQ>
+// with a warp-uniform j0 (the butterfly needs every lane). kPasses key groups are in flight
+// per lane: kPasses x 4 loads of 8 bytes before the first use (more passes, more bytes in
+// flight per warp, more registers).
+template <typename E, bool kRound, int kMaxQ, int kPasses>
 __device__ __forceinline__ void warp_key_dots(const E* __restrict__ k, int D, int64_t n, int64_t j0,
                                               const float* qs, int q_ld, int nq,
-                                              float (&dot)[kKeyPasses][kMaxQ]) {
+                                              float (&dot)[kPasses][kMaxQ]) {
     constexpr int kN = 8 / sizeof(E);  // elements per 8-byte piece
     constexpr int kBatch = 4;          // pieces per row and lane loaded before their first use
     const int lane = threadIdx.x & 31, sub = lane % kKeyLanes, slot = lane / kKeyLanes;
     const int pieces = D / kN;
-    const uint2* row[kKeyPasses];
-    bool ok[kKeyPasses];
+    const uint2* row[kPasses];
+    bool ok[kPasses];
 #pragma unroll
-    for (int b = 0; b < kKeyPasses; ++b) {
+    for (int b = 0; b < kPasses; ++b) {
         const int64_t j = j0 + slot + kKeysPerPass * b;
         ok[b] = j < n;
         row[b] = reinterpret_cast<const uint2*>(k + (ok[b] ? j : 0) * D);
@@ -52,9 +52,9 @@ __device__ __forceinline__ void warp_key_dots(const E* __restrict__ k, int D, in
         for (int t = 0; t < kMaxQ; ++t) dot[b][t] = 0.f;
     }
     for (int c0 = sub; c0 < pieces; c0 += kKeyLanes * kBatch) {
-        uint2 raw[kKeyPasses][kBatch];
+        uint2 raw[kPasses][kBatch];
 #pragma unroll
-        for (int b = 0; b < kKeyPasses; ++b) {
+        for (int b = 0; b < kPasses; ++b) {
 #pragma unroll
             for (int i = 0; i < kBatch; ++i) {
                 const int c = c0 + i * kKeyLanes;
@@ -62,7 +62,7 @@ __device__ __forceinline__ void warp_key_dots(const E* __restrict__ k, int D, in
             }
         }
 #pragma unroll
-        for (int b = 0; b < kKeyPasses; ++b) {
+        for (int b = 0; b < kPasses; ++b) {
 #pragma unroll
             for (int i = 0; i < kBatch; ++i) {
                 const int c = c0 + i * kKeyLanes;
@@ -81,7 +81,7 @@ __device__ __forceinline__ void warp_key_dots(const E* __restrict__ k, int D, in
         }
     }
 #pragma unroll
-    for (int b = 0; b < kKeyPasses; ++b) {
+    for (int b = 0; b < kPasses; ++b) {
 #pragma unroll
         for (int t = 0; t < kMaxQ; ++t) {
             if (t < nq) dot[b][t] = warp_sum<kKeyLanes>(dot[b][t]);

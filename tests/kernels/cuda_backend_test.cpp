@@ -341,6 +341,42 @@ TEST_F(CudaBackendTest, DecodeSplitMergeInTheLastBlockRearmsItsTickets) {
         << "the case must split its keys";
 }
 
+// One query (decode proper) runs a decode kernel built for one query (more keys in flight per
+// lane); more queries run the general one. Each query row's arithmetic is the same in both, so
+// row 0 of a two-query call equals the one-query call bit for bit: with one split (folded into
+// the partial in the block) and with many (merged by the last block).
+TEST_F(CudaBackendTest, DecodeOneQueryKernelGivesTheRowOfTheGeneralKernel) {
+    const int64_t H = 3, D = 100;
+    for (int64_t S : {100, 3000}) {
+        for (DType kv : {DType::kBF16, DType::kF32}) {
+            SCOPED_TRACE(::testing::Message() << "S " << S << " " << dtype_name(kv));
+            const auto qv = random_floats(2 * H * D, 95, -2.f, 2.f);
+            Buffer q2 = make_buffer(*gpu_, DType::kF32, {2, H * D}, qv);
+            Buffer q1 = make_buffer(*gpu_, DType::kF32, {1, H * D},
+                                    std::vector<float>(qv.begin(), qv.begin() + H * D));
+            Buffer k = make_buffer(*gpu_, kv, {H, S, D}, random_floats(H * S * D, 96));
+            Buffer v = make_buffer(*gpu_, kv, {H, S, D}, random_floats(H * S * D, 97));
+            auto run = [&](Buffer& q, int64_t T) {
+                Buffer part = gpu_->alloc(DType::kF32, {H, T, D + 2});
+                gpu_->attn_partial_init(part.view());
+                gpu_->attn_accumulate(part.view(), q.view(), k.view(), v.view(), S, 0.1f, kNoMask);
+                return gpu_f32(part);
+            };
+            const std::vector<uint32_t> one = fetch_bits(run(q1, 1)), two = fetch_bits(run(q2, 2));
+            for (int64_t h = 0; h < H; ++h) {
+                for (int64_t d = 0; d < D + 2; ++d) {
+                    ASSERT_EQ(one[h * (D + 2) + d], two[h * 2 * (D + 2) + d])
+                        << "head " << h << " element " << d;
+                }
+            }
+        }
+    }
+    ASSERT_GT(kernels::cuda::attn_accumulate_splits(3, 1, 3000, D, kNoMask, 1), 1)
+        << "the long case must split its keys";
+    ASSERT_EQ(kernels::cuda::attn_accumulate_splits(3, 1, 100, D, kNoMask, 1000), 1)
+        << "the short case must not, on any device";
+}
+
 // Checkpoint loads ([F14]): row blocks through the two pinned staging buffers arrive in order,
 // cover every row once and land where they belong, for a tensor of many blocks and for rows
 // wider than the staging (which then grows to one row).
