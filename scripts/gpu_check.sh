@@ -17,8 +17,8 @@
 #   bench      fot_gpu_bench, 3B shape: fast dense prefill 16k/64k/128k and decode after each,
 #              exact dense 16k, fast top-k (k 128) 16k and 64k, fast dense 16k again with
 #              FOT_CUDA_PDL=0, top-k 16k again with FOT_CUDA_TOPK=fused and dense 128k again
-#              with FOT_CUDA_DECODE_PASSES=2 (the ordinary launches, the fused top-k prefill
-#              path and the general decode kernel, for comparison), top-k 128k;
+#              with FOT_CUDA_DECODE_PASSES=8 (the ordinary launches, the fused top-k prefill
+#              path and the decode kernel without staged values, for comparison), top-k 128k;
 #              per-phase tables (FOT_BENCH_ARGS replaces these runs with one)
 #   sass       cuobjdump -sass of the attention kernels: HMMA present, no local-memory spills
 #
@@ -161,15 +161,15 @@ bench_cmd="rc=0;"
 for r in "${bench_runs[@]}"; do bench_cmd="$bench_cmd $bench_bin $r || rc=1;"; done
 # Decode at 16k with programmatic dependent launch off (kernels/cuda/pdl.cuh), against the
 # first run's 16k decode; the fused top-k prefill path at 16k, against the default score-rows
-# one; 128k decode through the general decode kernel (FOT_CUDA_DECODE_PASSES=2) against the
-# one-query kernel of the first run; then top-k at 128k (the target "top-k decode <= dense decode at 128k memory"), last because
+# one; 128k decode through the one-query decode kernel without staged value rows
+# (FOT_CUDA_DECODE_PASSES=8) against the staged one of the first run; then top-k at 128k (the target "top-k decode <= dense decode at 128k memory"), last because
 # its prefill time is the least known: if the step's limit ends it, the runs before it are in
 # bench.log already.
 [ -z "${FOT_BENCH_ARGS:-}" ] && bench_cmd="$bench_cmd FOT_CUDA_PDL=0 $bench_bin --precision fast \
 --retrieval dense --lengths 16k --decode-steps 32 --no-ceilings || rc=1; \
 FOT_CUDA_TOPK=fused $bench_bin --precision fast \
 --retrieval topk --k 128 --lengths 16k --decode-steps 4 --no-ceilings || rc=1; \
-FOT_CUDA_DECODE_PASSES=2 $bench_bin --precision fast \
+FOT_CUDA_DECODE_PASSES=8 $bench_bin --precision fast \
 --retrieval dense --lengths 128k --decode-steps 32 --no-ceilings || rc=1; \
 $bench_bin --precision fast --retrieval topk --k 128 --lengths 128k --decode-steps 16 \
 --no-ceilings || rc=1;"

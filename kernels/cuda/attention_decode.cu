@@ -15,6 +15,12 @@
 // block of the head to finish (a ticket counter per head) merges the slices into the
 // partial, in split order (no merge launch). Exact mode computes in fp32 from the stored
 // values; fast mode rounds q, k, v and the P.V operand to bf16 (runtime/core/precision.h).
+//
+// Three instances, the same bits: T 2..8 (registers for 8 queries' dots, 2 key groups in
+// flight per lane); one query (8 key groups in flight per lane, 16 value rows per thread in
+// P.V); one query with the chunk's value rows staged in shared memory by cp.async at the
+// start (when they fit 100 KiB: bf16/f16 up to head_dim 100), so that V streams in while K is
+// scored instead of after it (4 key groups in flight; the staged P.V needs no latency hiding).
 #include <cuda_runtime.h>
 
 #include <cstdlib>
@@ -58,10 +64,21 @@ __device__ __forceinline__ void store_out(void* out, int out_dt, int64_t i, floa
 }
 
 // Dynamic shared memory: qs [T][D], ps [T][kChunk], acc [groups][T][D] floats.
-size_t smem_bytes(int64_t T, int64_t D, int esz) {
-    return sizeof(float) *
-           static_cast<size_t>(T * D + T * kChunk + pv_groups(static_cast<int>(D), esz) * T * D);
+// Then, when the chunk's value rows are staged (stage_v), kChunk rows of D elements at a
+// 16-byte aligned offset.
+__host__ __device__ __forceinline__ size_t smem_floats_bytes(int64_t T, int64_t D, int esz) {
+    const size_t b =
+        sizeof(float) *
+        static_cast<size_t>(T * D + T * kChunk + pv_groups(static_cast<int>(D), esz) * T * D);
+    return (b + 15) / 16 * 16;
 }
+size_t smem_bytes(int64_t T, int64_t D, int esz, bool stage_v) {
+    return smem_floats_bytes(T, D, esz) +
+           (stage_v ? static_cast<size_t>(kChunk) * static_cast<size_t>(D * esz) : 0);
+}
+// Staged value rows at most: two blocks (the launch bounds) still fit an SM's 228 KiB of
+// shared memory with them (bf16/f16 rows up to head_dim 100, f32 up to 50).
+constexpr size_t kStageMaxBytes = 102400;
 
 // The elements of an 8-byte piece of a row, as floats (rounded to bf16 when kRound).
 template <typename E, bool kRound>
@@ -76,16 +93,18 @@ __device__ __forceinline__ void unpack(const uint2& raw, float* out) {
 }
 
 // kPasses: key groups in flight per lane in the score phase (warp_key_dots); kMaxQ: queries
-// the registers are sized for (T <= kMaxQ). One query (decode proper) takes 8 passes: with one
-// dot per key the registers that T = 8 needs for dots hold loads in flight instead (the
-// streaming is latency-bound otherwise: 2 passes keep 1.6 KB per warp in flight).
-template <typename E, bool kFast, int kPasses, int kMaxQ>
+// the registers are sized for (T <= kMaxQ). One query (decode proper) takes 8 passes unstaged:
+// with one dot per key the registers that T = 8 needs for dots hold loads in flight instead
+// (the streaming is latency-bound otherwise: 2 passes keep 1.6 KB per warp in flight).
+// kStageV (one query only): the chunk's value rows are staged in shared memory (below).
+template <typename E, bool kFast, int kPasses, int kMaxQ, bool kStageV>
 __global__ void __launch_bounds__(kThreads, 2)
     decode_split_kernel(float* part, const float* __restrict__ q, int64_t q_stride,
                         const E* __restrict__ k, const E* __restrict__ v, int64_t kv_head_stride,
                         int64_t H, int64_t T, int64_t S, int D, float scale, int64_t causal_offset,
                         int64_t splits, float* scratch, unsigned* tickets, void* out, int out_dt,
                         int64_t out_stride) {
+    static_assert(!kStageV || kMaxQ == 1, "value rows are staged for one query only");
     pdl_start();
     constexpr int kN = 8 / sizeof(E);  // elements per 8-byte piece
     // kFast rounds f32/f16 stores to bf16; bf16 stores are already bf16.
@@ -109,6 +128,26 @@ __global__ void __launch_bounds__(kThreads, 2)
     float* ps = qs + nq * D;                         // [nq][kChunk]: scores, then p
     float* acc_s = ps + nq * kChunk;                 // [groups][nq][D]
 
+    // kStageV: the chunk's value rows (contiguous, n x D elements) go to shared memory with
+    // cp.async now, so that they stream in while the keys are scored; P.V then reads them there.
+    uint2* vstage = reinterpret_cast<uint2*>(reinterpret_cast<char*>(smem_dec) +
+                                             smem_floats_bytes(T, D, sizeof(E)));
+    if constexpr (kStageV) {
+        const int64_t bytes = static_cast<int64_t>(n) * D * static_cast<int64_t>(sizeof(E));
+        if (reinterpret_cast<uintptr_t>(vh) % 16 == 0 && bytes % 16 == 0) {
+            const uint4* src = reinterpret_cast<const uint4*>(vh);
+            uint4* dst = reinterpret_cast<uint4*>(vstage);
+            for (int64_t p = tid; p < bytes / 16; p += kThreads) {
+                mma::cp_async<16>(dst + p, src + p, true);
+            }
+        } else {
+            const uint2* src = reinterpret_cast<const uint2*>(vh);
+            for (int64_t p = tid; p < bytes / 8; p += kThreads) {
+                mma::cp_async<8>(vstage + p, src + p, true);
+            }
+        }
+        mma::cp_async_commit();
+    }
     for (int i = tid; i < nq * D; i += kThreads) {
         const int t = i / D, d = i - t * D;
         const float x = q[t * q_stride + h * D + d];
@@ -179,21 +218,34 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll
         for (int u = 0; u < kN; ++u) acc[t][u] = 0.f;
     }
+    if constexpr (kStageV) {
+        mma::cp_async_wait<0>();
+        __syncthreads();  // every thread's staged rows are visible
+    }
     if (group < groups) {
-        const uint2* col = reinterpret_cast<const uint2*>(vh) + piece;
         const int64_t row_pieces = D / kN;
-#pragma unroll(kMaxQ == 1 ? 16 : 8)
-        for (int j = group; j < n; j += groups) {
-            float e[kN];
-            unpack<E, kRoundKv>(__ldg(col + j * row_pieces), e);
+        // The same sums from global memory or from the staged rows.
+        auto pv = [&](auto row_piece) {
+#pragma unroll(kStageV ? 4 : kMaxQ == 1 ? 16 : 8)  // staged rows: no memory latency
+            for (int j = group; j < n; j += groups) {
+                float e[kN];
+                unpack<E, kRoundKv>(row_piece(j), e);
 #pragma unroll
-            for (int t = 0; t < kMaxQ; ++t) {
-                if (t < nq) {
-                    const float p = ps[t * kChunk + j];
+                for (int t = 0; t < kMaxQ; ++t) {
+                    if (t < nq) {
+                        const float p = ps[t * kChunk + j];
 #pragma unroll
-                    for (int u = 0; u < kN; ++u) acc[t][u] = fmaf(p, e[u], acc[t][u]);
+                        for (int u = 0; u < kN; ++u) acc[t][u] = fmaf(p, e[u], acc[t][u]);
+                    }
                 }
             }
+        };
+        if constexpr (kStageV) {
+            const uint2* col = vstage + piece;
+            pv([&](int j) { return col[j * row_pieces]; });
+        } else {
+            const uint2* col = reinterpret_cast<const uint2*>(vh) + piece;
+            pv([&](int j) { return __ldg(col + j * row_pieces); });
         }
 #pragma unroll
         for (int t = 0; t < kMaxQ; ++t) {  // compile-time t: acc stays in registers
@@ -321,18 +373,20 @@ __global__ void __launch_bounds__(kThreads, 2)
     if (tid == 0) tickets[h] = 0;
 }
 
-// FOT_CUDA_DECODE_PASSES=2 runs one query with the general kernel (2 passes, registers for 8
-// queries) instead of the one-query kernel (8 passes), for benchmark comparisons; 0 / unset:
-// the default. Both give the same bits (each key's dot is summed the same way).
-int decode_key_passes() {
-    static const int passes = [] {
+// FOT_CUDA_DECODE_PASSES, for benchmark comparisons: 2 runs one query with the general kernel
+// (2 passes, registers for 8 queries); 8 with the one-query kernel (8 passes) but without
+// staged value rows; 0 / unset: the default (one-query kernel, value rows staged when they
+// fit). All give the same bits (each key's dot and each P.V sum is summed the same way).
+int decode_variant() {
+    static const int variant = [] {
         const char* e = std::getenv("FOT_CUDA_DECODE_PASSES");
         const std::string v = e ? e : "";
         if (v.empty() || v == "0") return 0;
         if (v == "2") return 2;
-        FOT_THROW("FOT_CUDA_DECODE_PASSES='", v, "' is not 0 (default) or 2");
+        if (v == "8") return 8;
+        FOT_THROW("FOT_CUDA_DECODE_PASSES='", v, "' is not 0 (default), 2 or 8");
     }();
-    return passes;
+    return variant;
 }
 
 }  // namespace
@@ -363,7 +417,13 @@ void attn_decode(float* part, const float* q, int64_t q_stride, const void* k, c
     cudaStream_t st = as_stream(stream);
     const int d = static_cast<int>(D);
     const dim3 grid(static_cast<unsigned>(splits), static_cast<unsigned>(H));
-    const size_t smem = smem_bytes(T, D, static_cast<int>(dtype_size(kv_dtype)));
+    const int esz = static_cast<int>(dtype_size(kv_dtype));
+    const int variant = decode_variant();
+    const bool one = T == 1 && variant != 2;
+    const bool stage_v =
+        one && variant != 8 &&
+        static_cast<size_t>(kChunk) * static_cast<size_t>(D * esz) <= kStageMaxBytes;
+    const size_t smem = smem_bytes(T, D, esz, stage_v);
     dispatch_float_dtype(kv_dtype, "cuda decode attention keys/values", [&](auto* tag) {
         using E = std::remove_pointer_t<decltype(tag)>;
         auto launch = [&](auto kernel) {
@@ -374,13 +434,22 @@ void attn_decode(float* part, const float* q, int64_t q_stride, const void* k, c
                        static_cast<const E*>(k), static_cast<const E*>(v), kv_head_stride, H, T, S,
                        d, scale, causal_offset, splits, scratch, tickets, out, out_dt, out_stride);
         };
-        const bool one = T == 1 && decode_key_passes() == 0;
         if (fast) {
-            launch(one ? decode_split_kernel<E, true, 8, 1>
-                       : decode_split_kernel<E, true, 2, kMaxT>);
+            if (stage_v) {
+                launch(decode_split_kernel<E, true, 4, 1, true>);
+            } else if (one) {
+                launch(decode_split_kernel<E, true, 8, 1, false>);
+            } else {
+                launch(decode_split_kernel<E, true, 2, kMaxT, false>);
+            }
         } else {
-            launch(one ? decode_split_kernel<E, false, 8, 1>
-                       : decode_split_kernel<E, false, 2, kMaxT>);
+            if (stage_v) {
+                launch(decode_split_kernel<E, false, 4, 1, true>);
+            } else if (one) {
+                launch(decode_split_kernel<E, false, 8, 1, false>);
+            } else {
+                launch(decode_split_kernel<E, false, 2, kMaxT, false>);
+            }
         }
     });
     FOT_CUDA_CHECK(cudaGetLastError());

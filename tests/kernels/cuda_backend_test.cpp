@@ -342,9 +342,10 @@ TEST_F(CudaBackendTest, DecodeSplitMergeInTheLastBlockRearmsItsTickets) {
 }
 
 // One query (decode proper) runs a decode kernel built for one query (more keys in flight per
-// lane); more queries run the general one. Each query row's arithmetic is the same in both, so
-// row 0 of a two-query call equals the one-query call bit for bit: with one split (folded into
-// the partial in the block) and with many (merged by the last block).
+// lane; bf16 values at head_dim 100 staged in shared memory, f32 ones not: they do not fit);
+// more queries run the general one. Each query row's arithmetic is the same in all, so row 0
+// of a two-query call equals the one-query call bit for bit: with one split (folded into the
+// partial in the block) and with many (merged by the last block).
 TEST_F(CudaBackendTest, DecodeOneQueryKernelGivesTheRowOfTheGeneralKernel) {
     const int64_t H = 3, D = 100;
     for (int64_t S : {100, 3000}) {
