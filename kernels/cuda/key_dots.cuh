@@ -98,10 +98,10 @@ __host__ __device__ __forceinline__ int stage_ld(int pieces) {
 // Copies rows [0, rows) (rows <= 32) of src (consecutive rows of `pieces` 8-byte pieces, 8-byte
 // aligned) to tile (row r at tile + r * stage_ld(pieces)): lane i copies flat pieces i, i + 32,
 // ..., so each instruction reads 256 contiguous bytes, with cp.async (no registers held while
-// the copies are in flight). On return the whole tile is visible to every lane of the warp.
-// Call from all 32 lanes.
-__device__ __forceinline__ void warp_stage_rows(uint2* tile, const uint2* __restrict__ src,
-                                                int pieces, int rows) {
+// the copies are in flight), committed as one group. They are visible to the warp after
+// mma::cp_async_wait and __syncwarp (warp_stage_rows does both). Call from all 32 lanes.
+__device__ __forceinline__ void warp_stage_rows_issue(uint2* tile, const uint2* __restrict__ src,
+                                                      int pieces, int rows) {
     const int lane = threadIdx.x & 31, ld = stage_ld(pieces), total = pieces * rows;
     int r = 0, c = lane;  // (row, piece) of flat piece p, kept without a division
     while (c >= pieces) {
@@ -117,6 +117,13 @@ __device__ __forceinline__ void warp_stage_rows(uint2* tile, const uint2* __rest
         }
     }
     mma::cp_async_commit();
+}
+
+// warp_stage_rows_issue, then waits: on return the whole tile is visible to every lane of the
+// warp.
+__device__ __forceinline__ void warp_stage_rows(uint2* tile, const uint2* __restrict__ src,
+                                                int pieces, int rows) {
+    warp_stage_rows_issue(tile, src, pieces, rows);
     mma::cp_async_wait<0>();
     __syncwarp();
 }

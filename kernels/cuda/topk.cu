@@ -252,51 +252,78 @@ size_t score_decode_smem(int64_t D, int64_t esz) {
     return sizeof(uint2) * static_cast<size_t>(kDecodeScoreWarps * 32 * stage_ld(pieces));
 }
 
-template <typename E>
+// kRows: the query rows the registers and loops are sized for (rows <= kRows): 1 for decode
+// proper. With 8 for one row, ncu on an H200 (session 9) counted 14 of 32 threads not
+// predicated off per issued instruction: the unrolled loops of the 7 absent rows were issued
+// anyway, and L1 (one shared-memory load of q per multiply-add) was 73% busy.
+template <typename E, int kRows>
 __global__ void __launch_bounds__(kDecodeScoreThreads)
     score_decode_kernel(float* out, const float* __restrict__ q, int64_t q_stride,
                         const E* __restrict__ k, int64_t k_head_stride, int64_t h0, int64_t t0,
                         int64_t Tc, int64_t nt, int64_t S, int D, float scale) {
     pdl_start();
     constexpr int kN = 8 / sizeof(E);
-    __shared__ float qs[kDecodeRows][kMaxHeadDim];
+    __shared__ float4 qs4[kRows][kMaxHeadDim / 4];  // float4: 16-byte aligned rows
+    float(*qs)[kMaxHeadDim] = reinterpret_cast<float(*)[kMaxHeadDim]>(qs4);
     extern __shared__ uint2 stage_smem[];
     const int64_t hh = blockIdx.y, h = h0 + hh;
     const int rows = static_cast<int>(nt);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int64_t jw = static_cast<int64_t>(blockIdx.x) * kDecodeScoreThreads + warp * 32;
+    const int pieces = D / kN, ld = stage_ld(pieces);
+    const int nk = static_cast<int>(min64(32, max64(0, S - jw)));
+    uint2* tile = stage_smem + warp * 32 * ld;
+    // The warp's key rows are in flight while the queries are loaded (one round trip less).
+    if (nk > 0) {
+        warp_stage_rows_issue(tile, reinterpret_cast<const uint2*>(k + h * k_head_stride + jw * D),
+                              pieces, nk);
+    }
     for (int i = threadIdx.x; i < rows * D; i += kDecodeScoreThreads) {
         const int r = i / D, d = i - r * D;
         qs[r][d] = q[(t0 + r) * q_stride + h * D + d];
     }
     __syncthreads();
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int64_t jw = static_cast<int64_t>(blockIdx.x) * kDecodeScoreThreads + warp * 32;
-    if (jw >= S) return;  // warp-uniform; no block barrier follows
-    const int pieces = D / kN, ld = stage_ld(pieces);
-    const int nk = static_cast<int>(min64(32, S - jw));
-    uint2* tile = stage_smem + warp * 32 * ld;
-    warp_stage_rows(tile, reinterpret_cast<const uint2*>(k + h * k_head_stride + jw * D), pieces,
-                    nk);
+    if (nk == 0) return;  // warp-uniform; no block barrier follows
+    mma::cp_async_wait<0>();
+    __syncwarp();
     if (lane >= nk) return;
     const uint2* row = tile + lane * ld;
-    float dot[kDecodeRows];
+    float dot[kRows];
 #pragma unroll
-    for (int r = 0; r < kDecodeRows; ++r) dot[r] = 0.f;
+    for (int r = 0; r < kRows; ++r) dot[r] = 0.f;
 #pragma unroll 4
     for (int c = 0; c < pieces; ++c) {
         const uint2 raw = row[c];
         const E* e = reinterpret_cast<const E*>(&raw);
+        float kv[kN];
 #pragma unroll
-        for (int u = 0; u < kN; ++u) {
-            const float kv = to_f32(e[u]);
+        for (int u = 0; u < kN; ++u) kv[u] = to_f32(e[u]);
 #pragma unroll
-            for (int r = 0; r < kDecodeRows; ++r) {
-                if (r < rows) dot[r] = fmaf(qs[r][c * kN + u], kv, dot[r]);
+        for (int r = 0; r < kRows; ++r) {
+            if (r < rows) {
+                // The piece's kN query values in one shared-memory load (16 or 8 bytes, aligned:
+                // c * kN floats into a row of kMaxHeadDim), summed in d order as before.
+                float qv[kN];
+                if constexpr (kN == 4) {
+                    const float4 f = *reinterpret_cast<const float4*>(&qs[r][c * kN]);
+                    qv[0] = f.x;
+                    qv[1] = f.y;
+                    qv[2] = f.z;
+                    qv[3] = f.w;
+                } else {
+                    static_assert(kN == 2, "8-byte pieces of 2- or 4-byte elements");
+                    const float2 f = *reinterpret_cast<const float2*>(&qs[r][c * kN]);
+                    qv[0] = f.x;
+                    qv[1] = f.y;
+                }
+#pragma unroll
+                for (int u = 0; u < kN; ++u) dot[r] = fmaf(qv[u], kv[u], dot[r]);
             }
         }
     }
     const int64_t j = jw + lane;
 #pragma unroll
-    for (int r = 0; r < kDecodeRows; ++r) {
+    for (int r = 0; r < kRows; ++r) {
         if (r < rows) out[(hh * Tc + r) * S + j] = dot[r] * scale;
     }
 }
@@ -860,12 +887,19 @@ void memory_topk(float* scores, int64_t* rows, int64_t* positions, const float* 
                         static_cast<unsigned>((S + kDecodeScoreThreads - 1) / kDecodeScoreThreads),
                         static_cast<unsigned>(nh));
                     const size_t smem = score_decode_smem(D, esz);
-                    FOT_CUDA_CHECK(cudaFuncSetAttribute(score_decode_kernel<E>,
-                                                        cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                        static_cast<int>(smem)));
-                    launch_pdl(score_decode_kernel<E>, grid, kDecodeScoreThreads, smem, st,
-                               score_rows, q, q_stride, static_cast<const E*>(k), k_head_stride, h0,
-                               t0, Tc, nt, S, static_cast<int>(D), scale);
+                    auto launch = [&](auto kernel) {
+                        FOT_CUDA_CHECK(cudaFuncSetAttribute(
+                            kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                            static_cast<int>(smem)));
+                        launch_pdl(kernel, grid, kDecodeScoreThreads, smem, st, score_rows, q,
+                                   q_stride, static_cast<const E*>(k), k_head_stride, h0, t0, Tc,
+                                   nt, S, static_cast<int>(D), scale);
+                    };
+                    if (nt == 1) {
+                        launch(score_decode_kernel<E, 1>);
+                    } else {
+                        launch(score_decode_kernel<E, kDecodeRows>);
+                    }
                     return;
                 }
                 FOT_CUDA_CHECK(cudaFuncSetAttribute(score_kernel<E>,

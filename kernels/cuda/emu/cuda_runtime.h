@@ -33,6 +33,9 @@ struct dim3 {
 struct float4 {
     float x, y, z, w;
 };
+struct float2 {
+    float x, y;
+};
 struct uint4 {
     unsigned x, y, z, w;
 };
