@@ -16,11 +16,14 @@
 #              tests (kernels_backend_conformance_cuda, filtered by FOT_SANITIZE_FILTER)
 #   bench      fot_gpu_bench, 3B shape: fast dense prefill 16k/64k/128k and decode after each,
 #              exact dense 16k, fast top-k (k 128) 16k and 64k, fast dense 16k again with
-#              FOT_CUDA_PDL=0, top-k 16k again with FOT_CUDA_TOPK=fused and dense 128k again
-#              with FOT_CUDA_DECODE_PASSES=8 (the ordinary launches, the fused top-k prefill
-#              path and the decode kernel without staged values, for comparison), top-k 128k;
+#              FOT_CUDA_PDL=0 and with FOT_CUDA_GEMV_SPLIT=1, top-k 64k again with
+#              FOT_CUDA_TOPK=rows-one-block (the ordinary launches, the GEMV without split-K
+#              and the one-block top-k select, for comparison), top-k 128k;
 #              per-phase tables (FOT_BENCH_ARGS replaces these runs with one)
 #   sass       cuobjdump -sass of the attention kernels: HMMA present, no local-memory spills
+#   ncu        when Nsight Compute is there: SpeedOfLight and Occupancy of the first decode
+#              step's GEMVs (layers 0-1: q|k|v, o, gate|up with SiLU-mul, down) and of its
+#              top-k scoring launches (fast top-k 16k)
 #
 # Where the binaries come from:
 #   - default: configure and build build-gpu-check/ here with -DFOT_CUDA=ON (needs fotrt's
@@ -65,7 +68,7 @@ while [ $# -gt 0 ]; do
 done
 out="${out:-$PWD/gpu-check-out}"
 for s in $(echo "$skip" | tr ',' ' '); do
-    case "$s" in build | device | tests | sanitize | sass | bench) ;; *) die "--skip: unknown step '$s' (build, device, tests, sanitize, sass, bench)" ;; esac
+    case "$s" in build | device | tests | sanitize | sass | bench | ncu) ;; *) die "--skip: unknown step '$s' (build, device, tests, sanitize, sass, bench, ncu)" ;; esac
 done
 
 test_bins=(kernels_cuda_factory_test kernels_backend_conformance_cuda kernels_cuda_golden_test kernels_cuda_golden_fast_test)
@@ -159,22 +162,34 @@ for tool in memcheck racecheck synccheck initcheck; do
 done
 bench_cmd="rc=0;"
 for r in "${bench_runs[@]}"; do bench_cmd="$bench_cmd $bench_bin $r || rc=1;"; done
-# Decode at 16k with programmatic dependent launch off (kernels/cuda/pdl.cuh), against the
-# first run's 16k decode; the fused top-k prefill path at 16k, against the default score-rows
-# one; 128k decode through the one-query decode kernel without staged value rows
-# (FOT_CUDA_DECODE_PASSES=8) against the staged one of the first run; then top-k at 128k (the target "top-k decode <= dense decode at 128k memory"), last because
-# its prefill time is the least known: if the step's limit ends it, the runs before it are in
+# Decode at 16k with programmatic dependent launch off (kernels/cuda/pdl.cuh), and with the
+# decode GEMV one warp per row pair over all of K (FOT_CUDA_GEMV_SPLIT=1, session 9's kernel),
+# against the first run's 16k decode; top-k at 64k with one select block per row
+# (FOT_CUDA_TOPK=rows-one-block) against the sliced select of the top-k 64k run; then top-k at
+# 128k (the target "top-k decode <= dense decode at 128k memory"), last because its prefill
+# (40 s in session 9) is the longest: if the step's limit ends it, the runs before it are in
 # bench.log already.
 [ -z "${FOT_BENCH_ARGS:-}" ] && bench_cmd="$bench_cmd FOT_CUDA_PDL=0 $bench_bin --precision fast \
 --retrieval dense --lengths 16k --decode-steps 32 --no-ceilings || rc=1; \
-FOT_CUDA_TOPK=fused $bench_bin --precision fast \
---retrieval topk --k 128 --lengths 16k --decode-steps 4 --no-ceilings || rc=1; \
-FOT_CUDA_DECODE_PASSES=8 $bench_bin --precision fast \
---retrieval dense --lengths 128k --decode-steps 32 --no-ceilings || rc=1; \
+FOT_CUDA_GEMV_SPLIT=1 $bench_bin --precision fast \
+--retrieval dense --lengths 16k --decode-steps 32 --no-ceilings || rc=1; \
+FOT_CUDA_TOPK=rows-one-block $bench_bin --precision fast \
+--retrieval topk --k 128 --lengths 64k --decode-steps 16 --no-ceilings || rc=1; \
 $bench_bin --precision fast --retrieval topk --k 128 --lengths 128k --decode-steps 16 \
 --no-ceilings || rc=1;"
 add_step sass 30 sass.log "$root/scripts/check_sass.sh $kernel_test"
 add_step bench "${FOT_BENCH_LIMIT:-240}" bench.log "$bench_cmd exit \$rc"
+# Per-kernel figures for what the bench cannot separate. The prefill's only GEMV is the last
+# row's LM head (skipped); decode then runs 4 GEMVs per layer; top-k scoring runs in the
+# memory layers only.
+ncu_bin="$(command -v ncu || echo /usr/local/cuda/bin/ncu)"
+if [ -x "$ncu_bin" ] || [ "$dry_run" = 1 ]; then
+    ncu_run="$ncu_bin --section SpeedOfLight --section Occupancy"
+    ncu_app="$bench_bin --precision fast --retrieval topk --k 128 --lengths 16k --decode-steps 1 --no-ceilings"
+    add_step ncu 120 ncu.log "rc=0; $ncu_run --kernel-name regex:gemv_kernel --launch-skip 1" \
+        "--launch-count 8 $ncu_app || rc=1; $ncu_run --kernel-name regex:score_decode_kernel" \
+        "--launch-count 3 $ncu_app || rc=1; exit \$rc"
+fi
 
 if [ "$dry_run" = 1 ]; then
     echo "gpu_check.sh --dry-run: would write logs and summary.json to $out and run:"

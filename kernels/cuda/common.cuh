@@ -72,6 +72,13 @@ __device__ __forceinline__ __half from_f32<__half>(float f) {
     return __float2half_rn(f);
 }
 
+// silu(g) * u: the one formula of silu_mul and of the GEMV's fused gate|up epilogue. Written
+// without contractible pairs (nvcc could fuse the add into expf's last multiply differently
+// in each kernel, as it did with RoPE's rotation), so both give the same bits.
+__device__ __forceinline__ float silu_times(float g, float u) {
+    return __fmul_rn(g / __fadd_rn(1.0f, expf(-g)), u);
+}
+
 // ---- reductions ------------------------------------------------------------------------------
 // Butterfly reductions: every lane ends with the same bits (each step adds the same two
 // operands in every lane, and float addition is commutative).

@@ -27,8 +27,7 @@ __global__ void silu_mul_kernel(O* out, const float* gate, const float* up, int6
     int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
     for (; i < n; i += step) {
-        const float g = gate[i];
-        out[i] = from_f32<O>((g / (1.0f + expf(-g))) * up[i]);
+        out[i] = from_f32<O>(silu_times(gate[i], up[i]));
     }
 }
 

@@ -50,9 +50,15 @@ void fill_uniform(void* dst, DType dst_dtype, int64_t n, uint64_t seed, float sc
 // ---- decode GEMV (gemv.cu) -----------------------------------------------------------------
 // out[T, N] = x[T, K] * w[N, K]^T for T <= kGemvMaxT, with the arithmetic of the cuBLAS path
 // (blas.h): bf16/f16 w multiply x rounded to w's type, f32 w multiply f32 x; fp32
-// accumulation. x is f32 or already in w's type. One pass over w with 16-byte loads.
+// accumulation. x is f32 or already in w's type. One pass over w with 16-byte loads, K split
+// over gemv_split(w_dtype, K) warps per row; the order of the sums depends on K and the dtypes
+// only, so a row has the same bits for every T and in a group (gemv.cu states the order).
 // Supported: x and w 16-byte aligned, rows of w a multiple of 16 bytes, K % 4 == 0.
+// w is read before the kernel launched just before it on the stream has finished (pdl.cuh),
+// so w must not be that kernel's output: it is meant for weights.
 constexpr int64_t kGemvMaxT = 4;
+// Warps per row pair (1, 2, 4 or 8): from K, or FOT_CUDA_GEMV_SPLIT when set.
+int gemv_split(DType w_dtype, int64_t K);
 bool gemv_supported(const void* x, DType x_dtype, const void* w, DType w_dtype, int64_t T,
                     int64_t K);
 void gemv(float* out, const void* x, DType x_dtype, const void* w, DType w_dtype, int64_t T,
@@ -68,6 +74,12 @@ struct GemvTarget {
 };
 void gemv_group(const GemvTarget* targets, int n, const void* x, DType x_dtype, DType w_dtype,
                 int64_t T, int64_t K, void* stream);
+// The MLP's gate|up GEMV with SiLU-mul as its epilogue: act[t, j] = silu(g) * u with
+// g = x . w_gate[j] and u = x . w_up[j], each computed as gemv computes it and combined by
+// silu_mul's formula: the bits of gemv_group + silu_mul, one launch and no f32 g, u round trip.
+// act_dtype: f32 or w_dtype (the down GEMV's input). Supported as gemv_supported.
+void gemv_silu_mul(void* act, DType act_dtype, const void* x, DType x_dtype, const void* w_gate,
+                   const void* w_up, DType w_dtype, int64_t T, int64_t I, int64_t K, void* stream);
 
 // ---- row-wise (rowwise.cu) ---------------------------------------------------------------------
 // out in out_dtype: f32, or bf16/f16 rounded to nearest even (a GEMM input).
@@ -189,7 +201,8 @@ void attn_partial_finalize(void* out, DType out_dtype, int64_t out_stride, const
 constexpr int64_t kSharedTopK = 1024;
 
 // Scratch floats one (head, query) row of memory_topk needs: its S scores, plus room to sort
-// its candidates when K > kSharedTopK. More scratch lets it handle more rows per pass.
+// its candidates when K > kSharedTopK or for the sliced select's candidates. More scratch lets
+// it handle more rows per pass.
 int64_t memory_topk_row_scratch(int64_t S, int64_t K);
 
 // As kernels::cpu::memory_topk: per (h, t) the K best keys (score desc, position asc), sorted
@@ -202,10 +215,15 @@ int64_t memory_topk_row_scratch(int64_t S, int64_t K);
 //    keeps each row's K best of the chunk (a per-row candidate list with a rising threshold);
 //    the select then runs over the R x K chunk candidates (R <= 8 chunks) instead of S
 //    scores. Scratch holds candidates only, so it is not re-read S floats per row.
+//  - the score-rows path's select, when a pass has fewer than 1024 rows (decode; prefill when
+//    the scratch holds fewer rows of S scores) and S spans at least 4 slices of 8192 scores
+//    (K <= 1024, 4K <= 8192): one block per (row, slice) keeps the slice's K best, then one
+//    block per row selects over slices x K of them (the same bits as one block per row over
+//    S scores, kScoreRowsOneBlock, which keeps more of the GPU idle).
 // kAuto takes the score-rows path (measured faster on an H200; only kFused picks fused). `scratch`
 // needs memory_topk_row_scratch(S, K) floats per row (at least one row); more lets a pass take more
 // rows. With S == 0 the keys are not read (k and row_pos may be null) and every slot is absent.
-enum class TopkPath { kAuto, kScoreRows, kFused };
+enum class TopkPath { kAuto, kScoreRows, kFused, kScoreRowsOneBlock };
 bool memory_topk_fused_supported(int64_t S, int64_t D, int64_t K);
 void memory_topk(float* scores, int64_t* rows, int64_t* positions,     // (H, T, K) each
                  const float* q, int64_t q_stride,                     // (T, H, D)

@@ -9,7 +9,9 @@
 // launched with launch_pdl calls pdl_start() first, before it touches global memory, in every
 // thread; then nothing it reads or writes can overlap the previous kernel. (The emulator
 // checks that every thread of such a launch calls it.) Kernels launched the ordinary way are
-// unaffected, and pdl_start is a no-op in them.
+// unaffected, and pdl_start is a no-op in them. The one exception: memory that no kernel
+// writes while the model runs (the weights) may be read before pdl_start; gemv_kernel
+// requests its first weights so, to overlap them with the previous kernel's tail.
 //
 // FOT_CUDA_PDL=0 launches the ordinary way (for benchmark comparisons). If the driver refuses
 // the launch attribute, the first refusal switches PDL off for the process, with a warning.

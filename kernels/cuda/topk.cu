@@ -59,6 +59,8 @@ __device__ __forceinline__ bool key_less(uint32_t sa, uint64_t pa, uint32_t sb, 
     return sa < sb || (sa == sb && pa < pb);
 }
 
+constexpr int kRadixLoads = 4;  // items a thread loads before it counts them
+
 struct RadixSmem {
     unsigned int hist[256];
     uint32_t sprefix, smask;
@@ -90,28 +92,39 @@ __device__ bool block_radix_kth(int64_t n, int64_t k, ScoreF valid_score, PosF p
         const bool score_pass = pass < 4;
         const int shift = score_pass ? 24 - 8 * pass : 56 - 8 * (pass - 4);
         // Warp-aggregated histogram: scores share few top digits, so one atomic per distinct
-        // digit per warp instead of one per item. The loop bound is uniform over the block.
+        // digit per warp instead of one per item. Each thread loads kRadixLoads items' score
+        // keys before it counts them (a scan of 130k scores was one dependent L2 round trip
+        // per item and thread). The loop bound is uniform over the block.
         const int lane = threadIdx.x & 31;
-        for (int64_t i0 = 0; i0 < n; i0 += blockDim.x) {
-            const int64_t i = i0 + threadIdx.x;
-            bool take = false;
-            unsigned digit = 0;
-            uint32_t sk;
-            if (i < n && valid_score(i, &sk) && (sk & smask) == sp) {
-                if (score_pass) {
-                    take = true;
-                    digit = (sk >> shift) & 255u;
-                } else {
-                    const uint64_t pk = pos(i);
-                    take = (pk & pmask) == pp;
-                    digit = static_cast<unsigned>((pk >> shift) & 255u);
-                }
+        const int64_t step = static_cast<int64_t>(blockDim.x);
+        for (int64_t i0 = 0; i0 < n; i0 += step * kRadixLoads) {
+            uint32_t sks[kRadixLoads] = {};
+            bool match[kRadixLoads];
+#pragma unroll
+            for (int u = 0; u < kRadixLoads; ++u) {
+                const int64_t i = i0 + u * step + threadIdx.x;
+                match[u] = i < n && valid_score(i, &sks[u]) && (sks[u] & smask) == sp;
             }
-            const unsigned active = __ballot_sync(0xffffffffu, take);
-            if (take) {
-                const unsigned peers = __match_any_sync(active, digit);
-                if (lane == __ffs(peers) - 1)
-                    atomicAdd(&sm.hist[digit], static_cast<unsigned>(__popc(peers)));
+#pragma unroll
+            for (int u = 0; u < kRadixLoads; ++u) {
+                bool take = false;
+                unsigned digit = 0;
+                if (match[u]) {
+                    if (score_pass) {
+                        take = true;
+                        digit = (sks[u] >> shift) & 255u;
+                    } else {
+                        const uint64_t pk = pos(i0 + u * step + threadIdx.x);
+                        take = (pk & pmask) == pp;
+                        digit = static_cast<unsigned>((pk >> shift) & 255u);
+                    }
+                }
+                const unsigned active = __ballot_sync(0xffffffffu, take);
+                if (take) {
+                    const unsigned peers = __match_any_sync(active, digit);
+                    if (lane == __ffs(peers) - 1)
+                        atomicAdd(&sm.hist[digit], static_cast<unsigned>(__popc(peers)));
+                }
             }
         }
         __syncthreads();
@@ -626,6 +639,61 @@ __global__ void __launch_bounds__(kThreads)
     }
 }
 
+// ---- sliced select (few rows, many scores) -----------------------------------------------------
+// In decode a pass has one row per head (32 rows), and one block per row walked 130k scores
+// 5-6 times at 128k memory: 32 blocks busy on 132 SMs. In prefill the scratch (128 MiB in
+// CudaBackend) holds 256 rows of 130k scores, 2 blocks of 256 threads per SM. So passes of
+// fewer than kSliceMaxRows rows (about what fills an H200 with one-block selects: 8 blocks
+// per SM x 132) run with grid (rows, slices) instead: each block
+// takes one slice of a row's scores (at most kSliceItems), finds the slice's K-th best key and
+// writes the slice's K best (unsorted; empty slots row -1) as Candidates [row][slice * K]. The
+// K best of a row are among the union of its slices' K best, so select_kernel<Candidates> over
+// slices x K items then gives exactly the one-block select's result, bit for bit.
+constexpr int64_t kSliceItems = 8192;
+constexpr int64_t kMaxSlices = 64;
+constexpr int64_t kSliceMaxRows = 1024;
+constexpr int kSliceThreads = 512;
+
+__global__ void __launch_bounds__(kSliceThreads)
+    slice_select_kernel(float* cand_s, int32_t* cand_r, const float* __restrict__ score_rows,
+                        const int64_t* __restrict__ row_pos, int64_t Tc, int64_t S, int64_t L,
+                        int64_t K) {
+    pdl_start();
+    __shared__ RadixSmem sm;
+    __shared__ int count;
+    const int64_t row = static_cast<int64_t>(blockIdx.y) * Tc + blockIdx.x;
+    const int64_t i0 = static_cast<int64_t>(blockIdx.z) * L, n = min64(L, S - i0);
+    const float* sc = score_rows + row * S + i0;
+    const int64_t out0 = (row * gridDim.z + blockIdx.z) * K;
+    auto score_of = [&](int64_t i, uint32_t* sk) {
+        *sk = score_key(sc[i]);
+        return true;
+    };
+    auto pos_of = [&](int64_t i) { return static_cast<uint64_t>(row_pos[i0 + i]); };
+    uint32_t ts = kWorstScoreKey;
+    uint64_t tp = kWorstPosKey;
+    if (n > K && !block_radix_kth(n, K, score_of, pos_of, sm, &ts, &tp)) {
+        ts = kWorstScoreKey;  // unreachable: every score is valid and n > K
+        tp = kWorstPosKey;
+    }
+    if (threadIdx.x == 0) count = 0;
+    __syncthreads();
+    for (int64_t i = threadIdx.x; i < n; i += kSliceThreads) {
+        const float s = sc[i];
+        const uint32_t sk = score_key(s);
+        if (sk > ts) continue;
+        if (sk == ts && pos_of(i) > tp) continue;
+        const int c = atomicAdd(&count, 1);
+        if (c < K) {
+            cand_s[out0 + c] = s;
+            cand_r[out0 + c] = static_cast<int32_t>(i0 + i);
+        }
+    }
+    __syncthreads();
+    for (int64_t c = min64(count, K) + threadIdx.x; c < K; c += kSliceThreads)
+        cand_r[out0 + c] = -1;
+}
+
 // ---- threshold ---------------------------------------------------------------------------------
 __global__ void __launch_bounds__(kSmallThreads)
     threshold_kernel(float* thr_score, int64_t* thr_pos, const float* __restrict__ scores,
@@ -738,6 +806,14 @@ int next_pow2(int64_t x) {
     return p;
 }
 
+// Slices of a row's scores for the sliced select (1: one block per row). Worth a second launch
+// when the row spans at least 4 slices and a slice's K best are a small part of it.
+int64_t select_slices(int64_t S, int64_t K) {
+    if (next_pow2(std::min(K, S)) > kSharedTopK || 4 * K > kSliceItems || S > INT32_MAX) return 1;
+    const int64_t b = std::min(kMaxSlices, (S + kSliceItems - 1) / kSliceItems);
+    return b >= 4 ? b : 1;
+}
+
 }  // namespace
 
 namespace {
@@ -804,7 +880,11 @@ void memory_topk_fused(float* scores, int64_t* rows, int64_t* positions, const f
 
 int64_t memory_topk_row_scratch(int64_t S, int64_t K) {
     const int64_t Kp = next_pow2(std::min(K, std::max<int64_t>(S, 1)));  // candidates <= min(K, S)
-    const int64_t score_rows = S + (Kp > kSharedTopK ? kCandFloats * Kp : 0);
+    // Beyond the scores: room to sort large K, or (exclusive with it) the sliced select's
+    // candidates (score and row of slices x K).
+    const int64_t slices = select_slices(std::max<int64_t>(S, 1), K);
+    const int64_t score_rows =
+        S + (Kp > kSharedTopK ? kCandFloats * Kp : (slices > 1 ? 2 * slices * K : 0));
     // The fused path: R x K candidates of (score, row).
     const int64_t fused = K <= kFusedMaxK ? 2 * fused_chunks(std::max<int64_t>(S, 1)) * K : 0;
     return std::max(score_rows, fused);
@@ -867,9 +947,13 @@ void memory_topk(float* scores, int64_t* rows, int64_t* positions, const float* 
         hc = 1;
         Tc = rows_fit;
     }
-    // Scratch: [hc * Tc rows of candidates (large K only)] then [hc * Tc rows of S scores].
+    // Scratch: [hc * Tc rows of candidates (large K only)] then [hc * Tc rows of S scores]
+    // then (sliced select only) [hc * Tc rows of slices x K candidate scores, then rows].
     float* cand = shared ? nullptr : scratch;
     float* score_rows = scratch + (shared ? 0 : hc * Tc * kCandFloats * Kp);
+    const int64_t slices = path == TopkPath::kScoreRowsOneBlock ? 1 : select_slices(S, K);
+    float* slice_s = score_rows + hc * Tc * S;
+    int32_t* slice_r = reinterpret_cast<int32_t*>(slice_s + hc * Tc * slices * K);
     const size_t score_smem = sizeof(float) * (kScoreDP * kLdQ + kScoreDP * kLdK);
     // Few queries per head: the lane-per-key scoring kernel over staged rows, when the key
     // rows allow 8-byte copies.
@@ -915,7 +999,23 @@ void memory_topk(float* scores, int64_t* rows, int64_t* positions, const float* 
             });
             FOT_CUDA_CHECK(cudaGetLastError());
             const dim3 grid(static_cast<unsigned>(nt), static_cast<unsigned>(nh));
-            if (nt * nh <= kFewSelectRows) {
+            if (slices > 1 && nt * nh < kSliceMaxRows) {
+                const int64_t L = (S + slices - 1) / slices;
+                launch_pdl(slice_select_kernel, dim3(grid.x, grid.y, static_cast<unsigned>(slices)),
+                           kSliceThreads, 0, st, slice_s, slice_r, score_rows, row_pos, Tc, S, L,
+                           K);
+                FOT_CUDA_CHECK(cudaGetLastError());
+                const Candidates items{slice_s, slice_r, row_pos};
+                if (nt * nh <= kFewSelectRows) {
+                    launch_pdl(select_kernel<kSelectThreadsFew, Candidates>, grid,
+                               kSelectThreadsFew, select_smem, st, scores, rows, positions, items,
+                               h0, t0, nt, T, slices * K, K, Kp, nullptr);
+                } else {
+                    launch_pdl(select_kernel<kSelectThreads, Candidates>, grid, kSelectThreads,
+                               select_smem, st, scores, rows, positions, items, h0, t0, nt, T,
+                               slices * K, K, Kp, nullptr);
+                }
+            } else if (nt * nh <= kFewSelectRows) {
                 launch_pdl(select_kernel<kSelectThreadsFew, ScoreRows>, grid, kSelectThreadsFew,
                            select_smem, st, scores, rows, positions, ScoreRows{score_rows, row_pos},
                            h0, t0, nt, T, S, K, Kp, cand);

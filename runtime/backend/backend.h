@@ -81,6 +81,8 @@ class Backend {
     // out: f32, or bf16/f16 (rounded to nearest even) when it feeds a GEMM.
     virtual void rmsnorm(TensorView out, TensorView x, TensorView w, float eps) = 0;
     // out[T, N] = x[T, K] * w[N, K]^T. x is f32, or already in gemm_input_dtype(w.dtype).
+    // w is a weight: a device backend may read it before earlier work on its stream has
+    // finished (CudaBackend's decode GEMV does), so w must not be written by that work.
     virtual void matmul(TensorView out, TensorView x, TensorView w) = 0;
     // The dtype matmul rounds x to for weights of w_dtype in the current precision; kF32 when
     // it multiplies f32 x (then only f32 x is accepted).
@@ -95,6 +97,16 @@ class Backend {
     };
     virtual void matmul_group(TensorView x, std::initializer_list<MatmulTarget> targets) {
         for (const MatmulTarget& t : targets) matmul(t.out, x, t.w);
+    }
+    // The MLP's gate|up matmuls and SiLU-mul: act = silu_mul(x * w_gate^T, x * w_up^T), the
+    // bits of matmul_group(x, {{gate, w_gate}, {up, w_up}}) then silu_mul(act, gate, up).
+    // gate and up [T, I] f32 are the caller's scratch (act may alias gate); their contents
+    // afterwards are unspecified. CudaBackend: one GEMV launch in decode whose epilogue writes
+    // act (no f32 gate/up round trip, no silu_mul launch). Default: those two ops.
+    virtual void matmul_silu_mul(TensorView act, TensorView gate, TensorView up, TensorView x,
+                                 TensorView w_gate, TensorView w_up) {
+        matmul_group(x, {{gate, w_gate}, {up, w_up}});
+        silu_mul(act, gate, up);
     }
     // Rotates the first H*D columns of each row of x [T, >= H*D]; row t at position
     // first_pos + t (HF rotate-half convention).

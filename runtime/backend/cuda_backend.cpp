@@ -479,6 +479,39 @@ void CudaBackend::matmul_group(TensorView x, std::initializer_list<MatmulTarget>
     kc::gemv_group(g, n, x.data, x.dtype, wdt, T, K, stream_);
 }
 
+void CudaBackend::matmul_silu_mul(TensorView act, TensorView gate, TensorView up, TensorView x,
+                                  TensorView w_gate, TensorView w_up) {
+    // Decode-sized with weights of one dtype: the gate|up GEMV writes act itself.
+    const int64_t T = rows_of(x), K = row_width(x);
+    const DType wdt = w_gate.dtype;
+    const bool fused = w_up.dtype == wdt && w_gate.shape.size() == 2 &&
+                       w_up.shape == w_gate.shape && w_gate.shape[1] == K && rows_of(act) == T &&
+                       row_width(act) == w_gate.shape[0] &&
+                       (act.dtype == DType::kF32 || act.dtype == gemm_input_dtype(wdt)) &&
+                       (act.dtype == DType::kF32 || act.dtype == wdt) &&
+                       kc::gemv_supported(x.data, x.dtype, w_gate.data, wdt, T, K) &&
+                       kc::gemv_supported(x.data, x.dtype, w_up.data, wdt, T, K);
+    if (!fused) {
+        Backend::matmul_silu_mul(act, gate, up, x, w_gate, w_up);
+        return;
+    }
+    check_float(x, "matmul input");
+    check_float(act, "silu_mul output");
+    check_device(w_gate, "matmul weight");
+    check_device(w_up, "matmul weight");
+    FOT_CHECK(x.dtype == DType::kF32 || x.dtype == gemm_input_dtype(wdt),
+              "cuda backend: matmul input is ", dtype_name(x.dtype), ", expected f32 or ",
+              dtype_name(gemm_input_dtype(wdt)), " for ", dtype_name(wdt), " weights");
+    const int64_t I = w_gate.shape[0];
+    ProfileScope prof(
+        profiler_.get(), Phase::kGemm,
+        4.0 * static_cast<double>(T) * static_cast<double>(I) * static_cast<double>(K),
+        static_cast<double>(w_gate.nbytes()) + static_cast<double>(w_up.nbytes()) +
+            static_cast<double>(x.nbytes()) + static_cast<double>(act.nbytes()));
+    kc::gemv_silu_mul(act.data, act.dtype, x.data, x.dtype, w_gate.data, w_up.data, wdt, T, I, K,
+                      stream_);
+}
+
 bool CudaBackend::matmul_batched(TensorView x, std::initializer_list<MatmulTarget> targets) {
     // Weights of one shape and dtype one stride apart, outputs likewise (load_model_weights and
     // LongLlama lay out q|k|v and gate|up so): one strided-batched cuBLAS GEMM.
@@ -679,15 +712,16 @@ void CudaBackend::rope_store_kv(TensorView q, TensorView k, TensorView v, Tensor
 // ---- top-k -------------------------------------------------------------------------------------
 
 namespace {
-// FOT_CUDA_TOPK=auto|rows|fused picks memory_topk's path (kernels/cuda/ops.h), for benchmark
-// comparisons; both paths give the same bits. Unset: auto.
+// FOT_CUDA_TOPK=auto|rows|fused|rows-one-block picks memory_topk's path (kernels/cuda/ops.h),
+// for benchmark comparisons; all give the same bits. Unset: auto.
 kc::TopkPath topk_path_from_env() {
     const char* e = std::getenv("FOT_CUDA_TOPK");
     const std::string v = e ? e : "";
     if (v.empty() || v == "auto") return kc::TopkPath::kAuto;
     if (v == "rows") return kc::TopkPath::kScoreRows;
     if (v == "fused") return kc::TopkPath::kFused;
-    FOT_THROW("FOT_CUDA_TOPK='", v, "' is not a top-k path (auto, rows or fused)");
+    if (v == "rows-one-block") return kc::TopkPath::kScoreRowsOneBlock;
+    FOT_THROW("FOT_CUDA_TOPK='", v, "' is not a top-k path (auto, rows, fused or rows-one-block)");
 }
 }  // namespace
 

@@ -79,6 +79,8 @@ class CudaBackend final : public Backend {
     void matmul_group(TensorView x, std::initializer_list<MatmulTarget> targets) override;
     void rope(TensorView x, int64_t H, int64_t D, int64_t first_pos, float theta) override;
     void silu_mul(TensorView out, TensorView gate, TensorView up) override;
+    void matmul_silu_mul(TensorView act, TensorView gate, TensorView up, TensorView x,
+                         TensorView w_gate, TensorView w_up) override;
     void add(TensorView out, TensorView a, TensorView b) override;
     void add_rmsnorm(TensorView out, TensorView x, TensorView r, TensorView w, float eps) override;
 

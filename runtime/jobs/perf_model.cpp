@@ -115,11 +115,15 @@ PhaseCounts step_counts(const StepShape& s) {
         const bool rotate = c.mem_positionals || !mem_layer;
         charge(n, BenchPhase::kOther, rotate ? 12 * Q * A : 0,
                (rotate ? 16 * Q * A : 0) + 4 * Q * A * f);
-        charge(n, BenchPhase::kOther, 0, part);  // attn_partial_init
         const double pairs = Q * (Q + 1) / 2;
-        charge(n, BenchPhase::kLocalAttn, 4 * Hr * D * pairs,
-               2 * Hr * Q * D * cache + Q * A * f + 2 * part);
-        if (mem_layer && has_memory) {
+        if (!(mem_layer && has_memory)) {
+            // attn_one_store: the local window alone, one op that writes the output.
+            charge(n, BenchPhase::kLocalAttn, 4 * Hr * D * pairs,
+                   2 * Hr * Q * D * cache + Q * A * f + Q * A * g);
+        } else {
+            charge(n, BenchPhase::kOther, 0, part);  // attn_partial_init
+            charge(n, BenchPhase::kLocalAttn, 4 * Hr * D * pairs,
+                   2 * Hr * Q * D * cache + Q * A * f + 2 * part);
             if (s.retrieval == Retrieval::kDense) {
                 if (Mr > 0) {
                     charge(n, BenchPhase::kMemScore, 4 * Hr * D * Q * Mr,
@@ -141,12 +145,12 @@ PhaseCounts step_counts(const StepShape& s) {
                 charge(n, BenchPhase::kMpAllgather, 0, part);
                 charge(n, BenchPhase::kMerge, 3 * R * part / f, (R + 1) * part);
             }
+            charge(n, BenchPhase::kOther, Q * A, Q * A * g + part);  // finalize
         }
-        charge(n, BenchPhase::kOther, Q * A, Q * A * g + part);  // finalize
         matmul(Q, C, A, g);
         charge(n, BenchPhase::kOther, 5 * Q * C, Q * C * (3 * f + g) + C * f);  // add_rmsnorm
-        matmul_group(2, Q, Ir, C, g);                                           // gate|up
-        charge(n, BenchPhase::kOther, 6 * Q * Ir, Q * Ir * (2 * f + g));        // silu_mul
+        // gate|up and SiLU-mul (matmul_silu_mul): one GEMM call, x read once, act written.
+        charge(n, BenchPhase::kGemm, 4 * Q * Ir * C, Q * C * g + 2 * Ir * C * w + Q * Ir * g);
         matmul(Q, C, Ir, g);
         // The last layer's MLP residual (the others' go into the next layer's first norm).
         if (l + 1 == c.num_hidden_layers) charge(n, BenchPhase::kOther, Q * C, 3 * Q * C * f);

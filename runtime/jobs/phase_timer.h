@@ -83,6 +83,10 @@ class TimedBackend final : public Backend {
     // kernels a real run launches), charged with the sums of their parts' FLOPs and bytes
     // (matmul_group reads x once).
     void matmul_group(TensorView x, std::initializer_list<MatmulTarget> targets) override;
+    void matmul_silu_mul(TensorView act, TensorView gate, TensorView up, TensorView x,
+                         TensorView w_gate, TensorView w_up) override;
+    void attn_one_store(TensorView out, TensorView part, TensorView q, TensorView k, TensorView v,
+                        int64_t S, float scale, int64_t causal_offset) override;
     void add_rmsnorm(TensorView out, TensorView x, TensorView r, TensorView w, float eps) override;
     void rope_store_kv(TensorView q, TensorView k, TensorView v, TensorView k_store,
                        TensorView v_store, int64_t at, float theta, bool rotate) override;

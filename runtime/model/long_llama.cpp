@@ -310,9 +310,8 @@ void LongLlama::layer(int64_t l, const std::vector<Segment>& segs, int64_t rows,
     // ---- MLP block ----
     backend_.add_rmsnorm(xn, x, proj, w.ln_post.view(), eps);
     TensorView gate = rows_view(gate_, rows), up = rows_view(up_, rows);
-    backend_.matmul_group(xn, {{gate, w.w_gate.view()}, {up, w.w_up.view()}});
     TensorView act = lowp ? rows_view(act_, rows) : gate;
-    backend_.silu_mul(act, gate, up);
+    backend_.matmul_silu_mul(act, gate, up, xn, w.w_gate.view(), w.w_up.view());
     backend_.matmul(proj, act, w.w_down.view());
     if (tp_.size() > 1) tp_.all_reduce_sum(proj, backend_.stream());
     if (!defer_add) backend_.add(x, x, proj);  // else the next layer's first norm adds proj

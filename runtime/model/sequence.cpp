@@ -50,8 +50,8 @@ void Sequence::copy_from(const Sequence& src) {
             const auto& sh = from.shape();
             const int64_t width = sh.back();
             const int64_t rows = static_cast<int64_t>(from.numel()) / width;
-            be.copy_rows(reshape(dst.view(), {rows, width}), 0,
-                         reshape(from.view(), {rows, width}), rows);
+            be.copy_rows(reshape(dst.view(), {rows, width}), 0, reshape(from.view(), {rows, width}),
+                         rows);
         };
         copy(local_[l].k_rot, src.local_[l].k_rot);
         copy(local_[l].v, src.local_[l].v);

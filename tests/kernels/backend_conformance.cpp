@@ -511,7 +511,7 @@ TEST_P(BackendOps, MatmulLowPrecisionWeights) {
         for (DType wt : {kBF16, kF16}) {
             for (GemmShape s :
                  {GemmShape{1, 96, 64}, GemmShape{19, 130, 3200}, GemmShape{2, 131, 3200},
-                  GemmShape{4, 33, 8640}, GemmShape{3, 40, 100}}) {
+                  GemmShape{4, 33, 8640}, GemmShape{3, 40, 100}, GemmShape{1, 27, 1600}}) {
                 check_matmul(be(), cpu(), maker(), wt, p, s, 4.0, 8);
             }
         }
@@ -611,6 +611,54 @@ TEST_P(BackendOps, MatmulGroupGivesEachMatmulsBits) {
                         x.view(), {{grp[1].view(), ws[1].view()}, {grp[2].view(), ws[2].view()}});
                     EXPECT_EQ(fetch_bytes(be(), grp[2].view()), fetch_bytes(be(), sep[2].view()))
                         << "matrix 1 of 2";
+                }
+            }
+        }
+    }
+    be().set_precision(kEx);
+}
+
+TEST_P(BackendOps, MatmulSiluMulIsMatmulGroupThenSiluMul) {
+    // matmul_silu_mul (the MLP's gate|up and SiLU-mul; CudaBackend's decode GEMV writes act in
+    // its epilogue) against matmul_group then silu_mul: the same bits, for decode and prefill
+    // rows, K 96 and 3200 (the GEMV splits K over 4 warps), odd I, act in f32 (also aliasing
+    // gate, as the model's f32 path does) and in the GEMM input dtype.
+    for (Precision p : {kEx, kFa}) {
+        be().set_precision(p);
+        for (DType wt : {kBF16, kF32}) {
+            const DType gin = be().gemm_input_dtype(wt);
+            for (auto [K, T] : {std::pair<int64_t, int64_t>{96, 1}, {96, 3}, {96, 6}, {3200, 2}}) {
+                {
+                    SCOPED_TRACE(::testing::Message() << precision_name(p) << " " << dtype_name(wt)
+                                                      << " K " << K << " T " << T);
+                    const int64_t I = 37;
+                    Buffer wg = make_buffer(be(), wt, {I, K}, random_floats(I * K, 170));
+                    Buffer wu = make_buffer(be(), wt, {I, K}, random_floats(I * K, 171));
+                    Buffer g = be().alloc(kF32, {T, I}), u = be().alloc(kF32, {T, I});
+                    const auto xv = random_floats(T * K, 172 + T, -2.f, 2.f);
+                    // x and act: f32, and the GEMM input dtype when it is another.
+                    std::vector<DType> dts = {kF32};
+                    if (gin != kF32) dts.push_back(gin);
+                    for (DType xd : dts) {
+                        Buffer x = make_buffer(be(), xd, {T, K}, xv);
+                        be().matmul_group(x.view(), {{g.view(), wg.view()}, {u.view(), wu.view()}});
+                        for (DType ad : dts) {
+                            Buffer want = be().alloc(ad, {T, I}), got = be().alloc(ad, {T, I});
+                            be().silu_mul(want.view(), g.view(), u.view());
+                            Buffer g2 = be().alloc(kF32, {T, I}), u2 = be().alloc(kF32, {T, I});
+                            be().matmul_silu_mul(got.view(), g2.view(), u2.view(), x.view(),
+                                                 wg.view(), wu.view());
+                            EXPECT_EQ(fetch_bytes(be(), got.view()), fetch_bytes(be(), want.view()))
+                                << "x " << dtype_name(xd) << " act " << dtype_name(ad);
+                        }
+                        Buffer g2 = be().alloc(kF32, {T, I}), u2 = be().alloc(kF32, {T, I});
+                        Buffer want = be().alloc(kF32, {T, I});
+                        be().silu_mul(want.view(), g.view(), u.view());
+                        be().matmul_silu_mul(g2.view(), g2.view(), u2.view(), x.view(), wg.view(),
+                                             wu.view());
+                        EXPECT_EQ(fetch_bytes(be(), g2.view()), fetch_bytes(be(), want.view()))
+                            << "act aliasing gate, x " << dtype_name(xd);
+                    }
                 }
             }
         }

@@ -219,6 +219,51 @@ TEST_F(CudaTopkPaths, FusedGivesTheScoreRowsResultBitForBit) {
     EXPECT_THROW(run({1, 12, 300, 16, 225, DType::kF32, false, {}}, TopkPath::kFused, 12), Error);
 }
 
+TEST_F(CudaTopkPaths, SlicedSelectGivesTheOneBlockResultBitForBit) {
+    // Passes of < 1024 rows over >= 4 slices of 8192 scores select in two launches (a block
+    // per row and slice, then one per row over the slices' K best): the one-block select's
+    // bits. Cases: a short last slice, K 1000 (a 1024-slot shared-memory sort), every score
+    // tied (the order is the positions'), and passes of one row. (Passes of more than 128 rows
+    // select over the candidates with 256 threads, select_kernel<256, Candidates>, which the
+    // fused path's test covers; such a pass is too slow for the emulator at S >= 4 slices.)
+    using kernels::cuda::TopkPath;
+    const std::vector<FusedTopkCase> cases = {
+        {2, 1, 25001, 16, 128, DType::kBF16, false},
+        {1, 2, 26000, 32, 1000, DType::kF32, false, {1}},
+        {1, 1, 24577, 16, 64, DType::kF16, true},
+    };
+    for (const FusedTopkCase& c : cases) {
+        SCOPED_TRACE(::testing::Message() << "H" << c.H << " T" << c.T << " S" << c.S << " K" << c.K
+                                          << (c.ties ? " ties" : ""));
+#if defined(FOT_CUDA_EMU_BUILD)
+        uint64_t before = emu::launches();
+#endif
+        const Result want = run(c, TopkPath::kScoreRowsOneBlock, c.H * c.T);
+#if defined(FOT_CUDA_EMU_BUILD)
+        const uint64_t one_block = emu::launches() - before;
+#endif
+        std::vector<int64_t> scratch_rows_list = {c.H * c.T};
+        scratch_rows_list.insert(scratch_rows_list.end(), c.scratch_rows.begin(),
+                                 c.scratch_rows.end());
+        for (int64_t scratch_rows : scratch_rows_list) {
+            SCOPED_TRACE(::testing::Message() << "scratch rows " << scratch_rows);
+#if defined(FOT_CUDA_EMU_BUILD)
+            before = emu::launches();
+#endif
+            const Result got = run(c, TopkPath::kAuto, scratch_rows);
+#if defined(FOT_CUDA_EMU_BUILD)
+            if (scratch_rows == c.H * c.T) {  // one pass: scores, slices, select
+                EXPECT_EQ(emu::launches() - before, one_block + 1) << "the sliced select ran";
+            }
+#endif
+            ASSERT_EQ(got.r, want.r);
+            ASSERT_EQ(got.p, want.p);
+            ASSERT_EQ(fetch_bits(got.s), fetch_bits(want.s));
+        }
+        EXPECT_EQ(std::count(want.r.begin(), want.r.end(), int64_t{-1}), 0);
+    }
+}
+
 TEST_F(CudaBackendTest, TopkOnAnUnallocatedShardLeavesThePartialAlone) {
     // An mp rank whose shard is empty takes part in top-k with no candidates: all slots
     // absent, and the partial keeps its local part. CudaBackend also takes arenas that were
@@ -244,29 +289,68 @@ TEST_F(CudaBackendTest, TopkOnAnUnallocatedShardLeavesThePartialAlone) {
 
 TEST_F(CudaBackendTest, GroupedGemvIsEachGemv) {
     // kernels::cuda::gemv_group (one launch for q|k|v or gate|up) against one gemv per matrix:
-    // the same bits; odd N puts the next matrix on a warp boundary in the grouped launch.
-    const int64_t T = 2, K = 64;
-    const std::vector<int64_t> Ns = {33, 8, 17};
-    Buffer x = make_buffer(*gpu_, DType::kBF16, {T, K}, random_floats(T * K, 150));
-    std::vector<Buffer> ws, one, grp;
-    std::vector<kernels::cuda::GemvTarget> targets;
-    for (size_t i = 0; i < Ns.size(); ++i) {
-        ws.push_back(
-            make_buffer(*gpu_, DType::kBF16, {Ns[i], K}, random_floats(Ns[i] * K, 151 + int(i))));
-        one.push_back(gpu_->alloc(DType::kF32, {T, Ns[i]}));
-        grp.push_back(gpu_->alloc(DType::kF32, {T, Ns[i]}));
-        kernels::cuda::gemv(one.back().as<float>(), x.data(), DType::kBF16, ws.back().data(),
-                            DType::kBF16, T, Ns[i], K, gpu_->stream().handle);
-        targets.push_back({grp.back().as<float>(), ws.back().data(), Ns[i]});
+    // the same bits; odd N puts the next matrix on a warp boundary in the grouped launch. K 64
+    // runs one warp per row pair, K 3200 (the 3B shape) splits K over 4 warps, so a block
+    // holds row pairs of two matrices and the last block has dead warps at the barrier.
+    EXPECT_EQ(kernels::cuda::gemv_split(DType::kBF16, 64), 1);
+    EXPECT_EQ(kernels::cuda::gemv_split(DType::kBF16, 3200), 4);
+    EXPECT_EQ(kernels::cuda::gemv_split(DType::kBF16, 8640), 8);
+    for (int64_t K : {int64_t{64}, int64_t{3200}}) {
+        SCOPED_TRACE(K);
+        const int64_t T = 2;
+        const std::vector<int64_t> Ns = {33, 8, 17};
+        Buffer x = make_buffer(*gpu_, DType::kBF16, {T, K}, random_floats(T * K, 150));
+        std::vector<Buffer> ws, one, grp;
+        std::vector<kernels::cuda::GemvTarget> targets;
+        for (size_t i = 0; i < Ns.size(); ++i) {
+            ws.push_back(make_buffer(*gpu_, DType::kBF16, {Ns[i], K},
+                                     random_floats(Ns[i] * K, 151 + int(i))));
+            one.push_back(gpu_->alloc(DType::kF32, {T, Ns[i]}));
+            grp.push_back(gpu_->alloc(DType::kF32, {T, Ns[i]}));
+            kernels::cuda::gemv(one.back().as<float>(), x.data(), DType::kBF16, ws.back().data(),
+                                DType::kBF16, T, Ns[i], K, gpu_->stream().handle);
+            targets.push_back({grp.back().as<float>(), ws.back().data(), Ns[i]});
+        }
+        kernels::cuda::gemv_group(targets.data(), 3, x.data(), DType::kBF16, DType::kBF16, T, K,
+                                  gpu_->stream().handle);
+        for (size_t i = 0; i < Ns.size(); ++i) {
+            EXPECT_EQ(fetch_bytes(*gpu_, grp[i].view()), fetch_bytes(*gpu_, one[i].view())) << i;
+        }
+        EXPECT_THROW(kernels::cuda::gemv_group(targets.data(), 4, x.data(), DType::kBF16,
+                                               DType::kBF16, T, K, gpu_->stream().handle),
+                     Error);
     }
-    kernels::cuda::gemv_group(targets.data(), 3, x.data(), DType::kBF16, DType::kBF16, T, K,
-                              gpu_->stream().handle);
-    for (size_t i = 0; i < Ns.size(); ++i) {
-        EXPECT_EQ(fetch_bytes(*gpu_, grp[i].view()), fetch_bytes(*gpu_, one[i].view())) << i;
+}
+
+TEST_F(CudaBackendTest, GemvRowBitsDoNotDependOnT) {
+    // ops.h: the order of a GEMV row's sums depends on K and the dtypes only, so a batched
+    // decode (T tokens in one launch) gives each token the bits of its own T = 1 launch.
+    // f32 x into bf16 weights (the exact path) and bf16 x, K split 1, 4 and 8 ways.
+    const int64_t N = 21;
+    for (int64_t K : {int64_t{96}, int64_t{3200}, int64_t{8640}}) {
+        for (DType xt : {DType::kF32, DType::kBF16}) {
+            SCOPED_TRACE(::testing::Message() << "K " << K << " x " << dtype_name(xt));
+            const int64_t T = 3;
+            const auto xv = random_floats(T * K, 160, -2.f, 2.f);
+            Buffer x = make_buffer(*gpu_, xt, {T, K}, xv);
+            Buffer w = make_buffer(*gpu_, DType::kBF16, {N, K}, random_floats(N * K, 161));
+            Buffer all = gpu_->alloc(DType::kF32, {T, N});
+            kernels::cuda::gemv(all.as<float>(), x.data(), xt, w.data(), DType::kBF16, T, N, K,
+                                gpu_->stream().handle);
+            const auto allv = gpu_f32(all);
+            for (int64_t t = 0; t < T; ++t) {
+                Buffer xt1 =
+                    make_buffer(*gpu_, xt, {1, K},
+                                std::vector<float>(xv.begin() + t * K, xv.begin() + (t + 1) * K));
+                Buffer o1 = gpu_->alloc(DType::kF32, {1, N});
+                kernels::cuda::gemv(o1.as<float>(), xt1.data(), xt, w.data(), DType::kBF16, 1, N, K,
+                                    gpu_->stream().handle);
+                const auto o1v = gpu_f32(o1);
+                EXPECT_EQ(std::memcmp(o1v.data(), allv.data() + t * N, N * sizeof(float)), 0)
+                    << "t " << t;
+            }
+        }
     }
-    EXPECT_THROW(kernels::cuda::gemv_group(targets.data(), 4, x.data(), DType::kBF16, DType::kBF16,
-                                           T, K, gpu_->stream().handle),
-                 Error);
 }
 
 TEST_F(CudaBackendTest, FillUniformIsDeterministicAndInRange) {

@@ -45,6 +45,9 @@ struct uint2 {
 inline float4 make_float4(float x, float y, float z, float w) {
     return {x, y, z, w};
 }
+inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) {
+    return {x, y, z, w};
+}
 
 // The running fiber's coordinates (set by the scheduler before each switch).
 extern dim3 threadIdx, blockIdx, blockDim, gridDim;
