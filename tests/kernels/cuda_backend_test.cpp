@@ -590,6 +590,43 @@ TEST(EmulatedFaults, AProgrammaticLaunchOfAKernelWithoutPdlStartAborts) {
     EXPECT_EQ(out[63], 2.f);
 }
 
+// The split GEMV's one barrier (the slices' partial sums in shared memory, then slice 0 adds
+// them): a copy without it must give other bits for some thread order.
+TEST_F(CudaBackendTest, TheSplitGemvNeedsItsBarrier) {
+    const std::string rel = "kernels/cuda/gemv.cu";
+    std::ifstream src(std::string(FOT_SOURCE_DIR) + "/" + rel);
+    ASSERT_TRUE(src.good()) << rel;
+    std::vector<int> lines;
+    std::string text;
+    for (int n = 1; std::getline(src, text); ++n) {
+        const auto first = text.find_first_not_of(' ');
+        if (first != std::string::npos && text.compare(first, 16, "__syncthreads();") == 0)
+            lines.push_back(n);
+    }
+    ASSERT_EQ(lines.size(), 1u) << "expected the one barrier of the split-K sum in " << rel;
+    const int64_t T = 2, N = 24, K = 3200;  // split 4: two row pairs per block
+    ASSERT_EQ(kernels::cuda::gemv_split(DType::kBF16, K), 4);
+    Buffer x = make_buffer(*gpu_, DType::kBF16, {T, K}, random_floats(T * K, 180));
+    Buffer w = make_buffer(*gpu_, DType::kBF16, {N, K}, random_floats(N * K, 181));
+    auto run = [&] {
+        Buffer o = gpu_->alloc(DType::kF32, {T, N});
+        kernels::cuda::gemv(o.as<float>(), x.data(), DType::kBF16, w.data(), DType::kBF16, T, N, K,
+                            gpu_->stream().handle);
+        return fetch_bytes(*gpu_, o.view());
+    };
+    const auto want = run();
+    bool caught = false;
+    for (uint64_t seed = 1; seed <= 4 && !caught; ++seed) {
+        emu::set_seed(seed);
+        emu::skip_barrier(rel.c_str(), lines[0]);
+        caught = run() != want;
+        emu::skip_barrier(nullptr, 0);
+    }
+    EXPECT_TRUE(caught) << "deleting the __syncthreads at " << rel << ":" << lines[0]
+                        << " went unnoticed";
+    emu::set_seed(1);
+}
+
 // The same for the fused top-k kernel's barriers (its candidate lists are warp-private and
 // synchronise with __syncwarp, which this injection does not cover).
 TEST_F(CudaTopkPaths, EveryBarrierOfTheFusedTopkKernelIsNeeded) {
