@@ -494,6 +494,42 @@ TEST_F(CudaBackendTest, UploadRowsStagesInBlocks) {
 }
 
 #if defined(FOT_CUDA_EMU_BUILD)
+// Source lines of `__syncthreads();` statements in FOT_SOURCE_DIR/rel, all of them or those
+// after a line containing `begin` and before one containing `end`.
+std::vector<int> barrier_lines(const std::string& rel, const char* begin = nullptr,
+                               const char* end = nullptr) {
+    std::ifstream src(std::string(FOT_SOURCE_DIR) + "/" + rel);
+    EXPECT_TRUE(src.good()) << rel;
+    std::vector<int> lines;
+    std::string text;
+    bool inside = begin == nullptr;
+    for (int n = 1; std::getline(src, text); ++n) {
+        if (begin != nullptr && text.find(begin) != std::string::npos) inside = true;
+        if (end != nullptr && text.find(end) != std::string::npos) inside = false;
+        const auto first = text.find_first_not_of(' ');
+        if (inside && first != std::string::npos &&
+            text.compare(first, 16, "__syncthreads();") == 0)
+            lines.push_back(n);
+    }
+    return lines;
+}
+
+// Runs `wrong()` with the barrier at rel:line skipped, under seeds 1..4 (the emulator's thread
+// orders) until it reports a wrong result; EXPECTs that one did.
+template <typename F>
+void expect_barrier_needed(const std::string& rel, int line, F&& wrong) {
+    bool caught = false;
+    for (uint64_t seed = 1; seed <= 4 && !caught; ++seed) {
+        emu::set_seed(seed);
+        emu::skip_barrier(rel.c_str(), line);
+        caught = wrong();
+        emu::skip_barrier(nullptr, 0);
+    }
+    EXPECT_TRUE(caught) << "deleting the __syncthreads at " << rel << ":" << line
+                        << " went unnoticed";
+    emu::set_seed(1);
+}
+
 // Deleting any one __syncthreads of the tensor-core kernel must be caught: the emulator runs
 // threads in a random order between barriers, completes cp.async copies at random moments
 // before their wait, and poisons shared memory, so a missing barrier reads poison or a
@@ -501,15 +537,7 @@ TEST_F(CudaBackendTest, UploadRowsStagesInBlocks) {
 // The check is the conformance suite's fast attention against the naive rules.
 TEST(EmulatedFaults, EveryBarrierOfTheTensorCoreKernelIsNeeded) {
     const std::string rel = "kernels/cuda/attention_tc.cu";
-    std::ifstream src(std::string(FOT_SOURCE_DIR) + "/" + rel);
-    ASSERT_TRUE(src.good()) << rel;
-    std::vector<int> lines;
-    std::string text;
-    for (int n = 1; std::getline(src, text); ++n) {
-        const auto first = text.find_first_not_of(' ');
-        if (first != std::string::npos && text.compare(first, 16, "__syncthreads();") == 0)
-            lines.push_back(n);
-    }
+    const std::vector<int> lines = barrier_lines(rel);
     ASSERT_GE(lines.size(), 3u) << "expected the kernel's barriers in " << rel;
 
     CudaBackend gpu(0);
@@ -517,17 +545,8 @@ TEST(EmulatedFaults, EveryBarrierOfTheTensorCoreKernelIsNeeded) {
     const testing::AttnCase c{Precision::kFast, 100, 64, 40, 330, DType::kBF16, DType::kBF16, 1};
     ASSERT_TRUE(testing::attention_matches_naive(gpu, c)) << "the intact kernel";
     for (int line : lines) {
-        bool caught = false;
-        for (uint64_t seed = 1; seed <= 4 && !caught; ++seed) {
-            emu::set_seed(seed);
-            emu::skip_barrier(rel.c_str(), line);
-            caught = !testing::attention_matches_naive(gpu, c);
-            emu::skip_barrier(nullptr, 0);
-        }
-        EXPECT_TRUE(caught) << "deleting the __syncthreads at " << rel << ":" << line
-                            << " went unnoticed";
+        expect_barrier_needed(rel, line, [&] { return !testing::attention_matches_naive(gpu, c); });
     }
-    emu::set_seed(1);
 }
 
 // q|k|v in the model's layout (split_rows) is one cuBLAS call in prefill, and separately
@@ -594,15 +613,7 @@ TEST(EmulatedFaults, AProgrammaticLaunchOfAKernelWithoutPdlStartAborts) {
 // them): a copy without it must give other bits for some thread order.
 TEST_F(CudaBackendTest, TheSplitGemvNeedsItsBarrier) {
     const std::string rel = "kernels/cuda/gemv.cu";
-    std::ifstream src(std::string(FOT_SOURCE_DIR) + "/" + rel);
-    ASSERT_TRUE(src.good()) << rel;
-    std::vector<int> lines;
-    std::string text;
-    for (int n = 1; std::getline(src, text); ++n) {
-        const auto first = text.find_first_not_of(' ');
-        if (first != std::string::npos && text.compare(first, 16, "__syncthreads();") == 0)
-            lines.push_back(n);
-    }
+    const std::vector<int> lines = barrier_lines(rel);
     ASSERT_EQ(lines.size(), 1u) << "expected the one barrier of the split-K sum in " << rel;
     const int64_t T = 2, N = 24, K = 3200;  // split 4: two row pairs per block
     ASSERT_EQ(kernels::cuda::gemv_split(DType::kBF16, K), 4);
@@ -615,16 +626,7 @@ TEST_F(CudaBackendTest, TheSplitGemvNeedsItsBarrier) {
         return fetch_bytes(*gpu_, o.view());
     };
     const auto want = run();
-    bool caught = false;
-    for (uint64_t seed = 1; seed <= 4 && !caught; ++seed) {
-        emu::set_seed(seed);
-        emu::skip_barrier(rel.c_str(), lines[0]);
-        caught = run() != want;
-        emu::skip_barrier(nullptr, 0);
-    }
-    EXPECT_TRUE(caught) << "deleting the __syncthreads at " << rel << ":" << lines[0]
-                        << " went unnoticed";
-    emu::set_seed(1);
+    expect_barrier_needed(rel, lines[0], [&] { return run() != want; });
 }
 
 // The same for the fused top-k kernel's barriers (its candidate lists are warp-private and
@@ -632,36 +634,18 @@ TEST_F(CudaBackendTest, TheSplitGemvNeedsItsBarrier) {
 TEST_F(CudaTopkPaths, EveryBarrierOfTheFusedTopkKernelIsNeeded) {
     using kernels::cuda::TopkPath;
     const std::string rel = "kernels/cuda/topk.cu";
-    std::ifstream src(std::string(FOT_SOURCE_DIR) + "/" + rel);
-    ASSERT_TRUE(src.good()) << rel;
-    std::vector<int> lines;
-    std::string text;
-    bool inside = false;
-    for (int n = 1; std::getline(src, text); ++n) {
-        if (text.find("score_select_kernel(float* cand_s") != std::string::npos) inside = true;
-        if (text.find("size_t fused_smem_bytes(") != std::string::npos) inside = false;
-        const auto first = text.find_first_not_of(' ');
-        if (inside && first != std::string::npos &&
-            text.compare(first, 16, "__syncthreads();") == 0)
-            lines.push_back(n);
-    }
+    const std::vector<int> lines =
+        barrier_lines(rel, "score_select_kernel(float* cand_s", "size_t fused_smem_bytes(");
     ASSERT_EQ(lines.size(), 2u) << "expected the two barriers of the key-tile loop in " << rel;
     const FusedTopkCase c{1, 64, 400, 64, 16, DType::kF32, false, {}};
     const Result want = run(c, TopkPath::kScoreRows, c.T);
     ASSERT_EQ(run(c, TopkPath::kFused, c.T).r, want.r) << "the intact kernel";
     for (int line : lines) {
-        bool caught = false;
-        for (uint64_t seed = 1; seed <= 4 && !caught; ++seed) {
-            emu::set_seed(seed);
-            emu::skip_barrier(rel.c_str(), line);
+        expect_barrier_needed(rel, line, [&] {
             const Result got = run(c, TopkPath::kFused, c.T);
-            caught = got.r != want.r || fetch_bits(got.s) != fetch_bits(want.s);
-            emu::skip_barrier(nullptr, 0);
-        }
-        EXPECT_TRUE(caught) << "deleting the __syncthreads at " << rel << ":" << line
-                            << " went unnoticed";
+            return got.r != want.r || fetch_bits(got.s) != fetch_bits(want.s);
+        });
     }
-    emu::set_seed(1);
 }
 #endif
 
