@@ -16,9 +16,10 @@
 #              tests (kernels_backend_conformance_cuda, filtered by FOT_SANITIZE_FILTER)
 #   bench      fot_gpu_bench, 3B shape: fast dense prefill 16k/64k/128k and decode after each,
 #              exact dense 16k, fast top-k (k 128) 16k and 64k, fast dense 16k again with
-#              FOT_CUDA_PDL=0 and with FOT_CUDA_GEMV_SPLIT=1, top-k 64k again with
-#              FOT_CUDA_TOPK=rows-one-block (the ordinary launches, the GEMV without split-K
-#              and the one-block top-k select, for comparison), top-k 128k;
+#              FOT_CUDA_PDL=0, with FOT_CUDA_GEMV_SPLIT=1 and with FOT_CUDA_GEMV_NORM=0,
+#              top-k 64k again with FOT_CUDA_TOPK=rows-one-block (the ordinary launches, the
+#              GEMV without split-K, the add + RMSNorm as a launch of its own, and the
+#              one-block top-k select, for comparison), top-k 128k;
 #              per-phase tables (FOT_BENCH_ARGS replaces these runs with one)
 #   sass       cuobjdump -sass of the attention kernels: HMMA present, no local-memory spills
 #   ncu        when Nsight Compute is there: SpeedOfLight and Occupancy of the first decode
@@ -164,7 +165,8 @@ bench_cmd="rc=0;"
 for r in "${bench_runs[@]}"; do bench_cmd="$bench_cmd $bench_bin $r || rc=1;"; done
 # Decode at 16k with programmatic dependent launch off (kernels/cuda/pdl.cuh), and with the
 # decode GEMV one warp per row pair over all of K (FOT_CUDA_GEMV_SPLIT=1, session 9's kernel),
-# against the first run's 16k decode; top-k at 64k with one select block per row
+# and with the residual add + RMSNorm after o_proj / down_proj as launches of their own
+# (FOT_CUDA_GEMV_NORM=0), against the first run's 16k decode; top-k at 64k with one select block per row
 # (FOT_CUDA_TOPK=rows-one-block) against the sliced select of the top-k 64k run; then top-k at
 # 128k (the target "top-k decode <= dense decode at 128k memory"), last because its prefill
 # (40 s in session 9) is the longest: if the step's limit ends it, the runs before it are in
@@ -172,6 +174,8 @@ for r in "${bench_runs[@]}"; do bench_cmd="$bench_cmd $bench_bin $r || rc=1;"; d
 [ -z "${FOT_BENCH_ARGS:-}" ] && bench_cmd="$bench_cmd FOT_CUDA_PDL=0 $bench_bin --precision fast \
 --retrieval dense --lengths 16k --decode-steps 32 --no-ceilings || rc=1; \
 FOT_CUDA_GEMV_SPLIT=1 $bench_bin --precision fast \
+--retrieval dense --lengths 16k --decode-steps 32 --no-ceilings || rc=1; \
+FOT_CUDA_GEMV_NORM=0 $bench_bin --precision fast \
 --retrieval dense --lengths 16k --decode-steps 32 --no-ceilings || rc=1; \
 FOT_CUDA_TOPK=rows-one-block $bench_bin --precision fast \
 --retrieval topk --k 128 --lengths 64k --decode-steps 16 --no-ceilings || rc=1; \

@@ -117,6 +117,29 @@ __device__ __forceinline__ float block_max(float v, float* red) {
     return warp_max(r);
 }
 
+// One row of RMSNorm by the whole block: with kAdd, x += r first (written back); then
+// out = w * (x * inv), inv = 1 / sqrt(mean(x^2) + eps). The one arithmetic of rmsnorm_kernel
+// and of the GEMV's add + RMSNorm epilogue: the same bits for the same blockDim. The sum of
+// squares is an explicit fmaf, so nvcc cannot contract it differently in the two kernels (as
+// it did with RoPE's rotation). r is read through L2 (__ldcg): in the GEMV's last block it was
+// written by other blocks of the running grid. Contains __syncthreads: call from all threads.
+template <typename O, bool kAdd>
+__device__ __forceinline__ void rmsnorm_row(O* out, float* x, const float* r, const float* w,
+                                            int64_t C, float eps, float* red) {
+    float ss = 0.f;
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+        float v = x[c];
+        if constexpr (kAdd) {
+            v = v + __ldcg(r + c);
+            x[c] = v;  // read back below by this same thread
+        }
+        ss = fmaf(v, v, ss);
+    }
+    ss = block_sum(ss, red);
+    const float inv = 1.0f / sqrtf(ss / static_cast<float>(C) + eps);
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) out[c] = from_f32<O>(w[c] * (x[c] * inv));
+}
+
 // ---- launch helpers --------------------------------------------------------------------------
 inline int grid_for(int64_t n, int threads, int64_t max_blocks = 65535 * 16) {
     int64_t b = (n + threads - 1) / threads;

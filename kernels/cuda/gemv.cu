@@ -13,6 +13,10 @@
 // (split 1, session 9), the 3200-row matrices ran as 200 blocks on 132 SMs at 41-55% of DRAM
 // peak (ncu). x comes through L1 (it is small and every warp reads it).
 //
+// Epilogues that save a launch each: gate|up with SiLU-mul (gemv_silu_mul), and o_proj /
+// down_proj with the residual add and the next RMSNorm in the grid's last block
+// (gemv_add_rmsnorm).
+//
 // Order of the sums, the same for every T and every grouping (so a row's bits depend on K and
 // the dtypes only): lane l of slice s takes chunks c = s * 32 + l + i * 32 * split for
 // i = 0, 1, ..., in order; the slice's lanes are summed by warp_sum; the slices 0 .. split-1
@@ -52,6 +56,9 @@ __device__ __forceinline__ float as_operand(float x) {
 // silu != 0: the fused gate|up mode (gemv_silu_mul): w[0] = gate, w[1] = up, N[0] = I, and
 // warp pair j takes row j of each, so one warp holds both dots of act[t, j] and writes
 // silu_times(gate . x, up . x) to act_w (W) or act_f (f32) instead of the two f32 outputs.
+// ticket != nullptr: the add + RMSNorm mode (gemv_add_rmsnorm): one matrix, out[0] = proj
+// [T, N]; the grid's last block to finish adds proj into the residual stream nx [T, N] and
+// writes rmsnorm(nx) * nw to xn_f (f32) or xn_w (W).
 template <typename W>
 struct Targets {
     float* out[kGemvMaxGroup];
@@ -62,6 +69,12 @@ struct Targets {
     int silu;
     W* act_w;
     float* act_f;
+    unsigned* ticket;
+    float* nx;
+    const float* nw;
+    float* xn_f;
+    W* xn_w;
+    float eps;
 };
 
 template <typename W>
@@ -72,6 +85,49 @@ __device__ __forceinline__ void store_act(const Targets<W>& tg, int64_t i, float
     } else {
         tg.act_w[i] = from_f32<W>(a);
     }
+}
+
+// Both rows of a warp for token t: v0 of row ra, v1 of row rb (rb < N unless the matrix has
+// an odd row count); in the gate|up mode, act column ra.
+template <typename W>
+__device__ __forceinline__ void store_rows(const Targets<W>& tg, float* out, int N, int ra, int rb,
+                                           int t, float v0, float v1) {
+    const int64_t o = static_cast<int64_t>(t) * N;
+    if (tg.silu) {
+        store_act(tg, o + ra, v0, v1);
+        return;
+    }
+    out[o + ra] = v0;
+    if (rb < N) out[o + rb] = v1;
+}
+
+// The add + RMSNorm epilogue: every block publishes its rows of proj and takes a ticket; the
+// block that takes the last one sees all of proj (threadFenceReduction's pattern) and runs
+// add_rmsnorm's rows with its arithmetic (rmsnorm_row: the same bits, as this block has
+// add_rmsnorm's 256 threads). It re-arms the ticket for the next launch. The serial tail is
+// one block over T x N values (3200 in decode), where a separate launch would cost a grid drain
+// and a launch.
+template <typename W>
+__device__ __forceinline__ void add_rmsnorm_last_block(const Targets<W>& tg, int T) {
+    __shared__ float red[32];
+    __shared__ int last_block;
+    __threadfence();
+    __syncthreads();  // every thread's proj writes are fenced before the ticket
+    if (threadIdx.x == 0) last_block = atomicAdd(tg.ticket, 1u) == gridDim.x - 1;
+    __syncthreads();
+    if (!last_block) return;
+    __threadfence();
+    const int64_t C = tg.N[0];
+    for (int t = 0; t < T; ++t) {
+        if (tg.xn_f != nullptr) {
+            rmsnorm_row<float, true>(tg.xn_f + t * C, tg.nx + t * C, tg.out[0] + t * C, tg.nw, C,
+                                     tg.eps, red);
+        } else {
+            rmsnorm_row<W, true>(tg.xn_w + t * C, tg.nx + t * C, tg.out[0] + t * C, tg.nw, C,
+                                 tg.eps, red);
+        }
+    }
+    if (threadIdx.x == 0) *tg.ticket = 0;
 }
 
 // Launch bounds: one token (decode proper) fits 64 registers, 4 blocks per SM, so more of a
@@ -90,19 +146,23 @@ __global__ void __launch_bounds__(kThreads, kT == 1 ? 4 : 1)
     // to local memory).
     float* out = tg.out[0];
     const W* w = tg.w[0];
-    int64_t N = tg.N[0], first = tg.first[0];
+    int N = static_cast<int>(tg.N[0]);
+    int64_t first = tg.first[0];
 #pragma unroll
     for (int i = 1; i < kGemvMaxGroup; ++i) {
         if (i < tg.n && pair * kRowsPerWarp >= tg.first[i]) {
             out = tg.out[i];
             w = tg.w[i];
-            N = tg.N[i];
+            N = static_cast<int>(tg.N[i]);
             first = tg.first[i];
         }
     }
-    int64_t n0 = pair * kRowsPerWarp - first;
-    if (tg.silu) n0 = pair;    // act column j = pair: gate row j and up row j
+    // 32-bit row indices (launch_t checks the launch's row count).
+    int n0 = static_cast<int>(pair * kRowsPerWarp - first);
+    if (tg.silu) n0 = static_cast<int>(pair);  // act column j = pair: gate row j and up row j
     const bool live = n0 < N;  // dead warps of the last block still meet the barrier
+    // The warp's two output rows (row b may be N: an odd matrix's missing last row).
+    const int ra = n0, rb = n0 + 1;
     // 32-bit chunk indices: K < 2^31 / 8 is far beyond any model (gemv_supported checks it).
     const int chunks = static_cast<int>(K / kE), c0 = slice * 32 + lane, stride = 32 * split;
     const int n_chunks = live && c0 < chunks ? (chunks - 1 - c0) / stride + 1 : 0;
@@ -118,12 +178,10 @@ __global__ void __launch_bounds__(kThreads, kT == 1 ? 4 : 1)
         rows[0] = reinterpret_cast<const uint4*>(tg.w[0] + j * K);
         rows[1] = reinterpret_cast<const uint4*>(tg.w[1] + j * K);
     } else {
-#pragma unroll
-        for (int r = 0; r < kRowsPerWarp; ++r) {
-            // a missing last row repeats the first
-            const int64_t n = live && n0 + r < N ? n0 + r : (live ? n0 : 0);
-            rows[r] = reinterpret_cast<const uint4*>(w + n * K);
-        }
+        // a missing last row repeats the first
+        rows[0] = reinterpret_cast<const uint4*>(w + static_cast<int64_t>(live ? ra : 0) * K);
+        rows[1] = reinterpret_cast<const uint4*>(
+            w + static_cast<int64_t>(live ? (rb < N ? rb : ra) : 0) * K);
     }
     uint4 raw[kInFlight][kRowsPerWarp];
     auto load_round = [&](int i0) {
@@ -187,43 +245,30 @@ __global__ void __launch_bounds__(kThreads, kT == 1 ? 4 : 1)
     }
     static_assert(kRowsPerWarp == 2, "the fused gate|up mode pairs row 0 (gate) and row 1 (up)");
     if (split == 1) {
-        if (lane == 0 && tg.silu) {
+        if (lane == 0 && live) {
 #pragma unroll
-            for (int t = 0; t < kT; ++t) {
-                if (live) store_act(tg, t * N + n0, acc[0][t], acc[1][t]);
-            }
-        } else if (lane == 0) {
+            for (int t = 0; t < kT; ++t) store_rows(tg, out, N, ra, rb, t, acc[0][t], acc[1][t]);
+        }
+    } else {
+        if (lane == 0) {
 #pragma unroll
             for (int r = 0; r < kRowsPerWarp; ++r) {
 #pragma unroll
-                for (int t = 0; t < kT; ++t) {
-                    if (n0 + r < N) out[t * N + n0 + r] = acc[r][t];
-                }
+                for (int t = 0; t < kT; ++t) red[wib][r][t] = acc[r][t];
             }
         }
-        return;
-    }
-    if (lane == 0) {
-#pragma unroll
-        for (int r = 0; r < kRowsPerWarp; ++r) {
-#pragma unroll
-            for (int t = 0; t < kT; ++t) red[wib][r][t] = acc[r][t];
+        __syncthreads();  // split is uniform over the launch: every thread reaches this
+        // The same sums in the same order in both modes.
+        auto slices_sum = [&](int r, int t) {
+            float v = red[wib][r][t];
+            for (int j = 1; j < split; ++j) v += red[wib + j][r][t];
+            return v;
+        };
+        if (slice == 0 && live && lane < kT) {
+            store_rows(tg, out, N, ra, rb, lane, slices_sum(0, lane), slices_sum(1, lane));
         }
     }
-    __syncthreads();  // split is uniform over the launch: every thread reaches this
-    // The same sums in the same order in both modes.
-    auto slices_sum = [&](int r, int t) {
-        float v = red[wib][r][t];
-        for (int j = 1; j < split; ++j) v += red[wib + j][r][t];
-        return v;
-    };
-    if (slice != 0 || !live) return;
-    if (tg.silu) {
-        if (lane < kT) store_act(tg, lane * N + n0, slices_sum(0, lane), slices_sum(1, lane));
-    } else if (lane < kRowsPerWarp * kT) {
-        const int r = lane / kT, t = lane % kT;
-        if (n0 + r < N) out[t * N + n0 + r] = slices_sum(r, t);
-    }
+    if (tg.ticket != nullptr) add_rmsnorm_last_block(tg, kT);  // uniform: every thread
 }
 
 // FOT_CUDA_GEMV_SPLIT, for benchmark comparisons: 1, 2, 4 or 8 warps per row pair for every
@@ -243,6 +288,8 @@ template <typename W, typename X>
 void launch_t(const Targets<W>& tg, int64_t pairs, const X* x, int64_t T, int64_t K, int split,
               cudaStream_t st) {
     if (pairs == 0) return;
+    FOT_CHECK(pairs < (int64_t{1} << 30), "cuda gemv: ", 2 * pairs,
+              " rows in one launch (the kernel indexes rows in 32 bits)");
     const int64_t per_block = kWarps / split;
     const unsigned blocks = static_cast<unsigned>((pairs + per_block - 1) / per_block);
     switch (T) {
@@ -323,6 +370,37 @@ void gemv_group(const GemvTarget* targets, int n, const void* x, DType x_dtype, 
             rows += (targets[i].N + kRowsPerWarp - 1) / kRowsPerWarp * kRowsPerWarp;
         }
         launch_t<W>(tg, rows / kRowsPerWarp, xt, T, K, split, as_stream(stream));
+    });
+    FOT_CUDA_CHECK(cudaGetLastError());
+}
+
+void gemv_add_rmsnorm(float* proj, void* xn, DType xn_dtype, float* x, const float* norm_w,
+                      float eps, const void* a, DType a_dtype, const void* w, DType w_dtype,
+                      int64_t T, int64_t C, int64_t K, unsigned* ticket, void* stream) {
+    FOT_CHECK(gemv_supported(a, a_dtype, w, w_dtype, T, K) && C >= 1,
+              "cuda gemv_add_rmsnorm: unsupported shape, alignment or input type (T ", T, ", K ", K,
+              ", x ", dtype_name(a_dtype), ", w ", dtype_name(w_dtype), ")");
+    FOT_CHECK(xn_dtype == DType::kF32 || xn_dtype == w_dtype, "cuda gemv_add_rmsnorm: output ",
+              dtype_name(xn_dtype), " is neither f32 nor the weights' ", dtype_name(w_dtype));
+    FOT_CHECK(ticket != nullptr, "cuda gemv_add_rmsnorm: no ticket");
+    const int split = gemv_split(w_dtype, K);
+    dispatch_gemv(a_dtype, w_dtype, a, [&](auto* tag, auto* at) {
+        using W = std::remove_pointer_t<decltype(tag)>;
+        Targets<W> tg{};
+        tg.n = 1;
+        tg.out[0] = proj;
+        tg.w[0] = static_cast<const W*>(w);
+        tg.N[0] = C;
+        tg.ticket = ticket;
+        tg.nx = x;
+        tg.nw = norm_w;
+        tg.eps = eps;
+        if (xn_dtype == DType::kF32) {
+            tg.xn_f = static_cast<float*>(xn);
+        } else {
+            tg.xn_w = static_cast<W*>(xn);
+        }
+        launch_t<W>(tg, (C + kRowsPerWarp - 1) / kRowsPerWarp, at, T, K, split, as_stream(stream));
     });
     FOT_CUDA_CHECK(cudaGetLastError());
 }

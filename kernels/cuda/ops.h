@@ -81,6 +81,15 @@ void gemv_group(const GemvTarget* targets, int n, const void* x, DType x_dtype, 
 void gemv_silu_mul(void* act, DType act_dtype, const void* x, DType x_dtype, const void* w_gate,
                    const void* w_up, DType w_dtype, int64_t T, int64_t I, int64_t K, void* stream);
 
+// A projection, the residual add and the next RMSNorm (o_proj or down_proj in decode):
+// proj = a * w^T as gemv computes it, then, in the grid's last block, x += proj and
+// xn = rmsnorm(x) * norm_w with add_rmsnorm's arithmetic: the bits of gemv + add_rmsnorm in one
+// launch. proj, x: (T, C) f32; w: (C, K); xn: (T, C) in f32 or w_dtype. ticket: one counter,
+// zero before the launch and zero again after it. Supported as gemv_supported.
+void gemv_add_rmsnorm(float* proj, void* xn, DType xn_dtype, float* x, const float* norm_w,
+                      float eps, const void* a, DType a_dtype, const void* w, DType w_dtype,
+                      int64_t T, int64_t C, int64_t K, unsigned* ticket, void* stream);
+
 // ---- row-wise (rowwise.cu) ---------------------------------------------------------------------
 // out in out_dtype: f32, or bf16/f16 rounded to nearest even (a GEMM input).
 void rmsnorm(void* out,  // (T, C)

@@ -33,28 +33,14 @@ __device__ __forceinline__ void rope_rotate(float x1, float x2, float cs, float 
 // O: f32, or bf16/f16 when the output is a GEMM input (rounded as the GEMM would round it).
 // kAdd: the residual add first (x += r, written back; add_kernel's arithmetic), so that the
 // norm reads the new x from registers instead of a separate pass. x is written only if kAdd.
+// The row's arithmetic is rmsnorm_row (common.cuh), shared with the GEMV's epilogue.
 template <typename O, bool kAdd>
 __global__ void rmsnorm_kernel(O* out, float* x, const float* r, const float* w, int64_t T,
                                int64_t C, float eps) {
     pdl_start();
     __shared__ float red[32];
     for (int64_t t = blockIdx.x; t < T; t += gridDim.x) {
-        float* xr = x + t * C;
-        O* yr = out + t * C;
-        float ss = 0.f;
-        for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-            float v = xr[c];
-            if constexpr (kAdd) {
-                v = v + r[t * C + c];
-                xr[c] = v;  // read back below by this same thread
-            }
-            ss += v * v;
-        }
-        ss = block_sum(ss, red);
-        const float inv = 1.0f / sqrtf(ss / static_cast<float>(C) + eps);
-        for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-            yr[c] = from_f32<O>(w[c] * (xr[c] * inv));
-        }
+        rmsnorm_row<O, kAdd>(out + t * C, x + t * C, kAdd ? r + t * C : nullptr, w, C, eps, red);
     }
 }
 

@@ -108,6 +108,16 @@ class Backend {
         matmul_group(x, {{gate, w_gate}, {up, w_up}});
         silu_mul(act, gate, up);
     }
+    // A projection back to the residual stream, the residual add and the next RMSNorm:
+    // proj = a * w^T, x += proj, xn = rmsnorm(x) * norm_w; the bits of matmul(proj, a, w) then
+    // add_rmsnorm(xn, x, proj, norm_w, eps). proj [T, C] f32 is the caller's scratch and holds
+    // a * w^T afterwards. CudaBackend: one GEMV launch in decode whose last block adds and
+    // norms (no add_rmsnorm launch). Default: those two ops.
+    virtual void matmul_add_rmsnorm(TensorView xn, TensorView x, TensorView proj, TensorView a,
+                                    TensorView w, TensorView norm_w, float eps) {
+        matmul(proj, a, w);
+        add_rmsnorm(xn, x, proj, norm_w, eps);
+    }
     // Rotates the first H*D columns of each row of x [T, >= H*D]; row t at position
     // first_pos + t (HF rotate-half convention).
     virtual void rope(TensorView x, int64_t H, int64_t D, int64_t first_pos, float theta) = 0;

@@ -109,9 +109,8 @@ void CpuBackend::rmsnorm(TensorView out, TensorView x, TensorView w, float eps) 
     store_staged(out);
 }
 
-// Decode-sized GEMMs (at most this many rows) stay on the widening GEMV: they are bound by
-// reading the weights, which the dot-product instruction does not change.
-constexpr int64_t kBf16DotMinRows = 4;
+// kBf16DotMinRows: decode-sized GEMMs stay on the widening GEMV: they are bound by reading
+// the weights, which the dot-product instruction does not change.
 
 void CpuBackend::matmul(TensorView out, TensorView x, TensorView w) {
     check_f32(out, "matmul output");

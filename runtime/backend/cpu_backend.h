@@ -18,6 +18,10 @@ class CpuBackend : public Backend {
   public:
     // threads > 0: use that many OpenMP and BLAS threads.
     explicit CpuBackend(int threads = 0);
+    // `fast` GEMMs of bf16 weights over more rows than this run on the AVX512_BF16 dot-product
+    // kernel when the CPU has it (kernels/cpu/ops.h matmul_bf16_dot); fewer rows take SGEMM
+    // on rounded operands.
+    static constexpr int64_t kBf16DotMinRows = 4;
 
     Device device() const override { return Device::cpu(); }
     std::string name() const override { return "cpu"; }

@@ -195,7 +195,8 @@ void* CudaBackend::scratch(Scratch& s, size_t bytes) {
 }
 
 unsigned* CudaBackend::split_tickets(int64_t H) {
-    // Zeroed once when (re)allocated; every kernel that counts in them leaves them zeroed.
+    // Zeroed once when (re)allocated; every kernel that counts in them leaves them zeroed (the
+    // decode attention's per-head tickets, the add + RMSNorm GEMV's one ticket).
     const size_t bytes = sizeof(unsigned) * static_cast<size_t>(std::max<int64_t>(H, 1));
     const bool grow = bytes > tickets_->bytes;
     void* p = scratch(*tickets_, bytes);
@@ -510,6 +511,55 @@ void CudaBackend::matmul_silu_mul(TensorView act, TensorView gate, TensorView up
             static_cast<double>(x.nbytes()) + static_cast<double>(act.nbytes()));
     kc::gemv_silu_mul(act.data, act.dtype, x.data, x.dtype, w_gate.data, w_up.data, wdt, T, I, K,
                       stream_);
+}
+
+namespace {
+// FOT_CUDA_GEMV_NORM=0 runs matmul_add_rmsnorm as its two ops (benchmark comparisons; the same
+// bits either way). Read once.
+bool gemv_norm_enabled() {
+    static const bool on = [] {
+        const char* e = std::getenv("FOT_CUDA_GEMV_NORM");
+        const std::string v = e ? e : "";
+        FOT_CHECK(v.empty() || v == "0" || v == "1", "FOT_CUDA_GEMV_NORM='", v,
+                  "' is not 1 (default) or 0");
+        return v != "0";
+    }();
+    return on;
+}
+}  // namespace
+
+void CudaBackend::matmul_add_rmsnorm(TensorView xn, TensorView x, TensorView proj, TensorView a,
+                                     TensorView w, TensorView norm_w, float eps) {
+    // Decode-sized: the GEMV's last block does add_rmsnorm's work, one launch instead of two.
+    const int64_t T = rows_of(a), K = row_width(a);
+    const bool fused =
+        gemv_norm_enabled() && w.shape.size() == 2 && w.shape[1] == K && x.dtype == DType::kF32 &&
+        proj.dtype == DType::kF32 && norm_w.dtype == DType::kF32 && rows_of(x) == T &&
+        rows_of(proj) == T && rows_of(xn) == T && row_width(x) == w.shape[0] &&
+        row_width(proj) == w.shape[0] && row_width(xn) == w.shape[0] &&
+        norm_w.numel() == w.shape[0] && (xn.dtype == DType::kF32 || xn.dtype == w.dtype) &&
+        kc::gemv_supported(a.data, a.dtype, w.data, w.dtype, T, K);
+    if (!fused) {
+        Backend::matmul_add_rmsnorm(xn, x, proj, a, w, norm_w, eps);
+        return;
+    }
+    check_float(a, "matmul input");
+    check_float(xn, "add_rmsnorm output");
+    check_device(w, "matmul weight");
+    check_device(x, "add_rmsnorm residual stream");
+    check_device(norm_w, "add_rmsnorm weight");
+    FOT_CHECK(a.dtype == DType::kF32 || a.dtype == gemm_input_dtype(w.dtype),
+              "cuda backend: matmul input is ", dtype_name(a.dtype), ", expected f32 or ",
+              dtype_name(gemm_input_dtype(w.dtype)), " for ", dtype_name(w.dtype), " weights");
+    const int64_t C = w.shape[0];
+    ProfileScope prof(
+        profiler_.get(), Phase::kGemm,
+        2.0 * static_cast<double>(T) * static_cast<double>(C) * static_cast<double>(K),
+        static_cast<double>(w.nbytes()) + static_cast<double>(a.nbytes()) +
+            static_cast<double>(proj.nbytes()) + 2.0 * static_cast<double>(x.nbytes()) +
+            static_cast<double>(xn.nbytes()));
+    kc::gemv_add_rmsnorm(proj.as<float>(), xn.data, xn.dtype, x.as<float>(), norm_w.as<float>(),
+                         eps, a.data, a.dtype, w.data, w.dtype, T, C, K, split_tickets(1), stream_);
 }
 
 bool CudaBackend::matmul_batched(TensorView x, std::initializer_list<MatmulTarget> targets) {

@@ -81,6 +81,8 @@ class CudaBackend final : public Backend {
     void silu_mul(TensorView out, TensorView gate, TensorView up) override;
     void matmul_silu_mul(TensorView act, TensorView gate, TensorView up, TensorView x,
                          TensorView w_gate, TensorView w_up) override;
+    void matmul_add_rmsnorm(TensorView xn, TensorView x, TensorView proj, TensorView a,
+                            TensorView w, TensorView norm_w, float eps) override;
     void add(TensorView out, TensorView a, TensorView b) override;
     void add_rmsnorm(TensorView out, TensorView x, TensorView r, TensorView w, float eps) override;
 

@@ -97,17 +97,32 @@ PhaseCounts step_counts(const StepShape& s) {
         charge(n, BenchPhase::kGemm, parts * 2 * rows * N * Kd,
                parts * (rows * N * f + N * Kd * w) + rows * Kd * x_bytes);
     };
+    // add_rmsnorm: add (x read and written, r read) + rmsnorm (x read, out written, w read).
+    const double add_norm_flops = 5 * Q * C, add_norm_bytes = Q * C * (3 * f + g) + C * f;
+    // A projection back to the residual stream and the add_rmsnorm after it: with tp 1 one
+    // call (Backend::matmul_add_rmsnorm, charged as a GEMM); with tp > 1 the all-reduce
+    // between them keeps two.
+    auto matmul_add_rmsnorm = [&](double rows, double N, double Kd, double x_bytes) {
+        if (s.tp > 1) {
+            matmul(rows, N, Kd, x_bytes);
+            charge(n, BenchPhase::kOther, add_norm_flops, add_norm_bytes);
+            return;
+        }
+        charge(n, BenchPhase::kGemm, 2 * rows * N * Kd + add_norm_flops,
+               rows * N * f + rows * Kd * x_bytes + N * Kd * w + add_norm_bytes);
+    };
     charge(n, BenchPhase::kOther, 0, 2 * Q * C * f);  // embedding
     const int64_t tp_calls = s.tp > 1 ? 1 + 2 * c.num_hidden_layers : 0;
     for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
         const bool mem_layer =
             std::find(c.mem_layers.begin(), c.mem_layers.end(), l) != c.mem_layers.end();
-        // The first norm adds the previous layer's MLP residual (add_rmsnorm), except in
-        // layer 0; the post-attention norm always adds the attention residual.
+        // The first norm: rmsnorm in layer 0; after it, with tp 1, the previous layer's down
+        // projection did it (matmul_add_rmsnorm), else add_rmsnorm adds that layer's MLP
+        // residual.
         if (l == 0) {
             charge(n, BenchPhase::kOther, 4 * Q * C, Q * C * (f + g) + C * f);  // rmsnorm
-        } else {
-            charge(n, BenchPhase::kOther, 5 * Q * C, Q * C * (3 * f + g) + C * f);
+        } else if (s.tp > 1) {
+            charge(n, BenchPhase::kOther, add_norm_flops, add_norm_bytes);
         }
         matmul_group(3, Q, A, C, g);                                        // q|k|v
         if (mem_layer) charge(n, BenchPhase::kOther, 0, 2 * Q * A * f, 2);  // copy_rows
@@ -147,13 +162,15 @@ PhaseCounts step_counts(const StepShape& s) {
             }
             charge(n, BenchPhase::kOther, Q * A, Q * A * g + part);  // finalize
         }
-        matmul(Q, C, A, g);
-        charge(n, BenchPhase::kOther, 5 * Q * C, Q * C * (3 * f + g) + C * f);  // add_rmsnorm
+        matmul_add_rmsnorm(Q, C, A, g);  // o_proj and the post-attention norm
         // gate|up and SiLU-mul (matmul_silu_mul): one GEMM call, x read once, act written.
         charge(n, BenchPhase::kGemm, 4 * Q * Ir * C, Q * C * g + 2 * Ir * C * w + Q * Ir * g);
-        matmul(Q, C, Ir, g);
-        // The last layer's MLP residual (the others' go into the next layer's first norm).
-        if (l + 1 == c.num_hidden_layers) charge(n, BenchPhase::kOther, Q * C, 3 * Q * C * f);
+        if (l + 1 == c.num_hidden_layers) {
+            matmul(Q, C, Ir, g);
+            charge(n, BenchPhase::kOther, Q * C, 3 * Q * C * f);  // the last MLP residual
+        } else {
+            matmul_add_rmsnorm(Q, C, Ir, g);  // down_proj and the next layer's first norm
+        }
     }
     charge(n, BenchPhase::kOther, 4 * C, 2 * C * f + C * f);  // final norm of the last row
     matmul(1, Vr, C, f);                                      // lm_head, last row (f32 input)

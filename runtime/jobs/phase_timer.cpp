@@ -132,6 +132,14 @@ void TimedBackend::matmul_silu_mul(TensorView act, TensorView gate, TensorView u
     timed(BenchPhase::kGemm, flops, nb(x) + nb(w_gate) + nb(w_up) + nb(act),
           [&] { inner_.matmul_silu_mul(act, gate, up, x, w_gate, w_up); });
 }
+void TimedBackend::matmul_add_rmsnorm(TensorView xn, TensorView x, TensorView proj, TensorView a,
+                                      TensorView w, TensorView norm_w, float eps) {
+    // Charged as a GEMM: the matmul's FLOPs and bytes, and add_rmsnorm's with them (one op).
+    const double flops = 2.0 * double(proj.shape[0]) * double(proj.shape[1]) * double(a.shape[1]);
+    timed(BenchPhase::kGemm, flops + 5.0 * x.numel(),
+          nb(proj) + nb(a) + nb(w) + nb(xn) + 2 * nb(x) + nb(proj) + nb(norm_w),
+          [&] { inner_.matmul_add_rmsnorm(xn, x, proj, a, w, norm_w, eps); });
+}
 void TimedBackend::add_rmsnorm(TensorView out, TensorView x, TensorView r, TensorView w,
                                float eps) {
     // add (x read and written, r read) + rmsnorm (x read, out written, w read).

@@ -85,6 +85,8 @@ class TimedBackend final : public Backend {
     void matmul_group(TensorView x, std::initializer_list<MatmulTarget> targets) override;
     void matmul_silu_mul(TensorView act, TensorView gate, TensorView up, TensorView x,
                          TensorView w_gate, TensorView w_up) override;
+    void matmul_add_rmsnorm(TensorView xn, TensorView x, TensorView proj, TensorView a,
+                            TensorView w, TensorView norm_w, float eps) override;
     void attn_one_store(TensorView out, TensorView part, TensorView q, TensorView k, TensorView v,
                         int64_t S, float scale, int64_t causal_offset) override;
     void add_rmsnorm(TensorView out, TensorView x, TensorView r, TensorView w, float eps) override;

@@ -239,12 +239,11 @@ void LongLlama::run_step(const std::vector<Segment>& segs, int64_t rows, int64_t
 
     // A layer's last residual add waits for the next layer's first RMSNorm (one pass for
     // both), unless a hook wants each layer's output or it is the last layer.
-    bool add_pending = false;
+    Residual in = Residual::kAdded;
     for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
         if (layer_hook_) layer_hook_(l);
         const bool defer_add = !opts.on_hidden && l + 1 < config_.num_hidden_layers;
-        layer(l, segs, rows, add_pending, defer_add);
-        add_pending = defer_add;
+        in = layer(l, segs, rows, in, defer_add);
         if (opts.on_hidden) opts.on_hidden(l + 1, row0, x);
     }
 
@@ -287,34 +286,50 @@ void LongLlama::append_block(Sequence& seq, int64_t len) {
     ++seq.mem_blocks_;
 }
 
-void LongLlama::layer(int64_t l, const std::vector<Segment>& segs, int64_t rows, bool add_pending,
-                      bool defer_add) {
+LongLlama::Residual LongLlama::layer(int64_t l, const std::vector<Segment>& segs, int64_t rows,
+                                     Residual in, bool defer_add) {
     const LayerWeights& w = weights_.layers[l];
     const float eps = static_cast<float>(config_.rms_norm_eps);
     // GEMM inputs come out of their producers already in the dtype the GEMM rounds them to.
     const bool lowp = layer_gemm_input_dtype() != DType::kF32;
     TensorView x = rows_view(x_, rows), proj = rows_view(proj_, rows);
     TensorView xn = rows_view(lowp ? xin_ : xn_, rows);
+    // Without tensor parallelism nothing stands between a projection back to the residual
+    // stream and the add + RMSNorm after it: one op (one GEMV launch in CUDA decode). With it,
+    // the projection's all-reduce does.
+    const bool one_op = tp_.size() == 1;
     // ---- attention block ----
-    if (add_pending) {  // the previous layer's MLP residual, fused with this norm
+    if (in == Residual::kPending) {  // the previous layer's MLP residual, fused with this norm
         backend_.add_rmsnorm(xn, x, proj, w.ln_in.view(), eps);
-    } else {
+    } else if (in == Residual::kAdded) {
         backend_.rmsnorm(xn, x, w.ln_in.view(), eps);
-    }
+    }  // else kNormed: the previous layer's down projection wrote xn
     backend_.matmul_group(xn, {{rows_view(q_, rows), w.wq.view()},
                                {rows_view(k_, rows), w.wk.view()},
                                {rows_view(v_, rows), w.wv.view()}});
     for (const Segment& seg : segs) attention(l, seg);
-    backend_.matmul(proj, rows_view(attn_, rows), w.wo.view());
-    if (tp_.size() > 1) tp_.all_reduce_sum(proj, backend_.stream());
+    TensorView attn = rows_view(attn_, rows);
+    if (one_op) {
+        backend_.matmul_add_rmsnorm(xn, x, proj, attn, w.wo.view(), w.ln_post.view(), eps);
+    } else {
+        backend_.matmul(proj, attn, w.wo.view());
+        tp_.all_reduce_sum(proj, backend_.stream());
+        backend_.add_rmsnorm(xn, x, proj, w.ln_post.view(), eps);
+    }
     // ---- MLP block ----
-    backend_.add_rmsnorm(xn, x, proj, w.ln_post.view(), eps);
     TensorView gate = rows_view(gate_, rows), up = rows_view(up_, rows);
     TensorView act = lowp ? rows_view(act_, rows) : gate;
     backend_.matmul_silu_mul(act, gate, up, xn, w.w_gate.view(), w.w_up.view());
+    if (defer_add && one_op) {  // the next layer's first norm, in the same op
+        backend_.matmul_add_rmsnorm(xn, x, proj, act, w.w_down.view(),
+                                    weights_.layers[l + 1].ln_in.view(), eps);
+        return Residual::kNormed;
+    }
     backend_.matmul(proj, act, w.w_down.view());
     if (tp_.size() > 1) tp_.all_reduce_sum(proj, backend_.stream());
-    if (!defer_add) backend_.add(x, x, proj);  // else the next layer's first norm adds proj
+    if (defer_add) return Residual::kPending;  // the next layer's first norm adds proj
+    backend_.add(x, x, proj);
+    return Residual::kAdded;
 }
 
 void LongLlama::attention(int64_t l, const Segment& seg) {

@@ -142,10 +142,14 @@ class LongLlama {
     void run_step(const std::vector<Segment>& segs, int64_t rows, int64_t row0,
                   const ForwardOptions& opts);
     void flush_into_memory(const Segment& seg);
-    // add_pending: x still lacks the previous layer's MLP output (in proj_); defer_add: leave
-    // this layer's MLP output in proj_ for the next layer instead of adding it to x.
-    void layer(int64_t l, const std::vector<Segment>& segs, int64_t rows, bool add_pending,
-               bool defer_add);
+    // The residual stream x between layers: kAdded (x is complete), kPending (x still lacks
+    // the previous layer's MLP output, in proj_), kNormed (x is complete and xn already holds
+    // this layer's first RMSNorm of it).
+    enum class Residual { kAdded, kPending, kNormed };
+    // Runs layer l on x given `in`; returns the state it leaves. defer_add: this layer's MLP
+    // output may be left for the next layer (kPending or kNormed) instead of added to x.
+    Residual layer(int64_t l, const std::vector<Segment>& segs, int64_t rows, Residual in,
+                   bool defer_add);
     // The dtype of the layer GEMMs' inputs: Backend::gemm_input_dtype of the layer weights
     // (f32 when their dtypes differ); (re)allocates the buffers that hold them.
     DType layer_gemm_input_dtype();

@@ -666,6 +666,66 @@ TEST_P(BackendOps, MatmulSiluMulIsMatmulGroupThenSiluMul) {
     be().set_precision(kEx);
 }
 
+TEST_P(BackendOps, MatmulAddRmsNormIsMatmulThenAddRmsNorm) {
+    // matmul_add_rmsnorm (o_proj / down_proj and the norm after them; CudaBackend's decode
+    // GEMV adds and norms in its last block) against matmul then add_rmsnorm: proj, the new x
+    // and xn bit for bit. Decode rows (T <= 4) and prefill rows (6), K 96 with C 300 (19 GEMV
+    // blocks) and K 3200 with C 64 (K split over 4 warps, 16 blocks), a and xn in f32 and in
+    // the GEMM input dtype (the model's xn feeds the next GEMM). Every case launches again on the
+    // one ticket, so a ticket left un-armed by the previous launch would leave x and xn unwritten
+    // here.
+    for (Precision p : {kEx, kFa}) {
+        be().set_precision(p);
+        for (DType wt : {kBF16, kF32}) {
+            const DType gin = be().gemm_input_dtype(wt);
+            for (auto [K, C, T] : {std::tuple<int64_t, int64_t, int64_t>{96, 300, 1},
+                                   {96, 300, 4},
+                                   {96, 300, 6},
+                                   {3200, 64, 1},
+                                   {3200, 64, 3}}) {
+                SCOPED_TRACE(::testing::Message() << precision_name(p) << " " << dtype_name(wt)
+                                                  << " K " << K << " C " << C << " T " << T);
+                Buffer w = make_buffer(be(), wt, {C, K}, random_floats(C * K, 180));
+                Buffer nw = make_buffer(be(), kF32, {C}, random_floats(C, 181, 0.5f, 1.5f));
+                const auto av = random_floats(T * K, 182 + T, -2.f, 2.f);
+                const auto xv = random_floats(T * C, 183, -3.f, 3.f);
+                std::vector<DType> dts = {kF32};
+                if (gin != kF32) dts.push_back(gin);
+                for (DType ad : dts) {
+                    Buffer a = make_buffer(be(), ad, {T, K}, av);
+                    for (DType od : dts) {
+                        auto run = [&](bool fused) {
+                            Buffer x = make_buffer(be(), kF32, {T, C}, xv);
+                            Buffer proj = be().alloc(kF32, {T, C});
+                            Buffer xn = be().alloc(od, {T, C});
+                            if (fused) {
+                                be().matmul_add_rmsnorm(xn.view(), x.view(), proj.view(), a.view(),
+                                                        w.view(), nw.view(), 1e-6f);
+                            } else {
+                                be().matmul(proj.view(), a.view(), w.view());
+                                be().add_rmsnorm(xn.view(), x.view(), proj.view(), nw.view(),
+                                                 1e-6f);
+                            }
+                            return std::vector<std::vector<unsigned char>>{
+                                fetch_bytes(be(), proj.view()), fetch_bytes(be(), x.view()),
+                                fetch_bytes(be(), xn.view())};
+                        };
+                        const auto got = run(true), want = run(false);
+                        const char* what[] = {"proj", "x", "xn"};
+                        for (int i = 0; i < 3; ++i) {
+                            EXPECT_EQ(got[i], want[i])
+                                << what[i] << ", a " << dtype_name(ad) << ", xn " << dtype_name(od);
+                        }
+                        Buffer x_in = make_buffer(be(), kF32, {T, C}, xv);
+                        EXPECT_NE(got[1], fetch_bytes(be(), x_in.view())) << "x did not change";
+                    }
+                }
+            }
+        }
+    }
+    be().set_precision(kEx);
+}
+
 TEST_P(BackendOps, MatmulGroupOfSplitRowsMatchesEachMatmul) {
     // The model's layout (split_rows: weights back to back, outputs one window of rows apart):
     // CudaBackend runs prefill rows as one strided-batched GEMM, whose sums may run in another

@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -613,7 +615,8 @@ TEST(EmulatedFaults, AProgrammaticLaunchOfAKernelWithoutPdlStartAborts) {
 // them): a copy without it must give other bits for some thread order.
 TEST_F(CudaBackendTest, TheSplitGemvNeedsItsBarrier) {
     const std::string rel = "kernels/cuda/gemv.cu";
-    const std::vector<int> lines = barrier_lines(rel);
+    const std::vector<int> lines =
+        barrier_lines(rel, "gemv_kernel(Targets<W> tg", "forced_split()");
     ASSERT_EQ(lines.size(), 1u) << "expected the one barrier of the split-K sum in " << rel;
     const int64_t T = 2, N = 24, K = 3200;  // split 4: two row pairs per block
     ASSERT_EQ(kernels::cuda::gemv_split(DType::kBF16, K), 4);
@@ -627,6 +630,47 @@ TEST_F(CudaBackendTest, TheSplitGemvNeedsItsBarrier) {
     };
     const auto want = run();
     expect_barrier_needed(rel, lines[0], [&] { return run() != want; });
+}
+
+// The add + RMSNorm epilogue's barrier between the ticket and its reading: without it the
+// block's other threads may read the shared flag (poisoned) before thread 0 writes it, so
+// blocks that are not last add and norm a half-written proj, or a block's threads disagree
+// about being last and the emulator reports a barrier deadlock. Either ends the process below
+// (a death test, run in a fresh process). (The barrier before the ticket orders this block's
+// proj writes before the ticket; the emulator runs blocks one after another, so it cannot
+// show that one.)
+TEST_F(CudaBackendTest, TheAddRmsNormEpilogueNeedsItsTicketBarrier) {
+    const std::string rel = "kernels/cuda/gemv.cu";
+    const std::vector<int> lines =
+        barrier_lines(rel, "add_rmsnorm_last_block(const Targets<W>& tg", "// Launch bounds");
+    ASSERT_EQ(lines.size(), 2u) << "expected the epilogue's two barriers in " << rel;
+    const int64_t T = 1, C = 300, K = 96;  // 19 blocks
+    Buffer a = make_buffer(*gpu_, DType::kBF16, {T, K}, random_floats(T * K, 190));
+    Buffer w = make_buffer(*gpu_, DType::kBF16, {C, K}, random_floats(C * K, 191));
+    Buffer nw = make_buffer(*gpu_, DType::kF32, {C}, random_floats(C, 192, 0.5f, 1.5f));
+    const auto xv = random_floats(T * C, 193, -3.f, 3.f);
+    auto run = [&] {
+        Buffer x = make_buffer(*gpu_, DType::kF32, {T, C}, xv);
+        Buffer proj = gpu_->alloc(DType::kF32, {T, C}), xn = gpu_->alloc(DType::kBF16, {T, C});
+        gpu_->matmul_add_rmsnorm(xn.view(), x.view(), proj.view(), a.view(), w.view(), nw.view(),
+                                 1e-6f);
+        return std::make_pair(fetch_bytes(*gpu_, x.view()), fetch_bytes(*gpu_, xn.view()));
+    };
+    const auto want = run();
+    GTEST_FLAG_SET(death_test_style, "threadsafe");
+    EXPECT_DEATH(
+        {
+            for (uint64_t seed = 1; seed <= 4; ++seed) {
+                emu::set_seed(seed);
+                emu::skip_barrier(rel.c_str(), lines[1]);
+                if (run() != want) {
+                    std::fprintf(stderr, "wrong result without the barrier\n");
+                    std::abort();
+                }
+            }
+        },
+        "deadlock|wrong result");
+    EXPECT_EQ(run(), want) << "the intact kernel again";
 }
 
 // The same for the fused top-k kernel's barriers (its candidate lists are warp-private and
