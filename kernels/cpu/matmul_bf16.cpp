@@ -1,5 +1,6 @@
 // bf16 x bf16 GEMM with fp32 accumulation on the AVX512_BF16 dot-product instruction
-// (vdpbf16ps), for the `fast` precision with bf16 weights (ops.h: matmul_bf16_dot).
+// (vdpbf16ps) or on AMX tiles (tdpbf16ps), for the `fast` precision with bf16 weights
+// (ops.h: matmul_bf16_dot).
 //
 // Layout ("VNNI" pairs): vdpbf16ps multiplies 16 lanes of bf16 pairs and adds both products
 // to the lane's fp32 sum. A lane holds the pair (k, k+1) of one output column n, so a block
@@ -14,9 +15,23 @@
 // exactly that in scalar code, so the packing, blocking and edge handling are tested on CPUs
 // without the instruction; on CPUs with it, the test compares both.
 //
-// Only the micro-kernel is compiled for AVX-512 (a target attribute, not a per-file flag: an
-// AVX-512 copy of an inline library function must never be linked into code that runs on
-// CPUs without it), and it is reached only after a run-time CPUID check.
+// AMX: the same packed pairs are what tdpbf16ps reads. A tile of x is 16 rows x 16 pairs
+// (64 bytes of each row of the packed x), a tile of w 16 pairs x 16 columns (half a panel row,
+// 128 bytes apart), so the micro-kernel loads both straight from the packing: 32 rows x 32
+// columns per call in 4 accumulator tiles, 2 x tiles and 2 w tiles (the 8 tile registers), K
+// in steps of 16 pairs (the packing is zero-padded to that, and x to 32 rows). tdpbf16ps adds
+// each pair's even product, then its odd one, in the Intel SDM's description of TDPBF16PS,
+// with the same denormal flushing; the emulated AMX micro-kernel does that in scalar code.
+// The hardware sums otherwise (on the developer machine's Xeon it matched that description
+// bit for bit on 4 of 48 test shapes, and neither one rounding per pair nor one per 16 pairs
+// matched either), so the native kernel is held to the fp32 summation bound, not to bits. On a Xeon with AMX (this
+// project's developer machine, 2026-11-30) tdpbf16ps ran 3.5 TFLOP/s per core against 0.11
+// for vdpbf16ps and 0.22 for fp32 FMA, so AMX, where the CPU and OS allow it, comes first.
+//
+// Only the micro-kernels are compiled for AVX-512 or AMX (a target attribute, not a per-file
+// flag: an AVX-512 copy of an inline library function must never be linked into code that
+// runs on CPUs without it), and they are reached only after a run-time CPUID check (and, for
+// AMX, the kernel's permission to use the tile state: arch_prctl ARCH_REQ_XCOMP_PERM).
 #include <omp.h>
 
 #include <algorithm>
@@ -29,14 +44,18 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #define FOT_HAVE_BF16_DOT_KERNEL 1
 #endif
 
 namespace fot::kernels::cpu {
 namespace {
 
-constexpr int kRows = 8;    // x rows per micro-kernel call
-constexpr int kPanel = 32;  // w columns per packed panel (two 16-lane blocks)
+constexpr int kRows = 8;       // x rows per AVX-512 micro-kernel call
+constexpr int kPanel = 32;     // w columns per packed panel (two 16-lane blocks)
+constexpr int kAmxRows = 32;   // x rows per AMX micro-kernel call (two tiles of 16)
+constexpr int kAmxPairs = 16;  // pairs per AMX step (a tile row: 64 bytes)
 
 // bf16 bits of x (round to nearest even, as fot::f32_to_bf16) packed as pairs: a row of K
 // values becomes Kp = ceil(K / 2) 32-bit words, (k even) in the low half, (k odd) in the high.
@@ -79,7 +98,78 @@ void micro_emulated(float* out, int64_t ldo, const uint32_t* x, int64_t ldx, con
     }
 }
 
+// tdpbf16ps's order (Intel SDM): per pair, the even product, then the odd one.
+void micro_amx_emulated(float* out, int64_t ldo, const uint32_t* x, int64_t ldx, const uint32_t* w,
+                        int64_t Kp, int rows, int cols) {
+    for (int r = 0; r < rows; ++r) {
+        for (int c = 0; c < cols; ++c) {
+            float acc = 0.f;
+            for (int64_t kp = 0; kp < Kp; ++kp) {
+                const uint32_t a = x[r * ldx + kp], b = w[kp * kPanel + c];
+                acc = flush(acc + bf16_lo(a) * bf16_lo(b));
+                acc = flush(acc + bf16_hi(a) * bf16_hi(b));
+            }
+            out[r * ldo + c] = acc;
+        }
+    }
+}
+
 #if defined(FOT_HAVE_BF16_DOT_KERNEL)
+// The tile shapes of micro_amx: tiles 0-3 the 2 x 2 fp32 accumulators (16 rows x 16 columns),
+// 4-5 x (16 rows x 16 pairs), 6-7 w (16 pairs x 16 columns); 64 bytes per tile row.
+struct alignas(64) AmxConfig {
+    uint8_t palette = 1, start_row = 0;
+    uint8_t reserved[14] = {};
+    uint16_t colsb[16] = {64, 64, 64, 64, 64, 64, 64, 64};
+    uint8_t rows[16] = {16, 16, 16, 16, 16, 16, 16, 16};
+};
+
+__attribute__((target("amx-tile,amx-bf16"))) void amx_begin() {
+    static const AmxConfig config;
+    _tile_loadconfig(&config);
+}
+__attribute__((target("amx-tile,amx-bf16"))) void amx_end() {
+    _tile_release();
+}
+
+// x: kAmxRows rows (padded) ldx words apart; w: the panel, Kp (a multiple of kAmxPairs) pairs.
+__attribute__((target("amx-tile,amx-bf16"))) void micro_amx(float* out, int64_t ldo,
+                                                            const uint32_t* x, int64_t ldx,
+                                                            const uint32_t* w, int64_t Kp, int rows,
+                                                            int cols) {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    const int64_t sx = ldx * 4, sw = kPanel * 4;  // row strides in bytes
+    for (int64_t kp = 0; kp < Kp; kp += kAmxPairs) {
+        _tile_loadd(4, x + kp, sx);
+        _tile_loadd(5, x + 16 * ldx + kp, sx);
+        _tile_loadd(6, w + kp * kPanel, sw);
+        _tile_loadd(7, w + kp * kPanel + 16, sw);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    if (rows == kAmxRows && cols == kPanel) {
+        const int64_t so = ldo * 4;
+        _tile_stored(0, out, so);
+        _tile_stored(1, out + 16, so);
+        _tile_stored(2, out + 16 * ldo, so);
+        _tile_stored(3, out + 16 * ldo + 16, so);
+        return;
+    }
+    alignas(64) float tile[kAmxRows * kPanel];
+    _tile_stored(0, tile, kPanel * 4);
+    _tile_stored(1, tile + 16, kPanel * 4);
+    _tile_stored(2, tile + 16 * kPanel, kPanel * 4);
+    _tile_stored(3, tile + 16 * kPanel + 16, kPanel * 4);
+    for (int r = 0; r < rows; ++r) {
+        std::memcpy(out + r * ldo, tile + r * kPanel, sizeof(float) * static_cast<size_t>(cols));
+    }
+}
+
 __attribute__((target("avx512f,avx512bf16"))) void micro_avx512(float* out, int64_t ldo,
                                                                 const uint32_t* x, int64_t ldx,
                                                                 const uint32_t* w, int64_t Kp,
@@ -111,36 +201,57 @@ __attribute__((target("avx512f,avx512bf16"))) void micro_avx512(float* out, int6
 }
 #endif
 
+// A micro-kernel and the blocking it needs: `rows` x rows per call, the pair count padded to
+// a multiple of `pair_align` (zeros in x and w: they add nothing), x padded to whole calls of
+// rows (zeros), and per-thread set-up around the calls (AMX: the tile configuration).
+struct Kernel {
+    MicroKernel micro;
+    int rows;
+    int pair_align;
+    bool pad_rows;
+    void (*begin)();
+    void (*end)();
+};
+
 void gemm(float* out, const float* x, const uint16_t* w, int64_t T, int64_t N, int64_t K,
-          MicroKernel micro) {
+          const Kernel& kn) {
     const int64_t Kp = (K + 1) / 2;
-    // x rounded to bf16, as pairs (an odd K gets a zero partner).
+    const int64_t Kpa = (Kp + kn.pair_align - 1) / kn.pair_align * kn.pair_align;
+    const int64_t Tp = kn.pad_rows ? (T + kn.rows - 1) / kn.rows * kn.rows : T;
+    // x rounded to bf16, as pairs (an odd K gets a zero partner), Kpa words per row.
     // Grow-only, per calling thread (the OpenMP workers below use its pointer).
     static thread_local std::vector<uint32_t> xp_buf;
-    xp_buf.resize(static_cast<size_t>(T * Kp));
+    xp_buf.resize(static_cast<size_t>(Tp * Kpa));
     uint32_t* const xp = xp_buf.data();
 #pragma omp parallel for schedule(static) if (T * K > kParallelMinWork)
-    for (int64_t t = 0; t < T; ++t) {
+    for (int64_t t = 0; t < Tp; ++t) {
+        uint32_t* dst = xp + t * Kpa;
+        if (t >= T) {
+            std::fill(dst, dst + Kpa, 0u);
+            continue;
+        }
         const float* xr = x + t * K;
-        uint32_t* dst = xp + t * Kp;
         for (int64_t kp = 0; kp < Kp; ++kp) {
             const int64_t k = 2 * kp;
             dst[kp] = pair_bits(f32_to_bf16(xr[k]), k + 1 < K ? f32_to_bf16(xr[k + 1]) : 0);
         }
+        std::fill(dst + Kp, dst + Kpa, 0u);
     }
     const int64_t panels = (N + kPanel - 1) / kPanel;
 #pragma omp parallel if (T * N * K > kParallelMinWork)
     {
-        std::vector<uint32_t> wp(static_cast<size_t>(Kp * kPanel));
-        alignas(64) float tile[kRows * kPanel];
+        std::vector<uint32_t> wp(static_cast<size_t>(Kpa * kPanel));
+        std::vector<float> tile(static_cast<size_t>(kn.rows * kPanel));
+        if (kn.begin) kn.begin();
 #pragma omp for schedule(dynamic, 1)
         for (int64_t p = 0; p < panels; ++p) {
             const int64_t n0 = p * kPanel;
             const int cols = static_cast<int>(std::min<int64_t>(kPanel, N - n0));
-            // Pack: wp[kp][c] = pair (2kp, 2kp + 1) of column n0 + c; missing columns are zero.
+            // Pack: wp[kp][c] = pair (2kp, 2kp + 1) of column n0 + c; missing columns and
+            // pairs are zero.
             for (int c = 0; c < kPanel; ++c) {
                 if (c >= cols) {
-                    for (int64_t kp = 0; kp < Kp; ++kp) wp[kp * kPanel + c] = 0;
+                    for (int64_t kp = 0; kp < Kpa; ++kp) wp[kp * kPanel + c] = 0;
                     continue;
                 }
                 const uint16_t* wr = w + (n0 + c) * K;
@@ -148,22 +259,31 @@ void gemm(float* out, const float* x, const uint16_t* w, int64_t T, int64_t N, i
                     const int64_t k = 2 * kp;
                     wp[kp * kPanel + c] = pair_bits(wr[k], k + 1 < K ? wr[k + 1] : 0);
                 }
+                for (int64_t kp = Kp; kp < Kpa; ++kp) wp[kp * kPanel + c] = 0;
             }
-            for (int64_t t0 = 0; t0 < T; t0 += kRows) {
-                const int rows = static_cast<int>(std::min<int64_t>(kRows, T - t0));
+            for (int64_t t0 = 0; t0 < T; t0 += kn.rows) {
+                const int rows = static_cast<int>(std::min<int64_t>(kn.rows, T - t0));
                 if (cols == kPanel) {
-                    micro(out + t0 * N + n0, N, xp + t0 * Kp, Kp, wp.data(), Kp, rows, cols);
+                    kn.micro(out + t0 * N + n0, N, xp + t0 * Kpa, Kpa, wp.data(), Kpa, rows, cols);
                 } else {  // the last panel: through a tile, so no column past N is written
-                    micro(tile, kPanel, xp + t0 * Kp, Kp, wp.data(), Kp, rows, cols);
+                    kn.micro(tile.data(), kPanel, xp + t0 * Kpa, Kpa, wp.data(), Kpa, rows, cols);
                     for (int r = 0; r < rows; ++r) {
-                        std::memcpy(out + (t0 + r) * N + n0, tile + r * kPanel,
+                        std::memcpy(out + (t0 + r) * N + n0, tile.data() + r * kPanel,
                                     sizeof(float) * static_cast<size_t>(cols));
                     }
                 }
             }
         }
+        if (kn.end) kn.end();
     }
 }
+
+constexpr Kernel kDotEmulated{micro_emulated, kRows, 1, false, nullptr, nullptr};
+constexpr Kernel kAmxEmulated{micro_amx_emulated, kAmxRows, kAmxPairs, true, nullptr, nullptr};
+#if defined(FOT_HAVE_BF16_DOT_KERNEL)
+constexpr Kernel kDotNative{micro_avx512, kRows, 1, false, nullptr, nullptr};
+constexpr Kernel kAmxNative{micro_amx, kAmxRows, kAmxPairs, true, amx_begin, amx_end};
+#endif
 
 bool detect_bf16_dot() {
     const char* e = std::getenv("FOT_CPU_BF16_DOT");
@@ -176,6 +296,20 @@ bool detect_bf16_dot() {
 #endif
 }
 
+bool detect_amx() {
+    const char* e = std::getenv("FOT_CPU_AMX");
+    if (e && std::strcmp(e, "0") == 0) return false;  // opt out (comparisons, bug hunts)
+#if defined(FOT_HAVE_BF16_DOT_KERNEL) && defined(SYS_arch_prctl)
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("amx-tile") || !__builtin_cpu_supports("amx-bf16")) return false;
+    // Linux hands out the tile state (8 KiB per thread) only on request, once per process.
+    constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+    return false;
+#endif
+}
+
 }  // namespace
 
 bool bf16_dot_available() {
@@ -183,16 +317,30 @@ bool bf16_dot_available() {
     return yes;
 }
 
+bool bf16_amx_available() {
+    static const bool yes = detect_amx();
+    return yes;
+}
+
 void matmul_bf16_dot(float* out, const float* x, const uint16_t* w, int64_t T, int64_t N, int64_t K,
                      Bf16DotKernel kernel) {
     if (T <= 0 || N <= 0) return;
+    switch (kernel) {
+        case Bf16DotKernel::kNative:
 #if defined(FOT_HAVE_BF16_DOT_KERNEL)
-    if (kernel == Bf16DotKernel::kNative && bf16_dot_available()) {
-        gemm(out, x, w, T, N, K, micro_avx512);
-        return;
-    }
+            if (bf16_dot_available()) return gemm(out, x, w, T, N, K, kDotNative);
 #endif
-    gemm(out, x, w, T, N, K, micro_emulated);
+            return gemm(out, x, w, T, N, K, kDotEmulated);
+        case Bf16DotKernel::kEmulated:
+            return gemm(out, x, w, T, N, K, kDotEmulated);
+        case Bf16DotKernel::kAmx:
+#if defined(FOT_HAVE_BF16_DOT_KERNEL)
+            if (bf16_amx_available()) return gemm(out, x, w, T, N, K, kAmxNative);
+#endif
+            return gemm(out, x, w, T, N, K, kAmxEmulated);
+        case Bf16DotKernel::kAmxEmulated:
+            return gemm(out, x, w, T, N, K, kAmxEmulated);
+    }
 }
 
 }  // namespace fot::kernels::cpu

@@ -36,15 +36,20 @@ void matmul(float* out,      // (T, N)
             const void* w,   // (N, K) in w_dtype
             DType w_dtype, int64_t T, int64_t N, int64_t K);
 
-// bf16 GEMM on the AVX512_BF16 dot-product instruction (matmul_bf16.cpp): out[t, n] =
-// sum_k bf16(x[t, k]) * w[n, k] with fp32 accumulation, x rounded to bf16 (nearest even) as
-// the `fast` precision does, w bf16 bits. Sums run over k in pairs, in order, as vdpbf16ps
-// adds them (not BLAS's order: results differ from matmul() by rounding). kNative runs the
-// AVX-512 kernel when bf16_dot_available(), else the emulated one; kEmulated always runs a
-// scalar copy of the instruction's arithmetic (for tests on any CPU).
-enum class Bf16DotKernel { kNative, kEmulated };
+// bf16 GEMM on the AVX512_BF16 dot-product instruction or on AMX tiles (matmul_bf16.cpp):
+// out[t, n] = sum_k bf16(x[t, k]) * w[n, k] with fp32 accumulation, x rounded to bf16 (nearest
+// even) as the `fast` precision does, w bf16 bits. Sums run over k in pairs, in order, as
+// vdpbf16ps (odd product first) or tdpbf16ps (even first) adds them (not BLAS's order:
+// results differ from matmul() by rounding). kNative runs the AVX-512 kernel when
+// bf16_dot_available(), kAmx the AMX one when bf16_amx_available(), else their emulated
+// kernels; kEmulated and kAmxEmulated always run a scalar copy of the instruction's
+// arithmetic with the same blocking (for tests on any CPU).
+enum class Bf16DotKernel { kNative, kEmulated, kAmx, kAmxEmulated };
 // This CPU has AVX512F and AVX512_BF16 (checked at run time, once); FOT_CPU_BF16_DOT=0 says no.
 bool bf16_dot_available();
+// This CPU has AMX-TILE and AMX-BF16 and the OS granted the tile state (checked at run time,
+// once); FOT_CPU_AMX=0 says no.
+bool bf16_amx_available();
 void matmul_bf16_dot(float* out,         // (T, N)
                      const float* x,     // (T, K)
                      const uint16_t* w,  // (N, K) bf16 bits

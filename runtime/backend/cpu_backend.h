@@ -2,13 +2,14 @@
 // kernels/cpu/ops.h for the arithmetic of each op. Precision::kFast: matmul rounds x to bf16
 // (to f16 for f16 weights) into a scratch before the fp32 GEMM, attn_accumulate runs the
 // kernel's bf16-operand variant; everything else is the same in both modes.
-// On CPUs with AVX512_BF16 (run-time check) the `fast` GEMMs with bf16 weights and more than
-// 4 rows run on vdpbf16ps (kernels/cpu/matmul_bf16.cpp); elsewhere the bf16 operands are
-// multiplied in fp32 by SGEMM.
+// On CPUs with AMX or AVX512_BF16 (run-time checks) the `fast` GEMMs with bf16 weights and
+// more than 4 rows run on tdpbf16ps or vdpbf16ps (kernels/cpu/matmul_bf16.cpp); elsewhere the
+// bf16 operands are multiplied in fp32 by SGEMM.
 #pragma once
 
 #include <vector>
 
+#include "kernels/cpu/ops.h"
 #include "runtime/backend/backend.h"
 
 namespace fot {
@@ -18,10 +19,13 @@ class CpuBackend : public Backend {
   public:
     // threads > 0: use that many OpenMP and BLAS threads.
     explicit CpuBackend(int threads = 0);
-    // `fast` GEMMs of bf16 weights over more rows than this run on the AVX512_BF16 dot-product
-    // kernel when the CPU has it (kernels/cpu/ops.h matmul_bf16_dot); fewer rows take SGEMM
-    // on rounded operands.
+    // `fast` GEMMs of bf16 weights over more rows than this run on the bf16 GEMM
+    // (kernels/cpu/ops.h matmul_bf16_dot) with fast_bf16_kernel() when the CPU has AMX or
+    // AVX512_BF16; fewer rows, or neither, take SGEMM on rounded operands.
     static constexpr int64_t kBf16DotMinRows = 4;
+    // kAmx when the CPU (and OS) allow AMX, else kNative when it has AVX512_BF16, else
+    // kEmulated (meaning: none; the backend then uses SGEMM).
+    static kernels::cpu::Bf16DotKernel fast_bf16_kernel();
 
     Device device() const override { return Device::cpu(); }
     std::string name() const override { return "cpu"; }

@@ -209,15 +209,15 @@ TEST_P(FastMatmul, EqualsTheF32GemmOnRoundedX) {
     be.set_precision(Precision::kFast);
     be.matmul(fast.view(), xb.view(), wb.view());
     be.set_precision(Precision::kExact);
-    // On CPUs with AVX512_BF16, `fast` GEMMs of bf16 weights over more than kBf16DotMinRows
-    // rows run on the dot-product kernel, whose fp32 sums go in the instruction's order rather
-    // than SGEMM's (kernels_cpu_bf16_dot_test checks that kernel against exact sums): there the
+    // On CPUs with AMX or AVX512_BF16, `fast` GEMMs of bf16 weights over more than
+    // kBf16DotMinRows rows run on the bf16 GEMM, whose fp32 sums go in the instruction's order
+    // rather than SGEMM's (kernels_cpu_bf16_dot_test checks it against exact sums): there the
     // reference is that kernel on the same operands.
+    const auto kernel = CpuBackend::fast_bf16_kernel();
     if (wdt == DType::kBF16 && T > CpuBackend::kBf16DotMinRows &&
-        kernels::cpu::bf16_dot_available()) {
+        kernel != kernels::cpu::Bf16DotKernel::kEmulated) {
         kernels::cpu::matmul_bf16_dot(ref.as<float>(), x.data(),
-                                      static_cast<const uint16_t*>(wb.data()), T, N, K,
-                                      kernels::cpu::Bf16DotKernel::kNative);
+                                      static_cast<const uint16_t*>(wb.data()), T, N, K, kernel);
     } else {
         be.matmul(ref.view(), xrb.view(), wb.view());
     }
