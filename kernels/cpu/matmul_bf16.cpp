@@ -24,9 +24,10 @@
 // with the same denormal flushing; the emulated AMX micro-kernel does that in scalar code.
 // The hardware sums otherwise (on the developer machine's Xeon it matched that description
 // bit for bit on 4 of 48 test shapes, and neither one rounding per pair nor one per 16 pairs
-// matched either), so the native kernel is held to the fp32 summation bound, not to bits. On a Xeon with AMX (this
-// project's developer machine, 2026-11-30) tdpbf16ps ran 3.5 TFLOP/s per core against 0.11
-// for vdpbf16ps and 0.22 for fp32 FMA, so AMX, where the CPU and OS allow it, comes first.
+// matched either), so the native kernel is held to the fp32 summation bound, not to bits. On a Xeon
+// with AMX (this project's developer machine, 2026-11-30) tdpbf16ps ran 3.5 TFLOP/s per core
+// against 0.11 for vdpbf16ps and 0.22 for fp32 FMA, so AMX, where the CPU and OS allow it, comes
+// first.
 //
 // Only the micro-kernels are compiled for AVX-512 or AMX (a target attribute, not a per-file
 // flag: an AVX-512 copy of an inline library function must never be linked into code that
@@ -114,6 +115,29 @@ void micro_amx_emulated(float* out, int64_t ldo, const uint32_t* x, int64_t ldx,
     }
 }
 
+// The AMX kernel with the weights as the tiles' first operand (gemm_wa below): C'[i][j] =
+// sum over pairs of w row i and packed x column j, for i < rows_n weight rows (K apart) and
+// j < rows_t tokens (ldxv words apart per pair row), stored transposed: out[j * ldo + i].
+using MicroKernelWA = void (*)(float* out, int64_t ldo, const uint16_t* w, int64_t K,
+                               const uint32_t* xv, int64_t ldxv, int rows_n, int rows_t);
+
+void micro_amx_wa_emulated(float* out, int64_t ldo, const uint16_t* w, int64_t K,
+                           const uint32_t* xv, int64_t ldxv, int rows_n, int rows_t) {
+    const int64_t Kp = K / 2;
+    for (int i = 0; i < rows_n; ++i) {
+        for (int j = 0; j < rows_t; ++j) {
+            float acc = 0.f;
+            for (int64_t kp = 0; kp < Kp; ++kp) {
+                const uint32_t a = pair_bits(w[i * K + 2 * kp], w[i * K + 2 * kp + 1]);
+                const uint32_t b = xv[kp * ldxv + j];
+                acc = flush(acc + bf16_lo(a) * bf16_lo(b));
+                acc = flush(acc + bf16_hi(a) * bf16_hi(b));
+            }
+            out[j * ldo + i] = acc;
+        }
+    }
+}
+
 #if defined(FOT_HAVE_BF16_DOT_KERNEL)
 // The tile shapes of micro_amx: tiles 0-3 the 2 x 2 fp32 accumulators (16 rows x 16 columns),
 // 4-5 x (16 rows x 16 pairs), 6-7 w (16 pairs x 16 columns); 64 bytes per tile row.
@@ -167,6 +191,44 @@ __attribute__((target("amx-tile,amx-bf16"))) void micro_amx(float* out, int64_t 
     _tile_stored(3, tile + 16 * kPanel + 16, kPanel * 4);
     for (int r = 0; r < rows; ++r) {
         std::memcpy(out + r * ldo, tile + r * kPanel, sizeof(float) * static_cast<size_t>(cols));
+    }
+}
+
+// 32 weight rows x 32 tokens: tiles 4-5 = w rows 0-15 / 16-31 read in place (32 bf16 of k per
+// tile row, K * 2 bytes apart), 6-7 = tokens 0-15 / 16-31 of the packed x; K a multiple of 32.
+// The four 16 x 16 results are transposed on their way out (tokens are out's rows).
+__attribute__((target("amx-tile,amx-bf16"))) void micro_amx_wa(float* out, int64_t ldo,
+                                                               const uint16_t* w, int64_t K,
+                                                               const uint32_t* xv, int64_t ldxv,
+                                                               int rows_n, int rows_t) {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    const int64_t sw = K * 2, sx = ldxv * 4;  // row strides in bytes
+    for (int64_t k = 0; k < K; k += 2 * kAmxPairs) {
+        const uint32_t* xk = xv + (k / 2) * ldxv;
+        _tile_loadd(4, w + k, sw);
+        _tile_loadd(5, w + 16 * K + k, sw);
+        _tile_loadd(6, xk, sx);
+        _tile_loadd(7, xk + 16, sx);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    alignas(64) float c[4][16 * 16];  // [n block * 2 + t block][n][t]
+    _tile_stored(0, c[0], 64);
+    _tile_stored(1, c[1], 64);
+    _tile_stored(2, c[2], 64);
+    _tile_stored(3, c[3], 64);
+    for (int j = 0; j < rows_t; ++j) {
+        float* o = out + j * ldo;
+        const float* cj = c[j >> 4] + (j & 15);
+        const int n0 = std::min(rows_n, 16);
+        for (int i = 0; i < n0; ++i) o[i] = cj[i * 16];
+        const float* cj1 = c[2 + (j >> 4)] + (j & 15);
+        for (int i = 16; i < rows_n; ++i) o[i] = cj1[(i - 16) * 16];
     }
 }
 
@@ -278,6 +340,50 @@ void gemm(float* out, const float* x, const uint16_t* w, int64_t T, int64_t N, i
     }
 }
 
+// AMX with the weights in place (K a multiple of 32): no per-call packing of w, which cost
+// about half as much as the tile arithmetic itself in a prefill (perf, 2026-11-30). x is
+// packed once per call as pairs, pair row kp holding every token ([K/2][Tp], Tp = T padded to
+// 32 with zeros); the last partial block of 32 weight rows is copied, zero-padded, once.
+// Threads take blocks of 32 weight rows and run every 32-token block against them.
+void gemm_wa(float* out, const float* x, const uint16_t* w, int64_t T, int64_t N, int64_t K,
+             MicroKernelWA micro, void (*begin)(), void (*end)()) {
+    const int64_t Kp = K / 2, Tp = (T + kAmxRows - 1) / kAmxRows * kAmxRows;
+    static thread_local std::vector<uint32_t> xv_buf;
+    xv_buf.resize(static_cast<size_t>(Kp * Tp));
+    uint32_t* const xv = xv_buf.data();
+#pragma omp parallel for schedule(static) if (T * K > kParallelMinWork)
+    for (int64_t kp = 0; kp < Kp; ++kp) {
+        uint32_t* dst = xv + kp * Tp;
+        for (int64_t t = 0; t < T; ++t) {
+            const float* xr = x + t * K + 2 * kp;
+            dst[t] = pair_bits(f32_to_bf16(xr[0]), f32_to_bf16(xr[1]));
+        }
+        std::fill(dst + T, dst + Tp, 0u);
+    }
+    const int64_t blocks = (N + kAmxRows - 1) / kAmxRows, full = N / kAmxRows;
+    std::vector<uint16_t> tail;
+    if (full < blocks) {  // the last weight rows, zero-padded to a whole block
+        tail.assign(static_cast<size_t>(kAmxRows * K), 0);
+        std::memcpy(tail.data(), w + full * kAmxRows * K,
+                    sizeof(uint16_t) * static_cast<size_t>((N - full * kAmxRows) * K));
+    }
+#pragma omp parallel if (T * N * K > kParallelMinWork)
+    {
+        if (begin) begin();
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t b = 0; b < blocks; ++b) {
+            const int64_t n0 = b * kAmxRows;
+            const int rows_n = static_cast<int>(std::min<int64_t>(kAmxRows, N - n0));
+            const uint16_t* wb = b < full ? w + n0 * K : tail.data();
+            for (int64_t t0 = 0; t0 < T; t0 += kAmxRows) {
+                const int rows_t = static_cast<int>(std::min<int64_t>(kAmxRows, T - t0));
+                micro(out + t0 * N + n0, N, wb, K, xv + t0, Tp, rows_n, rows_t);
+            }
+        }
+        if (end) end();
+    }
+}
+
 constexpr Kernel kDotEmulated{micro_emulated, kRows, 1, false, nullptr, nullptr};
 constexpr Kernel kAmxEmulated{micro_amx_emulated, kAmxRows, kAmxPairs, true, nullptr, nullptr};
 #if defined(FOT_HAVE_BF16_DOT_KERNEL)
@@ -335,10 +441,18 @@ void matmul_bf16_dot(float* out, const float* x, const uint16_t* w, int64_t T, i
             return gemm(out, x, w, T, N, K, kDotEmulated);
         case Bf16DotKernel::kAmx:
 #if defined(FOT_HAVE_BF16_DOT_KERNEL)
-            if (bf16_amx_available()) return gemm(out, x, w, T, N, K, kAmxNative);
+            if (bf16_amx_available()) {
+                if (K % (2 * kAmxPairs) == 0) {
+                    return gemm_wa(out, x, w, T, N, K, micro_amx_wa, amx_begin, amx_end);
+                }
+                return gemm(out, x, w, T, N, K, kAmxNative);
+            }
 #endif
-            return gemm(out, x, w, T, N, K, kAmxEmulated);
+            [[fallthrough]];
         case Bf16DotKernel::kAmxEmulated:
+            if (K % (2 * kAmxPairs) == 0) {
+                return gemm_wa(out, x, w, T, N, K, micro_amx_wa_emulated, nullptr, nullptr);
+            }
             return gemm(out, x, w, T, N, K, kAmxEmulated);
     }
 }
