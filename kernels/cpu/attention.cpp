@@ -10,7 +10,9 @@
 // Precision::kFast (`bf16_operands`, runtime/core/precision.h): q, k and v are rounded to bf16
 // (nearest even) as they enter the tiles, the products accumulate in fp32, the softmax
 // statistics (m, l) are fp32 and p = exp(s - m) is rounded to bf16 only as the operand of
-// P.V (after it was summed into l). Exact mode takes none of these branches.
+// P.V (after it was summed into l). Exact mode takes none of these branches. On CPUs with
+// AMX, `fast` scores of bf16 keys are AMX tile products (matmul_bf16_dot) instead of SGEMMs
+// on the widened operands: the same bf16 operands and fp32 sums, in another order.
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -206,6 +208,9 @@ void attn_accumulate_tiles(float* part, const float* q, int64_t q_stride, const 
                            bool bf16_operands) {
     const int64_t nqb = (T + kGemmQueryBlock - 1) / kGemmQueryBlock;
     const int64_t row = D + 2;
+    // `fast` with bf16 keys on a CPU with AMX: the scores on AMX tiles (qh is then the
+    // contiguous rounded copy of the query block, as matmul_bf16_dot wants it).
+    const bool amx_scores = bf16_operands && kv_dtype == DType::kBF16 && bf16_amx_available();
 #pragma omp parallel if (H * T * S * D > kParallelMinWork)
     {
         std::vector<float> kbuf, vbuf, qbuf;
@@ -234,15 +239,23 @@ void attn_accumulate_tiles(float* part, const float* q, int64_t q_stride, const 
                 float* oh = part + (h * T + t0) * row;
                 for (int64_t j0 = 0; j0 <= jlast; j0 += kGemmKeyBlock) {
                     const int64_t nk = std::min(kGemmKeyBlock, jlast + 1 - j0);
-                    const float* kr =
-                        key_rows(k, kv_dtype, head_off, j0, nk, D, kbuf.data(), bf16_operands);
                     const float* vr =
                         key_rows(v, kv_dtype, head_off, j0, nk, D, vbuf.data(), bf16_operands);
                     // sc[nq, nk] = q_block . k_block^T
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(nq),
-                                static_cast<int>(nk), static_cast<int>(D), 1.0f, qh,
-                                static_cast<int>(qh_stride), kr, static_cast<int>(D), 0.0f,
-                                sc.data(), static_cast<int>(nk));
+                    if (amx_scores) {
+                        // The bf16 keys read in place by AMX tiles (the same bf16 operands
+                        // with fp32 sums, in the tiles' order).
+                        matmul_bf16_dot(sc.data(), qh,
+                                        static_cast<const uint16_t*>(k) + head_off + j0 * D, nq, nk,
+                                        D, Bf16DotKernel::kAmx);
+                    } else {
+                        const float* kr =
+                            key_rows(k, kv_dtype, head_off, j0, nk, D, kbuf.data(), bf16_operands);
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(nq),
+                                    static_cast<int>(nk), static_cast<int>(D), 1.0f, qh,
+                                    static_cast<int>(qh_stride), kr, static_cast<int>(D), 0.0f,
+                                    sc.data(), static_cast<int>(nk));
+                    }
                     for (int64_t i = 0; i < nq; ++i) {
                         float* srow = sc.data() + i * nk;
                         int64_t n = nk;  // visible keys of this row in the block

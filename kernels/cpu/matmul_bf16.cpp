@@ -194,13 +194,49 @@ __attribute__((target("amx-tile,amx-bf16"))) void micro_amx(float* out, int64_t 
     }
 }
 
+// out[t * ldo + n] = c[n * 16 + t] for a 16 x 16 block: 4 stages of AVX-512 unpacks and lane
+// shuffles instead of 256 scalar moves (with K = 64, attention's scores, the scalar
+// transposition took longer than the tiles' arithmetic).
+// GCC 12's AVX-512 headers trip its own -Wuninitialized here (GCC PR 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+__attribute__((target("avx512f"))) void transpose16(const float* c, float* out, int64_t ldo) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 8; ++i) {
+        const __m512 a = _mm512_load_ps(c + 32 * i), b = _mm512_load_ps(c + 32 * i + 16);
+        t[2 * i] = _mm512_unpacklo_ps(a, b);  // per 128-bit lane: a0 b0 a1 b1
+        t[2 * i + 1] = _mm512_unpackhi_ps(a, b);
+    }
+    for (int g = 0; g < 4; ++g) {  // rows 4g .. 4g + 3; u[4g + k]: column 4L + k in lane L
+        const __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 1]);
+        const __m512d c2 = _mm512_castps_pd(t[4 * g + 2]), d = _mm512_castps_pd(t[4 * g + 3]);
+        u[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c2));
+        u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c2));
+        u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int k = 0; k < 4; ++k) {
+        const __m512 v0 = _mm512_shuffle_f32x4(u[k], u[4 + k], 0x88);
+        const __m512 v1 = _mm512_shuffle_f32x4(u[k], u[4 + k], 0xdd);
+        const __m512 w0 = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0x88);
+        const __m512 w1 = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0xdd);
+        _mm512_storeu_ps(out + k * ldo, _mm512_shuffle_f32x4(v0, w0, 0x88));
+        _mm512_storeu_ps(out + (4 + k) * ldo, _mm512_shuffle_f32x4(v1, w1, 0x88));
+        _mm512_storeu_ps(out + (8 + k) * ldo, _mm512_shuffle_f32x4(v0, w0, 0xdd));
+        _mm512_storeu_ps(out + (12 + k) * ldo, _mm512_shuffle_f32x4(v1, w1, 0xdd));
+    }
+}
+#pragma GCC diagnostic pop
+
 // 32 weight rows x 32 tokens: tiles 4-5 = w rows 0-15 / 16-31 read in place (32 bf16 of k per
 // tile row, K * 2 bytes apart), 6-7 = tokens 0-15 / 16-31 of the packed x; K a multiple of 32.
 // The four 16 x 16 results are transposed on their way out (tokens are out's rows).
-__attribute__((target("amx-tile,amx-bf16"))) void micro_amx_wa(float* out, int64_t ldo,
-                                                               const uint16_t* w, int64_t K,
-                                                               const uint32_t* xv, int64_t ldxv,
-                                                               int rows_n, int rows_t) {
+__attribute__((target("amx-tile,amx-bf16,avx512f"))) void micro_amx_wa(float* out, int64_t ldo,
+                                                                       const uint16_t* w, int64_t K,
+                                                                       const uint32_t* xv,
+                                                                       int64_t ldxv, int rows_n,
+                                                                       int rows_t) {
     _tile_zero(0);
     _tile_zero(1);
     _tile_zero(2);
@@ -222,6 +258,13 @@ __attribute__((target("amx-tile,amx-bf16"))) void micro_amx_wa(float* out, int64
     _tile_stored(1, c[1], 64);
     _tile_stored(2, c[2], 64);
     _tile_stored(3, c[3], 64);
+    if (rows_n == 32 && rows_t == 32) {
+        transpose16(c[0], out, ldo);
+        transpose16(c[1], out + 16 * ldo, ldo);
+        transpose16(c[2], out + 16, ldo);
+        transpose16(c[3], out + 16 * ldo + 16, ldo);
+        return;
+    }
     for (int j = 0; j < rows_t; ++j) {
         float* o = out + j * ldo;
         const float* cj = c[j >> 4] + (j & 15);
@@ -402,12 +445,20 @@ bool detect_bf16_dot() {
 #endif
 }
 
+bool amx_in_cpuid() {
+#if defined(FOT_HAVE_BF16_DOT_KERNEL)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("amx-tile") && __builtin_cpu_supports("amx-bf16");
+#else
+    return false;
+#endif
+}
+
 bool detect_amx() {
     const char* e = std::getenv("FOT_CPU_AMX");
     if (e && std::strcmp(e, "0") == 0) return false;  // opt out (comparisons, bug hunts)
 #if defined(FOT_HAVE_BF16_DOT_KERNEL) && defined(SYS_arch_prctl)
-    __builtin_cpu_init();
-    if (!__builtin_cpu_supports("amx-tile") || !__builtin_cpu_supports("amx-bf16")) return false;
+    if (!amx_in_cpuid()) return false;
     // Linux hands out the tile state (8 KiB per thread) only on request, once per process.
     constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
     return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
@@ -425,6 +476,11 @@ bool bf16_dot_available() {
 
 bool bf16_amx_available() {
     static const bool yes = detect_amx();
+    return yes;
+}
+
+bool cpu_has_amx_bf16() {
+    static const bool yes = amx_in_cpuid();
     return yes;
 }
 

@@ -50,6 +50,8 @@ bool bf16_dot_available();
 // This CPU has AMX-TILE and AMX-BF16 and the OS granted the tile state (checked at run time,
 // once); FOT_CPU_AMX=0 says no.
 bool bf16_amx_available();
+// CPUID reports AMX-TILE and AMX-BF16 (whether or not the OS grants them or FOT_CPU_AMX=0).
+bool cpu_has_amx_bf16();
 void matmul_bf16_dot(float* out,         // (T, N)
                      const float* x,     // (T, K)
                      const uint16_t* w,  // (N, K) bf16 bits

@@ -23,8 +23,9 @@ class CpuBackend : public Backend {
     // (kernels/cpu/ops.h matmul_bf16_dot) with fast_bf16_kernel() when the CPU has AMX or
     // AVX512_BF16; fewer rows, or neither, take SGEMM on rounded operands.
     static constexpr int64_t kBf16DotMinRows = 4;
-    // kAmx when the CPU (and OS) allow AMX, else kNative when it has AVX512_BF16, else
-    // kEmulated (meaning: none; the backend then uses SGEMM).
+    // kAmx when the CPU (and OS) allow AMX, else kNative when it has AVX512_BF16 and no AMX in
+    // CPUID (where AMX exists, vdpbf16ps ran at half the fp32 FMA rate), else kEmulated
+    // (meaning: none; the backend then uses SGEMM).
     static kernels::cpu::Bf16DotKernel fast_bf16_kernel();
 
     Device device() const override { return Device::cpu(); }

@@ -168,6 +168,8 @@ PhaseCounts step_counts(const StepShape& s) {
         if (l + 1 == c.num_hidden_layers) {
             matmul(Q, C, Ir, g);
             charge(n, BenchPhase::kOther, Q * C, 3 * Q * C * f);  // the last MLP residual
+        } else if (s.tp > 1) {
+            matmul(Q, C, Ir, g);  // the next layer's first norm adds it (add_rmsnorm)
         } else {
             matmul_add_rmsnorm(Q, C, Ir, g);  // down_proj and the next layer's first norm
         }
