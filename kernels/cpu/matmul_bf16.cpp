@@ -434,9 +434,14 @@ constexpr Kernel kDotNative{micro_avx512, kRows, 1, false, nullptr, nullptr};
 constexpr Kernel kAmxNative{micro_amx, kAmxRows, kAmxPairs, true, amx_begin, amx_end};
 #endif
 
+// FOT_CPU_BF16_DOT=0 / FOT_CPU_AMX=0: opt out (comparisons, bug hunts).
+bool opted_out(const char* var) {
+    const char* e = std::getenv(var);
+    return e && std::strcmp(e, "0") == 0;
+}
+
 bool detect_bf16_dot() {
-    const char* e = std::getenv("FOT_CPU_BF16_DOT");
-    if (e && std::strcmp(e, "0") == 0) return false;  // opt out (comparisons, bug hunts)
+    if (opted_out("FOT_CPU_BF16_DOT")) return false;
 #if defined(FOT_HAVE_BF16_DOT_KERNEL)
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
@@ -455,8 +460,7 @@ bool amx_in_cpuid() {
 }
 
 bool detect_amx() {
-    const char* e = std::getenv("FOT_CPU_AMX");
-    if (e && std::strcmp(e, "0") == 0) return false;  // opt out (comparisons, bug hunts)
+    if (opted_out("FOT_CPU_AMX")) return false;
 #if defined(FOT_HAVE_BF16_DOT_KERNEL) && defined(SYS_arch_prctl)
     if (!amx_in_cpuid()) return false;
     // Linux hands out the tile state (8 KiB per thread) only on request, once per process.

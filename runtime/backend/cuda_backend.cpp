@@ -194,6 +194,12 @@ void* CudaBackend::scratch(Scratch& s, size_t bytes) {
     return s.ptr;
 }
 
+void CudaBackend::check_gemm_input(const TensorView& x, DType w_dtype) const {
+    FOT_CHECK(x.dtype == DType::kF32 || x.dtype == gemm_input_dtype(w_dtype),
+              "cuda backend: matmul input is ", dtype_name(x.dtype), ", expected f32 or ",
+              dtype_name(gemm_input_dtype(w_dtype)), " for ", dtype_name(w_dtype), " weights");
+}
+
 unsigned* CudaBackend::split_tickets(int64_t H) {
     // Zeroed once when (re)allocated; every kernel that counts in them leaves them zeroed (the
     // decode attention's per-head tickets, the add + RMSNorm GEMV's one ticket).
@@ -425,9 +431,7 @@ void CudaBackend::matmul(TensorView out, TensorView x, TensorView w) {
     check_f32(out, "matmul output");
     check_float(x, "matmul input");
     check_device(w, "matmul weight");
-    FOT_CHECK(x.dtype == DType::kF32 || x.dtype == gemm_input_dtype(w.dtype),
-              "cuda backend: matmul input is ", dtype_name(x.dtype), ", expected f32 or ",
-              dtype_name(gemm_input_dtype(w.dtype)), " for ", dtype_name(w.dtype), " weights");
+    check_gemm_input(x, w.dtype);
     FOT_ASSERT(w.shape.size() == 2);
     const int64_t T = rows_of(x), K = row_width(x), N = w.shape[0];
     FOT_ASSERT(w.shape[1] == K && rows_of(out) == T && row_width(out) == N);
@@ -462,9 +466,7 @@ void CudaBackend::matmul_group(TensorView x, std::initializer_list<MatmulTarget>
     }
     const DType wdt = targets.begin()->w.dtype;
     check_float(x, "matmul input");
-    FOT_CHECK(x.dtype == DType::kF32 || x.dtype == gemm_input_dtype(wdt),
-              "cuda backend: matmul input is ", dtype_name(x.dtype), ", expected f32 or ",
-              dtype_name(gemm_input_dtype(wdt)), " for ", dtype_name(wdt), " weights");
+    check_gemm_input(x, wdt);
     kc::GemvTarget g[kc::kGemvMaxGroup];
     int n = 0;
     double flops = 0, bytes = static_cast<double>(x.nbytes());
@@ -500,9 +502,7 @@ void CudaBackend::matmul_silu_mul(TensorView act, TensorView gate, TensorView up
     check_float(act, "silu_mul output");
     check_device(w_gate, "matmul weight");
     check_device(w_up, "matmul weight");
-    FOT_CHECK(x.dtype == DType::kF32 || x.dtype == gemm_input_dtype(wdt),
-              "cuda backend: matmul input is ", dtype_name(x.dtype), ", expected f32 or ",
-              dtype_name(gemm_input_dtype(wdt)), " for ", dtype_name(wdt), " weights");
+    check_gemm_input(x, wdt);
     const int64_t I = w_gate.shape[0];
     ProfileScope prof(
         profiler_.get(), Phase::kGemm,
@@ -548,9 +548,7 @@ void CudaBackend::matmul_add_rmsnorm(TensorView xn, TensorView x, TensorView pro
     check_device(w, "matmul weight");
     check_device(x, "add_rmsnorm residual stream");
     check_device(norm_w, "add_rmsnorm weight");
-    FOT_CHECK(a.dtype == DType::kF32 || a.dtype == gemm_input_dtype(w.dtype),
-              "cuda backend: matmul input is ", dtype_name(a.dtype), ", expected f32 or ",
-              dtype_name(gemm_input_dtype(w.dtype)), " for ", dtype_name(w.dtype), " weights");
+    check_gemm_input(a, w.dtype);
     const int64_t C = w.shape[0];
     ProfileScope prof(
         profiler_.get(), Phase::kGemm,
@@ -586,9 +584,7 @@ bool CudaBackend::matmul_batched(TensorView x, std::initializer_list<MatmulTarge
     }
     if (!ok) return false;
     check_float(x, "matmul input");
-    FOT_CHECK(x.dtype == DType::kF32 || x.dtype == gemm_input_dtype(w0.dtype),
-              "cuda backend: matmul input is ", dtype_name(x.dtype), ", expected f32 or ",
-              dtype_name(gemm_input_dtype(w0.dtype)), " for ", dtype_name(w0.dtype), " weights");
+    check_gemm_input(x, w0.dtype);
     for (int64_t i = 0; i < n; ++i) {
         check_device(t[i].out, "matmul output");
         check_device(t[i].w, "matmul weight");

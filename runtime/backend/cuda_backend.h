@@ -138,6 +138,8 @@ class CudaBackend final : public Backend {
     void check_device(const TensorView& v, const char* what) const;
     void check_f32(const TensorView& v, const char* what) const;
     void check_float(const TensorView& v, const char* what) const;  // f32, bf16 or f16
+    // x is f32 or gemm_input_dtype(w_dtype): what a matmul of such weights accepts.
+    void check_gemm_input(const TensorView& x, DType w_dtype) const;
     void* scratch(Scratch& s, size_t bytes);
     Buffer alloc_impl(DType dtype, Shape shape, bool zero);
     // Copies T host token ids into the device ids scratch (through pinned staging), ordered on
