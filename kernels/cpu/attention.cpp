@@ -11,8 +11,9 @@
 // (nearest even) as they enter the tiles, the products accumulate in fp32, the softmax
 // statistics (m, l) are fp32 and p = exp(s - m) is rounded to bf16 only as the operand of
 // P.V (after it was summed into l). Exact mode takes none of these branches. On CPUs with
-// AMX, `fast` scores of bf16 keys are AMX tile products (matmul_bf16_dot) instead of SGEMMs
-// on the widened operands: the same bf16 operands and fp32 sums, in another order.
+// AMX, `fast` over bf16 stores runs both products on AMX tiles (the scores by matmul_bf16_dot
+// with the keys read in place, P.V by matmul_bf16_xv, added into o) instead of SGEMMs on the
+// widened operands: the same bf16 operands and fp32 sums, in another order.
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -210,7 +211,7 @@ void attn_accumulate_tiles(float* part, const float* q, int64_t q_stride, const 
     const int64_t row = D + 2;
     // `fast` with bf16 keys on a CPU with AMX: the scores on AMX tiles (qh is then the
     // contiguous rounded copy of the query block, as matmul_bf16_dot wants it).
-    const bool amx_scores = bf16_operands && kv_dtype == DType::kBF16 && bf16_amx_available();
+    const bool amx = bf16_operands && kv_dtype == DType::kBF16 && bf16_amx_available();
 #pragma omp parallel if (H * T * S * D > kParallelMinWork)
     {
         std::vector<float> kbuf, vbuf, qbuf;
@@ -220,6 +221,7 @@ void attn_accumulate_tiles(float* part, const float* q, int64_t q_stride, const 
         }
         if (bf16_operands) qbuf.resize(static_cast<size_t>(kGemmQueryBlock * D));
         std::vector<float> sc(static_cast<size_t>(kGemmQueryBlock * kGemmKeyBlock));
+        std::vector<float> pv(amx ? static_cast<size_t>(kGemmQueryBlock * D) : 0);
 #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int64_t h = 0; h < H; ++h) {
             for (int64_t qb = 0; qb < nqb; ++qb) {
@@ -239,10 +241,11 @@ void attn_accumulate_tiles(float* part, const float* q, int64_t q_stride, const 
                 float* oh = part + (h * T + t0) * row;
                 for (int64_t j0 = 0; j0 <= jlast; j0 += kGemmKeyBlock) {
                     const int64_t nk = std::min(kGemmKeyBlock, jlast + 1 - j0);
-                    const float* vr =
-                        key_rows(v, kv_dtype, head_off, j0, nk, D, vbuf.data(), bf16_operands);
+                    const float* vr = amx ? nullptr
+                                          : key_rows(v, kv_dtype, head_off, j0, nk, D, vbuf.data(),
+                                                     bf16_operands);
                     // sc[nq, nk] = q_block . k_block^T
-                    if (amx_scores) {
+                    if (amx) {
                         // The bf16 keys read in place by AMX tiles (the same bf16 operands
                         // with fp32 sums, in the tiles' order).
                         matmul_bf16_dot(sc.data(), qh,
@@ -281,10 +284,21 @@ void attn_accumulate_tiles(float* part, const float* q, int64_t q_stride, const 
                         st[D + 1] = st[D + 1] * corr + lsum;
                     }
                     // o[nq, D] += p[nq, nk] . v_block[nk, D]
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(nq),
-                                static_cast<int>(D), static_cast<int>(nk), 1.0f, sc.data(),
-                                static_cast<int>(nk), vr, static_cast<int>(D), 1.0f, oh,
-                                static_cast<int>(row));
+                    if (amx) {  // the bf16 values read by the AMX kernel's packer
+                        matmul_bf16_xv(pv.data(), sc.data(),
+                                       static_cast<const uint16_t*>(v) + head_off + j0 * D, D, nq,
+                                       D, nk, Bf16DotKernel::kAmx);
+                        for (int64_t i = 0; i < nq; ++i) {
+                            float* o = oh + i * row;
+                            const float* a = pv.data() + i * D;
+                            for (int64_t d = 0; d < D; ++d) o[d] += a[d];
+                        }
+                    } else {
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(nq),
+                                    static_cast<int>(D), static_cast<int>(nk), 1.0f, sc.data(),
+                                    static_cast<int>(nk), vr, static_cast<int>(D), 1.0f, oh,
+                                    static_cast<int>(row));
+                    }
                 }
             }
         }

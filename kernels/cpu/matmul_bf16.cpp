@@ -42,6 +42,7 @@
 #include <vector>
 
 #include "kernels/cpu/ops.h"
+#include "runtime/core/status.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -318,8 +319,10 @@ struct Kernel {
     void (*end)();
 };
 
+// w: [N][K] (a weight: row n holds column n's K values), or, with ldv > 0, [K][ldv] (row k
+// holds the K-th values of every column: attention's V, out = x . v).
 void gemm(float* out, const float* x, const uint16_t* w, int64_t T, int64_t N, int64_t K,
-          const Kernel& kn) {
+          const Kernel& kn, int64_t ldv = 0) {
     const int64_t Kp = (K + 1) / 2;
     const int64_t Kpa = (Kp + kn.pair_align - 1) / kn.pair_align * kn.pair_align;
     const int64_t Tp = kn.pad_rows ? (T + kn.rows - 1) / kn.rows * kn.rows : T;
@@ -354,7 +357,21 @@ void gemm(float* out, const float* x, const uint16_t* w, int64_t T, int64_t N, i
             const int cols = static_cast<int>(std::min<int64_t>(kPanel, N - n0));
             // Pack: wp[kp][c] = pair (2kp, 2kp + 1) of column n0 + c; missing columns and
             // pairs are zero.
-            for (int c = 0; c < kPanel; ++c) {
+            if (ldv > 0) {  // rows 2kp and 2kp + 1 of v, interleaved
+                for (int64_t kp = 0; kp < Kpa; ++kp) {
+                    uint32_t* dst = wp.data() + kp * kPanel;
+                    const int64_t k = 2 * kp;
+                    if (k >= K) {
+                        std::fill(dst, dst + kPanel, 0u);
+                        continue;
+                    }
+                    const uint16_t* r0 = w + k * ldv + n0;
+                    const uint16_t* r1 = k + 1 < K ? w + (k + 1) * ldv + n0 : nullptr;
+                    for (int c = 0; c < cols; ++c) dst[c] = pair_bits(r0[c], r1 ? r1[c] : 0);
+                    std::fill(dst + cols, dst + kPanel, 0u);
+                }
+            }
+            for (int c = 0; c < kPanel && ldv == 0; ++c) {
                 if (c >= cols) {
                     for (int64_t kp = 0; kp < Kpa; ++kp) wp[kp * kPanel + c] = 0;
                     continue;
@@ -472,6 +489,20 @@ bool detect_amx() {
 }
 
 }  // namespace
+
+void matmul_bf16_xv(float* out, const float* x, const uint16_t* v, int64_t ldv, int64_t T,
+                    int64_t N, int64_t K, Bf16DotKernel kernel) {
+    if (T <= 0 || N <= 0) return;
+    FOT_CHECK(ldv >= N, "matmul_bf16_xv: row stride ", ldv, " below ", N, " columns");
+#if defined(FOT_HAVE_BF16_DOT_KERNEL)
+    if (kernel == Bf16DotKernel::kAmx && bf16_amx_available()) {
+        return gemm(out, x, v, T, N, K, kAmxNative, ldv);
+    }
+#endif
+    FOT_CHECK(kernel == Bf16DotKernel::kAmx || kernel == Bf16DotKernel::kAmxEmulated,
+              "matmul_bf16_xv: AMX kernels only");
+    gemm(out, x, v, T, N, K, kAmxEmulated, ldv);
+}
 
 bool bf16_dot_available() {
     static const bool yes = detect_bf16_dot();

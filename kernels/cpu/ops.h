@@ -52,6 +52,13 @@ bool bf16_dot_available();
 bool bf16_amx_available();
 // CPUID reports AMX-TILE and AMX-BF16 (whether or not the OS grants them or FOT_CPU_AMX=0).
 bool cpu_has_amx_bf16();
+// The same bf16 GEMM with the second operand in the other layout: out[t, n] =
+// sum_k bf16(x[t, k]) * v[k, n], v rows ldv apart (attention's P.V over a store's values).
+// kAmx (AMX when bf16_amx_available(), else the emulated kernel) or kAmxEmulated.
+void matmul_bf16_xv(float* out,         // (T, N)
+                    const float* x,     // (T, K)
+                    const uint16_t* v,  // (K, >= N) bf16 bits, rows ldv apart
+                    int64_t ldv, int64_t T, int64_t N, int64_t K, Bf16DotKernel kernel);
 void matmul_bf16_dot(float* out,         // (T, N)
                      const float* x,     // (T, K)
                      const uint16_t* w,  // (N, K) bf16 bits

@@ -150,6 +150,44 @@ TEST(CpuBf16Dot, AmxKernelIsTheBf16DotProduct) {
                 static_cast<long long>(identical), static_cast<long long>(total));
 }
 
+// matmul_bf16_xv: the same products with the second operand as [K][ldv] rows (attention's
+// values); v is w transposed, so the exact sums are expect_close_to_exact's.
+std::vector<float> run_xv(const Problem& p, Bf16DotKernel kernel) {
+    const int64_t ldv = p.N + 3;  // rows wider than the columns used
+    std::vector<uint16_t> v(static_cast<size_t>(p.K * ldv), 0x7fc0);  // NaN where unused
+    for (int64_t n = 0; n < p.N; ++n) {
+        for (int64_t k = 0; k < p.K; ++k) v[k * ldv + n] = p.w[n * p.K + k];
+    }
+    std::vector<float> out(static_cast<size_t>(p.T * p.N), -7.f);
+    matmul_bf16_xv(out.data(), p.x.data(), v.data(), ldv, p.T, p.N, p.K, kernel);
+    return out;
+}
+
+TEST(CpuBf16Dot, EmulatedAmxKernelOfValueRowsIsTheBf16DotProductForEveryEdge) {
+    for (int64_t T : {1, 33, 64}) {
+        for (int64_t N : {1, 17, 33, 100}) {
+            for (int64_t K : {1, 31, 256}) {
+                const Problem p = make(T, N, K, 1300 + T * 7 + N * 3 + K);
+                expect_close_to_exact(p, run_xv(p, Bf16DotKernel::kAmxEmulated));
+            }
+        }
+    }
+}
+
+TEST(CpuBf16Dot, AmxKernelOfValueRowsIsTheBf16DotProduct) {
+    if (!bf16_amx_available()) {
+        GTEST_SKIP() << "this CPU (or OS) has no AMX-BF16";
+    }
+    for (int64_t T : {5, 64}) {
+        for (int64_t N : {64, 100}) {
+            for (int64_t K : {31, 256}) {
+                const Problem p = make(T, N, K, 1700 + T + N + K);
+                expect_close_to_exact(p, run_xv(p, Bf16DotKernel::kAmx));
+            }
+        }
+    }
+}
+
 TEST(CpuBf16Dot, FastMatmulOfBf16WeightsTakesTheDotKernelWhenAvailable) {
     // CpuBackend::matmul in `fast` with bf16 weights and > 4 rows: the dot kernel when the CPU
     // has it (same bits as calling it), else SGEMM on rounded operands; both near exact.
