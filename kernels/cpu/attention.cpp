@@ -209,7 +209,7 @@ void attn_accumulate_tiles(float* part, const float* q, int64_t q_stride, const 
                            bool bf16_operands) {
     const int64_t nqb = (T + kGemmQueryBlock - 1) / kGemmQueryBlock;
     const int64_t row = D + 2;
-    // `fast` with bf16 keys on a CPU with AMX: the scores on AMX tiles (qh is then the
+    // `fast` over bf16 stores on a CPU with AMX: both products on AMX tiles (qh is then the
     // contiguous rounded copy of the query block, as matmul_bf16_dot wants it).
     const bool amx = bf16_operands && kv_dtype == DType::kBF16 && bf16_amx_available();
 #pragma omp parallel if (H * T * S * D > kParallelMinWork)
