@@ -230,6 +230,47 @@ __attribute__((target("avx512f"))) void transpose16(const float* c, float* out, 
 }
 #pragma GCC diagnostic pop
 
+// Vector packers for the native AMX drivers (every AMX CPU has AVX512_BF16 and AVX512BW).
+// vcvtne2ps2bf16 rounds to nearest even like f32_to_bf16 but reads f32 denormals as zero;
+// a bf16 denormal is a zero to tdpbf16ps anyway, so the products are the same.
+// dst[kp] = pair (2kp, 2kp + 1) of x[0, K) for kp < K / 32 * 16; returns the pairs done.
+__attribute__((target("avx512f,avx512bf16"))) int64_t pack_pairs_avx512(uint32_t* dst,
+                                                                        const float* x, int64_t K) {
+    int64_t k = 0;
+    for (; k + 32 <= K; k += 32) {
+        const __m512 lo = _mm512_loadu_ps(x + k), hi = _mm512_loadu_ps(x + k + 16);
+        _mm512_storeu_si512(dst + k / 2, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+    }
+    return k / 2;
+}
+
+// dst[c] = pair (r0[c], r1[c]) for c < 32: two rows of values interleaved.
+__attribute__((target("avx512f,avx512bw"))) void interleave32_avx512(uint32_t* dst,
+                                                                     const uint16_t* r0,
+                                                                     const uint16_t* r1) {
+    alignas(64) static const uint16_t lo_idx[32] = {0,  32, 1,  33, 2,  34, 3,  35, 4,  36, 5,
+                                                    37, 6,  38, 7,  39, 8,  40, 9,  41, 10, 42,
+                                                    11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
+    alignas(64) static const uint16_t hi_idx[32] = {16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21,
+                                                    53, 22, 54, 23, 55, 24, 56, 25, 57, 26, 58,
+                                                    27, 59, 28, 60, 29, 61, 30, 62, 31, 63};
+    const __m512i a = _mm512_loadu_si512(r0), b = _mm512_loadu_si512(r1);
+    _mm512_storeu_si512(dst, _mm512_permutex2var_epi16(a, _mm512_load_si512(lo_idx), b));
+    _mm512_storeu_si512(dst + 16, _mm512_permutex2var_epi16(a, _mm512_load_si512(hi_idx), b));
+}
+
+// xv[kp][t0 + t] for 16 tokens t and all K / 2 pairs (K a multiple of 32): each token's 32
+// values of a step converted to 16 pair words, the 16 x 16 words transposed (as floats).
+__attribute__((target("avx512f,avx512bf16"))) void pack_tokens16_avx512(uint32_t* xv, int64_t ldxv,
+                                                                        const float* x, int64_t K) {
+    alignas(64) uint32_t rows[16 * 16];
+    for (int64_t k = 0; k < K; k += 32) {
+        for (int t = 0; t < 16; ++t) pack_pairs_avx512(rows + 16 * t, x + t * K + k, 32);
+        transpose16(reinterpret_cast<const float*>(rows),
+                    reinterpret_cast<float*>(xv + k / 2 * ldxv), ldxv);
+    }
+}
+
 // 32 weight rows x 32 tokens: tiles 4-5 = w rows 0-15 / 16-31 read in place (32 bf16 of k per
 // tile row, K * 2 bytes apart), 6-7 = tokens 0-15 / 16-31 of the packed x; K a multiple of 32.
 // The four 16 x 16 results are transposed on their way out (tokens are out's rows).
@@ -317,6 +358,7 @@ struct Kernel {
     bool pad_rows;
     void (*begin)();
     void (*end)();
+    bool vector_pack;  // the AVX-512 packers (native AMX only)
 };
 
 // w: [N][K] (a weight: row n holds column n's K values), or, with ldv > 0, [K][ldv] (row k
@@ -339,7 +381,11 @@ void gemm(float* out, const float* x, const uint16_t* w, int64_t T, int64_t N, i
             continue;
         }
         const float* xr = x + t * K;
-        for (int64_t kp = 0; kp < Kp; ++kp) {
+        int64_t kp = 0;
+#if defined(FOT_HAVE_BF16_DOT_KERNEL)
+        if (kn.vector_pack) kp = pack_pairs_avx512(dst, xr, K);
+#endif
+        for (; kp < Kp; ++kp) {
             const int64_t k = 2 * kp;
             dst[kp] = pair_bits(f32_to_bf16(xr[k]), k + 1 < K ? f32_to_bf16(xr[k + 1]) : 0);
         }
@@ -367,6 +413,12 @@ void gemm(float* out, const float* x, const uint16_t* w, int64_t T, int64_t N, i
                     }
                     const uint16_t* r0 = w + k * ldv + n0;
                     const uint16_t* r1 = k + 1 < K ? w + (k + 1) * ldv + n0 : nullptr;
+#if defined(FOT_HAVE_BF16_DOT_KERNEL)
+                    if (kn.vector_pack && r1 && cols == kPanel) {
+                        interleave32_avx512(dst, r0, r1);
+                        continue;
+                    }
+#endif
                     for (int c = 0; c < cols; ++c) dst[c] = pair_bits(r0[c], r1 ? r1[c] : 0);
                     std::fill(dst + cols, dst + kPanel, 0u);
                 }
@@ -406,15 +458,24 @@ void gemm(float* out, const float* x, const uint16_t* w, int64_t T, int64_t N, i
 // 32 with zeros); the last partial block of 32 weight rows is copied, zero-padded, once.
 // Threads take blocks of 32 weight rows and run every 32-token block against them.
 void gemm_wa(float* out, const float* x, const uint16_t* w, int64_t T, int64_t N, int64_t K,
-             MicroKernelWA micro, void (*begin)(), void (*end)()) {
+             MicroKernelWA micro, void (*begin)(), void (*end)(), bool vector_pack) {
     const int64_t Kp = K / 2, Tp = (T + kAmxRows - 1) / kAmxRows * kAmxRows;
     static thread_local std::vector<uint32_t> xv_buf;
     xv_buf.resize(static_cast<size_t>(Kp * Tp));
     uint32_t* const xv = xv_buf.data();
+    int64_t t_done = 0;  // tokens packed by the vector packer (whole blocks of 16)
+#if defined(FOT_HAVE_BF16_DOT_KERNEL)
+    if (vector_pack) {
+        t_done = T / 16 * 16;
+#pragma omp parallel for schedule(static) if (T * K > kParallelMinWork)
+        for (int64_t t0 = 0; t0 < t_done; t0 += 16)
+            pack_tokens16_avx512(xv + t0, Tp, x + t0 * K, K);
+    }
+#endif
 #pragma omp parallel for schedule(static) if (T * K > kParallelMinWork)
     for (int64_t kp = 0; kp < Kp; ++kp) {
         uint32_t* dst = xv + kp * Tp;
-        for (int64_t t = 0; t < T; ++t) {
+        for (int64_t t = t_done; t < T; ++t) {
             const float* xr = x + t * K + 2 * kp;
             dst[t] = pair_bits(f32_to_bf16(xr[0]), f32_to_bf16(xr[1]));
         }
@@ -444,11 +505,12 @@ void gemm_wa(float* out, const float* x, const uint16_t* w, int64_t T, int64_t N
     }
 }
 
-constexpr Kernel kDotEmulated{micro_emulated, kRows, 1, false, nullptr, nullptr};
-constexpr Kernel kAmxEmulated{micro_amx_emulated, kAmxRows, kAmxPairs, true, nullptr, nullptr};
+constexpr Kernel kDotEmulated{micro_emulated, kRows, 1, false, nullptr, nullptr, false};
+constexpr Kernel kAmxEmulated{
+    micro_amx_emulated, kAmxRows, kAmxPairs, true, nullptr, nullptr, false};
 #if defined(FOT_HAVE_BF16_DOT_KERNEL)
-constexpr Kernel kDotNative{micro_avx512, kRows, 1, false, nullptr, nullptr};
-constexpr Kernel kAmxNative{micro_amx, kAmxRows, kAmxPairs, true, amx_begin, amx_end};
+constexpr Kernel kDotNative{micro_avx512, kRows, 1, false, nullptr, nullptr, false};
+constexpr Kernel kAmxNative{micro_amx, kAmxRows, kAmxPairs, true, amx_begin, amx_end, true};
 #endif
 
 // FOT_CPU_BF16_DOT=0 / FOT_CPU_AMX=0: opt out (comparisons, bug hunts).
@@ -534,7 +596,7 @@ void matmul_bf16_dot(float* out, const float* x, const uint16_t* w, int64_t T, i
 #if defined(FOT_HAVE_BF16_DOT_KERNEL)
             if (bf16_amx_available()) {
                 if (K % (2 * kAmxPairs) == 0) {
-                    return gemm_wa(out, x, w, T, N, K, micro_amx_wa, amx_begin, amx_end);
+                    return gemm_wa(out, x, w, T, N, K, micro_amx_wa, amx_begin, amx_end, true);
                 }
                 return gemm(out, x, w, T, N, K, kAmxNative);
             }
@@ -542,7 +604,7 @@ void matmul_bf16_dot(float* out, const float* x, const uint16_t* w, int64_t T, i
             [[fallthrough]];
         case Bf16DotKernel::kAmxEmulated:
             if (K % (2 * kAmxPairs) == 0) {
-                return gemm_wa(out, x, w, T, N, K, micro_amx_wa_emulated, nullptr, nullptr);
+                return gemm_wa(out, x, w, T, N, K, micro_amx_wa_emulated, nullptr, nullptr, false);
             }
             return gemm(out, x, w, T, N, K, kAmxEmulated);
     }
