@@ -17,14 +17,16 @@
 #   bench      fot_gpu_bench, 3B shape: fast dense prefill 16k/64k/128k and decode after each,
 #              exact dense 16k, fast top-k (k 128) 16k and 64k, fast dense 16k again with
 #              FOT_CUDA_PDL=0, with FOT_CUDA_GEMV_SPLIT=1 and with FOT_CUDA_GEMV_NORM=0,
-#              top-k 64k again with FOT_CUDA_TOPK=rows-one-block (the ordinary launches, the
-#              GEMV without split-K, the add + RMSNorm as a launch of its own, and the
-#              one-block top-k select, for comparison), top-k 128k;
+#              top-k 64k again with FOT_CUDA_TOPK=rows-one-block, fast dense 64k again with
+#              FOT_CUDA_ATTN_MT=1 (the ordinary launches, the GEMV without split-K, the add +
+#              RMSNorm as a launch of its own, the one-block top-k select and the 64-query
+#              tensor-core attention blocks, for comparison), top-k 128k;
 #              per-phase tables (FOT_BENCH_ARGS replaces these runs with one)
 #   sass       cuobjdump -sass of the attention kernels: HMMA present, no local-memory spills
 #   ncu        when Nsight Compute is there: SpeedOfLight and Occupancy of the first decode
-#              step's GEMVs (layers 0-1: q|k|v, o, gate|up with SiLU-mul, down) and of its
-#              top-k scoring launches (fast top-k 16k)
+#              step's GEMVs (layers 0-1: q|k|v, o, gate|up with SiLU-mul, down), of its
+#              top-k scoring launches (fast top-k 16k) and, with pipe use and warp stalls, of
+#              two tensor-core attention launches of a 16k prefill
 #
 # Where the binaries come from:
 #   - default: configure and build build-gpu-check/ here with -DFOT_CUDA=ON (needs fotrt's
@@ -167,7 +169,9 @@ for r in "${bench_runs[@]}"; do bench_cmd="$bench_cmd $bench_bin $r || rc=1;"; d
 # decode GEMV one warp per row pair over all of K (FOT_CUDA_GEMV_SPLIT=1, session 9's kernel),
 # and with the residual add + RMSNorm after o_proj / down_proj as launches of their own
 # (FOT_CUDA_GEMV_NORM=0), against the first run's 16k decode; top-k at 64k with one select block per row
-# (FOT_CUDA_TOPK=rows-one-block) against the sliced select of the top-k 64k run; then top-k at
+# (FOT_CUDA_TOPK=rows-one-block) against the sliced select of the top-k 64k run; prefill at 64k
+# with the tensor-core attention at one m-tile per warp (FOT_CUDA_ATTN_MT=1, session 9's
+# 64-query blocks) against the first run's 64k prefill; then top-k at
 # 128k (the target "top-k decode <= dense decode at 128k memory"), last because its prefill
 # (40 s in session 9) is the longest: if the step's limit ends it, the runs before it are in
 # bench.log already.
@@ -179,6 +183,8 @@ FOT_CUDA_GEMV_NORM=0 $bench_bin --precision fast \
 --retrieval dense --lengths 16k --decode-steps 32 --no-ceilings || rc=1; \
 FOT_CUDA_TOPK=rows-one-block $bench_bin --precision fast \
 --retrieval topk --k 128 --lengths 64k --decode-steps 16 --no-ceilings || rc=1; \
+FOT_CUDA_ATTN_MT=1 $bench_bin --precision fast \
+--retrieval dense --lengths 64k --decode-steps 4 --no-ceilings || rc=1; \
 $bench_bin --precision fast --retrieval topk --k 128 --lengths 128k --decode-steps 16 \
 --no-ceilings || rc=1;"
 add_step sass 30 sass.log "$root/scripts/check_sass.sh $kernel_test"
@@ -190,9 +196,14 @@ ncu_bin="$(command -v ncu || echo /usr/local/cuda/bin/ncu)"
 if [ -x "$ncu_bin" ] || [ "$dry_run" = 1 ]; then
     ncu_run="$ncu_bin --section SpeedOfLight --section Occupancy"
     ncu_app="$bench_bin --precision fast --retrieval topk --k 128 --lengths 16k --decode-steps 1 --no-ceilings"
-    add_step ncu 120 ncu.log "rc=0; $ncu_run --kernel-name regex:gemv_kernel --launch-skip 1" \
+    # Prefill attention: two tensor-core launches of a 16k prefill past its first windows
+    # (local and memory attention over >= 4k keys), with the pipes' use and the warps' stalls.
+    ncu_attn="$ncu_run --section ComputeWorkloadAnalysis --section WarpStateStats"
+    ncu_attn_app="$bench_bin --precision fast --retrieval dense --lengths 16k --decode-steps 1 --no-ceilings"
+    add_step ncu 150 ncu.log "rc=0; $ncu_run --kernel-name regex:gemv_kernel --launch-skip 1" \
         "--launch-count 8 $ncu_app || rc=1; $ncu_run --kernel-name regex:score_decode_kernel" \
-        "--launch-count 3 $ncu_app || rc=1; exit \$rc"
+        "--launch-count 3 $ncu_app || rc=1; $ncu_attn --kernel-name regex:attn_tc_kernel" \
+        "--launch-skip 60 --launch-count 2 $ncu_attn_app || rc=1; exit \$rc"
 fi
 
 if [ "$dry_run" = 1 ]; then

@@ -2,21 +2,32 @@
 // keys/values [H, *, D] into the fp32 partials [H, T, D + 2] (o, m, l) exactly as the fp32
 // kernels in attention.cu do, so merges across key splits and ranks are unchanged.
 //
-// One block = 64 queries of one head (4 warps x 16 rows) over one key split; keys and values
+// One block = 128 queries of one head (4 warps x 2 m-tiles of 16 rows; 64 queries and one
+// m-tile per warp for T <= 64 or FOT_CUDA_ATTN_MT=1) over one key split; keys and values
 // stream through shared memory in tiles of 64 rows, double-buffered with cp.async (the next
 // tile loads while this one computes). Per tile and warp:
-//   S = Q K^T   mma.m16n8k16 (bf16 in, fp32 accumulate); Q stays in registers (A fragments
-//               loaded once by ldmatrix), K fragments by ldmatrix from [key][d] rows
+//   S = Q K^T   mma.m16n8k16 (bf16 in, fp32 accumulate); each K fragment (ldmatrix from
+//               [key][d] rows) feeds both m-tiles, so shared-memory reads per mma and the
+//               block's L2 reads per FLOP are half those of one m-tile per warp. Q's A
+//               fragments are re-read from shared memory per tile with two m-tiles (kept in
+//               registers with one)
 //   softmax     fp32 running max / sum per row (quad shuffles), masked only on tiles that cross
-//               the causal diagonal or the end of the split
+//               the causal diagonal or the end of the split; a warp skips a tile none of its
+//               rows can see
 //   O += P V    P's fp32 accumulators become the bf16 A fragments in registers (the C layout
 //               of two n-tiles is the A layout of one k-step); V fragments by ldmatrix.trans
+// Each row's arithmetic (k-step order of every score, tile order of the softmax, k order of
+// P.V) does not depend on the m-tiles per warp: both layouts give the same bits.
 // head_dim D is padded to DP (16, 32, 64, 112 or 128) inside shared memory only: pad columns
 // are zeroed once, and cp.async copies D elements per row (16-, 8- or 4-byte pieces,
 // whichever the row size allows), so D = 100 stores are read in place. Shared-memory rows
 // are DP + 8 elements (a 16-byte skew) so ldmatrix reads are bank-conflict free.
 // The warp-level instructions come from mma.cuh (emulated exactly in kernels/cuda/emu).
 #include <cuda_runtime.h>
+
+#include <cstdlib>
+#include <string>
+#include <type_traits>
 
 #include "kernels/cuda/attention_common.cuh"
 #include "kernels/cuda/common.cuh"
@@ -26,17 +37,19 @@
 namespace fot::kernels::cuda {
 namespace {
 
-constexpr int kTcQ = 64;  // queries per block: 4 warps x 16 rows
 constexpr int kTcK = 64;  // keys per tile
 constexpr int kTcThreads = 128;
-static_assert(kTcQ == 16 * (kTcThreads / 32), "one 16-row mma tile per warp");
+constexpr int kTcWarps = kTcThreads / 32;
 
-template <int DP>
+// MT = 16-row m-tiles per warp: the block takes 64 x MT queries.
+template <int DP, int MT>
 struct TcShape {
     static_assert(DP % 16 == 0 && DP <= 128, "padded head dim");
+    static_assert(MT == 1 || MT == 2, "one or two m-tiles per warp");
+    static constexpr int kQ = 16 * MT * kTcWarps;  // queries per block
     static constexpr int kLd = DP + 8;             // bf16 per shared-memory row
     static constexpr int kTile = kTcK * kLd;       // elements of one K or V stage
-    static constexpr int kRows = kTcQ + 4 * kTcK;  // Q + 2 stages of K + 2 of V
+    static constexpr int kRows = kQ + 4 * kTcK;    // Q + 2 stages of K + 2 of V
     static constexpr size_t kSmemBytes = sizeof(uint16_t) * kRows * kLd;
 };
 
@@ -82,26 +95,31 @@ __device__ __forceinline__ void load_tile_any(uint16_t* dst, int ld, const uint1
     }
 }
 
-template <int DP>
+template <int DP, int MT, int NT>
 __global__ void __launch_bounds__(kTcThreads)
     attn_tc_kernel(float* part, const float* __restrict__ q, int64_t q_stride,
                    const uint16_t* __restrict__ k, const uint16_t* __restrict__ v,
                    int64_t kv_head_stride, int64_t H, int64_t T, int64_t S, int D, float scale,
                    int64_t causal_offset, int64_t splits, float* scratch, int chunk) {
-    using Sh = TcShape<DP>;
+    using Sh = TcShape<DP, MT>;
+    constexpr int kQ = Sh::kQ;
     constexpr int kLd = Sh::kLd;
     constexpr int kKs = DP / 16;  // k-steps of Q.K^T
-    constexpr int kNt = DP / 8;   // n-tiles of O
+    constexpr int kNt = NT;       // n-tiles of O: DP / 8, or one fewer when D fits
+    static_assert(NT == DP / 8 || NT == DP / 8 - 1, "n-tiles of O");
+    constexpr int kWarpRows = 16 * MT;
     extern __shared__ uint4 smem_tc[];
-    uint16_t* Qs = reinterpret_cast<uint16_t*>(smem_tc);  // [kTcQ][kLd]
-    uint16_t* Ks = Qs + kTcQ * kLd;                       // [2][kTcK][kLd]
+    uint16_t* Qs = reinterpret_cast<uint16_t*>(smem_tc);  // [kQ][kLd]
+    uint16_t* Ks = Qs + kQ * kLd;                         // [2][kTcK][kLd]
     uint16_t* Vs = Ks + 2 * Sh::kTile;                    // [2][kTcK][kLd]
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int g = lane >> 2, c4 = lane & 3;
-    const int64_t t0 = static_cast<int64_t>(blockIdx.x) * kTcQ;
+    // The last query blocks first: with a causal mask they see the most keys, so the longest
+    // blocks start in the first wave instead of ending the grid alone.
+    const int64_t t0 = static_cast<int64_t>(gridDim.x - 1 - blockIdx.x) * kQ;
     const int64_t h = blockIdx.y, split = blockIdx.z;
-    const int64_t t_last = min64(T, t0 + kTcQ) - 1;
+    const int64_t t_last = min64(T, t0 + kQ) - 1;
     const attn::KeyRange kr = attn::split_range(S, t_last, causal_offset, split, splits, kTcK);
     const bool causal = causal_offset < S;
     const int n_tiles = static_cast<int>((kr.ke - kr.kb + kTcK - 1) / kTcK);
@@ -116,162 +134,269 @@ __global__ void __launch_bounds__(kTcThreads)
         load_tile_any(Vs, kLd, vh + kr.kb * D, valid, D, tcopy);
     }
     mma::cp_async_commit();
-    if (D < DP) {
-        const int pad = kLd - D;
-        for (int i = tid; i < Sh::kRows * pad; i += kTcThreads) {
-            const int r = i / pad;
-            Qs[r * kLd + D + (i - r * pad)] = 0;  // rows of Q, K and V stages are contiguous
+    if (D < DP) {  // rows of Q, K and V stages are contiguous
+        for (int r = tid; r < Sh::kRows; r += kTcThreads) {
+            for (int c = D; c < kLd; ++c) Qs[r * kLd + c] = 0;
         }
     }
-    for (int i = tid; i < kTcQ * D; i += kTcThreads) {
-        const int r = i / D, d = i - r * D;
+    // The query tile, a row per warp at a time (coalesced along d, no division).
+    for (int r = warp; r < kQ; r += kTcWarps) {
         const int64_t t = t0 + r;
-        Qs[r * kLd + d] = t < T ? f32_to_bf16_bits(q[t * q_stride + h * D + d]) : 0;
+        const float* qr = q + t * q_stride + h * D;
+        for (int d = lane; d < D; d += 32) Qs[r * kLd + d] = t < T ? f32_to_bf16_bits(qr[d]) : 0;
     }
 
-    // Softmax state and output of this lane's two rows (g and g + 8 of the warp's 16). Inside
-    // the kernel scores and m are in log2 units (x = s * scale * log2 e, p = 2^(x - m): one
-    // multiply and ex2 per score); the partial stores m in natural units like every kernel.
+    // Softmax state and output of this lane's rows: g and g + 8 of each of the warp's m-tiles
+    // (index [mt][r]). Inside the kernel scores and m are in log2 units (x = s * scale * log2 e,
+    // p = 2^(x - m): one multiply and ex2 per score); the partial stores m in natural units
+    // like every kernel.
     constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
     const float scale_log2 = scale * kLog2e;
-    const int64_t row0 = t0 + warp * 16 + g, row1 = row0 + 8;
-    float m[2] = {kNegInf, kNegInf}, l[2] = {0.f, 0.f};
-    float o[kNt][4];
+    const int64_t warp_t0 = t0 + warp * kWarpRows;
+    // This lane's rows are g + off, off = 16 mt + 8 r; their states are (D + 2) floats apart
+    // from st_g (the partial with one split, else this split's scratch slice), and rows
+    // off >= rows_left are past T. One pointer and one count stay live through the key loop.
+    const int64_t row_g = warp_t0 + g;
+    const int rows_left = static_cast<int>(max64(0, min64(kWarpRows, T - row_g)));
+    float* const st_g =
+        attn::state_row(part, scratch, splits, split, H, T, h, 0, D) + row_g * (D + 2);
+    float m[MT][2], l[MT][2];
+    float o[MT][kNt][4];
 #pragma unroll
-    for (int nt = 0; nt < kNt; ++nt) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.f;
+    for (int mt = 0; mt < MT; ++mt) {
+        m[mt][0] = m[mt][1] = kNegInf;
+        l[mt][0] = l[mt][1] = 0.f;
+#pragma unroll
+        for (int nt = 0; nt < kNt; ++nt)
+            o[mt][nt][0] = o[mt][nt][1] = o[mt][nt][2] = o[mt][nt][3] = 0.f;
+    }
     if (splits == 1) {
 #pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            const int64_t t = r == 0 ? row0 : row1;
-            if (t >= T) continue;
-            const float* st = part + (h * T + t) * (D + 2);
-            m[r] = st[D] * kLog2e;  // -inf stays -inf
-            l[r] = st[D + 1];
+        for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
-            for (int nt = 0; nt < kNt; ++nt) {
-                const int d = nt * 8 + 2 * c4;
-                if (d < D) o[nt][2 * r] = st[d];
-                if (d + 1 < D) o[nt][2 * r + 1] = st[d + 1];
+            for (int r = 0; r < 2; ++r) {
+                const int off = mt * 16 + 8 * r;
+                if (off >= rows_left) continue;
+                const float* st = st_g + static_cast<int64_t>(off) * (D + 2);
+                m[mt][r] = st[D] * kLog2e;  // -inf stays -inf
+                l[mt][r] = st[D + 1];
+#pragma unroll
+                for (int nt = 0; nt < kNt; ++nt) {
+                    const int d = nt * 8 + 2 * c4;
+                    if (d < D) o[mt][nt][2 * r] = st[d];
+                    if (d + 1 < D) o[mt][nt][2 * r + 1] = st[d + 1];
+                }
             }
         }
     }
     __syncthreads();  // Qs and the pad columns are written
 
-    uint32_t qf[kKs][4];
+    // The A fragments of Q (ldmatrix: matrix i / 8 of lane i is rows +0 / +8, columns +0 / +8).
+    const int qmi = lane >> 3;
+    const uint16_t* qrow =
+        Qs + (warp * kWarpRows + (qmi & 1) * 8 + (lane & 7)) * kLd + (qmi >> 1) * 8;
+    // One m-tile keeps its fragments in registers for the whole split; two would need 56 more
+    // registers at DP 112 (ptxas spills), so they are re-read per tile and k-step (14
+    // ldmatrix.x4 per 224 mma).
+    uint32_t qf[MT == 1 ? kKs : 1][4];
+    if constexpr (MT == 1) {
 #pragma unroll
-    for (int ks = 0; ks < kKs; ++ks) {
-        const int mi = lane >> 3;
-        mma::ldmatrix_x4(
-            qf[ks], Qs + (warp * 16 + (mi & 1) * 8 + (lane & 7)) * kLd + ks * 16 + (mi >> 1) * 8);
+        for (int ks = 0; ks < kKs; ++ks) mma::ldmatrix_x4(qf[ks], qrow + ks * 16);
     }
+    // Inside the loop keys are counted from the split's first (32 bits: a split has fewer than
+    // 2^31 keys). Row g of m-tile mt sees key jr iff jr < n_keys and, when causal,
+    // jr <= warp_diag + 16 mt + g (clamped: below -kWarpRows the warp sees nothing, above
+    // n_keys it sees everything).
+    const int n_keys = static_cast<int>(kr.ke - kr.kb);
+    const int warp_diag = causal
+                              ? static_cast<int>(max64(
+                                    -kWarpRows - 1, min64(n_keys, warp_t0 + causal_offset - kr.kb)))
+                              : n_keys;
+    // Rows of this warp past the end of the queries or before every key of a tile: the warp
+    // skips that tile's products (its state would not change: p = 0 everywhere, corr = 1).
+    const int warp_end = warp_t0 >= T ? 0
+                         : causal     ? max(0, min(n_keys, warp_diag + kWarpRows))
+                                      : n_keys;
+    const uint16_t* ks_src = kh + kr.kb * D;
+    const uint16_t* vs_src = vh + kr.kb * D;
 
     for (int it = 0; it < n_tiles; ++it) {
-        const int64_t j0 = kr.kb + static_cast<int64_t>(it) * kTcK;
+        const int jr = it * kTcK;
         const int stage = it & 1;
         __syncthreads();  // every warp is done with the stage the next tile overwrites
         if (it + 1 < n_tiles) {
-            const int64_t j1 = j0 + kTcK;
-            const int valid = static_cast<int>(min64(kTcK, kr.ke - j1));
-            load_tile_any(Ks + (stage ^ 1) * Sh::kTile, kLd, kh + j1 * D, valid, D, tcopy);
-            load_tile_any(Vs + (stage ^ 1) * Sh::kTile, kLd, vh + j1 * D, valid, D, tcopy);
+            const int jr1 = jr + kTcK;
+            const int valid = min(kTcK, n_keys - jr1);
+            const int64_t off = static_cast<int64_t>(jr1) * D;
+            load_tile_any(Ks + (stage ^ 1) * Sh::kTile, kLd, ks_src + off, valid, D, tcopy);
+            load_tile_any(Vs + (stage ^ 1) * Sh::kTile, kLd, vs_src + off, valid, D, tcopy);
         }
         mma::cp_async_commit();
-        mma::cp_async_wait<1>();  // this thread's copies of tile `it` are done
-        __syncthreads();          // ... and everyone's
+        mma::cp_async_wait<1>();       // this thread's copies of tile `it` are done
+        __syncthreads();               // ... and everyone's
+        if (jr >= warp_end) continue;  // warp-uniform
         const uint16_t* Kt = Ks + stage * Sh::kTile;
         const uint16_t* Vt = Vs + stage * Sh::kTile;
 
-        // ---- S = Q K^T (16 x 64 per warp) ----
-        float s[kTcK / 8][4];
+        // ---- S = Q K^T (16 MT x 64 per warp) ----
+        // k-steps outside, n-tiles inside: consecutive mma go to different accumulators, so
+        // none waits for the one before. Each s[mt][nt] sums its k-steps in order, whatever MT.
+        float s[MT][kTcK / 8][4];
 #pragma unroll
-        for (int nt = 0; nt < kTcK / 8; ++nt) {
-            s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
-            const uint16_t* krow = Kt + (nt * 8 + (lane & 7)) * kLd;
+        for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
-            for (int ks = 0; ks < kKs; ks += 2) {
-                if (ks + 1 < kKs) {
+            for (int nt = 0; nt < kTcK / 8; ++nt)
+                s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.f;
+        }
+        // K fragments: with one m-tile, two k-steps per ldmatrix.x4 (Q is in registers); with
+        // two, one k-step per ldmatrix.x2 and Q's fragments for it (fewer live registers).
+        constexpr int kStep = MT == 1 ? 2 : 1;
+#pragma unroll
+        for (int ks = 0; ks < kKs; ks += kStep) {
+            const bool pair = kStep == 2 && ks + 1 < kKs;
+            uint32_t qa[MT][2][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+                for (int p = 0; p < (pair ? 2 : 1); ++p) {
+                    if constexpr (MT == 1) {
+#pragma unroll
+                        for (int e = 0; e < 4; ++e) qa[mt][p][e] = qf[ks + p][e];
+                    } else {
+                        mma::ldmatrix_x4(qa[mt][p], qrow + mt * 16 * kLd + (ks + p) * 16);
+                    }
+                }
+            }
+#pragma unroll
+            for (int nt = 0; nt < kTcK / 8; ++nt) {
+                const uint16_t* krow = Kt + (nt * 8 + (lane & 7)) * kLd + ks * 16;
+                if (pair) {
                     uint32_t b[4];
-                    mma::ldmatrix_x4(b, krow + ks * 16 + (lane >> 3) * 8);
-                    mma::mma_bf16_16816(s[nt], qf[ks], b);
-                    mma::mma_bf16_16816(s[nt], qf[ks + 1], b + 2);
+                    mma::ldmatrix_x4(b, krow + (lane >> 3) * 8);
+#pragma unroll
+                    for (int mt = 0; mt < MT; ++mt) {
+                        mma::mma_bf16_16816(s[mt][nt], qa[mt][0], b);
+                        mma::mma_bf16_16816(s[mt][nt], qa[mt][1], b + 2);
+                    }
                 } else {
                     uint32_t b[2];
-                    mma::ldmatrix_x2(b, krow + ks * 16 + ((lane >> 3) & 1) * 8);
-                    mma::mma_bf16_16816(s[nt], qf[ks], b);
+                    mma::ldmatrix_x2(b, krow + ((lane >> 3) & 1) * 8);
+#pragma unroll
+                    for (int mt = 0; mt < MT; ++mt) mma::mma_bf16_16816(s[mt][nt], qa[mt][0], b);
                 }
             }
         }
 
         // ---- online softmax (fp32) ----
-        const int64_t warp_t0 = t0 + warp * 16;
-        const bool masked =
-            j0 + kTcK > kr.ke || (causal && j0 + kTcK - 1 > warp_t0 + causal_offset);
-        float mt[2] = {kNegInf, kNegInf};
+        // Scores in log2 units (p = 2^(x - m)), then the masked ones -inf: only on tiles that
+        // cross the causal diagonal or the end of the split, in 32 bits relative to the tile
+        // (column c of row r is visible iff c <= lim, the last column before both limits).
 #pragma unroll
-        for (int nt = 0; nt < kTcK / 8; ++nt) {
+        for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                float x = s[nt][e] * scale_log2;  // scores in log2 units: p = 2^(x - m)
-                if (masked) {
-                    const int64_t j = j0 + nt * 8 + 2 * c4 + (e & 1);
-                    const int64_t t = e < 2 ? row0 : row1;
-                    if (j >= kr.ke || (causal && j > t + causal_offset)) x = kNegInf;
+            for (int nt = 0; nt < kTcK / 8; ++nt) {
+#pragma unroll
+                for (int e = 0; e < 4; ++e) s[mt][nt][e] *= scale_log2;
+            }
+        }
+        if (jr + kTcK > n_keys || (causal && jr + kTcK - 1 > warp_diag)) {
+            const int end_lim = min(kTcK, n_keys - jr) - 1;
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+                for (int r = 0; r < 2; ++r) {
+                    const int lim =
+                        causal ? max(-1, min(end_lim, warp_diag + mt * 16 + g + 8 * r - jr))
+                               : end_lim;
+#pragma unroll
+                    for (int nt = 0; nt < kTcK / 8; ++nt) {
+#pragma unroll
+                        for (int e = 0; e < 2; ++e) {
+                            if (nt * 8 + 2 * c4 + e > lim) s[mt][nt][2 * r + e] = kNegInf;
+                        }
+                    }
                 }
-                s[nt][e] = x;
-                mt[e >> 1] = fmaxf(mt[e >> 1], x);
             }
         }
-        float corr[2], mn[2];
+        uint32_t pa[kTcK / 16][MT][4];
 #pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            mt[r] = warp_max<4>(mt[r]);
-            mn[r] = fmaxf(m[r], mt[r]);
-            corr[r] = (m[r] == kNegInf || mn[r] == kNegInf) ? 0.f : fast_exp2(m[r] - mn[r]);
-        }
-        float rs[2] = {0.f, 0.f};
+        for (int mt = 0; mt < MT; ++mt) {
+            float mt_max[2] = {kNegInf, kNegInf};
 #pragma unroll
-        for (int nt = 0; nt < kTcK / 8; ++nt) {
+            for (int nt = 0; nt < kTcK / 8; ++nt) {
 #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                const float x = s[nt][e];
-                const float p = x == kNegInf ? 0.f : fast_exp2(x - mn[e >> 1]);
-                s[nt][e] = p;
-                rs[e >> 1] += p;
+                for (int e = 0; e < 4; ++e) mt_max[e >> 1] = fmaxf(mt_max[e >> 1], s[mt][nt][e]);
             }
-        }
+            float corr[2], mn[2], base[2];
 #pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            rs[r] = warp_sum<4>(rs[r]);
-            if (mn[r] != kNegInf) {
-                m[r] = mn[r];
-                l[r] = l[r] * corr[r] + rs[r];
-            } else {
-                corr[r] = 1.f;  // nothing visible yet: the state stays as it is
+            for (int r = 0; r < 2; ++r) {
+                mt_max[r] = warp_max<4>(mt_max[r]);
+                mn[r] = fmaxf(m[mt][r], mt_max[r]);
+                corr[r] =
+                    (m[mt][r] == kNegInf || mn[r] == kNegInf) ? 0.f : fast_exp2(m[mt][r] - mn[r]);
+                // 2^(-inf - base) = 0 exactly: masked scores need no test of their own, only a
+                // row with nothing visible yet needs a finite base.
+                base[r] = mn[r] == kNegInf ? 0.f : mn[r];
             }
-        }
+            float rs[2] = {0.f, 0.f};
 #pragma unroll
-        for (int nt = 0; nt < kNt; ++nt) {
-            o[nt][0] *= corr[0];
-            o[nt][1] *= corr[0];
-            o[nt][2] *= corr[1];
-            o[nt][3] *= corr[1];
+            for (int nt = 0; nt < kTcK / 8; ++nt) {
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const float p = fast_exp2(s[mt][nt][e] - base[e >> 1]);
+                    s[mt][nt][e] = p;
+                    rs[e >> 1] += p;
+                }
+            }
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                rs[r] = warp_sum<4>(rs[r]);
+                if (mn[r] != kNegInf) {
+                    m[mt][r] = mn[r];
+                    l[mt][r] = l[mt][r] * corr[r] + rs[r];
+                } else {
+                    corr[r] = 1.f;  // nothing visible yet: the state stays as it is
+                }
+            }
+#pragma unroll
+            for (int nt = 0; nt < kNt; ++nt) {
+                o[mt][nt][0] *= corr[0];
+                o[mt][nt][1] *= corr[0];
+                o[mt][nt][2] *= corr[1];
+                o[mt][nt][3] *= corr[1];
+            }
+            // P as bf16 A fragments (the C layout of n-tiles 2kk and 2kk + 1 is the A layout of
+            // k-step kk), packed now: half the registers of the fp32 scores through P.V.
+#pragma unroll
+            for (int kk = 0; kk < kTcK / 16; ++kk) {
+                pa[kk][mt][0] = mma::pack_bf16(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+                pa[kk][mt][1] = mma::pack_bf16(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+                pa[kk][mt][2] = mma::pack_bf16(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+                pa[kk][mt][3] = mma::pack_bf16(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+            }
         }
 
         // ---- O += P V ----
 #pragma unroll
         for (int kk = 0; kk < kTcK / 16; ++kk) {
-            const uint32_t a[4] = {mma::pack_bf16(s[2 * kk][0], s[2 * kk][1]),
-                                   mma::pack_bf16(s[2 * kk][2], s[2 * kk][3]),
-                                   mma::pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                                   mma::pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+            const uint32_t(&a)[MT][4] = pa[kk];
             const int mi = lane >> 3;
             const uint16_t* vrow = Vt + (kk * 16 + (mi & 1) * 8 + (lane & 7)) * kLd + (mi >> 1) * 8;
 #pragma unroll
-            for (int nt = 0; nt < kNt; nt += 2) {
+            for (int nt = 0; nt + 1 < kNt; nt += 2) {
                 uint32_t b[4];
                 mma::ldmatrix_x4_trans(b, vrow + nt * 8);
-                mma::mma_bf16_16816(o[nt], a, b);
-                mma::mma_bf16_16816(o[nt + 1], a, b + 2);
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt) {
+                    mma::mma_bf16_16816(o[mt][nt], a[mt], b);
+                    mma::mma_bf16_16816(o[mt][nt + 1], a[mt], b + 2);
+                }
+            }
+            if constexpr (kNt % 2 == 1) {  // lanes 0-15 address the last n-tile's two halves
+                uint32_t b[2];
+                mma::ldmatrix_x2_trans(b, vrow + (kNt - 1) * 8);
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt) mma::mma_bf16_16816(o[mt][kNt - 1], a[mt], b);
             }
         }
     }
@@ -279,35 +404,82 @@ __global__ void __launch_bounds__(kTcThreads)
 
     // Write back (a split with no keys still writes its empty partial).
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        const int64_t t = r == 0 ? row0 : row1;
-        if (t >= T) continue;
-        float* st = attn::state_row(part, scratch, splits, split, H, T, h, t, D);
+    for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
-        for (int nt = 0; nt < kNt; ++nt) {
-            const int d = nt * 8 + 2 * c4;
-            if (d < D) st[d] = o[nt][2 * r];
-            if (d + 1 < D) st[d + 1] = o[nt][2 * r + 1];
-        }
-        if (c4 == 0) {
-            st[D] = m[r] * kLn2;
-            st[D + 1] = l[r];
+        for (int r = 0; r < 2; ++r) {
+            const int off = mt * 16 + 8 * r;
+            if (off >= rows_left) continue;
+            float* st = st_g + static_cast<int64_t>(off) * (D + 2);
+#pragma unroll
+            for (int nt = 0; nt < kNt; ++nt) {
+                const int d = nt * 8 + 2 * c4;
+                if (d < D) st[d] = o[mt][nt][2 * r];
+                if (d + 1 < D) st[d + 1] = o[mt][nt][2 * r + 1];
+            }
+            if (c4 == 0) {
+                st[D] = m[mt][r] * kLn2;
+                st[D + 1] = l[mt][r];
+            }
         }
     }
 }
 
-template <int DP>
+template <int DP, int MT, int NT>
 void launch(float* part, const float* q, int64_t q_stride, const void* k, const void* v,
             int64_t kv_head_stride, int64_t H, int64_t T, int64_t S, int D, float scale,
             int64_t causal_offset, int64_t splits, float* scratch, int chunk, cudaStream_t stream) {
-    const size_t smem = TcShape<DP>::kSmemBytes;
-    FOT_CUDA_CHECK(cudaFuncSetAttribute(
-        attn_tc_kernel<DP>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-    const dim3 grid(static_cast<unsigned>((T + kTcQ - 1) / kTcQ), static_cast<unsigned>(H),
+    using Sh = TcShape<DP, MT>;
+    FOT_CUDA_CHECK(cudaFuncSetAttribute(attn_tc_kernel<DP, MT, NT>,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        static_cast<int>(Sh::kSmemBytes)));
+    const dim3 grid(static_cast<unsigned>((T + Sh::kQ - 1) / Sh::kQ), static_cast<unsigned>(H),
                     static_cast<unsigned>(splits));
-    attn_tc_kernel<DP><<<grid, kTcThreads, smem, stream>>>(
+    attn_tc_kernel<DP, MT, NT><<<grid, kTcThreads, Sh::kSmemBytes, stream>>>(
         part, q, q_stride, static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v),
         kv_head_stride, H, T, S, D, scale, causal_offset, splits, scratch, chunk);
+}
+
+// Instances: m-tiles per warp (1, 2) x n-tiles of O. Head dims 97-104 (LongLLaMA's 100) take
+// 13 n-tiles at DP 112: the 14th would hold pad columns only.
+template <int DP>
+void launch_mt(int m_tiles, float* part, const float* q, int64_t q_stride, const void* k,
+               const void* v, int64_t kv_head_stride, int64_t H, int64_t T, int64_t S, int D,
+               float scale, int64_t causal_offset, int64_t splits, float* scratch, int chunk,
+               cudaStream_t stream) {
+    auto go = [&](auto mt, auto nt) {
+        launch<DP, decltype(mt)::value, decltype(nt)::value>(
+            part, q, q_stride, k, v, kv_head_stride, H, T, S, D, scale, causal_offset, splits,
+            scratch, chunk, stream);
+    };
+    using One = std::integral_constant<int, 1>;
+    using Two = std::integral_constant<int, 2>;
+    using Full = std::integral_constant<int, DP / 8>;
+    using Less = std::integral_constant<int, DP / 8 - 1>;
+    if constexpr (DP == 112) {
+        if (D <= DP - 8) {
+            m_tiles == 1 ? go(One{}, Less{}) : go(Two{}, Less{});
+            return;
+        }
+    }
+    if constexpr (DP > 112) {
+        go(One{}, Full{});  // see attn_tc_m_tiles: two m-tiles would spill
+    } else {
+        m_tiles == 1 ? go(One{}, Full{}) : go(Two{}, Full{});
+    }
+}
+
+// FOT_CUDA_ATTN_MT, for benchmark comparisons: 1 = one m-tile per warp (64-query blocks,
+// session 9's layout), 2 = two (128-query blocks; head dims <= 112 only); 0 / unset:
+// attn_tc_m_tiles's choice. With one key split, the same bits.
+int forced_m_tiles() {
+    static const int forced = [] {
+        const char* e = std::getenv("FOT_CUDA_ATTN_MT");
+        const std::string val = e ? e : "";
+        if (val.empty() || val == "0") return 0;
+        if (val == "1" || val == "2") return std::stoi(val);
+        FOT_THROW("FOT_CUDA_ATTN_MT='", val, "' is not 0 (default), 1 or 2");
+    }();
+    return forced;
 }
 
 // Bytes per cp.async for rows of D bf16 at a head stride of kv_head_stride elements from
@@ -329,31 +501,44 @@ bool attn_accumulate_tc_supported(const void* k, const void* v, DType kv_dtype,
            copy_chunk(k, v, kv_head_stride, D) != 0;
 }
 
+int attn_tc_m_tiles(int64_t T, int64_t D) {
+    const int forced = forced_m_tiles();
+    if (forced != 0) return forced;
+    // A 128-query block over <= 64 queries would idle half its warps; at head dims above 112
+    // two m-tiles' accumulators (2 x 16 x 4 for O, 2 x 8 x 4 for S) leave ptxas too few
+    // registers (it spills 48-92 bytes).
+    return T <= 64 || D > 112 ? 1 : 2;
+}
+
 void attn_accumulate_tc(float* part, const float* q, int64_t q_stride, const void* k, const void* v,
                         int64_t kv_head_stride, int64_t H, int64_t T, int64_t S, int64_t D,
                         float scale, int64_t causal_offset, int64_t splits, float* scratch,
-                        void* stream) {
+                        void* stream, int m_tiles) {
     const int chunk = copy_chunk(k, v, kv_head_stride, D);
     FOT_CHECK(chunk != 0 && D >= 1 && D <= kMaxHeadDim,
               "cuda tensor-core attention: unsupported head_dim ", D, " or alignment");
+    FOT_CHECK(m_tiles >= 0 && m_tiles <= 2, "cuda tensor-core attention: m_tiles ", m_tiles,
+              " is not 0 (default), 1 or 2");
+    FOT_CHECK(S < (int64_t{1} << 31), "cuda tensor-core attention: ", S,
+              " keys in one call (the kernel counts a split's keys in 32 bits)");
     if (S <= 0 || T <= 0 || H <= 0) return;
+    if (m_tiles == 0) m_tiles = attn_tc_m_tiles(T, D);
     cudaStream_t st = as_stream(stream);
     const int d = static_cast<int>(D);
+    auto go = [&](auto dp) {
+        launch_mt<decltype(dp)::value>(m_tiles, part, q, q_stride, k, v, kv_head_stride, H, T, S, d,
+                                       scale, causal_offset, splits, scratch, chunk, st);
+    };
     if (D <= 16) {
-        launch<16>(part, q, q_stride, k, v, kv_head_stride, H, T, S, d, scale, causal_offset,
-                   splits, scratch, chunk, st);
+        go(std::integral_constant<int, 16>{});
     } else if (D <= 32) {
-        launch<32>(part, q, q_stride, k, v, kv_head_stride, H, T, S, d, scale, causal_offset,
-                   splits, scratch, chunk, st);
+        go(std::integral_constant<int, 32>{});
     } else if (D <= 64) {
-        launch<64>(part, q, q_stride, k, v, kv_head_stride, H, T, S, d, scale, causal_offset,
-                   splits, scratch, chunk, st);
+        go(std::integral_constant<int, 64>{});
     } else if (D <= 112) {
-        launch<112>(part, q, q_stride, k, v, kv_head_stride, H, T, S, d, scale, causal_offset,
-                    splits, scratch, chunk, st);
+        go(std::integral_constant<int, 112>{});
     } else {
-        launch<128>(part, q, q_stride, k, v, kv_head_stride, H, T, S, d, scale, causal_offset,
-                    splits, scratch, chunk, st);
+        go(std::integral_constant<int, 128>{});
     }
     FOT_CUDA_CHECK(cudaGetLastError());
 }

@@ -10,9 +10,9 @@
 //   C (16 x 8, f32)         c[0..1]: (g, 2c..2c+1)   c[2..3]: (g+8, 2c..2c+1)
 // Each 32-bit register holds two bf16, the lower column (or k) in the low half.
 // ldmatrix: lane i supplies the shared-memory address of row i % 8 of matrix i / 8 (16 bytes,
-// 16-byte aligned); register j of lane L receives matrix j's row L / 4, columns 2(L % 4) and
-// 2(L % 4) + 1; with .trans, rows 2(L % 4) and 2(L % 4) + 1 of column L / 4 instead.
-// cp.async: copies of 4, 8 or 16 bytes into shared memory that complete only at
+// 16-byte aligned; with .x2 lanes 0-15 only); register j of lane L receives matrix j's row L / 4,
+// columns 2(L % 4) and 2(L % 4) + 1; with .trans, rows 2(L % 4) and 2(L % 4) + 1 of column L / 4
+// instead. cp.async: copies of 4, 8 or 16 bytes into shared memory that complete only at
 // cp_async_wait<N>() (all but the N most recent committed groups), then need a barrier before
 // other threads read them.
 // Included by .cu files only.
@@ -53,6 +53,12 @@ __device__ __forceinline__ void ldmatrix_x2(uint32_t r[2], const void* row) {
 __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void* row) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(row)));
+}
+
+__device__ __forceinline__ void ldmatrix_x2_trans(uint32_t r[2], const void* row) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];\n"
+                 : "=r"(r[0]), "=r"(r[1])
                  : "r"(smem_addr(row)));
 }
 

@@ -102,6 +102,12 @@ const std::vector<AttnCase>& attention_cases() {
         {kFa, 128, 130, 10, 150, kBF16, kBF16},
         {kFa, 100, 2048, 0, 150, kBF16, kBF16, 1, true},
         {kFa, 100, 300, 0, 150, kBF16, kBF16, 1},
+        // Two m-tiles per warp (128-query blocks; T > 64, D <= 112): key splits over 128-query
+        // blocks, D 112 (14 n-tiles of O against 100's 13), D 16 and 64.
+        {kFa, 100, 150, 0, 1100, kBF16, kBF16, 2},
+        {kFa, 112, 129, 7, 260, kBF16, kBF16, 1},
+        {kFa, 64, 200, 5, 400, kBF16, kBF16, 1},
+        {kFa, 16, 140, 20, 90, kBF16, kBF16},
         // Fast with f32 stores: the fp32 tiled kernel with the same roundings.
         {kFa, 100, 65, 0, 200, kF32, kF32},
     };

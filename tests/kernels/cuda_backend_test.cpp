@@ -464,6 +464,59 @@ TEST_F(CudaBackendTest, DecodeOneQueryKernelGivesTheRowOfTheGeneralKernel) {
         << "the short case must not, on any device";
 }
 
+// The tensor-core kernel with two 16-row m-tiles per warp (128-query blocks) gives each row the
+// bits of one m-tile per warp (64-query blocks), session 9's layout: a row's scores sum their
+// k-steps in the same order, its softmax sees the same tiles (those a warp skips are fully
+// masked for it) and P.V sums the same way. Checked with one key split, from a partial that
+// already holds a state (some rows empty), causal windows whose diagonal crosses the blocks,
+// key counts off every tile, head dims padded inside the tile (100, 13 n-tiles of O; 112, 14).
+TEST_F(CudaBackendTest, TensorCoreAttentionRowsDoNotDependOnTheMTilesPerWarp) {
+    struct Case {
+        int64_t H, T, S, D, causal_offset;
+    };
+    const std::vector<Case> cases = {
+        {2, 130, 300, 100, 170},      // a local window: S = T + offset
+        {1, 200, 333, 112, kNoMask},  // memory: every key visible
+        {1, 257, 500, 64, 243},       // a last block of one row
+        {2, 150, 90, 16, 0},          // rows past the last key see all S keys
+        {1, 129, 200, 32, 40},
+    };
+    for (const Case& c : cases) {
+        SCOPED_TRACE(::testing::Message() << "H " << c.H << " T " << c.T << " S " << c.S << " D "
+                                          << c.D << " offset " << c.causal_offset);
+        const int64_t H = c.H, T = c.T, S = c.S, D = c.D;
+        ASSERT_EQ(kernels::cuda::attn_tc_m_tiles(T, D), 2);
+        Buffer q =
+            make_buffer(*gpu_, DType::kF32, {T, H * D}, random_floats(T * H * D, 71, -2.f, 2.f));
+        Buffer k =
+            make_buffer(*gpu_, DType::kBF16, {H, S, D}, random_floats(H * S * D, 72, -2.f, 2.f));
+        Buffer v = make_buffer(*gpu_, DType::kBF16, {H, S, D}, random_floats(H * S * D, 73));
+        // A state from earlier keys: o, finite m and positive l; every fifth row empty.
+        std::vector<float> state = random_floats(H * T * (D + 2), 74);
+        for (int64_t r = 0; r < H * T; ++r) {
+            float* st = state.data() + r * (D + 2);
+            st[D] = r % 5 == 0 ? -kInf : st[D] * 4.f;
+            st[D + 1] = r % 5 == 0 ? 0.f : 1.f + std::fabs(st[D + 1]);
+            if (r % 5 == 0) std::fill(st, st + D, 0.f);
+        }
+        auto run = [&](int m_tiles) {
+            Buffer part = make_buffer(*gpu_, DType::kF32, {H, T, D + 2}, state);
+            kernels::cuda::attn_accumulate_tc(part.as<float>(), q.as<float>(), H * D, k.data(),
+                                              v.data(), S * D, H, T, S, D, 0.1f, c.causal_offset, 1,
+                                              nullptr, gpu_->stream().handle, m_tiles);
+            return fetch_bits(gpu_f32(part));
+        };
+        const std::vector<uint32_t> one = run(1), two = run(2);
+        ASSERT_EQ(one.size(), two.size());
+        for (size_t i = 0; i < one.size(); ++i) {
+            ASSERT_EQ(one[i], two[i]) << "row " << i / (D + 2) << " element " << i % (D + 2);
+        }
+        EXPECT_NE(fetch_bits(state), one) << "the keys changed nothing";
+    }
+    EXPECT_EQ(kernels::cuda::attn_tc_m_tiles(64, 100), 1) << "one 64-query block";
+    EXPECT_EQ(kernels::cuda::attn_tc_m_tiles(2048, 128), 1) << "head dim 128 would spill";
+}
+
 // Checkpoint loads ([F14]): row blocks through the two pinned staging buffers arrive in order,
 // cover every row once and land where they belong, for a tensor of many blocks and for rows
 // wider than the staging (which then grows to one row).
@@ -516,20 +569,28 @@ std::vector<int> barrier_lines(const std::string& rel, const char* begin = nullp
     return lines;
 }
 
-// Runs `wrong()` with the barrier at rel:line skipped, under seeds 1..4 (the emulator's thread
-// orders) until it reports a wrong result; EXPECTs that one did.
+// Runs `wrong(i)` for i = 0 .. variants - 1 (e.g. one shape per kernel instance) with the
+// barrier at rel:line skipped, under seeds 1..4 (the emulator's thread orders), until one
+// reports a wrong result; EXPECTs that one did.
 template <typename F>
-void expect_barrier_needed(const std::string& rel, int line, F&& wrong) {
+void expect_barrier_needed(const std::string& rel, int line, F&& wrong, size_t variants) {
     bool caught = false;
-    for (uint64_t seed = 1; seed <= 4 && !caught; ++seed) {
-        emu::set_seed(seed);
-        emu::skip_barrier(rel.c_str(), line);
-        caught = wrong();
-        emu::skip_barrier(nullptr, 0);
+    for (size_t i = 0; i < variants && !caught; ++i) {
+        for (uint64_t seed = 1; seed <= 4 && !caught; ++seed) {
+            emu::set_seed(seed);
+            emu::skip_barrier(rel.c_str(), line);
+            caught = wrong(i);
+            emu::skip_barrier(nullptr, 0);
+        }
     }
     EXPECT_TRUE(caught) << "deleting the __syncthreads at " << rel << ":" << line
                         << " went unnoticed";
     emu::set_seed(1);
+}
+template <typename F>
+void expect_barrier_needed(const std::string& rel, int line, F&& wrong) {
+    expect_barrier_needed(
+        rel, line, [&](size_t) { return wrong(); }, 1);
 }
 
 // Deleting any one __syncthreads of the tensor-core kernel must be caught: the emulator runs
@@ -543,46 +604,64 @@ TEST(EmulatedFaults, EveryBarrierOfTheTensorCoreKernelIsNeeded) {
     ASSERT_GE(lines.size(), 3u) << "expected the kernel's barriers in " << rel;
 
     CudaBackend gpu(0);
-    // One 64-query tile, 2 local + 6 memory key tiles: every barrier guards something here.
-    const testing::AttnCase c{Precision::kFast, 100, 64, 40, 330, DType::kBF16, DType::kBF16, 1};
-    ASSERT_TRUE(testing::attention_matches_naive(gpu, c)) << "the intact kernel";
+    // One 64-query block (one m-tile per warp), then one of 128 queries (two m-tiles), each over
+    // 2-3 local + 6 memory key tiles. Every barrier guards something in one of them (the one
+    // after the query tile is written only with one m-tile, which loads Q's fragments before
+    // the key loop; two re-read them inside it, after its barriers).
+    const std::vector<testing::AttnCase> cases = {
+        {Precision::kFast, 100, 64, 40, 330, DType::kBF16, DType::kBF16, 1},
+        {Precision::kFast, 100, 120, 40, 330, DType::kBF16, DType::kBF16, 1}};
+    ASSERT_EQ(kernels::cuda::attn_tc_m_tiles(cases[1].T, cases[1].D), 2);
+    for (const testing::AttnCase& c : cases) {
+        ASSERT_TRUE(testing::attention_matches_naive(gpu, c)) << "the intact kernel: " << c;
+    }
     for (int line : lines) {
-        expect_barrier_needed(rel, line, [&] { return !testing::attention_matches_naive(gpu, c); });
+        expect_barrier_needed(
+            rel, line, [&](size_t i) { return !testing::attention_matches_naive(gpu, cases[i]); },
+            cases.size());
     }
 }
 
-// q|k|v in the model's layout (split_rows) is one cuBLAS call in prefill, and separately
-// allocated weights fall back to one call each; either way the emulator's GEMM gives matmul's
-// bits (on a GPU the batched kernel may sum in another order: the conformance suite's
+// q|k|v in the model's layout (split_rows) is one cuBLAS call in prefill, and weights that do
+// not lie one stride apart fall back to one call each; either way the emulator's GEMM gives
+// matmul's bits (on a GPU the batched kernel may sum in another order: the conformance suite's
 // MatmulGroupOfSplitRowsMatchesEachMatmul holds both to a GEMM tolerance).
 TEST(EmulatedCuda, MatmulGroupOfSplitRowsIsOneLaunch) {
     CudaBackend gpu(0);
     const int64_t T = 6, K = 64, N = 24;
     std::vector<Buffer> ws = split_rows(gpu.alloc(DType::kBF16, {3 * N, K}), 3);
-    std::vector<Buffer> apart;
+    // The unbatchable layout: rows of one allocation at uneven offsets (separate allocations
+    // may well land one stride apart, which is the batched layout).
+    Buffer w_all = gpu.alloc(DType::kBF16, {3 * N + 11, K}),
+           o_all = gpu.alloc(DType::kF32, {3 * T + 5, N});
+    const int64_t w_rows[3] = {0, N + 3, 2 * N + 11}, o_rows[3] = {0, T + 1, 2 * T + 5};
+    std::vector<TensorView> apart, sep;
     for (int i = 0; i < 3; ++i) {
         const auto wv = random_floats(N * K, 170 + i);
         std::vector<unsigned char> bytes(wv.size() * 2);
         convert_from_f32(wv.data(), bytes.data(), DType::kBF16, wv.size());
         gpu.upload(ws[i].view(), bytes.data(), bytes.size());
-        apart.push_back(make_buffer(gpu, DType::kBF16, {N, K}, wv));
+        TensorView w = w_all.view(), o = o_all.view();
+        w.data = static_cast<char*>(w.data) + w_rows[i] * K * 2;
+        w.shape = {N, K};
+        o.data = static_cast<char*>(o.data) + o_rows[i] * N * 4;
+        o.shape = {T, N};
+        gpu.upload(w, bytes.data(), bytes.size());
+        apart.push_back(w);
+        sep.push_back(o);
     }
     Buffer x = make_buffer(gpu, DType::kBF16, {T, K}, random_floats(T * K, 180, -2.f, 2.f));
     std::vector<Buffer> grp = split_rows(gpu.alloc(DType::kF32, {3 * T, N}), 3);
-    std::vector<Buffer> sep;
-    for (int i = 0; i < 3; ++i) sep.push_back(gpu.alloc(DType::kF32, {T, N}));
     uint64_t before = emu::launches();
     gpu.matmul_group(x.view(), {{grp[0].view(), ws[0].view()},
                                 {grp[1].view(), ws[1].view()},
                                 {grp[2].view(), ws[2].view()}});
     EXPECT_EQ(emu::launches() - before, 1u) << "split_rows layout: one batched GEMM";
     before = emu::launches();
-    gpu.matmul_group(x.view(), {{sep[0].view(), apart[0].view()},
-                                {sep[1].view(), apart[1].view()},
-                                {sep[2].view(), apart[2].view()}});
-    EXPECT_EQ(emu::launches() - before, 3u) << "separate weights: one GEMM each";
+    gpu.matmul_group(x.view(), {{sep[0], apart[0]}, {sep[1], apart[1]}, {sep[2], apart[2]}});
+    EXPECT_EQ(emu::launches() - before, 3u) << "uneven weights: one GEMM each";
     for (int i = 0; i < 3; ++i)
-        EXPECT_EQ(fetch_bytes(gpu, grp[i].view()), fetch_bytes(gpu, sep[i].view())) << i;
+        EXPECT_EQ(fetch_bytes(gpu, grp[i].view()), fetch_bytes(gpu, sep[i])) << i;
 }
 
 // A programmatic dependent launch (kernels/cuda/pdl.cuh) of a kernel that does not call

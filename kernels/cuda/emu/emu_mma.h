@@ -93,16 +93,23 @@ inline void ldmatrix_x2(uint32_t r[2], const void* row) {
     ldmatrix_rows<2>(r, row);
 }
 // .trans: register j holds matrix j's rows 2 (lane % 4) and + 1 at column lane / 4.
-inline void ldmatrix_x4_trans(uint32_t r[4], const void* row) {
+template <int kMats>
+inline void ldmatrix_rows_trans(uint32_t* r, const void* row) {
     using namespace emu_detail;
     const void* rows[32];
     gather_rows(row, rows);
     const int L = lane();
-    for (int j = 0; j < 4; ++j) {
+    for (int j = 0; j < kMats; ++j) {
         const uint16_t a = read_b16(rows[j * 8 + 2 * (L & 3)], L >> 2);
         const uint16_t b = read_b16(rows[j * 8 + 2 * (L & 3) + 1], L >> 2);
         r[j] = a | (static_cast<uint32_t>(b) << 16);
     }
+}
+inline void ldmatrix_x4_trans(uint32_t r[4], const void* row) {
+    ldmatrix_rows_trans<4>(r, row);
+}
+inline void ldmatrix_x2_trans(uint32_t r[2], const void* row) {
+    ldmatrix_rows_trans<2>(r, row);
 }
 
 template <int kBytes>
