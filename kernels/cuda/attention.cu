@@ -381,10 +381,11 @@ void attn_partial_init(float* part, int64_t H, int64_t T, int64_t D, void* strea
 }
 
 int64_t attn_accumulate_splits(int64_t H, int64_t T, int64_t S, int64_t D, int64_t causal_offset,
-                               int sm_count) {
+                               int sm_count, int64_t block_queries) {
     if (S <= 0 || T <= 0 || H <= 0) return 1;
     const bool decode = T <= kDecodeQ;
-    const int64_t q_tiles = decode ? (T + kDecodeQ - 1) / kDecodeQ : (T + kTileQ - 1) / kTileQ;
+    const int64_t bq = std::max<int64_t>(1, block_queries);
+    const int64_t q_tiles = decode ? (T + kDecodeQ - 1) / kDecodeQ : (T + bq - 1) / bq;
     const int64_t blocks = H * q_tiles;
     // Roughly the blocks that run at once: tiled blocks use up to 87 KiB of shared memory.
     const int64_t target = static_cast<int64_t>(std::max(sm_count, 1)) * 2;

@@ -358,12 +358,16 @@ __global__ void __launch_bounds__(kTcThreads)
                     corr[r] = 1.f;  // nothing visible yet: the state stays as it is
                 }
             }
+            // Once a row's running max has settled (most tiles of a long key range) corr is 1
+            // for every row of the warp, and multiplying by it would change no bit.
+            if (__ballot_sync(0xffffffffu, corr[0] != 1.f || corr[1] != 1.f) != 0) {
 #pragma unroll
-            for (int nt = 0; nt < kNt; ++nt) {
-                o[mt][nt][0] *= corr[0];
-                o[mt][nt][1] *= corr[0];
-                o[mt][nt][2] *= corr[1];
-                o[mt][nt][3] *= corr[1];
+                for (int nt = 0; nt < kNt; ++nt) {
+                    o[mt][nt][0] *= corr[0];
+                    o[mt][nt][1] *= corr[0];
+                    o[mt][nt][2] *= corr[1];
+                    o[mt][nt][3] *= corr[1];
+                }
             }
             // P as bf16 A fragments (the C layout of n-tiles 2kk and 2kk + 1 is the A layout of
             // k-step kk), packed now: half the registers of the fp32 scores through P.V.

@@ -130,9 +130,10 @@ void attn_partial_init(float* part, int64_t H, int64_t T, int64_t D, void* strea
 // How many key splits attn_accumulate should use for this shape on a device with `sm_count`
 // multiprocessors (>= 1). With splits > 1 it needs splits * H * T * (D + 2) floats of scratch.
 // Many queries (prefill) give 1; few queries over many keys (decode) split the keys so that
-// every multiprocessor streams a slice (flash-decoding).
+// every multiprocessor streams a slice (flash-decoding). block_queries: queries per block of
+// the prefill kernel that will run (64; the tensor-core kernel's 16 x 4 x attn_tc_m_tiles).
 int64_t attn_accumulate_splits(int64_t H, int64_t T, int64_t S, int64_t D, int64_t causal_offset,
-                               int sm_count);
+                               int sm_count, int64_t block_queries = 64);
 
 // Folds keys [0, S) into the partial, as kernels::cpu::attn_accumulate. fast = false: fp32
 // operands; T <= 8 uses a decode kernel (attention_decode.cu when the store's rows are 8-byte
