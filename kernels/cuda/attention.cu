@@ -33,9 +33,9 @@ using tile::kTileK;
 using tile::kTileQ;
 using tile::kTileThreads;
 
-constexpr int kDecodeQ = 8;          // queries per decode block
-constexpr int kDecodeK = 32;         // keys per decode tile
-constexpr int kDecodeThreads = 128;  // >= kMaxHeadDim: one thread per output dim
+constexpr int kDecodeQ = kAttnDecodeMaxT;  // queries per decode block
+constexpr int kDecodeK = 32;               // keys per decode tile
+constexpr int kDecodeThreads = 128;        // >= kMaxHeadDim: one thread per output dim
 static_assert(kDecodeThreads >= kMaxHeadDim, "decode kernel: one thread per dim");
 
 // ---------------------------------------------------------------------------------------------

@@ -95,12 +95,26 @@ __device__ __forceinline__ void load_tile_any(uint16_t* dst, int ld, const uint1
     }
 }
 
+// Where the rows go: the partial (data null), or finalized (o / l, as
+// attn_partial_finalize) into out [T, stride] of `kind` (attn_one_store: the block then starts
+// from the empty state and does not touch the partial; one split only).
+struct TcOut {
+    void* data;
+    int64_t stride;
+    int kind;  // 0 f32, 1 bf16, 2 f16
+};
+
+template <typename O>
+__device__ __forceinline__ void store_finalized(O* out, float o, float L) {
+    *out = from_f32<O>(L > 0.f ? o * (1.0f / L) : 0.f);
+}
+
 template <int DP, int MT, int NT>
 __global__ void __launch_bounds__(kTcThreads)
     attn_tc_kernel(float* part, const float* __restrict__ q, int64_t q_stride,
                    const uint16_t* __restrict__ k, const uint16_t* __restrict__ v,
                    int64_t kv_head_stride, int64_t H, int64_t T, int64_t S, int D, float scale,
-                   int64_t causal_offset, int64_t splits, float* scratch, int chunk) {
+                   int64_t causal_offset, int64_t splits, float* scratch, int chunk, TcOut out) {
     using Sh = TcShape<DP, MT>;
     constexpr int kQ = Sh::kQ;
     constexpr int kLd = Sh::kLd;
@@ -159,7 +173,9 @@ __global__ void __launch_bounds__(kTcThreads)
     const int64_t row_g = warp_t0 + g;
     const int rows_left = static_cast<int>(max64(0, min64(kWarpRows, T - row_g)));
     float* const st_g =
-        attn::state_row(part, scratch, splits, split, H, T, h, 0, D) + row_g * (D + 2);
+        out.data != nullptr
+            ? nullptr
+            : attn::state_row(part, scratch, splits, split, H, T, h, 0, D) + row_g * (D + 2);
     float m[MT][2], l[MT][2];
     float o[MT][kNt][4];
 #pragma unroll
@@ -170,7 +186,7 @@ __global__ void __launch_bounds__(kTcThreads)
         for (int nt = 0; nt < kNt; ++nt)
             o[mt][nt][0] = o[mt][nt][1] = o[mt][nt][2] = o[mt][nt][3] = 0.f;
     }
-    if (splits == 1) {
+    if (splits == 1 && out.data == nullptr) {
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
@@ -406,6 +422,35 @@ __global__ void __launch_bounds__(kTcThreads)
     }
     mma::cp_async_wait<0>();
 
+    if (out.data != nullptr) {  // finalized rows: attn_partial_finalize's arithmetic
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                const int off = mt * 16 + 8 * r;
+                if (off >= rows_left) continue;
+                const int64_t at = (row_g + off) * out.stride + h * D;
+                const float L = l[mt][r];
+#pragma unroll
+                for (int nt = 0; nt < kNt; ++nt) {
+#pragma unroll
+                    for (int e = 0; e < 2; ++e) {
+                        const int d = nt * 8 + 2 * c4 + e;
+                        if (d >= D) continue;
+                        const float x = o[mt][nt][2 * r + e];
+                        if (out.kind == 0) {
+                            store_finalized(static_cast<float*>(out.data) + at + d, x, L);
+                        } else if (out.kind == 1) {
+                            store_finalized(static_cast<__nv_bfloat16*>(out.data) + at + d, x, L);
+                        } else {
+                            store_finalized(static_cast<__half*>(out.data) + at + d, x, L);
+                        }
+                    }
+                }
+            }
+        }
+        return;
+    }
     // Write back (a split with no keys still writes its empty partial).
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
@@ -431,7 +476,8 @@ __global__ void __launch_bounds__(kTcThreads)
 template <int DP, int MT, int NT>
 void launch(float* part, const float* q, int64_t q_stride, const void* k, const void* v,
             int64_t kv_head_stride, int64_t H, int64_t T, int64_t S, int D, float scale,
-            int64_t causal_offset, int64_t splits, float* scratch, int chunk, cudaStream_t stream) {
+            int64_t causal_offset, int64_t splits, float* scratch, int chunk, TcOut out,
+            cudaStream_t stream) {
     using Sh = TcShape<DP, MT>;
     FOT_CUDA_CHECK(cudaFuncSetAttribute(attn_tc_kernel<DP, MT, NT>,
                                         cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -440,7 +486,7 @@ void launch(float* part, const float* q, int64_t q_stride, const void* k, const 
                     static_cast<unsigned>(splits));
     attn_tc_kernel<DP, MT, NT><<<grid, kTcThreads, Sh::kSmemBytes, stream>>>(
         part, q, q_stride, static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v),
-        kv_head_stride, H, T, S, D, scale, causal_offset, splits, scratch, chunk);
+        kv_head_stride, H, T, S, D, scale, causal_offset, splits, scratch, chunk, out);
 }
 
 // Instances: m-tiles per warp (1, 2) x n-tiles of O. Head dims 97-104 (LongLLaMA's 100) take
@@ -449,11 +495,11 @@ template <int DP>
 void launch_mt(int m_tiles, float* part, const float* q, int64_t q_stride, const void* k,
                const void* v, int64_t kv_head_stride, int64_t H, int64_t T, int64_t S, int D,
                float scale, int64_t causal_offset, int64_t splits, float* scratch, int chunk,
-               cudaStream_t stream) {
+               TcOut out, cudaStream_t stream) {
     auto go = [&](auto mt, auto nt) {
         launch<DP, decltype(mt)::value, decltype(nt)::value>(
             part, q, q_stride, k, v, kv_head_stride, H, T, S, D, scale, causal_offset, splits,
-            scratch, chunk, stream);
+            scratch, chunk, out, stream);
     };
     using One = std::integral_constant<int, 1>;
     using Two = std::integral_constant<int, 2>;
@@ -514,10 +560,11 @@ int attn_tc_m_tiles(int64_t T, int64_t D) {
     return T <= 64 || D > 112 ? 1 : 2;
 }
 
-void attn_accumulate_tc(float* part, const float* q, int64_t q_stride, const void* k, const void* v,
-                        int64_t kv_head_stride, int64_t H, int64_t T, int64_t S, int64_t D,
-                        float scale, int64_t causal_offset, int64_t splits, float* scratch,
-                        void* stream, int m_tiles) {
+namespace {
+void run_tc(float* part, const float* q, int64_t q_stride, const void* k, const void* v,
+            int64_t kv_head_stride, int64_t H, int64_t T, int64_t S, int64_t D, float scale,
+            int64_t causal_offset, int64_t splits, float* scratch, void* stream, int m_tiles,
+            TcOut out) {
     const int chunk = copy_chunk(k, v, kv_head_stride, D);
     FOT_CHECK(chunk != 0 && D >= 1 && D <= kMaxHeadDim,
               "cuda tensor-core attention: unsupported head_dim ", D, " or alignment");
@@ -525,13 +572,12 @@ void attn_accumulate_tc(float* part, const float* q, int64_t q_stride, const voi
               " is not 0 (default), 1 or 2");
     FOT_CHECK(S < (int64_t{1} << 31), "cuda tensor-core attention: ", S,
               " keys in one call (the kernel counts a split's keys in 32 bits)");
-    if (S <= 0 || T <= 0 || H <= 0) return;
     if (m_tiles == 0) m_tiles = attn_tc_m_tiles(T, D);
     cudaStream_t st = as_stream(stream);
     const int d = static_cast<int>(D);
     auto go = [&](auto dp) {
         launch_mt<decltype(dp)::value>(m_tiles, part, q, q_stride, k, v, kv_head_stride, H, T, S, d,
-                                       scale, causal_offset, splits, scratch, chunk, st);
+                                       scale, causal_offset, splits, scratch, chunk, out, st);
     };
     if (D <= 16) {
         go(std::integral_constant<int, 16>{});
@@ -545,6 +591,34 @@ void attn_accumulate_tc(float* part, const float* q, int64_t q_stride, const voi
         go(std::integral_constant<int, 128>{});
     }
     FOT_CUDA_CHECK(cudaGetLastError());
+}
+}  // namespace
+
+void attn_accumulate_tc(float* part, const float* q, int64_t q_stride, const void* k, const void* v,
+                        int64_t kv_head_stride, int64_t H, int64_t T, int64_t S, int64_t D,
+                        float scale, int64_t causal_offset, int64_t splits, float* scratch,
+                        void* stream, int m_tiles) {
+    if (S <= 0 || T <= 0 || H <= 0) return;
+    run_tc(part, q, q_stride, k, v, kv_head_stride, H, T, S, D, scale, causal_offset, splits,
+           scratch, stream, m_tiles, TcOut{nullptr, 0, 0});
+}
+
+void attn_one_store_tc(void* out, DType out_dtype, int64_t out_stride, const float* q,
+                       int64_t q_stride, const void* k, const void* v, int64_t kv_head_stride,
+                       int64_t H, int64_t T, int64_t S, int64_t D, float scale,
+                       int64_t causal_offset, void* stream, int m_tiles) {
+    FOT_CHECK(out != nullptr && S >= 1 && T >= 1 && H >= 1,
+              "cuda tensor-core attention: attn_one_store_tc needs an output and >= 1 key, "
+              "query and head (S ",
+              S, ", T ", T, ", H ", H, ")");
+    const int kind = out_dtype == DType::kF32    ? 0
+                     : out_dtype == DType::kBF16 ? 1
+                     : out_dtype == DType::kF16  ? 2
+                                                 : -1;
+    FOT_CHECK(kind >= 0, "cuda tensor-core attention: output dtype ", dtype_name(out_dtype),
+              " is not f32, bf16 or f16");
+    run_tc(nullptr, q, q_stride, k, v, kv_head_stride, H, T, S, D, scale, causal_offset, 1, nullptr,
+           stream, m_tiles, TcOut{out, out_stride, kind});
 }
 
 }  // namespace fot::kernels::cuda

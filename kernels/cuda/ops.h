@@ -124,6 +124,9 @@ void logsoftmax_parts(float* parts, const float* logits, int64_t T, int64_t V,
 // ---- attention partials (attention.cu); layout as in kernels/cpu/ops.h ----------------------
 // Largest head dim the attention kernels take.
 constexpr int64_t kMaxHeadDim = 128;
+// attn_accumulate runs T <= kAttnDecodeMaxT queries with the decode kernels, more with the
+// tiled (exact) or tensor-core (fast, bf16 stores) ones.
+constexpr int64_t kAttnDecodeMaxT = 8;
 
 void attn_partial_init(float* part, int64_t H, int64_t T, int64_t D, void* stream);
 
@@ -198,6 +201,13 @@ void attn_accumulate_tc(float* part, const float* q, int64_t q_stride, const voi
                         int64_t kv_head_stride, int64_t H, int64_t T, int64_t S, int64_t D,
                         float scale, int64_t causal_offset, int64_t splits, float* scratch,
                         void* stream, int m_tiles = 0);
+// attn_partial_init + attn_accumulate_tc (one split) + attn_partial_finalize in one launch:
+// the blocks start from the empty state and write o / l of their rows into out [T,
+// out_stride] (f32, bf16 or f16) with the finalize's arithmetic, the same bits. S, T, H >= 1.
+void attn_one_store_tc(void* out, DType out_dtype, int64_t out_stride, const float* q,
+                       int64_t q_stride, const void* k, const void* v, int64_t kv_head_stride,
+                       int64_t H, int64_t T, int64_t S, int64_t D, float scale,
+                       int64_t causal_offset, void* stream, int m_tiles = 0);
 // The default m-tiles per warp for T queries of head dim D: FOT_CUDA_ATTN_MT (1 or 2) when
 // set, else 2 for T > 64 and D <= 112, 1 otherwise.
 int attn_tc_m_tiles(int64_t T, int64_t D);

@@ -703,17 +703,32 @@ void CudaBackend::attn_one_store(TensorView out, TensorView part, TensorView q, 
     FOT_ASSERT(rows_of(q) == T && row_width(q) >= H * D);
     FOT_ASSERT(rows_of(out) == T && row_width(out) >= H * D);
     // Decode-sized: the decode kernel starts from an empty state and writes out itself (one
-    // launch). Anything else: the three ops.
-    const int64_t splits = kc::attn_accumulate_splits(H, T, S, D, causal_offset, sm_count_);
+    // launch). Prefill-sized in `fast` over bf16 stores with one key split: the tensor-core
+    // kernel does the same (the partial is neither initialised, read nor written). Anything
+    // else: the three ops.
+    const bool tc = precision_ == Precision::kFast && T > kc::kAttnDecodeMaxT && S >= 1 &&
+                    kc::attn_accumulate_tc_supported(k.data, v.data, k.dtype, k.shape[1] * D, D);
+    const int64_t splits = kc::attn_accumulate_splits(H, T, S, D, causal_offset, sm_count_,
+                                                      tc ? 64 * kc::attn_tc_m_tiles(T, D) : 64);
+    const auto profile = [&] {
+        return ProfileScope(
+            profiler_.get(), causal_offset < S ? Phase::kLocalAttention : Phase::kMemoryAttention,
+            profiler_ ? 4.0 * static_cast<double>(H * D) * visible_pairs(T, S, causal_offset) : 0.0,
+            2.0 * static_cast<double>(H * S * D) * dtype_size(k.dtype));
+    };
+    if (tc && splits == 1) {
+        auto prof = profile();
+        kc::attn_one_store_tc(out.data, out.dtype, row_width(out), q.as<float>(), row_width(q),
+                              k.data, v.data, k.shape[1] * D, H, T, S, D, scale, causal_offset,
+                              stream_);
+        return;
+    }
     if (!kc::attn_one_store_supported(out.dtype, k.data, v.data, k.dtype, k.shape[1] * D, H, T, S,
                                       D, causal_offset, splits)) {
         Backend::attn_one_store(out, part, q, k, v, S, scale, causal_offset);
         return;
     }
-    ProfileScope prof(
-        profiler_.get(), causal_offset < S ? Phase::kLocalAttention : Phase::kMemoryAttention,
-        profiler_ ? 4.0 * static_cast<double>(H * D) * visible_pairs(T, S, causal_offset) : 0.0,
-        2.0 * static_cast<double>(H * S * D) * dtype_size(k.dtype));
+    auto prof = profile();
     float* sc = nullptr;
     if (splits > 1) {
         sc = static_cast<float*>(

@@ -967,19 +967,23 @@ TEST_P(BackendOps, AttentionPartialInitIsTheEmptyPartial) {
 TEST_P(BackendOps, AttnOneStoreIsInitAccumulateFinalize) {
     // backend.h: the bits of the three ops, whatever the scratch partial holds (CudaBackend runs
     // decode shapes as one decode launch that writes the output itself, merging its key splits
-    // in its last block). Decode and prefill rows, causal (the window's last T queries) and
-    // not, key counts that split (S 1100 and 600: 3 and 2 decode chunks of at most 512 keys)
-    // and that do not, every store dtype, f32 and rounded outputs, both precisions.
+    // in its last block; prefill shapes in `fast` over bf16 stores with one key split as one
+    // tensor-core launch that starts empty and writes the output). Decode and prefill rows,
+    // causal (the window's last T queries) and not, key counts that split (S 1100 and 600: 3
+    // and 2 decode chunks of at most 512 keys; S 700 at T 150: 2 tensor-core splits, the three
+    // ops) and that do not, queries that see no key (causal, T > S), every store dtype, f32,
+    // f16 and rounded outputs, both precisions.
     const int64_t H = 2;
     struct Case {
         Precision p;
         int64_t D, T, S;
         DType store;
     };
-    const std::vector<Case> cases = {{kEx, 16, 1, 37, kF32},     {kFa, 64, 3, 300, kBF16},
-                                     {kFa, 100, 8, 1100, kBF16}, {kEx, 100, 8, 600, kF32},
-                                     {kEx, 128, 2, 600, kF16},   {kFa, 100, 12, 200, kBF16},
-                                     {kEx, 64, 1, 1, kF32}};
+    const std::vector<Case> cases = {
+        {kEx, 16, 1, 37, kF32},    {kFa, 64, 3, 300, kBF16},    {kFa, 100, 8, 1100, kBF16},
+        {kEx, 100, 8, 600, kF32},  {kEx, 128, 2, 600, kF16},    {kFa, 100, 12, 200, kBF16},
+        {kEx, 64, 1, 1, kF32},     {kFa, 100, 130, 300, kBF16}, {kFa, 64, 150, 700, kBF16},
+        {kFa, 128, 70, 90, kBF16}, {kFa, 64, 100, 40, kBF16}};  // causal: 60 rows see no key
     for (const Case& c : cases) {
         be().set_precision(c.p);
         const int64_t cap = c.S + 5, HD = H * c.D;
@@ -988,12 +992,16 @@ TEST_P(BackendOps, AttnOneStoreIsInitAccumulateFinalize) {
                                random_floats(c.T * HD, 210 + uint32_t(c.D), -2.f, 2.f));
         Buffer k = make_buffer(be(), c.store, {H, cap, c.D}, random_floats(H * cap * c.D, 211));
         Buffer v = make_buffer(be(), c.store, {H, cap, c.D}, random_floats(H * cap * c.D, 212));
-        for (bool causal : {true, false}) {
+        for (int variant = 0; variant < 3; ++variant) {
+            const bool causal = variant != 1;
+            const DType od = variant == 0   ? kF32
+                             : variant == 1 ? be().gemm_input_dtype(kBF16)
+                                            : kF16;
             SCOPED_TRACE(::testing::Message()
                          << precision_name(c.p) << " D " << c.D << " T " << c.T << " S " << c.S
-                         << " " << dtype_name(c.store) << (causal ? " causal" : ""));
+                         << " " << dtype_name(c.store) << (causal ? " causal" : "") << " out "
+                         << dtype_name(od));
             const int64_t off = causal ? c.S - c.T : kNoMask;
-            const DType od = causal ? kF32 : be().gemm_input_dtype(kBF16);
             Buffer part = be().alloc(kF32, {H, c.T, c.D + 2});
             Buffer want = be().alloc(od, {c.T, HD}), got = be().alloc(od, {c.T, HD});
             be().attn_partial_init(part.view());
