@@ -454,7 +454,8 @@ void attn_accumulate(float* part, const float* q, int64_t q_stride, const void* 
     if (S <= 0 || T <= 0 || H <= 0) return;
     cudaStream_t st = as_stream(stream);
     const int d = static_cast<int>(D);
-    if (fast && T > kDecodeQ && attn_accumulate_tc_supported(k, v, kv_dtype, kv_head_stride, D)) {
+    if (fast && T > kDecodeQ &&
+        attn_accumulate_tc_supported(k, v, kv_dtype, kv_head_stride, D, scale)) {
         attn_accumulate_tc(part, q, q_stride, k, v, kv_head_stride, H, T, S, D, scale,
                            causal_offset, splits, scratch, stream);
     } else if (takes_decode(k, v, kv_dtype, kv_head_stride, T, S, D, causal_offset, splits)) {

@@ -161,9 +161,8 @@ __global__ void __launch_bounds__(kTcThreads)
     }
 
     // Softmax state and output of this lane's rows: g and g + 8 of each of the warp's m-tiles
-    // (index [mt][r]). Inside the kernel scores and m are in log2 units (x = s * scale * log2 e,
-    // p = 2^(x - m): one multiply and ex2 per score); the partial stores m in natural units
-    // like every kernel.
+    // (index [mt][r]). Inside the kernel m is in log2 units (p = 2^(s * scale * log2 e - m):
+    // one FFMA and ex2 per score); the partial stores m in natural units like every kernel.
     constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
     const float scale_log2 = scale * kLog2e;
     const int64_t warp_t0 = t0 + warp * kWarpRows;
@@ -176,6 +175,17 @@ __global__ void __launch_bounds__(kTcThreads)
         out.data != nullptr
             ? nullptr
             : attn::state_row(part, scratch, splits, split, H, T, h, 0, D) + row_g * (D + 2);
+    // Calls f(mt, r, off) for each of this lane's rows that is not past T.
+    auto for_lane_rows = [&](auto&& f) {
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                const int off = mt * 16 + 8 * r;
+                if (off < rows_left) f(mt, r, off);
+            }
+        }
+    };
     float m[MT][2], l[MT][2];
     float o[MT][kNt][4];
 #pragma unroll
@@ -187,23 +197,17 @@ __global__ void __launch_bounds__(kTcThreads)
             o[mt][nt][0] = o[mt][nt][1] = o[mt][nt][2] = o[mt][nt][3] = 0.f;
     }
     if (splits == 1 && out.data == nullptr) {
+        for_lane_rows([&](int mt, int r, int off) {
+            const float* st = st_g + static_cast<int64_t>(off) * (D + 2);
+            m[mt][r] = st[D] * kLog2e;  // -inf stays -inf
+            l[mt][r] = st[D + 1];
 #pragma unroll
-        for (int mt = 0; mt < MT; ++mt) {
-#pragma unroll
-            for (int r = 0; r < 2; ++r) {
-                const int off = mt * 16 + 8 * r;
-                if (off >= rows_left) continue;
-                const float* st = st_g + static_cast<int64_t>(off) * (D + 2);
-                m[mt][r] = st[D] * kLog2e;  // -inf stays -inf
-                l[mt][r] = st[D + 1];
-#pragma unroll
-                for (int nt = 0; nt < kNt; ++nt) {
-                    const int d = nt * 8 + 2 * c4;
-                    if (d < D) o[mt][nt][2 * r] = st[d];
-                    if (d + 1 < D) o[mt][nt][2 * r + 1] = st[d + 1];
-                }
+            for (int nt = 0; nt < kNt; ++nt) {
+                const int d = nt * 8 + 2 * c4;
+                if (d < D) o[mt][nt][2 * r] = st[d];
+                if (d + 1 < D) o[mt][nt][2 * r + 1] = st[d + 1];
             }
-        }
+        });
     }
     __syncthreads();  // Qs and the pad columns are written
 
@@ -304,17 +308,9 @@ __global__ void __launch_bounds__(kTcThreads)
         }
 
         // ---- online softmax (fp32) ----
-        // Scores in log2 units (p = 2^(x - m)), then the masked ones -inf: only on tiles that
-        // cross the causal diagonal or the end of the split, in 32 bits relative to the tile
-        // (column c of row r is visible iff c <= lim, the last column before both limits).
-#pragma unroll
-        for (int mt = 0; mt < MT; ++mt) {
-#pragma unroll
-            for (int nt = 0; nt < kTcK / 8; ++nt) {
-#pragma unroll
-                for (int e = 0; e < 4; ++e) s[mt][nt][e] *= scale_log2;
-            }
-        }
+        // Masked scores -inf: only on tiles that cross the causal diagonal or the end of the
+        // split, in 32 bits relative to the tile (column c of row r is visible iff c <= lim,
+        // the last column before both limits).
         if (jr + kTcK > n_keys || (causal && jr + kTcK - 1 > warp_diag)) {
             const int end_lim = min(kTcK, n_keys - jr) - 1;
 #pragma unroll
@@ -337,6 +333,8 @@ __global__ void __launch_bounds__(kTcThreads)
         uint32_t pa[kTcK / 16][MT][4];
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) {
+            // The tile's max in log2 units: scale_log2 > 0 (the launcher checks), so the max of
+            // the raw scores times it is the max of the scaled scores, bit for bit.
             float mt_max[2] = {kNegInf, kNegInf};
 #pragma unroll
             for (int nt = 0; nt < kTcK / 8; ++nt) {
@@ -346,7 +344,7 @@ __global__ void __launch_bounds__(kTcThreads)
             float corr[2], mn[2], base[2];
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
-                mt_max[r] = warp_max<4>(mt_max[r]);
+                mt_max[r] = warp_max<4>(mt_max[r]) * scale_log2;
                 mn[r] = fmaxf(m[mt][r], mt_max[r]);
                 corr[r] =
                     (m[mt][r] == kNegInf || mn[r] == kNegInf) ? 0.f : fast_exp2(m[mt][r] - mn[r]);
@@ -359,7 +357,8 @@ __global__ void __launch_bounds__(kTcThreads)
             for (int nt = 0; nt < kTcK / 8; ++nt) {
 #pragma unroll
                 for (int e = 0; e < 4; ++e) {
-                    const float p = fast_exp2(s[mt][nt][e] - base[e >> 1]);
+                    // p = 2^(s scale log2 e - m): one FFMA and one MUFU.EX2 per score.
+                    const float p = fast_exp2(fmaf(s[mt][nt][e], scale_log2, -base[e >> 1]));
                     s[mt][nt][e] = p;
                     rs[e >> 1] += p;
                 }
@@ -423,54 +422,42 @@ __global__ void __launch_bounds__(kTcThreads)
     mma::cp_async_wait<0>();
 
     if (out.data != nullptr) {  // finalized rows: attn_partial_finalize's arithmetic
+        for_lane_rows([&](int mt, int r, int off) {
+            const int64_t at = (row_g + off) * out.stride + h * D;
+            const float L = l[mt][r];
 #pragma unroll
-        for (int mt = 0; mt < MT; ++mt) {
+            for (int nt = 0; nt < kNt; ++nt) {
 #pragma unroll
-            for (int r = 0; r < 2; ++r) {
-                const int off = mt * 16 + 8 * r;
-                if (off >= rows_left) continue;
-                const int64_t at = (row_g + off) * out.stride + h * D;
-                const float L = l[mt][r];
-#pragma unroll
-                for (int nt = 0; nt < kNt; ++nt) {
-#pragma unroll
-                    for (int e = 0; e < 2; ++e) {
-                        const int d = nt * 8 + 2 * c4 + e;
-                        if (d >= D) continue;
-                        const float x = o[mt][nt][2 * r + e];
-                        if (out.kind == 0) {
-                            store_finalized(static_cast<float*>(out.data) + at + d, x, L);
-                        } else if (out.kind == 1) {
-                            store_finalized(static_cast<__nv_bfloat16*>(out.data) + at + d, x, L);
-                        } else {
-                            store_finalized(static_cast<__half*>(out.data) + at + d, x, L);
-                        }
+                for (int e = 0; e < 2; ++e) {
+                    const int d = nt * 8 + 2 * c4 + e;
+                    if (d >= D) continue;
+                    const float x = o[mt][nt][2 * r + e];
+                    if (out.kind == 0) {
+                        store_finalized(static_cast<float*>(out.data) + at + d, x, L);
+                    } else if (out.kind == 1) {
+                        store_finalized(static_cast<__nv_bfloat16*>(out.data) + at + d, x, L);
+                    } else {
+                        store_finalized(static_cast<__half*>(out.data) + at + d, x, L);
                     }
                 }
             }
-        }
+        });
         return;
     }
     // Write back (a split with no keys still writes its empty partial).
+    for_lane_rows([&](int mt, int r, int off) {
+        float* st = st_g + static_cast<int64_t>(off) * (D + 2);
 #pragma unroll
-    for (int mt = 0; mt < MT; ++mt) {
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            const int off = mt * 16 + 8 * r;
-            if (off >= rows_left) continue;
-            float* st = st_g + static_cast<int64_t>(off) * (D + 2);
-#pragma unroll
-            for (int nt = 0; nt < kNt; ++nt) {
-                const int d = nt * 8 + 2 * c4;
-                if (d < D) st[d] = o[mt][nt][2 * r];
-                if (d + 1 < D) st[d + 1] = o[mt][nt][2 * r + 1];
-            }
-            if (c4 == 0) {
-                st[D] = m[mt][r] * kLn2;
-                st[D + 1] = l[mt][r];
-            }
+        for (int nt = 0; nt < kNt; ++nt) {
+            const int d = nt * 8 + 2 * c4;
+            if (d < D) st[d] = o[mt][nt][2 * r];
+            if (d + 1 < D) st[d + 1] = o[mt][nt][2 * r + 1];
         }
-    }
+        if (c4 == 0) {
+            st[D] = m[mt][r] * kLn2;
+            st[D + 1] = l[mt][r];
+        }
+    });
 }
 
 template <int DP, int MT, int NT>
@@ -511,15 +498,15 @@ void launch_mt(int m_tiles, float* part, const float* q, int64_t q_stride, const
             return;
         }
     }
-    if constexpr (DP > 112) {
-        go(One{}, Full{});  // see attn_tc_m_tiles: two m-tiles would spill
+    if constexpr (DP >= 112) {
+        go(One{}, Full{});  // see attn_tc_m_tiles: two m-tiles with 14 or 16 n-tiles spill
     } else {
         m_tiles == 1 ? go(One{}, Full{}) : go(Two{}, Full{});
     }
 }
 
 // FOT_CUDA_ATTN_MT, for benchmark comparisons: 1 = one m-tile per warp (64-query blocks,
-// session 9's layout), 2 = two (128-query blocks; head dims <= 112 only); 0 / unset:
+// session 9's layout), 2 = two (128-query blocks; head dims <= 104 only); 0 / unset:
 // attn_tc_m_tiles's choice. With one key split, the same bits.
 int forced_m_tiles() {
     static const int forced = [] {
@@ -546,18 +533,19 @@ int copy_chunk(const void* k, const void* v, int64_t kv_head_stride, int64_t D) 
 }  // namespace
 
 bool attn_accumulate_tc_supported(const void* k, const void* v, DType kv_dtype,
-                                  int64_t kv_head_stride, int64_t D) {
+                                  int64_t kv_head_stride, int64_t D, float scale) {
     return kv_dtype == DType::kBF16 && D >= 1 && D <= kMaxHeadDim &&
-           copy_chunk(k, v, kv_head_stride, D) != 0;
+           copy_chunk(k, v, kv_head_stride, D) != 0 && scale > 0.f &&
+           scale * 1.4426950408889634f < __builtin_huge_valf();
 }
 
 int attn_tc_m_tiles(int64_t T, int64_t D) {
     const int forced = forced_m_tiles();
     if (forced != 0) return forced;
-    // A 128-query block over <= 64 queries would idle half its warps; at head dims above 112
-    // two m-tiles' accumulators (2 x 16 x 4 for O, 2 x 8 x 4 for S) leave ptxas too few
-    // registers (it spills 48-92 bytes).
-    return T <= 64 || D > 112 ? 1 : 2;
+    // A 128-query block over <= 64 queries would idle half its warps; at head dims above 104
+    // two m-tiles' accumulators (2 x 14 or 2 x 16 n-tiles x 4 for O, 2 x 8 x 4 for S) leave
+    // ptxas too few registers (it spills 36-92 bytes). LongLLaMA's head dims are 100 and 128.
+    return T <= 64 || D > 104 ? 1 : 2;
 }
 
 namespace {
@@ -572,6 +560,9 @@ void run_tc(float* part, const float* q, int64_t q_stride, const void* k, const 
               " is not 0 (default), 1 or 2");
     FOT_CHECK(S < (int64_t{1} << 31), "cuda tensor-core attention: ", S,
               " keys in one call (the kernel counts a split's keys in 32 bits)");
+    FOT_CHECK(scale > 0.f && scale * 1.4426950408889634f < __builtin_huge_valf(),
+              "cuda tensor-core attention: scale ", scale,
+              " is not positive and finite (attn_accumulate_tc_supported)");
     if (m_tiles == 0) m_tiles = attn_tc_m_tiles(T, D);
     cudaStream_t st = as_stream(stream);
     const int d = static_cast<int>(D);

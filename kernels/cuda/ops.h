@@ -189,14 +189,15 @@ void attn_decode(float* part, const float* q, int64_t q_stride, const void* k, c
                  DType out_dtype = DType::kF32, int64_t out_stride = 0);
 
 // The tensor-core kernel alone (attention_tc.cu; bf16 mma.sync with fp32 accumulation, any T):
-// whether it takes these keys/values (bf16, D <= kMaxHeadDim, rows at least 4-byte aligned),
+// whether it takes these keys/values (bf16, D <= kMaxHeadDim, rows at least 4-byte aligned) and
+// scale (positive and finite: the softmax takes the max of unscaled scores),
 // and the launch, with the partial layout and split semantics of attn_accumulate (it does
 // not merge: with splits > 1 the caller merges the scratch). m_tiles: 16-row m-tiles per
 // warp, 1 (64-query blocks) or 2 (128); 0 = attn_tc_m_tiles(T, D). With one split both give the
 // same bits; with more, the splits' key ranges follow the block's last query, so they may
 // differ.
 bool attn_accumulate_tc_supported(const void* k, const void* v, DType kv_dtype,
-                                  int64_t kv_head_stride, int64_t D);
+                                  int64_t kv_head_stride, int64_t D, float scale);
 void attn_accumulate_tc(float* part, const float* q, int64_t q_stride, const void* k, const void* v,
                         int64_t kv_head_stride, int64_t H, int64_t T, int64_t S, int64_t D,
                         float scale, int64_t causal_offset, int64_t splits, float* scratch,
@@ -209,7 +210,7 @@ void attn_one_store_tc(void* out, DType out_dtype, int64_t out_stride, const flo
                        int64_t H, int64_t T, int64_t S, int64_t D, float scale,
                        int64_t causal_offset, void* stream, int m_tiles = 0);
 // The default m-tiles per warp for T queries of head dim D: FOT_CUDA_ATTN_MT (1 or 2) when
-// set, else 2 for T > 64 and D <= 112, 1 otherwise.
+// set, else 2 for T > 64 and D <= 104, 1 otherwise.
 int attn_tc_m_tiles(int64_t T, int64_t D);
 
 // out (H, T, D + 2) = merge of R partials (R, H, T, D + 2) in order; out may alias parts.

@@ -653,8 +653,9 @@ void CudaBackend::attn_accumulate(TensorView part, TensorView q, TensorView k, T
         profiler_ ? 4.0 * static_cast<double>(H * D) * visible_pairs(T, S, causal_offset) : 0.0,
         2.0 * static_cast<double>(H * std::max<int64_t>(S, 0) * D) * dtype_size(k.dtype));
     // The tensor-core kernel's blocks take 64 or 128 queries (attention_tc.cu).
-    const bool tc = precision_ == Precision::kFast &&
-                    kc::attn_accumulate_tc_supported(k.data, v.data, k.dtype, k.shape[1] * D, D);
+    const bool tc =
+        precision_ == Precision::kFast &&
+        kc::attn_accumulate_tc_supported(k.data, v.data, k.dtype, k.shape[1] * D, D, scale);
     const int64_t splits = kc::attn_accumulate_splits(H, T, S, D, causal_offset, sm_count_,
                                                       tc ? 64 * kc::attn_tc_m_tiles(T, D) : 64);
     float* sc = nullptr;
@@ -706,8 +707,9 @@ void CudaBackend::attn_one_store(TensorView out, TensorView part, TensorView q, 
     // launch). Prefill-sized in `fast` over bf16 stores with one key split: the tensor-core
     // kernel does the same (the partial is neither initialised, read nor written). Anything
     // else: the three ops.
-    const bool tc = precision_ == Precision::kFast && T > kc::kAttnDecodeMaxT && S >= 1 &&
-                    kc::attn_accumulate_tc_supported(k.data, v.data, k.dtype, k.shape[1] * D, D);
+    const bool tc =
+        precision_ == Precision::kFast && T > kc::kAttnDecodeMaxT && S >= 1 &&
+        kc::attn_accumulate_tc_supported(k.data, v.data, k.dtype, k.shape[1] * D, D, scale);
     const int64_t splits = kc::attn_accumulate_splits(H, T, S, D, causal_offset, sm_count_,
                                                       tc ? 64 * kc::attn_tc_m_tiles(T, D) : 64);
     const auto profile = [&] {

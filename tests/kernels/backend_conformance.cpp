@@ -102,8 +102,8 @@ const std::vector<AttnCase>& attention_cases() {
         {kFa, 128, 130, 10, 150, kBF16, kBF16},
         {kFa, 100, 2048, 0, 150, kBF16, kBF16, 1, true},
         {kFa, 100, 300, 0, 150, kBF16, kBF16, 1},
-        // Two m-tiles per warp (128-query blocks; T > 64, D <= 112): key splits over 128-query
-        // blocks, D 112 (14 n-tiles of O against 100's 13), D 16 and 64.
+        // Two m-tiles per warp (128-query blocks; T > 64, D <= 104): key splits over 128-query
+        // blocks, D 16 and 64; D 112 takes one m-tile and 14 n-tiles of O (100 takes 13).
         {kFa, 100, 150, 0, 1100, kBF16, kBF16, 2},
         {kFa, 112, 129, 7, 260, kBF16, kBF16, 1},
         {kFa, 64, 200, 5, 400, kBF16, kBF16, 1},

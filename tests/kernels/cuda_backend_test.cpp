@@ -469,14 +469,14 @@ TEST_F(CudaBackendTest, DecodeOneQueryKernelGivesTheRowOfTheGeneralKernel) {
 // k-steps in the same order, its softmax sees the same tiles (those a warp skips are fully
 // masked for it) and P.V sums the same way. Checked with one key split, from a partial that
 // already holds a state (some rows empty), causal windows whose diagonal crosses the blocks,
-// key counts off every tile, head dims padded inside the tile (100, 13 n-tiles of O; 112, 14).
+// key counts off every tile, head dims padded inside the tile (100 and 104: 13 n-tiles of O).
 TEST_F(CudaBackendTest, TensorCoreAttentionRowsDoNotDependOnTheMTilesPerWarp) {
     struct Case {
         int64_t H, T, S, D, causal_offset;
     };
     const std::vector<Case> cases = {
         {2, 130, 300, 100, 170},      // a local window: S = T + offset
-        {1, 200, 333, 112, kNoMask},  // memory: every key visible
+        {1, 200, 333, 104, kNoMask},  // memory: every key visible
         {1, 257, 500, 64, 243},       // a last block of one row
         {2, 150, 90, 16, 0},          // rows past the last key see all S keys
         {1, 129, 200, 32, 40},
@@ -515,6 +515,7 @@ TEST_F(CudaBackendTest, TensorCoreAttentionRowsDoNotDependOnTheMTilesPerWarp) {
     }
     EXPECT_EQ(kernels::cuda::attn_tc_m_tiles(64, 100), 1) << "one 64-query block";
     EXPECT_EQ(kernels::cuda::attn_tc_m_tiles(2048, 128), 1) << "head dim 128 would spill";
+    EXPECT_EQ(kernels::cuda::attn_tc_m_tiles(2048, 112), 1) << "head dim 112 would spill";
 }
 
 // Checkpoint loads ([F14]): row blocks through the two pinned staging buffers arrive in order,
