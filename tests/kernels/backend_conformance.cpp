@@ -100,7 +100,7 @@ const std::vector<AttnCase>& attention_cases() {
         {kFa, 100, 70, 3, 333, kBF16, kBF16, 3},
         {kFa, 128, 130, 10, 1000, kBF16, kBF16, 2, true},
         {kFa, 128, 130, 10, 150, kBF16, kBF16},
-        {kFa, 100, 2048, 0, 150, kBF16, kBF16, 1, true},
+        {kFa, 100, 2048, 0, 150, kBF16, kBF16, 1},  // a whole window: ~12 s in the emulator
         {kFa, 100, 300, 0, 150, kBF16, kBF16, 1},
         // Two m-tiles per warp (128-query blocks; T > 64, D <= 104): key splits over 128-query
         // blocks, D 16 and 64; D 112 takes one m-tile and 14 n-tiles of O (100 takes 13).
