@@ -17,7 +17,9 @@
 //   O += P V    P's fp32 accumulators become the bf16 A fragments in registers (the C layout
 //               of two n-tiles is the A layout of one k-step); V fragments by ldmatrix.trans
 // Each row's arithmetic (k-step order of every score, tile order of the softmax, k order of
-// P.V) does not depend on the m-tiles per warp: both layouts give the same bits.
+// P.V) does not depend on the m-tiles per warp: both layouts give the same bits. The scale
+// must be positive (the softmax takes the max of the unscaled scores). With an output
+// (attn_one_store_tc) the blocks start empty and write o / l instead of the partial.
 // head_dim D is padded to DP (16, 32, 64, 112 or 128) inside shared memory only: pad columns
 // are zeroed once, and cp.async copies D elements per row (16-, 8- or 4-byte pieces,
 // whichever the row size allows), so D = 100 stores are read in place. Shared-memory rows
@@ -217,7 +219,7 @@ __global__ void __launch_bounds__(kTcThreads)
         Qs + (warp * kWarpRows + (qmi & 1) * 8 + (lane & 7)) * kLd + (qmi >> 1) * 8;
     // One m-tile keeps its fragments in registers for the whole split; two would need 56 more
     // registers at DP 112 (ptxas spills), so they are re-read per tile and k-step (14
-    // ldmatrix.x4 per 224 mma).
+    // ldmatrix.x4 per 216 mma at head_dim 100).
     uint32_t qf[MT == 1 ? kKs : 1][4];
     if constexpr (MT == 1) {
 #pragma unroll
