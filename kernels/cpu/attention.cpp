@@ -15,7 +15,6 @@
 // with the keys read in place, P.V by matmul_bf16_xv, added into o) instead of SGEMMs on the
 // widened operands: the same bf16 operands and fp32 sums, in another order.
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -24,10 +23,7 @@
 #include <cblas.h>
 
 #include "kernels/cpu/ops.h"
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#endif
+#include "kernels/cpu/softmax_passes.h"
 
 namespace fot::kernels::cpu {
 namespace {
@@ -38,127 +34,6 @@ constexpr int64_t kGemmMinQueries = 8;  // at or above: the BLAS tile path
 constexpr int64_t kGemmQueryBlock = 64;
 constexpr int64_t kGemmKeyBlock = 256;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-
-// exp(x) for x <= 0 (softmax arguments) without a libm call, so loops vectorise. Cephes-style
-// range reduction x = n ln2 + r and a degree-6 polynomial: relative error ~2e-7; exp(-inf)
-// and arguments below -87 give exactly 0, like expf's underflow.
-// Branch-free (std::floor, std::bit_cast, selects) so that GCC vectorises the loops that call
-// it: with a truncate-and-compare floor and a memcpy it left the softmax's exp loop scalar
-// ("control flow in loop"), 41% of a 16k prefill's samples (perf, 2026-11-30). The floor is
-// exact either way, so the values are the same.
-inline float fast_exp(float x) {
-    const float xc = std::max(x, -87.0f);
-    const float fx = std::floor(xc * 1.44269504088896341f + 0.5f);
-    float r = xc - fx * 0.693359375f;
-    r -= fx * -2.12194440e-4f;
-    const float z = r * r;
-    float y = 1.9875691500e-4f;
-    y = y * r + 1.3981999507e-3f;
-    y = y * r + 8.3334519073e-3f;
-    y = y * r + 4.1665795894e-2f;
-    y = y * r + 1.6666665459e-1f;
-    y = y * r + 5.0000001201e-1f;
-    y = y * z + r + 1.0f;
-    const float p2 = std::bit_cast<float>((static_cast<int32_t>(fx) + 127) << 23);
-    return x < -87.0f ? 0.0f : y * p2;
-}
-
-// The softmax passes over one row of a score tile: s *= scale with the max, then
-// s = fast_exp(s - m) with the sum. GCC 12 vectorised neither as plain or `omp simd` loops
-// (its reports: "no vectype for stmt" on the loads; perf showed scalar vmulss / vmaxss and a
-// scalar exp, 41% of a 16k fast prefill, 2026-11-30), so on CPUs with AVX2 and FMA (checked
-// at run time) they run as 8-lane intrinsics: fast_exp's operations lane by lane (its
-// multiply-adds as FMAs), the sum in 8 lanes added in lane order at the end, the max
-// order-free. Elsewhere, and for the last n % 8 elements, the scalar loops.
-float scale_and_max_scalar(float* s, int64_t j, int64_t n, float scale, float m) {
-    for (; j < n; ++j) {
-        s[j] *= scale;
-        m = std::max(m, s[j]);
-    }
-    return m;
-}
-float exp_and_sum_scalar(float* s, int64_t j, int64_t n, float m, float sum) {
-    for (; j < n; ++j) {
-        s[j] = fast_exp(s[j] - m);
-        sum += s[j];
-    }
-    return sum;
-}
-
-#if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("avx2,fma"))) float scale_and_max_avx2(float* s, int64_t n, float scale) {
-    const __m256 sc = _mm256_set1_ps(scale);
-    __m256 mx = _mm256_set1_ps(kNegInf);
-    int64_t j = 0;
-    for (; j + 8 <= n; j += 8) {
-        const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(s + j), sc);
-        _mm256_storeu_ps(s + j, v);
-        mx = _mm256_max_ps(mx, v);
-    }
-    alignas(32) float lanes[8];
-    _mm256_store_ps(lanes, mx);
-    float m = kNegInf;
-    for (float v : lanes) m = std::max(m, v);
-    return scale_and_max_scalar(s, j, n, scale, m);
-}
-
-// fast_exp on 8 lanes.
-__attribute__((target("avx2,fma"))) __m256 fast_exp8(__m256 x) {
-    const __m256 xc = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-    const __m256 fx = _mm256_floor_ps(
-        _mm256_fmadd_ps(xc, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
-    __m256 r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), xc);
-    r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), r);
-    const __m256 z = _mm256_mul_ps(r, r);
-    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
-    y = _mm256_add_ps(_mm256_fmadd_ps(y, z, r), _mm256_set1_ps(1.0f));
-    const __m256i e =
-        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(fx), _mm256_set1_epi32(127)), 23);
-    const __m256 v = _mm256_mul_ps(y, _mm256_castsi256_ps(e));
-    const __m256 under = _mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_LT_OQ);
-    return _mm256_andnot_ps(under, v);  // below -87 (and -inf): exactly 0
-}
-
-__attribute__((target("avx2,fma"))) float exp_and_sum_avx2(float* s, int64_t n, float m) {
-    const __m256 mv = _mm256_set1_ps(m);
-    __m256 acc = _mm256_setzero_ps();
-    int64_t j = 0;
-    for (; j + 8 <= n; j += 8) {
-        const __m256 p = fast_exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), mv));
-        _mm256_storeu_ps(s + j, p);
-        acc = _mm256_add_ps(acc, p);
-    }
-    alignas(32) float lanes[8];
-    _mm256_store_ps(lanes, acc);
-    float sum = 0.f;
-    for (float v : lanes) sum += v;
-    return exp_and_sum_scalar(s, j, n, m, sum);
-}
-
-bool detect_avx2_fma() {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-const bool kHaveAvx2Fma = detect_avx2_fma();
-#endif
-
-float scale_and_max(float* s, int64_t n, float scale) {
-#if defined(__x86_64__) && defined(__GNUC__)
-    if (kHaveAvx2Fma) return scale_and_max_avx2(s, n, scale);
-#endif
-    return scale_and_max_scalar(s, 0, n, scale, kNegInf);
-}
-float exp_and_sum(float* s, int64_t n, float m) {
-#if defined(__x86_64__) && defined(__GNUC__)
-    if (kHaveAvx2Fma) return exp_and_sum_avx2(s, n, m);
-#endif
-    return exp_and_sum_scalar(s, 0, n, m, 0.f);
-}
 
 inline float dot(const float* a, const float* b, int64_t n) {
     float acc = 0.f;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/cpu/ops.h"
+#include "kernels/cpu/softmax_passes.h"
 #include "runtime/core/dtype.h"
 #include "tests/kernels/randn.h"
 
@@ -17,6 +18,57 @@ namespace fot::kernels::cpu {
 namespace {
 
 using ::fot::testing::randn;
+
+// The attention tiles' softmax passes (softmax_passes.h): the AVX-512 ones give the AVX2 ones'
+// bits (so a result does not depend on which of the two a CI machine has), and both stay within
+// a few ulps of the scalar passes. Rows of every length around the 8- and 16-lane blocks, with
+// masked (-inf) scores and scores far below the max (exp underflows to exactly 0).
+TEST(CpuSoftmaxPasses, Avx512GivesTheAvx2BitsAndBothMatchTheScalarPasses) {
+    if (!softmax_isa_available(SoftmaxIsa::kAvx2)) GTEST_SKIP() << "no AVX2/FMA on this CPU";
+    const bool avx512 = softmax_isa_available(SoftmaxIsa::kAvx512);
+    std::mt19937 rng(77);
+    // Narrow scores (many weights of one magnitude: the sum's order shows in its last bits)
+    // for even n, wide ones (most weights tiny) for odd n.
+    std::uniform_real_distribution<float> narrow(-4.f, 4.f), wide(-30.f, 30.f);
+    std::vector<int64_t> lengths;
+    for (int64_t n = 0; n <= 40; ++n) lengths.push_back(n);
+    for (int64_t n : {63, 64, 65, 127, 128, 129, 255, 256, 257, 300}) lengths.push_back(n);
+    auto bits = [](const std::vector<float>& v) {
+        std::vector<uint32_t> b(v.size());
+        std::memcpy(b.data(), v.data(), v.size() * 4);
+        return b;
+    };
+    for (int64_t n : lengths) {
+        SCOPED_TRACE(::testing::Message() << "n " << n);
+        std::vector<float> row(n);
+        for (int64_t j = 0; j < n; ++j) {
+            row[j] = j % 7 == 3    ? -std::numeric_limits<float>::infinity()
+                     : j % 11 == 5 ? -2000.f
+                                   : (n % 2 == 0 ? narrow(rng) : wide(rng));
+        }
+        std::vector<float> a2 = row, a5 = row, sc = row;
+        const float scale = 0.37f;
+        const float m2 = scale_and_max_with(SoftmaxIsa::kAvx2, a2.data(), n, scale);
+        const float ms = scale_and_max_with(SoftmaxIsa::kScalar, sc.data(), n, scale);
+        ASSERT_EQ(bits(a2), bits(sc)) << "a product is a product";
+        ASSERT_EQ(std::memcmp(&m2, &ms, 4), 0);
+        const float s2 = exp_and_sum_with(SoftmaxIsa::kAvx2, a2.data(), n, m2);
+        const float ss = exp_and_sum_with(SoftmaxIsa::kScalar, sc.data(), n, ms);
+        for (int64_t j = 0; j < n; ++j) {
+            ASSERT_NEAR(a2[j], sc[j], 4e-7f * std::max(1.f, sc[j])) << j;
+            if (row[j] * scale < m2 - 87.f) ASSERT_EQ(a2[j], 0.f) << j;
+        }
+        EXPECT_NEAR(s2, ss, 1e-6f * std::max(1.f, ss));
+        if (n > 0) EXPECT_GE(s2, 1.f) << "the max contributes exp(0)";
+        if (!avx512) continue;
+        const float m5 = scale_and_max_with(SoftmaxIsa::kAvx512, a5.data(), n, scale);
+        ASSERT_EQ(std::memcmp(&m5, &m2, 4), 0);
+        const float s5 = exp_and_sum_with(SoftmaxIsa::kAvx512, a5.data(), n, m5);
+        ASSERT_EQ(bits(a5), bits(a2));
+        ASSERT_EQ(std::memcmp(&s5, &s2, 4), 0) << s5 << " vs " << s2;
+    }
+    if (!avx512) GTEST_SKIP() << "no AVX-512F on this CPU: AVX2 against scalar only";
+}
 
 std::vector<uint16_t> to_bf16(const std::vector<float>& v) {
     std::vector<uint16_t> o(v.size());
