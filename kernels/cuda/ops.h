@@ -233,7 +233,7 @@ constexpr int64_t kSharedTopK = 1024;
 int64_t memory_topk_row_scratch(int64_t S, int64_t K);
 
 // As kernels::cpu::memory_topk: per (h, t) the K best keys (score desc, position asc), sorted
-// best first, absent slots (-inf, -1, -1). Two ways, the same results bit for bit (same fp32
+// best first, absent slots (-inf, -1, -1). Several paths, the same results bit for bit (same fp32
 // scores, exact selection):
 //  - score rows: the scores of a group of (h, t) rows go to `scratch` (a lane-per-key kernel over
 //    warp-staged rows for <= 8 queries, else the tiled kernel), then one block per row
@@ -247,17 +247,34 @@ int64_t memory_topk_row_scratch(int64_t S, int64_t K);
 //    (K <= 1024, 4K <= 8192): one block per (row, slice) keeps the slice's K best, then one
 //    block per row selects over slices x K of them (the same bits as one block per row over
 //    S scores, kScoreRowsOneBlock, which keeps more of the GPU idle).
-// kAuto takes the score-rows path (measured faster on an H200; only kFused picks fused). `scratch`
+//  - filtered (K <= kSharedTopK, a sample of >= 4K keys): every 8th tile of 32 keys is scored
+//    and selected first; the K-th best of that sample bounds the row's K-th best, so the other
+//    keys are scored and only those better than the bound are kept (at most 32K per row; a row
+//    that overflows is selected over all keys, scored on the fly). Scratch holds an eighth of
+//    the scores, or the candidates (topk.cu).
+// kAuto takes the filtered path when it applies and more than 8 queries are scored (prefill),
+// else the score-rows path (only kFused picks fused: slower on an H200). `scratch`
 // needs memory_topk_row_scratch(S, K) floats per row (at least one row); more lets a pass take more
 // rows. With S == 0 the keys are not read (k and row_pos may be null) and every slot is absent.
-enum class TopkPath { kAuto, kScoreRows, kFused, kScoreRowsOneBlock };
+enum class TopkPath { kAuto, kScoreRows, kFused, kScoreRowsOneBlock, kFiltered };
+// What the filtered path kept, per (head, query) row: filled when passed to memory_topk (which
+// then waits for the stream after each pass; for tests and benchmarks, not for production).
+struct TopkFilterStats {
+    int64_t rows = 0;           // rows the filtered path selected
+    int64_t overflow_rows = 0;  // rows whose list overflowed (selected over all keys)
+    int64_t appended = 0;       // keys that beat their row's bound, summed over rows
+    int64_t max_appended = 0;   // the most of one row
+    int64_t cap = 0;            // the list size of the last call
+};
 bool memory_topk_fused_supported(int64_t S, int64_t D, int64_t K);
+bool memory_topk_filtered_supported(int64_t S, int64_t D, int64_t K);
 void memory_topk(float* scores, int64_t* rows, int64_t* positions,     // (H, T, K) each
                  const float* q, int64_t q_stride,                     // (T, H, D)
                  const void* k, DType k_dtype, int64_t k_head_stride,  // (H, *, D)
                  const int64_t* row_pos,                               // (S)
                  int64_t H, int64_t T, int64_t S, int64_t D, int64_t K, float scale, float* scratch,
-                 int64_t scratch_floats, void* stream, TopkPath path);
+                 int64_t scratch_floats, void* stream, TopkPath path,
+                 TopkFilterStats* stats = nullptr);
 void memory_topk(float* scores, int64_t* rows, int64_t* positions,     // (H, T, K) each
                  const float* q, int64_t q_stride,                     // (T, H, D)
                  const void* k, DType k_dtype, int64_t k_head_stride,  // (H, *, D)

@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
+#include <vector>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/key_dots.cuh"
@@ -211,26 +212,33 @@ __device__ void bitonic_sort(uint32_t* sk, uint64_t* pk, int* slot, int n) {
 }
 
 // ---- memory_topk -----------------------------------------------------------------------------
-// Scores of rows (head h0 + z, queries t0 + ...) against keys [0, S) into out [hc, Tc, S].
-template <typename E>
+// Scores of rows (head h0 + z, queries t0 + ...) against key tiles of kTileK keys: block x takes
+// logical tiles [x * kScoreTilesPerBlock, ...) of n_tiles, which Epi maps to key tiles
+// (Epi::key_tile) and whose scores (q.k * scale) it consumes (Epi::put). Every epilogue sees
+// the same scores bit for bit: each is one fmaf chain over d in order, then the scale.
+//  - RowsOut: every key, into out [hc, Tc, S] (the score-rows path).
+//  - SampleOut / FilterAppend: the filtered path's sampled tiles and the others (below).
+template <typename E, typename Epi>
 __global__ void __launch_bounds__(kTileThreads)
-    score_kernel(float* out, const float* __restrict__ q, int64_t q_stride, const E* __restrict__ k,
+    score_kernel(Epi epi, const float* __restrict__ q, int64_t q_stride, const E* __restrict__ k,
                  int64_t k_head_stride, int64_t h0, int64_t t0, int64_t Tc, int64_t T, int64_t S,
-                 int D, float scale) {
+                 int64_t n_tiles, int D, float scale) {
     extern __shared__ float4 smem4[];
     float* Qs = reinterpret_cast<float*>(smem4);  // [kScoreDP][kLdQ]
     float* Ks = Qs + kScoreDP * kLdQ;             // [kScoreDP][kLdK]
     const int64_t hh = blockIdx.z, h = h0 + hh;
     const int64_t tq0 = static_cast<int64_t>(blockIdx.y) * kTileQ;  // within the chunk
-    const int64_t jb = static_cast<int64_t>(blockIdx.x) * kTileK * kScoreTilesPerBlock;
-    const int64_t je = min64(S, jb + kTileK * kScoreTilesPerBlock);
+    const int64_t u0 = static_cast<int64_t>(blockIdx.x) * kScoreTilesPerBlock;
+    const int64_t u1 = min64(n_tiles, u0 + kScoreTilesPerBlock);
     const int tid = threadIdx.x, tq = tid / 8, tk = tid % 8;
     // Rows of the chunk beyond Tc load as zero queries and are not written.
     const int64_t t_end = min64(T, t0 + Tc);
     tile::load_query_tile(Qs, q, q_stride, h, t0 + tq0, t_end, D);
+    epi.begin(hh, h, tq0 + tq * 4);
     const E* kh = k + h * k_head_stride;
-    for (int64_t j0 = jb; j0 < je; j0 += kTileK) {
-        const int nk = static_cast<int>(min64(kTileK, je - j0));
+    for (int64_t u = u0; u < u1; ++u) {
+        const int64_t j0 = epi.key_tile(u) * kTileK;
+        const int nk = static_cast<int>(min64(kTileK, S - j0));
         __syncthreads();
         tile::load_rows<E, true>(Ks, kLdK, kh + j0 * D, nk, D);
         __syncthreads();
@@ -240,13 +248,39 @@ __global__ void __launch_bounds__(kTileThreads)
         for (int i = 0; i < 4; ++i) {
             const int64_t tr = tq0 + tq * 4 + i;  // row within the chunk
             if (tr >= Tc || t0 + tr >= T) continue;
-            float* o = out + (hh * Tc + tr) * S + j0;
 #pragma unroll
             for (int c = 0; c < 4; ++c) {
-                if (tk * 4 + c < nk) o[tk * 4 + c] = s[i][c] * scale;
+                if (tk * 4 + c < nk) epi.put(hh, tr, i, u, j0, tk * 4 + c, s[i][c] * scale);
             }
         }
     }
+}
+
+struct RowsOut {
+    float* out;  // [hc, Tc, S]
+    int64_t Tc, S;
+    __device__ void begin(int64_t, int64_t, int64_t) {}
+    __device__ int64_t key_tile(int64_t u) const { return u; }
+    __device__ void put(int64_t hh, int64_t tr, int, int64_t, int64_t j0, int c, float s) {
+        out[(hh * Tc + tr) * S + j0 + c] = s;
+    }
+};
+
+// One score_kernel launch over the n_tiles logical tiles of nh heads x nt queries.
+template <typename E, typename Epi>
+void launch_scores(const Epi& epi, int64_t n_tiles, const float* q, int64_t q_stride, const E* k,
+                   int64_t k_head_stride, int64_t h0, int64_t t0, int64_t nt, int64_t nh, int64_t T,
+                   int64_t S, int64_t D, float scale, cudaStream_t st) {
+    if (n_tiles <= 0) return;
+    const size_t smem = sizeof(float) * (kScoreDP * kLdQ + kScoreDP * kLdK);
+    FOT_CUDA_CHECK(cudaFuncSetAttribute(
+        score_kernel<E, Epi>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+    const dim3 grid(
+        static_cast<unsigned>((n_tiles + kScoreTilesPerBlock - 1) / kScoreTilesPerBlock),
+        static_cast<unsigned>((nt + kTileQ - 1) / kTileQ), static_cast<unsigned>(nh));
+    score_kernel<E, Epi><<<grid, kTileThreads, smem, st>>>(
+        epi, q, q_stride, k, k_head_stride, h0, t0, nt, T, S, n_tiles, static_cast<int>(D), scale);
+    FOT_CUDA_CHECK(cudaGetLastError());
 }
 
 // Scores for few queries (decode: nt <= kDecodeRows): each warp copies its 32 consecutive key
@@ -525,13 +559,17 @@ size_t fused_smem_bytes(int64_t D, int B) {
 // Floats of candidate storage per sorted slot: pkey, row (8 bytes each), skey, slot, score.
 constexpr int64_t kCandFloats = 7;
 
-// Items a select_kernel row chooses from. ScoreRows: the S scores of one (head, query) row in
-// key order (item i is store row i). Candidates: a row's R x K chunk candidates of the fused
-// path (score, store row; row -1 = empty slot).
+// Items a select_kernel row chooses from; for_row(r, n, o) is the source of chunk row r (hh * Tc +
+// tr) with n items per row, whose outputs are row o (h * T + t) of [H, T, K]; size(n) its item
+// count. ScoreRows: the S scores of one (head, query) row in key order (item i is store row i).
+// Candidates: a row's chunk or slice candidates (score, store row; row -1 = empty slot).
 struct ScoreRows {
     const float* score;  // [rows][n]
     const int64_t* row_pos;
-    __device__ ScoreRows at(int64_t offset) const { return {score + offset, row_pos}; }
+    __device__ ScoreRows for_row(int64_t r, int64_t n, int64_t) const {
+        return {score + r * n, row_pos};
+    }
+    __device__ int64_t size(int64_t n) const { return n; }
     __device__ bool get(int64_t i, float* s, int64_t* row) const {
         *s = score[i];
         *row = i;
@@ -543,9 +581,11 @@ struct Candidates {
     const float* score;  // [rows][n]
     const int32_t* row;  // [rows][n]
     const int64_t* row_pos;
-    __device__ Candidates at(int64_t offset) const {
+    __device__ Candidates row_at(int64_t offset) const {
         return {score + offset, row + offset, row_pos};
     }
+    __device__ Candidates for_row(int64_t r, int64_t n, int64_t) const { return row_at(r * n); }
+    __device__ int64_t size(int64_t n) const { return n; }
     __device__ bool get(int64_t i, float* s, int64_t* r) const {
         const int32_t x = row[i];
         if (x < 0) return false;
@@ -556,20 +596,12 @@ struct Candidates {
     __device__ uint64_t pos(int64_t i) const { return static_cast<uint64_t>(row_pos[row[i]]); }
 };
 
-// One block per row (hh, tr) of the chunk: the K best of its n items, sorted. Candidates sort
-// in dynamic shared memory, or (gcand != null, large K) in the row's slice of gcand. kThreads:
-// 256, or 1024 when there are few rows (decode: one per head), so each row is scanned by more
-// threads.
-template <int kThreads, typename Src>
-__global__ void __launch_bounds__(kThreads)
-    select_kernel(float* scores_out, int64_t* rows_out, int64_t* pos_out, Src items, int64_t h0,
-                  int64_t t0, int64_t Tc, int64_t T, int64_t n_items, int64_t K, int Kp,
-                  float* gcand) {
-    pdl_start();
-    extern __shared__ float4 smem4[];
-    float* cand =
-        gcand ? gcand + (static_cast<int64_t>(blockIdx.y) * Tc + blockIdx.x) * kCandFloats * Kp
-              : reinterpret_cast<float*>(smem4);
+// The K best of one row's items, sorted, into outputs [base, base + K): block-wide. Candidates
+// sort in `cand` (dynamic shared memory, or the row's slice of global scratch for large K).
+// Items are only read before the first output is written, so a source may read the outputs.
+template <typename Src>
+__device__ void select_row(float* scores_out, int64_t* rows_out, int64_t* pos_out, const Src& src,
+                           int64_t n_items, int64_t base, int64_t K, int Kp, float* cand) {
     // Sorted keys (csk, cpk, cslot) and, by slot, the candidate's score and store row.
     uint64_t* cpk = reinterpret_cast<uint64_t*>(cand);       // [Kp]
     int64_t* crow = reinterpret_cast<int64_t*>(cpk + Kp);    // [Kp]
@@ -578,10 +610,6 @@ __global__ void __launch_bounds__(kThreads)
     float* cscore = reinterpret_cast<float*>(cslot + Kp);    // [Kp]
     __shared__ RadixSmem sm;
     __shared__ int count;
-
-    const int64_t hh = blockIdx.y, tr = blockIdx.x;
-    const int64_t h = h0 + hh, t = t0 + tr;
-    const Src src = items.at((hh * Tc + tr) * n_items);
     auto score_of = [&](int64_t i, uint32_t* sk) {
         float s;
         int64_t r;
@@ -630,13 +658,32 @@ __global__ void __launch_bounds__(kThreads)
     }
     __syncthreads();
     bitonic_sort(csk, cpk, cslot, ns);
-    const int64_t base = (h * T + t) * K;
     for (int64_t i = threadIdx.x; i < K; i += blockDim.x) {
         const int sl = i < n ? cslot[i] : -1;
         scores_out[base + i] = sl >= 0 ? cscore[sl] : kNegInf;
         pos_out[base + i] = sl >= 0 ? static_cast<int64_t>(cpk[i]) : -1;
         rows_out[base + i] = sl >= 0 ? crow[sl] : -1;
     }
+}
+
+// One block per row (hh, tr) of the chunk: the K best of its items (select_row). Candidates sort
+// in dynamic shared memory, or (gcand != null, large K) in the row's slice of gcand. kThreads:
+// 256, or 1024 when there are few rows (decode: one per head), so each row is scanned by more
+// threads.
+template <int kThreads, typename Src>
+__global__ void __launch_bounds__(kThreads)
+    select_kernel(float* scores_out, int64_t* rows_out, int64_t* pos_out, Src items, int64_t h0,
+                  int64_t t0, int64_t Tc, int64_t T, int64_t n_items, int64_t K, int Kp,
+                  float* gcand) {
+    pdl_start();
+    extern __shared__ float4 smem4[];
+    float* cand =
+        gcand ? gcand + (static_cast<int64_t>(blockIdx.y) * Tc + blockIdx.x) * kCandFloats * Kp
+              : reinterpret_cast<float*>(smem4);
+    const int64_t hh = blockIdx.y, tr = blockIdx.x;
+    const int64_t o = (h0 + hh) * T + t0 + tr;
+    const Src src = items.for_row(hh * Tc + tr, n_items, o);
+    select_row(scores_out, rows_out, pos_out, src, src.size(n_items), o * K, K, Kp, cand);
 }
 
 // ---- sliced select (few rows, many scores) -----------------------------------------------------
@@ -692,6 +739,187 @@ __global__ void __launch_bounds__(kSliceThreads)
     __syncthreads();
     for (int64_t c = min64(count, K) + threadIdx.x; c < K; c += kSliceThreads)
         cand_r[out0 + c] = -1;
+}
+
+// ---- filtered path (prefill) -------------------------------------------------------------------
+// The score-rows path writes S scores per (head, query) row and its select reads them 5-6 times:
+// at 128k tokens (3B shape, k 128) that was 37 of the 40 s of a top-k prefill on an H200. The
+// filtered path writes an eighth of them:
+//  1. Sample: key tiles g with g % kSampleEvery == 0 (every 8th tile of kTileK keys) are scored
+//     into scratch [rows, n_s] and select_kernel<SampledRows> writes each row's K best of the
+//     sample to the outputs. The K-th of them bounds the row's final K-th best from below:
+//     a key that is not better than it has K better keys in the sample alone.
+//  2. Filter: the other tiles are scored and only keys better than the bound are appended
+//     to the row's candidate list (an atomic count per row, at most cap entries kept).
+//  3. Select: filtered_select_kernel picks the K best of the sample's K and the row's appended
+//     keys. A row whose list overflowed (count > cap: adversarial data, e.g. scores rising
+//     with the key index) is selected over all S keys instead, scoring each key on the fly
+//     with the same fmaf chain: the same result, slowly.
+// Scores are score_kernel's in every step and the selection is exact, so the outputs equal
+// the score-rows path's bit for bit. For iid scores a row appends about K x (S - n_s) / n_s =
+// 7K keys; cap is 32K.
+constexpr int64_t kSampleEvery = 8;
+constexpr int64_t kFilterCapPerK = 32;
+
+// Sample item i -> store row.
+__host__ __device__ __forceinline__ int64_t sampled_key(int64_t i) {
+    return (i / kTileK) * (kSampleEvery * kTileK) + i % kTileK;
+}
+
+struct SampleOut {
+    float* out;  // [hc, Tc, n]
+    int64_t Tc, n;
+    __device__ void begin(int64_t, int64_t, int64_t) {}
+    __device__ int64_t key_tile(int64_t u) const { return u * kSampleEvery; }
+    __device__ void put(int64_t hh, int64_t tr, int, int64_t u, int64_t, int c, float s) {
+        out[(hh * Tc + tr) * n + u * kTileK + c] = s;
+    }
+};
+
+struct FilterAppend {
+    const float* thr_s;  // outputs [H, T, K]: slot K - 1 holds the row's bound
+    const int64_t* thr_p;
+    const int64_t* row_pos;
+    float* cand_s;    // [hc * Tc, cap]
+    int32_t* cand_r;  // [hc * Tc, cap]
+    int* counts;      // [hc * Tc], zero before the launch
+    int64_t t0, Tc, T, K, cap;
+    uint32_t ts[4];
+    uint64_t tp[4];
+    // The bounds of the thread's 4 rows tr0 .. tr0 + 3.
+    __device__ void begin(int64_t, int64_t h, int64_t tr0) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const int64_t tr = tr0 + i;
+            ts[i] = 0;  // rows beyond the chunk are never put
+            tp[i] = 0;
+            if (tr < Tc && t0 + tr < T) {
+                const int64_t o = (h * T + t0 + tr) * K + K - 1;
+                ts[i] = score_key(thr_s[o]);
+                tp[i] = static_cast<uint64_t>(thr_p[o]);
+            }
+        }
+    }
+    // Logical tile u -> the u-th tile that is not sampled.
+    __device__ int64_t key_tile(int64_t u) const {
+        return u / (kSampleEvery - 1) * kSampleEvery + u % (kSampleEvery - 1) + 1;
+    }
+    __device__ void put(int64_t hh, int64_t tr, int i, int64_t, int64_t j0, int c, float s) {
+        const uint32_t sk = score_key(s);
+        if (sk > ts[i]) return;
+        const int64_t j = j0 + c;
+        if (sk == ts[i] && static_cast<uint64_t>(row_pos[j]) >= tp[i]) return;
+        const int64_t r = hh * Tc + tr;
+        const int n = atomicAdd(&counts[r], 1);
+        if (n < cap) {
+            cand_s[r * cap + n] = s;
+            cand_r[r * cap + n] = static_cast<int32_t>(j);
+        }
+    }
+};
+
+struct SampledRows {
+    const float* score;  // [rows][n]
+    const int64_t* row_pos;
+    __device__ SampledRows for_row(int64_t r, int64_t n, int64_t) const {
+        return {score + r * n, row_pos};
+    }
+    __device__ int64_t size(int64_t n) const { return n; }
+    __device__ bool get(int64_t i, float* s, int64_t* row) const {
+        *s = score[i];
+        *row = sampled_key(i);
+        return true;
+    }
+    __device__ uint64_t pos(int64_t i) const {
+        return static_cast<uint64_t>(row_pos[sampled_key(i)]);
+    }
+};
+
+// A row's sample K best (read from the outputs) followed by its appended keys.
+struct Filtered {
+    const float* pre_s;  // outputs [H, T, K]
+    const int64_t* pre_r;
+    const float* cand_s;  // [hc * Tc, cap]
+    const int32_t* cand_r;
+    const int* counts;
+    const int64_t* row_pos;
+    int64_t K, cap, n_app;
+    __device__ Filtered for_row(int64_t r, int64_t, int64_t o) const {
+        Filtered f = *this;
+        f.pre_s += o * K;
+        f.pre_r += o * K;
+        f.cand_s += r * cap;
+        f.cand_r += r * cap;
+        f.n_app = min64(counts[r], cap);
+        return f;
+    }
+    __device__ int64_t size(int64_t) const { return K + n_app; }
+    __device__ int64_t row_of(int64_t i) const { return i < K ? pre_r[i] : cand_r[i - K]; }
+    __device__ bool get(int64_t i, float* s, int64_t* row) const {
+        const int64_t r = row_of(i);
+        if (r < 0) return false;
+        *s = i < K ? pre_s[i] : cand_s[i - K];
+        *row = r;
+        return true;
+    }
+    __device__ uint64_t pos(int64_t i) const { return static_cast<uint64_t>(row_pos[row_of(i)]); }
+};
+
+// Every key of one row, scored when read (the overflow fallback): score_kernel's bits.
+template <typename E>
+struct OnTheFly {
+    const float* q;  // the row's query [D]
+    const E* kh;     // the head's keys [S, D]
+    const int64_t* row_pos;
+    int D;
+    float scale;
+    __device__ bool get(int64_t i, float* s, int64_t* row) const {
+        const E* kr = kh + i * D;
+        float dot = 0.f;
+        for (int d = 0; d < D; ++d) dot = fmaf(q[d], to_f32(kr[d]), dot);
+        *s = dot * scale;
+        *row = i;
+        return true;
+    }
+    __device__ uint64_t pos(int64_t i) const { return static_cast<uint64_t>(row_pos[i]); }
+};
+
+// One block per row (hh, tr): the K best of the row's filtered candidates, or of all S keys
+// when its list overflowed.
+template <int kThreads, typename E>
+__global__ void __launch_bounds__(kThreads)
+    filtered_select_kernel(float* scores_out, int64_t* rows_out, int64_t* pos_out, Filtered items,
+                           const float* __restrict__ q, int64_t q_stride, const E* __restrict__ k,
+                           int64_t k_head_stride, int64_t h0, int64_t t0, int64_t Tc, int64_t T,
+                           int64_t S, int D, float scale, int Kp) {
+    pdl_start();
+    extern __shared__ float4 smem4[];
+    float* cand = reinterpret_cast<float*>(smem4);
+    const int64_t hh = blockIdx.y, tr = blockIdx.x, h = h0 + hh, t = t0 + tr;
+    const int64_t o = h * T + t, r = hh * Tc + tr, K = items.K;
+    if (items.counts[r] > items.cap) {  // uniform over the block
+        const OnTheFly<E> all{q + t * q_stride + h * D, k + h * k_head_stride, items.row_pos, D,
+                              scale};
+        select_row(scores_out, rows_out, pos_out, all, S, o * K, K, Kp, cand);
+        return;
+    }
+    const Filtered src = items.for_row(r, 0, o);
+    select_row(scores_out, rows_out, pos_out, src, src.size(0), o * K, K, Kp, cand);
+}
+
+struct FilterShape {
+    int64_t tiles, sample_tiles, n_s, other_tiles, cap;
+    int64_t stride() const { return std::max(n_s, 2 * cap); }  // scratch floats per row
+};
+FilterShape filter_shape(int64_t S, int64_t K) {
+    FilterShape f;
+    f.tiles = (S + kTileK - 1) / kTileK;
+    f.sample_tiles = (f.tiles + kSampleEvery - 1) / kSampleEvery;
+    const int64_t last = (f.sample_tiles - 1) * kSampleEvery * kTileK;  // first key of it
+    f.n_s = (f.sample_tiles - 1) * kTileK + std::min<int64_t>(kTileK, S - last);
+    f.other_tiles = f.tiles - f.sample_tiles;
+    f.cap = std::min(kFilterCapPerK * K, S - f.n_s);
+    return f;
 }
 
 // ---- threshold ---------------------------------------------------------------------------------
@@ -876,6 +1104,84 @@ void memory_topk_fused(float* scores, int64_t* rows, int64_t* positions, const f
     }
 }
 
+// The filtered path's passes: rows (whole heads, or slices of one head's queries) whose sample
+// scores, or candidate lists, fit the scratch; per pass a sample scoring, a select over it, the
+// filter scoring and the final select.
+void memory_topk_filtered(float* scores, int64_t* rows, int64_t* positions, const float* q,
+                          int64_t q_stride, const void* k, DType k_dtype, int64_t k_head_stride,
+                          const int64_t* row_pos, int64_t H, int64_t T, int64_t S, int64_t D,
+                          int64_t K, float scale, float* scratch, int64_t scratch_floats,
+                          cudaStream_t st, TopkFilterStats* stats) {
+    const FilterShape f = filter_shape(S, K);
+    if (stats) stats->cap = f.cap;
+    const int64_t stride = f.stride();
+    const int64_t rows_fit = scratch_floats / (stride + 1);
+    int64_t hc, Tc;
+    if (rows_fit >= T) {
+        hc = std::min(H, rows_fit / T);
+        Tc = T;
+    } else {
+        hc = 1;
+        Tc = rows_fit;
+    }
+    // Scratch: [hc * Tc rows of stride floats: sample scores, later the candidates' scores then
+    // rows] then [hc * Tc counts].
+    float* region = scratch;
+    int* counts = reinterpret_cast<int*>(scratch + hc * Tc * stride);
+    const int Kp = next_pow2(K);
+    const size_t select_smem = static_cast<size_t>(Kp) * kCandFloats * sizeof(float);
+    for (int64_t h0 = 0; h0 < H; h0 += hc) {
+        const int64_t nh = std::min(hc, H - h0);
+        for (int64_t t0 = 0; t0 < T; t0 += Tc) {
+            const int64_t nt = std::min(Tc, T - t0), n_rows = nh * nt;
+            float* cand_s = region;
+            int32_t* cand_r = reinterpret_cast<int32_t*>(region + n_rows * f.cap);
+            const dim3 grid(static_cast<unsigned>(nt), static_cast<unsigned>(nh));
+            dispatch_float_dtype(k_dtype, "cuda memory_topk keys", [&](auto* tag) {
+                using E = std::remove_pointer_t<decltype(tag)>;
+                const E* ke = static_cast<const E*>(k);
+                launch_scores<E>(SampleOut{region, nt, f.n_s}, f.sample_tiles, q, q_stride, ke,
+                                 k_head_stride, h0, t0, nt, nh, T, S, D, scale, st);
+                const SampledRows sample{region, row_pos};
+                const FilterAppend append{scores, positions, row_pos, cand_s, cand_r, counts, t0,
+                                          nt,     T,         K,       f.cap,  {},     {}};
+                const Filtered filtered{scores, rows, cand_s, cand_r, counts, row_pos, K, f.cap, 0};
+                auto selects = [&](auto threads) {
+                    constexpr int kThreads = decltype(threads)::value;
+                    launch_pdl(select_kernel<kThreads, SampledRows>, grid, kThreads, select_smem,
+                               st, scores, rows, positions, sample, h0, t0, nt, T, f.n_s, K, Kp,
+                               nullptr);
+                    FOT_CUDA_CHECK(cudaGetLastError());
+                    FOT_CUDA_CHECK(cudaMemsetAsync(counts, 0, sizeof(int) * n_rows, st));
+                    launch_scores<E>(append, f.other_tiles, q, q_stride, ke, k_head_stride, h0, t0,
+                                     nt, nh, T, S, D, scale, st);
+                    launch_pdl(filtered_select_kernel<kThreads, E>, grid, kThreads, select_smem, st,
+                               scores, rows, positions, filtered, q, q_stride, ke, k_head_stride,
+                               h0, t0, nt, T, S, static_cast<int>(D), scale, Kp);
+                    FOT_CUDA_CHECK(cudaGetLastError());
+                };
+                if (n_rows <= kFewSelectRows) {
+                    selects(std::integral_constant<int, kSelectThreadsFew>{});
+                } else {
+                    selects(std::integral_constant<int, kSelectThreads>{});
+                }
+            });
+            if (stats) {
+                std::vector<int> c(static_cast<size_t>(n_rows));
+                FOT_CUDA_CHECK(cudaMemcpyAsync(c.data(), counts, sizeof(int) * c.size(),
+                                               cudaMemcpyDeviceToHost, st));
+                FOT_CUDA_CHECK(cudaStreamSynchronize(st));
+                for (int n : c) {
+                    stats->rows += 1;
+                    stats->overflow_rows += n > f.cap;
+                    stats->appended += n;
+                    stats->max_appended = std::max<int64_t>(stats->max_appended, n);
+                }
+            }
+        }
+    }
+}
+
 }  // namespace
 
 int64_t memory_topk_row_scratch(int64_t S, int64_t K) {
@@ -887,7 +1193,17 @@ int64_t memory_topk_row_scratch(int64_t S, int64_t K) {
         S + (Kp > kSharedTopK ? kCandFloats * Kp : (slices > 1 ? 2 * slices * K : 0));
     // The fused path: R x K candidates of (score, row).
     const int64_t fused = K <= kFusedMaxK ? 2 * fused_chunks(std::max<int64_t>(S, 1)) * K : 0;
-    return std::max(score_rows, fused);
+    // The filtered path: sample scores or candidates, and a count.
+    const int64_t filtered = S >= 1 && K >= 1 ? filter_shape(S, K).stride() + 1 : 0;
+    return std::max({score_rows, fused, filtered});
+}
+
+bool memory_topk_filtered_supported(int64_t S, int64_t D, int64_t K) {
+    if (K < 1 || next_pow2(K) > kSharedTopK || S < 1 || S > INT32_MAX || D < 1 || D > kMaxHeadDim) {
+        return false;
+    }
+    const FilterShape f = filter_shape(S, K);
+    return f.n_s >= 4 * K && f.other_tiles >= 1;
 }
 
 bool memory_topk_fused_supported(int64_t S, int64_t D, int64_t K) {
@@ -905,7 +1221,7 @@ void memory_topk(float* scores, int64_t* rows, int64_t* positions, const float* 
 void memory_topk(float* scores, int64_t* rows, int64_t* positions, const float* q, int64_t q_stride,
                  const void* k, DType k_dtype, int64_t k_head_stride, const int64_t* row_pos,
                  int64_t H, int64_t T, int64_t S, int64_t D, int64_t K, float scale, float* scratch,
-                 int64_t scratch_floats, void* stream, TopkPath path) {
+                 int64_t scratch_floats, void* stream, TopkPath path, TopkFilterStats* stats) {
     FOT_CHECK(K >= 1 && K <= (int64_t{1} << 28), "cuda memory_topk: k=", K, " is out of range");
     FOT_CHECK(H <= 65535, "cuda memory_topk: ", H, " heads exceed the grid limit");
     if (H <= 0 || T <= 0) return;
@@ -925,13 +1241,25 @@ void memory_topk(float* scores, int64_t* rows, int64_t* positions, const float* 
     FOT_CHECK(path != TopkPath::kFused || fused_ok,
               "cuda memory_topk: the fused path does not take k=", K, " (at most ", kFusedMaxK,
               ")");
-    // kAuto takes the score-rows path at every T: on an H200 (2026-11-30, 3B shape, k 128) the
-    // fused path's prefill top-k took 5.1 s at 16k tokens against 0.34 s through score rows,
-    // and 148 s at 128k. Its candidate lists (128 KiB per block) leave one block of 8 warps per
-    // SM for fp32 scoring, and the warp-serial list sorts cost about as much as the scores.
+    // kAuto never takes the fused path: on an H200 (2026-11-30, 3B shape, k 128) its prefill
+    // top-k took 5.1 s at 16k tokens against 0.34 s through score rows, and 148 s at 128k. Its
+    // candidate lists (128 KiB per block) leave one block of 8 warps per SM for fp32 scoring,
+    // and the warp-serial list sorts cost about as much as the scores.
     if (path == TopkPath::kFused) {
         memory_topk_fused(scores, rows, positions, q, q_stride, k, k_dtype, k_head_stride, row_pos,
                           H, T, S, D, K, scale, scratch, scratch_floats, st);
+        return;
+    }
+    const bool filtered_ok = memory_topk_filtered_supported(S, D, K);
+    FOT_CHECK(path != TopkPath::kFiltered || filtered_ok,
+              "cuda memory_topk: the filtered path does not take S=", S, ", k=", K,
+              " (it needs k <= ", kSharedTopK, " and a sample of at least 4k keys)");
+    // kAuto filters when the tiled scorer runs (more than kDecodeRows queries): see the
+    // filtered path above.
+    if (path == TopkPath::kFiltered ||
+        (path == TopkPath::kAuto && T > kDecodeRows && filtered_ok)) {
+        memory_topk_filtered(scores, rows, positions, q, q_stride, k, k_dtype, k_head_stride,
+                             row_pos, H, T, S, D, K, scale, scratch, scratch_floats, st, stats);
         return;
     }
     const int Kp = next_pow2(std::min(K, S));  // candidate storage: at most min(K, S)
@@ -954,7 +1282,6 @@ void memory_topk(float* scores, int64_t* rows, int64_t* positions, const float* 
     const int64_t slices = path == TopkPath::kScoreRowsOneBlock ? 1 : select_slices(S, K);
     float* slice_s = score_rows + hc * Tc * S;
     int32_t* slice_r = reinterpret_cast<int32_t*>(slice_s + hc * Tc * slices * K);
-    const size_t score_smem = sizeof(float) * (kScoreDP * kLdQ + kScoreDP * kLdK);
     // Few queries per head: the lane-per-key scoring kernel over staged rows, when the key
     // rows allow 8-byte copies.
     const int64_t esz = static_cast<int64_t>(dtype_size(k_dtype));
@@ -986,16 +1313,9 @@ void memory_topk(float* scores, int64_t* rows, int64_t* positions, const float* 
                     }
                     return;
                 }
-                FOT_CUDA_CHECK(cudaFuncSetAttribute(score_kernel<E>,
-                                                    cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                    static_cast<int>(score_smem)));
-                const int64_t kpb = int64_t{kTileK} * kScoreTilesPerBlock;
-                const dim3 grid(static_cast<unsigned>((S + kpb - 1) / kpb),
-                                static_cast<unsigned>((nt + kTileQ - 1) / kTileQ),
-                                static_cast<unsigned>(nh));
-                score_kernel<E><<<grid, kTileThreads, score_smem, st>>>(
-                    score_rows, q, q_stride, static_cast<const E*>(k), k_head_stride, h0, t0, nt, T,
-                    S, static_cast<int>(D), scale);
+                launch_scores<E>(RowsOut{score_rows, nt, S}, (S + kTileK - 1) / kTileK, q, q_stride,
+                                 static_cast<const E*>(k), k_head_stride, h0, t0, nt, nh, T, S, D,
+                                 scale, st);
             });
             FOT_CUDA_CHECK(cudaGetLastError());
             const dim3 grid(static_cast<unsigned>(nt), static_cast<unsigned>(nh));

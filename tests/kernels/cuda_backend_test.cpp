@@ -161,7 +161,8 @@ class CudaTopkPaths : public CudaBackendTest {
         std::vector<float> s;
         std::vector<int64_t> r, p;
     };
-    Result run(const FusedTopkCase& c, kernels::cuda::TopkPath path, int64_t scratch_rows) {
+    Result run(const FusedTopkCase& c, kernels::cuda::TopkPath path, int64_t scratch_rows,
+               kernels::cuda::TopkFilterStats* stats = nullptr) {
         const int64_t H = c.H, T = c.T, S = c.S, D = c.D, K = c.K;
         std::vector<float> kv = random_floats(H * S * D, 60, -1.f, 1.f);
         if (c.ties) {
@@ -177,7 +178,7 @@ class CudaTopkPaths : public CudaBackendTest {
         kernels::cuda::memory_topk(sc.as<float>(), rw.as<int64_t>(), ps.as<int64_t>(),
                                    q.as<float>(), H * D, k.data(), c.dtype, S * D,
                                    pos.as<int64_t>(), H, T, S, D, K, 0.2f, scratch.as<float>(),
-                                   scratch_rows * row, gpu_->stream().handle, path);
+                                   scratch_rows * row, gpu_->stream().handle, path, stats);
         return {gpu_f32(sc), fetch_i64(*gpu_, rw.view()), fetch_i64(*gpu_, ps.view())};
     }
 };
@@ -264,6 +265,79 @@ TEST_F(CudaTopkPaths, SlicedSelectGivesTheOneBlockResultBitForBit) {
         }
         EXPECT_EQ(std::count(want.r.begin(), want.r.end(), int64_t{-1}), 0);
     }
+}
+
+TEST_F(CudaTopkPaths, FilteredGivesTheScoreRowsResultBitForBit) {
+    // The filtered path (a sample of every 8th key tile bounds each row's K-th best; the other
+    // keys are kept only when better) against the score-rows path: every score, row and
+    // position bit for bit. Cases: partial query tiles, a partial last sampled tile (1037 keys),
+    // samples of exactly 4K keys (2007), K 1000 (a 1024-slot sort), D 16-128 in f32/bf16/f16,
+    // every score tied (the order is the positions'; K 16 keeps 156 of the others), lists that
+    // overflow (ties at K 4: 152 keys beat the bound, the cap is 32K = 128, so every row is
+    // selected over all keys scored on the fly), and passes of whole heads, 65 rows, 5, 3 or 1.
+    using kernels::cuda::TopkPath;
+    const std::vector<FusedTopkCase> cases = {
+        {2, 70, 3000, 100, 64, DType::kBF16, false, {65}},
+        {3, 9, 1500, 16, 8, DType::kF32, false, {1}},
+        {1, 20, 9001, 64, 224, DType::kF16, false},
+        {2, 10, 2007, 128, 64, DType::kF32, false, {5}},
+        {1, 9, 1037, 100, 32, DType::kBF16, false, {3}},
+        {1, 9, 700, 32, 16, DType::kF32, true},
+        {1, 9, 3000, 16, 4, DType::kBF16, true},
+        {1, 9, 32100, 16, 1000, DType::kF32, false},
+    };
+    for (const FusedTopkCase& c : cases) {
+        SCOPED_TRACE(::testing::Message() << "H" << c.H << " T" << c.T << " S" << c.S << " D" << c.D
+                                          << " K" << c.K << (c.ties ? " ties" : ""));
+        ASSERT_TRUE(kernels::cuda::memory_topk_filtered_supported(c.S, c.D, c.K));
+        const Result want = run(c, TopkPath::kScoreRows, c.H * c.T);
+        std::vector<int64_t> scratch_rows_list = {c.H * c.T};
+        scratch_rows_list.insert(scratch_rows_list.end(), c.scratch_rows.begin(),
+                                 c.scratch_rows.end());
+        [[maybe_unused]] uint64_t filtered_launches = 0;
+        for (int64_t scratch_rows : scratch_rows_list) {
+            SCOPED_TRACE(::testing::Message() << "scratch rows " << scratch_rows);
+            kernels::cuda::TopkFilterStats stats;
+#if defined(FOT_CUDA_EMU_BUILD)
+            const uint64_t before = emu::launches();
+#endif
+            const Result got = run(c, TopkPath::kFiltered, scratch_rows, &stats);
+#if defined(FOT_CUDA_EMU_BUILD)
+            if (scratch_rows == c.H * c.T) filtered_launches = emu::launches() - before;
+#endif
+            ASSERT_EQ(got.r, want.r);
+            ASSERT_EQ(got.p, want.p);
+            ASSERT_EQ(fetch_bits(got.s), fetch_bits(want.s));
+            // The filter did its work: lists that fit (or, for the overflow case, that did not),
+            // and fewer keys kept than were scored after the sample.
+            ASSERT_EQ(stats.rows, c.H * c.T);
+            const bool overflow = c.ties && c.K == 4;
+            EXPECT_EQ(stats.overflow_rows, overflow ? stats.rows : 0);
+            EXPECT_GT(stats.appended, 0);
+            if (!overflow) {
+                EXPECT_LE(stats.max_appended, stats.cap);
+                EXPECT_LT(stats.max_appended, c.S / 2) << "the bound kept most keys";
+            }
+        }
+        // Prefill-sized passes take it by default (the same launches; one pass of whole heads
+        // is 4 of them, against the score-rows path's 2 or 3).
+#if defined(FOT_CUDA_EMU_BUILD)
+        const uint64_t before = emu::launches();
+#endif
+        const Result got = run(c, TopkPath::kAuto, c.H * c.T);
+#if defined(FOT_CUDA_EMU_BUILD)
+        EXPECT_EQ(emu::launches() - before, filtered_launches) << "kAuto took another path";
+#endif
+        ASSERT_EQ(got.r, want.r);
+        ASSERT_EQ(fetch_bits(got.s), fetch_bits(want.s));
+        EXPECT_EQ(std::count(want.r.begin(), want.r.end(), int64_t{-1}), 0);
+    }
+    // K above the shared-memory sort, or a sample under 4K keys (3000 keys sample 384).
+    EXPECT_FALSE(kernels::cuda::memory_topk_filtered_supported(40000, 16, 1025));
+    EXPECT_FALSE(kernels::cuda::memory_topk_filtered_supported(3000, 100, 97));
+    EXPECT_TRUE(kernels::cuda::memory_topk_filtered_supported(3000, 100, 96));
+    EXPECT_THROW(run({1, 12, 3000, 16, 128, DType::kF32, false, {}}, TopkPath::kFiltered, 12),
+                 Error);
 }
 
 TEST_F(CudaBackendTest, TopkOnAnUnallocatedShardLeavesThePartialAlone) {
@@ -751,6 +825,24 @@ TEST_F(CudaBackendTest, TheAddRmsNormEpilogueNeedsItsTicketBarrier) {
         },
         "deadlock|wrong result");
     EXPECT_EQ(run(), want) << "the intact kernel again";
+}
+
+// The same for the top-k scoring kernel's barriers (the filtered path runs it twice, sampling
+// and filtering; the score-rows path once).
+TEST_F(CudaTopkPaths, EveryBarrierOfTheTopkScoringKernelIsNeeded) {
+    using kernels::cuda::TopkPath;
+    const std::string rel = "kernels/cuda/topk.cu";
+    const std::vector<int> lines = barrier_lines(rel, "score_kernel(Epi epi", "struct RowsOut {");
+    ASSERT_EQ(lines.size(), 2u) << "expected the two barriers of the key-tile loop in " << rel;
+    const FusedTopkCase c{1, 64, 1100, 64, 16, DType::kF32, false, {}};
+    const Result want = run(c, TopkPath::kScoreRowsOneBlock, c.T);
+    ASSERT_EQ(run(c, TopkPath::kFiltered, c.T).r, want.r) << "the intact kernel";
+    for (int line : lines) {
+        expect_barrier_needed(rel, line, [&] {
+            const Result got = run(c, TopkPath::kFiltered, c.T);
+            return got.r != want.r || fetch_bits(got.s) != fetch_bits(want.s);
+        });
+    }
 }
 
 // The same for the fused top-k kernel's barriers (its candidate lists are warp-private and
