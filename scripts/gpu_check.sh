@@ -83,7 +83,7 @@ bench_runs=("--precision fast --retrieval dense --lengths 16k,64k,128k --decode-
     "--precision fast --retrieval topk --k 128 --lengths 16k,64k --decode-steps 16 --no-ceilings")
 [ -n "${FOT_BENCH_ARGS:-}" ] && bench_runs=("$FOT_BENCH_ARGS")
 # Every op test and CUDA-specific test, and the attention/top-k cases that reach each kernel
-# path (tiled, decode with key splits, tensor-core, top-k scoring, fused top-k) at a moderate
+# path (tiled, decode with key splits, tensor-core, top-k scoring, filtered top-k) at a moderate
 # size.
 sanitize_filter="${FOT_SANITIZE_FILTER:-Conformance/BackendOps.*:CudaBackendTest.*:Conformance/BackendTopk.*D100_T40*:CudaTopkPaths.Filtered*:Conformance/BackendAttention.*exact_D100_T200_at10_S3000*:Conformance/BackendAttention.*exact_D100_T1_at37*:Conformance/BackendTopk.*D100_T4*:Conformance/BackendAttention.*fast_D100_T70*:Conformance/BackendAttention.*fast_D16_T64*:Conformance/BackendAttention.*fast_D128_T130_at10_S1000*}"
 build="${BUILD_DIR:-$root/build-gpu-check}"

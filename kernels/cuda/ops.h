@@ -238,10 +238,6 @@ int64_t memory_topk_row_scratch(int64_t S, int64_t K);
 //  - score rows: the scores of a group of (h, t) rows go to `scratch` (a lane-per-key kernel over
 //    warp-staged rows for <= 8 queries, else the tiled kernel), then one block per row
 //    radix-selects the K-th best and bitonic-sorts the survivors. Any K.
-//  - fused (K <= 224): one block per (64-query tile, key chunk) scores in shared memory and
-//    keeps each row's K best of the chunk (a per-row candidate list with a rising threshold);
-//    the select then runs over the R x K chunk candidates (R <= 8 chunks) instead of S
-//    scores. Scratch holds candidates only, so it is not re-read S floats per row.
 //  - the score-rows path's select, when a pass has fewer than 1024 rows (decode; prefill when
 //    the scratch holds fewer rows of S scores) and S spans at least 4 slices of 8192 scores
 //    (K <= 1024, 4K <= 8192): one block per (row, slice) keeps the slice's K best, then one
@@ -253,10 +249,10 @@ int64_t memory_topk_row_scratch(int64_t S, int64_t K);
 //    that overflows is selected over all keys, scored on the fly). Scratch holds an eighth of
 //    the scores, or the candidates (topk.cu).
 // kAuto takes the filtered path when it applies and more than 8 queries are scored (prefill),
-// else the score-rows path (only kFused picks fused: slower on an H200). `scratch`
+// else the score-rows path. `scratch`
 // needs memory_topk_row_scratch(S, K) floats per row (at least one row); more lets a pass take more
 // rows. With S == 0 the keys are not read (k and row_pos may be null) and every slot is absent.
-enum class TopkPath { kAuto, kScoreRows, kFused, kScoreRowsOneBlock, kFiltered };
+enum class TopkPath { kAuto, kScoreRows, kScoreRowsOneBlock, kFiltered };
 // What the filtered path kept, per (head, query) row: filled when passed to memory_topk (which
 // then waits for the stream after each pass; for tests and benchmarks, not for production).
 struct TopkFilterStats {
@@ -266,7 +262,6 @@ struct TopkFilterStats {
     int64_t max_appended = 0;   // the most of one row
     int64_t cap = 0;            // the list size of the last call
 };
-bool memory_topk_fused_supported(int64_t S, int64_t D, int64_t K);
 bool memory_topk_filtered_supported(int64_t S, int64_t D, int64_t K);
 void memory_topk(float* scores, int64_t* rows, int64_t* positions,     // (H, T, K) each
                  const float* q, int64_t q_stride,                     // (T, H, D)

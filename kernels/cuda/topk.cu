@@ -6,9 +6,9 @@
 //    candidate by an MSB-first radix select over the 96-bit key (order-preserving score bits, then
 //    the position), gathers the candidates at or before it and bitonic-sorts them (in shared memory
 //    up to kSharedTopK slots, in the caller's scratch beyond).
-//  - memory_topk, fused path (prefill, K <= kFusedMaxK): the same tiled scores, but each block
-//    keeps only its key chunk's K best per query row (score_select_kernel), and the select runs
-//    over R x K chunk candidates instead of S scores.
+//  - memory_topk, filtered path (prefill): the same tiled scores of every 8th key tile are
+//    selected first; their K-th best bounds each row's K-th best, so the other keys are scored
+//    and kept only when better (see "filtered path" below).
 //  - topk_threshold: the same radix select over the R x K gathered candidates of each row.
 //  - attn_accumulate_selected: one block per row; candidates are folded in slot order, as the
 //    CPU does.
@@ -373,187 +373,6 @@ __global__ void __launch_bounds__(kDecodeScoreThreads)
     for (int r = 0; r < kRows; ++r) {
         if (r < rows) out[(hh * Tc + r) * S + j] = dot[r] * scale;
     }
-}
-
-// ---- fused scoring and per-chunk selection (prefill) --------------------------------------------
-// With many queries, writing every score and radix-selecting over it re-reads S floats per
-// (head, query) row 5-6 times. Instead a block scores one 64-query tile against one chunk of
-// keys (the tiled fp32 kernel: the same scores, bit for bit, as score_kernel) and keeps per row
-// only what can still be among the chunk's K best: a row's candidate list (B = next_pow2(K + 32)
-// slots in shared memory) takes a score when it is not worse than the row's threshold, and when
-// the list nears full the row's warp sorts it, keeps the K best and raises the threshold to the
-// K-th. Each chunk's K best go out as candidates [rows, R, K]; select_kernel<Candidates> then
-// picks the K best of the R x K. The K best overall are among the union of every chunk's K best,
-// so the result is the exact top-k. A row belongs to the 8 lanes of one warp (tile.cuh's
-// layout), so its list needs only warp-level synchronisation.
-constexpr int kFusedMaxK = 224;  // B <= 256 slots per row: 128 KiB of lists per block
-constexpr int64_t kFusedMaxChunks = 8;
-constexpr int64_t kFusedMinChunk = 1024;
-
-int fused_slots(int64_t K) {
-    int b = 1;
-    while (b < K + kTileK) b <<= 1;
-    return b;
-}
-// Keys per chunk (a multiple of the key tile): at least kFusedMinChunk, at most
-// kFusedMaxChunks chunks.
-int64_t fused_chunk(int64_t S) {
-    int64_t c = std::max(kFusedMinChunk, (S + kFusedMaxChunks - 1) / kFusedMaxChunks);
-    return (c + kTileK - 1) / kTileK * kTileK;
-}
-int64_t fused_chunks(int64_t S) {
-    const int64_t c = fused_chunk(S);
-    return (S + c - 1) / c;
-}
-
-// Whether candidate a comes before b (score desc, then position asc); empty slots (row < 0)
-// come last.
-__device__ __forceinline__ bool cand_before(float sa, int32_t ra, float sb, int32_t rb,
-                                            const int64_t* __restrict__ row_pos) {
-    if (ra < 0) return false;
-    if (rb < 0) return true;
-    const uint32_t ka = score_key(sa), kb = score_key(sb);
-    if (ka != kb) return ka < kb;
-    return row_pos[ra] < row_pos[rb];
-}
-
-// One warp sorts a row's n candidates (cs, cr in shared memory, room for next_pow2(n)) best
-// first; the padding slots become empty. Called by all 32 lanes.
-__device__ void warp_sort_candidates(float* cs, int32_t* cr, int n,
-                                     const int64_t* __restrict__ row_pos) {
-    const int lane = threadIdx.x & 31;
-    int ns = 1;
-    while (ns < n) ns <<= 1;
-    for (int i = n + lane; i < ns; i += 32) {
-        cs[i] = kNegInf;
-        cr[i] = -1;
-    }
-    __syncwarp();
-    for (int size = 2; size <= ns; size <<= 1) {
-        for (int stride = size / 2; stride > 0; stride >>= 1) {
-            for (int i = lane; i < ns; i += 32) {
-                const int j = i ^ stride;
-                if (j <= i) continue;
-                const bool asc = (i & size) == 0;
-                if (cand_before(cs[j], cr[j], cs[i], cr[i], row_pos) == asc) {
-                    const float ts = cs[i];
-                    cs[i] = cs[j];
-                    cs[j] = ts;
-                    const int32_t tr = cr[i];
-                    cr[i] = cr[j];
-                    cr[j] = tr;
-                }
-            }
-            __syncwarp();
-        }
-    }
-}
-
-// Grid (R chunks, query tiles, heads). Dynamic shared memory: fused_smem_bytes(D, B).
-// At most a few blocks fit an SM (the lists take up to 128 KiB of shared memory), so the
-// launch bounds let ptxas use registers instead of spilling for an occupancy it cannot reach.
-template <typename E>
-__global__ void __launch_bounds__(kTileThreads, 2)
-    score_select_kernel(float* cand_s, int32_t* cand_r, const float* __restrict__ q,
-                        int64_t q_stride, const E* __restrict__ k, int64_t k_head_stride,
-                        const int64_t* __restrict__ row_pos, int64_t h0, int64_t t0, int64_t Tc,
-                        int64_t T, int64_t S, int64_t chunk, int K, int B, int D, float scale) {
-    extern __shared__ float4 smem4[];
-    float* Qs = reinterpret_cast<float*>(smem4);                // [D][kLdQ]
-    float* Ks = Qs + D * kLdQ;                                  // [D][kLdK]
-    float* cs = Ks + D * kLdK;                                  // [kTileQ][B] scores
-    int32_t* cr = reinterpret_cast<int32_t*>(cs + kTileQ * B);  // [kTileQ][B] store rows
-    const int64_t R = gridDim.x, hh = blockIdx.z, h = h0 + hh;
-    const int64_t tq0 = static_cast<int64_t>(blockIdx.y) * kTileQ;  // within the chunk of rows
-    const int64_t jb = static_cast<int64_t>(blockIdx.x) * chunk, je = min64(S, jb + chunk);
-    const int tid = threadIdx.x, tq = tid / 8, tk = tid % 8, lane = tid & 31, warp = tid >> 5;
-    const unsigned group = 0xffu << (lane & ~7);  // the 8 lanes that share this thread's rows
-    const unsigned below = (1u << lane) - 1u;
-    tile::load_query_tile(Qs, q, q_stride, h, t0 + tq0, min64(T, t0 + Tc), D);
-    int cnt[4];
-    uint32_t thr[4];  // score keys worse than this cannot be among the chunk's K best
-    bool live[4];
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-        const int64_t tr = tq0 + tq * 4 + i;
-        cnt[i] = 0;
-        thr[i] = kWorstScoreKey;
-        live[i] = tr < Tc && t0 + tr < T;
-    }
-    const E* kh = k + h * k_head_stride;
-    for (int64_t j0 = jb; j0 < je; j0 += kTileK) {
-        const int nk = static_cast<int>(min64(kTileK, je - j0));
-        __syncthreads();
-        tile::load_rows<E, true>(Ks, kLdK, kh + j0 * D, nk, D);
-        __syncthreads();
-        float s[4][4];
-        tile::qk_microtile(Qs, Ks, D, tq, tk, s);
-        bool near_full = false;
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            float* rs = cs + (tq * 4 + i) * B;
-            int32_t* rr = cr + (tq * 4 + i) * B;
-#pragma unroll
-            for (int c = 0; c < 4; ++c) {
-                const float v = s[i][c] * scale;
-                const bool take = live[i] && tk * 4 + c < nk && score_key(v) <= thr[i];
-                const unsigned m = __ballot_sync(0xffffffffu, take) & group;
-                if (take) {
-                    const int slot = cnt[i] + __popc(m & below);
-                    rs[slot] = v;
-                    rr[slot] = static_cast<int32_t>(j0 + tk * 4 + c);
-                }
-                cnt[i] += __popc(m);
-            }
-            near_full |= cnt[i] > B - kTileK;  // the next tile could overflow this row
-        }
-        if (__ballot_sync(0xffffffffu, near_full) != 0) {
-            __syncwarp();  // the warp's appends are visible to all its lanes
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                const unsigned over = __ballot_sync(0xffffffffu, cnt[i] > B - kTileK);
-#pragma unroll 1
-                for (int g = 0; g < 4; ++g) {
-                    if (((over >> (g * 8)) & 1u) == 0) continue;
-                    const int n = __shfl_sync(0xffffffffu, cnt[i], g * 8);
-                    const int row = warp * 16 + g * 4 + i;
-                    warp_sort_candidates(cs + row * B, cr + row * B, n, row_pos);
-                }
-            }
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                if (cnt[i] > B - kTileK) {
-                    cnt[i] = K;
-                    thr[i] = score_key(cs[(tq * 4 + i) * B + K - 1]);
-                }
-            }
-            __syncwarp();  // every lane has read the new thresholds before the next appends
-        }
-    }
-    // The chunk's K best of each live row (unsorted when there are at most K).
-    __syncwarp();
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-#pragma unroll 1
-        for (int g = 0; g < 4; ++g) {
-            const int n = __shfl_sync(0xffffffffu, cnt[i], g * 8);
-            const int row = warp * 16 + g * 4 + i;
-            const int64_t tr = tq0 + row;
-            if (tr >= Tc || t0 + tr >= T) continue;
-            if (n > K) warp_sort_candidates(cs + row * B, cr + row * B, n, row_pos);
-            const int64_t o = ((hh * Tc + tr) * R + blockIdx.x) * K;
-            for (int x = lane; x < K; x += 32) {
-                const bool ok = x < n;
-                cand_s[o + x] = ok ? cs[row * B + x] : kNegInf;
-                cand_r[o + x] = ok ? cr[row * B + x] : -1;
-            }
-        }
-    }
-}
-
-size_t fused_smem_bytes(int64_t D, int B) {
-    return sizeof(float) * static_cast<size_t>(D * (kLdQ + kLdK)) +
-           (sizeof(float) + sizeof(int32_t)) * static_cast<size_t>(kTileQ) * B;
 }
 
 // Floats of candidate storage per sorted slot: pkey, row (8 bytes each), skey, slot, score.
@@ -1046,64 +865,6 @@ int64_t select_slices(int64_t S, int64_t K) {
 
 namespace {
 
-// The fused path's passes: rows (whole heads, or slices of one head's queries) whose R x K
-// candidates fit the scratch; per pass one score_select_kernel and one select over the
-// candidates.
-void memory_topk_fused(float* scores, int64_t* rows, int64_t* positions, const float* q,
-                       int64_t q_stride, const void* k, DType k_dtype, int64_t k_head_stride,
-                       const int64_t* row_pos, int64_t H, int64_t T, int64_t S, int64_t D,
-                       int64_t K, float scale, float* scratch, int64_t scratch_floats,
-                       cudaStream_t st) {
-    const int64_t chunk = fused_chunk(S), R = fused_chunks(S);
-    const int64_t row_floats = 2 * R * K;
-    const int64_t rows_fit = scratch_floats / row_floats;
-    int64_t hc, Tc;
-    if (rows_fit >= T) {
-        hc = std::min(H, rows_fit / T);
-        Tc = T;
-    } else {
-        hc = 1;
-        Tc = rows_fit >= kTileQ ? rows_fit / kTileQ * kTileQ : rows_fit;  // whole query tiles
-    }
-    float* cand_s = scratch;
-    int32_t* cand_r = reinterpret_cast<int32_t*>(scratch + hc * Tc * R * K);
-    const int B = fused_slots(K);
-    const size_t smem = fused_smem_bytes(D, B);
-    const int Kp = next_pow2(K);
-    const size_t select_smem = static_cast<size_t>(Kp) * kCandFloats * sizeof(float);
-    const Candidates items{cand_s, cand_r, row_pos};
-    for (int64_t h0 = 0; h0 < H; h0 += hc) {
-        const int64_t nh = std::min(hc, H - h0);
-        for (int64_t t0 = 0; t0 < T; t0 += Tc) {
-            const int64_t nt = std::min(Tc, T - t0);
-            dispatch_float_dtype(k_dtype, "cuda memory_topk keys", [&](auto* tag) {
-                using E = std::remove_pointer_t<decltype(tag)>;
-                FOT_CUDA_CHECK(cudaFuncSetAttribute(score_select_kernel<E>,
-                                                    cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                    static_cast<int>(smem)));
-                const dim3 grid(static_cast<unsigned>(R),
-                                static_cast<unsigned>((nt + kTileQ - 1) / kTileQ),
-                                static_cast<unsigned>(nh));
-                score_select_kernel<E><<<grid, kTileThreads, smem, st>>>(
-                    cand_s, cand_r, q, q_stride, static_cast<const E*>(k), k_head_stride, row_pos,
-                    h0, t0, nt, T, S, chunk, static_cast<int>(K), B, static_cast<int>(D), scale);
-            });
-            FOT_CUDA_CHECK(cudaGetLastError());
-            const dim3 grid(static_cast<unsigned>(nt), static_cast<unsigned>(nh));
-            if (nt * nh <= kFewSelectRows) {
-                launch_pdl(select_kernel<kSelectThreadsFew, Candidates>, grid, kSelectThreadsFew,
-                           select_smem, st, scores, rows, positions, items, h0, t0, nt, T, R * K, K,
-                           Kp, nullptr);
-            } else {
-                launch_pdl(select_kernel<kSelectThreads, Candidates>, grid, kSelectThreads,
-                           select_smem, st, scores, rows, positions, items, h0, t0, nt, T, R * K, K,
-                           Kp, nullptr);
-            }
-            FOT_CUDA_CHECK(cudaGetLastError());
-        }
-    }
-}
-
 // The filtered path's passes: rows (whole heads, or slices of one head's queries) whose sample
 // scores, or candidate lists, fit the scratch; per pass a sample scoring, a select over it, the
 // filter scoring and the final select.
@@ -1121,8 +882,11 @@ void memory_topk_filtered(float* scores, int64_t* rows, int64_t* positions, cons
         hc = std::min(H, rows_fit / T);
         Tc = T;
     } else {
+        // Passes of equal size: 2048 queries in passes of at most 2047 rows are 2 x 1024, not
+        // 2047 + 1 (a pass of one row would still take its 4 launches).
         hc = 1;
-        Tc = rows_fit;
+        const int64_t passes = (T + rows_fit - 1) / rows_fit;
+        Tc = (T + passes - 1) / passes;
     }
     // Scratch: [hc * Tc rows of stride floats: sample scores, later the candidates' scores then
     // rows] then [hc * Tc counts].
@@ -1191,11 +955,9 @@ int64_t memory_topk_row_scratch(int64_t S, int64_t K) {
     const int64_t slices = select_slices(std::max<int64_t>(S, 1), K);
     const int64_t score_rows =
         S + (Kp > kSharedTopK ? kCandFloats * Kp : (slices > 1 ? 2 * slices * K : 0));
-    // The fused path: R x K candidates of (score, row).
-    const int64_t fused = K <= kFusedMaxK ? 2 * fused_chunks(std::max<int64_t>(S, 1)) * K : 0;
     // The filtered path: sample scores or candidates, and a count.
     const int64_t filtered = S >= 1 && K >= 1 ? filter_shape(S, K).stride() + 1 : 0;
-    return std::max({score_rows, fused, filtered});
+    return std::max(score_rows, filtered);
 }
 
 bool memory_topk_filtered_supported(int64_t S, int64_t D, int64_t K) {
@@ -1204,10 +966,6 @@ bool memory_topk_filtered_supported(int64_t S, int64_t D, int64_t K) {
     }
     const FilterShape f = filter_shape(S, K);
     return f.n_s >= 4 * K && f.other_tiles >= 1;
-}
-
-bool memory_topk_fused_supported(int64_t S, int64_t D, int64_t K) {
-    return K >= 1 && K <= kFusedMaxK && S >= 1 && S <= INT32_MAX && D >= 1 && D <= kMaxHeadDim;
 }
 
 void memory_topk(float* scores, int64_t* rows, int64_t* positions, const float* q, int64_t q_stride,
@@ -1237,25 +995,14 @@ void memory_topk(float* scores, int64_t* rows, int64_t* positions, const float* 
     const int64_t row_floats = memory_topk_row_scratch(S, K);
     FOT_CHECK(scratch != nullptr && scratch_floats >= row_floats, "cuda memory_topk: scratch of ",
               scratch_floats, " floats is below one row (", row_floats, ")");
-    const bool fused_ok = memory_topk_fused_supported(S, D, K);
-    FOT_CHECK(path != TopkPath::kFused || fused_ok,
-              "cuda memory_topk: the fused path does not take k=", K, " (at most ", kFusedMaxK,
-              ")");
-    // kAuto never takes the fused path: on an H200 (2026-11-30, 3B shape, k 128) its prefill
-    // top-k took 5.1 s at 16k tokens against 0.34 s through score rows, and 148 s at 128k. Its
-    // candidate lists (128 KiB per block) leave one block of 8 warps per SM for fp32 scoring,
-    // and the warp-serial list sorts cost about as much as the scores.
-    if (path == TopkPath::kFused) {
-        memory_topk_fused(scores, rows, positions, q, q_stride, k, k_dtype, k_head_stride, row_pos,
-                          H, T, S, D, K, scale, scratch, scratch_floats, st);
-        return;
-    }
     const bool filtered_ok = memory_topk_filtered_supported(S, D, K);
     FOT_CHECK(path != TopkPath::kFiltered || filtered_ok,
               "cuda memory_topk: the filtered path does not take S=", S, ", k=", K,
               " (it needs k <= ", kSharedTopK, " and a sample of at least 4k keys)");
     // kAuto filters when the tiled scorer runs (more than kDecodeRows queries): see the
-    // filtered path above.
+    // filtered path above. (It replaced a fused path of per-chunk candidate lists in shared
+    // memory, 8-15x slower than score rows on an H200: one block of 8 warps per SM and
+    // warp-serial list sorts.)
     if (path == TopkPath::kFiltered ||
         (path == TopkPath::kAuto && T > kDecodeRows && filtered_ok)) {
         memory_topk_filtered(scores, rows, positions, q, q_stride, k, k_dtype, k_head_stride,

@@ -779,18 +779,17 @@ void CudaBackend::rope_store_kv(TensorView q, TensorView k, TensorView v, Tensor
 // ---- top-k -------------------------------------------------------------------------------------
 
 namespace {
-// FOT_CUDA_TOPK=auto|rows|filtered|fused|rows-one-block picks memory_topk's path
+// FOT_CUDA_TOPK=auto|rows|filtered|rows-one-block picks memory_topk's path
 // (kernels/cuda/ops.h), for benchmark comparisons; all give the same bits. Unset: auto.
 kc::TopkPath topk_path_from_env() {
     const char* e = std::getenv("FOT_CUDA_TOPK");
     const std::string v = e ? e : "";
     if (v.empty() || v == "auto") return kc::TopkPath::kAuto;
     if (v == "rows") return kc::TopkPath::kScoreRows;
-    if (v == "fused") return kc::TopkPath::kFused;
     if (v == "rows-one-block") return kc::TopkPath::kScoreRowsOneBlock;
     if (v == "filtered") return kc::TopkPath::kFiltered;
     FOT_THROW("FOT_CUDA_TOPK='", v,
-              "' is not a top-k path (auto, rows, filtered, fused or rows-one-block)");
+              "' is not a top-k path (auto, rows, filtered or rows-one-block)");
 }
 }  // namespace
 
@@ -832,12 +831,12 @@ void CudaBackend::memory_topk(TensorView scores, TensorView rows, TensorView pos
     float* sc = static_cast<float*>(scratch(*topk_scratch_, want * sizeof(float)));
     const int64_t avail = static_cast<int64_t>(topk_scratch_->bytes / sizeof(float));
     static const kc::TopkPath path = topk_path_from_env();
-    // A forced fused or filtered path falls back to score rows where it does not apply (fused:
-    // K > 224; filtered: K > 1024 or fewer than 4K sampled keys).
-    const bool forced_na =
-        (path == kc::TopkPath::kFused && !kc::memory_topk_fused_supported(S, D, K)) ||
-        (path == kc::TopkPath::kFiltered && !kc::memory_topk_filtered_supported(S, D, K));
-    const kc::TopkPath use = forced_na ? kc::TopkPath::kScoreRows : path;
+    // A forced filtered path falls back to score rows where it does not apply (K > 1024 or
+    // fewer than 4K sampled keys).
+    const kc::TopkPath use =
+        path == kc::TopkPath::kFiltered && !kc::memory_topk_filtered_supported(S, D, K)
+            ? kc::TopkPath::kScoreRows
+            : path;
     kc::memory_topk(scores.as<float>(), rows.as<int64_t>(), positions.as<int64_t>(), q.as<float>(),
                     row_width(q), k.data, k.dtype, k.shape[1] * D, row_pos.as<int64_t>(), H, T, S,
                     D, K, scale, sc, avail, stream_, use);

@@ -127,9 +127,11 @@ const std::vector<TopkCase>& topk_cases() {
         {100, 1, 1500, 4096, kBF16},
         {100, 1, 300, 128, kBF16, true},
         {128, 3, 1001, 16, kF32},  // decode scoring's largest staged rows, a partial warp tile
-        // Prefill shapes (more than 8 queries, K <= 224): the CUDA backend's fused path.
+        // Prefill shapes (more than 8 queries): the CUDA backend's score-rows path (a sample of
+        // 320 keys is under 4K) and its filtered path (samples of 64 and 640 keys).
         {100, 40, 2500, 128, kBF16},
         {16, 20, 500, 8, kF32, true},
+        {100, 40, 5000, 64, kBF16},
     };
     return cases;
 }

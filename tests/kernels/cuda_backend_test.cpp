@@ -143,12 +143,9 @@ TEST_F(CudaBackendTest, MemoryTopkGivesTheSameResultInSmallScratchChunks) {
     }
 }
 
-// The fused top-k path (per-chunk candidate lists, kernels/cuda/ops.h) against the score-rows
-// path: both compute the same fp32 scores and select exactly, so every score, row and position
-// must agree bit for bit. Cases: partial query and key tiles, several key chunks, candidate lists
-// that fill and compact (K 128 and 224), all scores tied (the order is the positions'), fewer keys
-// than K (absent slots), and scratch that holds one row, one query tile or whole heads per pass.
-struct FusedTopkCase {
+// Top-k paths against each other: all compute the same fp32 scores and select exactly, so every
+// score, row and position must agree bit for bit.
+struct TopkPathCase {
     int64_t H, T, S, D, K;
     DType dtype;
     bool ties;
@@ -161,7 +158,7 @@ class CudaTopkPaths : public CudaBackendTest {
         std::vector<float> s;
         std::vector<int64_t> r, p;
     };
-    Result run(const FusedTopkCase& c, kernels::cuda::TopkPath path, int64_t scratch_rows,
+    Result run(const TopkPathCase& c, kernels::cuda::TopkPath path, int64_t scratch_rows,
                kernels::cuda::TopkFilterStats* stats = nullptr) {
         const int64_t H = c.H, T = c.T, S = c.S, D = c.D, K = c.K;
         std::vector<float> kv = random_floats(H * S * D, 60, -1.f, 1.f);
@@ -183,59 +180,20 @@ class CudaTopkPaths : public CudaBackendTest {
     }
 };
 
-TEST_F(CudaTopkPaths, FusedGivesTheScoreRowsResultBitForBit) {
-    using kernels::cuda::TopkPath;
-    const std::vector<FusedTopkCase> cases = {
-        // 3 chunks, lists compact; passes of one head, of 64 queries + the rest.
-        {2, 70, 3000, 100, 128, DType::kBF16, false, {70, 65}},
-        {3, 9, 1500, 16, 8, DType::kF32, false, {1}},  // just above decode's 8 queries; row by row
-        {1, 20, 9001, 64, 224, DType::kF16, false},    // 8 chunks, the largest lists
-        {1, 12, 700, 32, 32, DType::kF32, true},       // every score tied
-        {2, 16, 50, 16, 100, DType::kBF16, false},     // fewer keys than K
-        // Passes of <= 8 queries score with the decode kernel (staged rows, lane per key):
-        // still the tiled kernel's bits. f32 at D 128 is its largest staging; 2007 and 1037
-        // keys end in partial warp tiles.
-        {2, 10, 2007, 128, 64, DType::kF32, false, {5}},
-        {1, 9, 1037, 100, 40, DType::kBF16, false, {3}},
-    };
-    for (const FusedTopkCase& c : cases) {
-        SCOPED_TRACE(::testing::Message() << "H" << c.H << " T" << c.T << " S" << c.S << " D" << c.D
-                                          << " K" << c.K << (c.ties ? " ties" : ""));
-        ASSERT_TRUE(kernels::cuda::memory_topk_fused_supported(c.S, c.D, c.K));
-        const Result want = run(c, TopkPath::kScoreRows, c.H * c.T);
-        std::vector<int64_t> scratch_rows_list = {c.H * c.T};
-        scratch_rows_list.insert(scratch_rows_list.end(), c.scratch_rows.begin(),
-                                 c.scratch_rows.end());
-        for (int64_t scratch_rows : scratch_rows_list) {
-            SCOPED_TRACE(::testing::Message() << "scratch rows " << scratch_rows);
-            const Result got = run(c, TopkPath::kFused, scratch_rows);
-            ASSERT_EQ(got.r, want.r);
-            ASSERT_EQ(got.p, want.p);
-            ASSERT_EQ(fetch_bits(got.s), fetch_bits(want.s));
-        }
-        if (c.S < c.K) {
-            EXPECT_EQ(std::count(want.r.begin(), want.r.end(), int64_t{-1}),
-                      c.H * c.T * (c.K - c.S));
-        }
-    }
-    EXPECT_FALSE(kernels::cuda::memory_topk_fused_supported(3000, 100, 225));
-    EXPECT_THROW(run({1, 12, 300, 16, 225, DType::kF32, false, {}}, TopkPath::kFused, 12), Error);
-}
-
 TEST_F(CudaTopkPaths, SlicedSelectGivesTheOneBlockResultBitForBit) {
     // Passes of < 1024 rows over >= 4 slices of 8192 scores select in two launches (a block
     // per row and slice, then one per row over the slices' K best): the one-block select's
     // bits. Cases: a short last slice, K 1000 (a 1024-slot shared-memory sort), every score
     // tied (the order is the positions'), and passes of one row. (Passes of more than 128 rows
-    // select over the candidates with 256 threads, select_kernel<256, Candidates>, which the
-    // fused path's test covers; such a pass is too slow for the emulator at S >= 4 slices.)
+    // select over the candidates with 256 threads, select_kernel<256, Candidates>: the same
+    // code at another block size, too slow for the emulator at S >= 4 slices.)
     using kernels::cuda::TopkPath;
-    const std::vector<FusedTopkCase> cases = {
+    const std::vector<TopkPathCase> cases = {
         {2, 1, 25001, 16, 128, DType::kBF16, false},
         {1, 2, 26000, 32, 1000, DType::kF32, false, {1}},
         {1, 1, 24577, 16, 64, DType::kF16, true},
     };
-    for (const FusedTopkCase& c : cases) {
+    for (const TopkPathCase& c : cases) {
         SCOPED_TRACE(::testing::Message() << "H" << c.H << " T" << c.T << " S" << c.S << " K" << c.K
                                           << (c.ties ? " ties" : ""));
 #if defined(FOT_CUDA_EMU_BUILD)
@@ -276,7 +234,7 @@ TEST_F(CudaTopkPaths, FilteredGivesTheScoreRowsResultBitForBit) {
     // overflow (ties at K 4: 152 keys beat the bound, the cap is 32K = 128, so every row is
     // selected over all keys scored on the fly), and passes of whole heads, 65 rows, 5, 3 or 1.
     using kernels::cuda::TopkPath;
-    const std::vector<FusedTopkCase> cases = {
+    const std::vector<TopkPathCase> cases = {
         {2, 70, 3000, 100, 64, DType::kBF16, false, {65}},
         {3, 9, 1500, 16, 8, DType::kF32, false, {1}},
         {1, 20, 9001, 64, 224, DType::kF16, false},
@@ -286,7 +244,7 @@ TEST_F(CudaTopkPaths, FilteredGivesTheScoreRowsResultBitForBit) {
         {1, 9, 3000, 16, 4, DType::kBF16, true},
         {1, 9, 32100, 16, 1000, DType::kF32, false},
     };
-    for (const FusedTopkCase& c : cases) {
+    for (const TopkPathCase& c : cases) {
         SCOPED_TRACE(::testing::Message() << "H" << c.H << " T" << c.T << " S" << c.S << " D" << c.D
                                           << " K" << c.K << (c.ties ? " ties" : ""));
         ASSERT_TRUE(kernels::cuda::memory_topk_filtered_supported(c.S, c.D, c.K));
@@ -834,7 +792,7 @@ TEST_F(CudaTopkPaths, EveryBarrierOfTheTopkScoringKernelIsNeeded) {
     const std::string rel = "kernels/cuda/topk.cu";
     const std::vector<int> lines = barrier_lines(rel, "score_kernel(Epi epi", "struct RowsOut {");
     ASSERT_EQ(lines.size(), 2u) << "expected the two barriers of the key-tile loop in " << rel;
-    const FusedTopkCase c{1, 64, 1100, 64, 16, DType::kF32, false, {}};
+    const TopkPathCase c{1, 64, 1100, 64, 16, DType::kF32, false, {}};
     const Result want = run(c, TopkPath::kScoreRowsOneBlock, c.T);
     ASSERT_EQ(run(c, TopkPath::kFiltered, c.T).r, want.r) << "the intact kernel";
     for (int line : lines) {
@@ -845,24 +803,6 @@ TEST_F(CudaTopkPaths, EveryBarrierOfTheTopkScoringKernelIsNeeded) {
     }
 }
 
-// The same for the fused top-k kernel's barriers (its candidate lists are warp-private and
-// synchronise with __syncwarp, which this injection does not cover).
-TEST_F(CudaTopkPaths, EveryBarrierOfTheFusedTopkKernelIsNeeded) {
-    using kernels::cuda::TopkPath;
-    const std::string rel = "kernels/cuda/topk.cu";
-    const std::vector<int> lines =
-        barrier_lines(rel, "score_select_kernel(float* cand_s", "size_t fused_smem_bytes(");
-    ASSERT_EQ(lines.size(), 2u) << "expected the two barriers of the key-tile loop in " << rel;
-    const FusedTopkCase c{1, 64, 400, 64, 16, DType::kF32, false, {}};
-    const Result want = run(c, TopkPath::kScoreRows, c.T);
-    ASSERT_EQ(run(c, TopkPath::kFused, c.T).r, want.r) << "the intact kernel";
-    for (int line : lines) {
-        expect_barrier_needed(rel, line, [&] {
-            const Result got = run(c, TopkPath::kFused, c.T);
-            return got.r != want.r || fetch_bits(got.s) != fetch_bits(want.s);
-        });
-    }
-}
 #endif
 
 }  // namespace
