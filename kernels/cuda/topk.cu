@@ -382,20 +382,26 @@ constexpr int64_t kCandFloats = 7;
 // tr) with n items per row, whose outputs are row o (h * T + t) of [H, T, K]; size(n) its item
 // count. ScoreRows: the S scores of one (head, query) row in key order (item i is store row i).
 // Candidates: a row's chunk or slice candidates (score, store row; row -1 = empty slot).
-struct ScoreRows {
+// Row i of the scores -> store row: the identity, or (the filtered path's sample) a map.
+struct EveryKey {
+    __device__ int64_t operator()(int64_t i) const { return i; }
+};
+template <typename KeyOf>
+struct ScoreRowsOf {
     const float* score;  // [rows][n]
     const int64_t* row_pos;
-    __device__ ScoreRows for_row(int64_t r, int64_t n, int64_t) const {
+    __device__ ScoreRowsOf for_row(int64_t r, int64_t n, int64_t) const {
         return {score + r * n, row_pos};
     }
     __device__ int64_t size(int64_t n) const { return n; }
     __device__ bool get(int64_t i, float* s, int64_t* row) const {
         *s = score[i];
-        *row = i;
+        *row = KeyOf{}(i);
         return true;
     }
-    __device__ uint64_t pos(int64_t i) const { return static_cast<uint64_t>(row_pos[i]); }
+    __device__ uint64_t pos(int64_t i) const { return static_cast<uint64_t>(row_pos[KeyOf{}(i)]); }
 };
+using ScoreRows = ScoreRowsOf<EveryKey>;
 struct Candidates {
     const float* score;  // [rows][n]
     const int32_t* row;  // [rows][n]
@@ -637,22 +643,10 @@ struct FilterAppend {
     }
 };
 
-struct SampledRows {
-    const float* score;  // [rows][n]
-    const int64_t* row_pos;
-    __device__ SampledRows for_row(int64_t r, int64_t n, int64_t) const {
-        return {score + r * n, row_pos};
-    }
-    __device__ int64_t size(int64_t n) const { return n; }
-    __device__ bool get(int64_t i, float* s, int64_t* row) const {
-        *s = score[i];
-        *row = sampled_key(i);
-        return true;
-    }
-    __device__ uint64_t pos(int64_t i) const {
-        return static_cast<uint64_t>(row_pos[sampled_key(i)]);
-    }
+struct SampledKey {
+    __device__ int64_t operator()(int64_t i) const { return sampled_key(i); }
 };
+using SampledRows = ScoreRowsOf<SampledKey>;  // the sample's scores [rows][n_s]
 
 // A row's sample K best (read from the outputs) followed by its appended keys.
 struct Filtered {
