@@ -17,10 +17,12 @@
 #   bench      fot_gpu_bench, 3B shape: fast dense prefill 16k/64k/128k and decode after each,
 #              exact dense 16k, fast top-k (k 128) 16k and 64k, fast dense 16k again with
 #              FOT_CUDA_PDL=0, with FOT_CUDA_GEMV_SPLIT=1 and with FOT_CUDA_GEMV_NORM=0,
-#              top-k 64k again with FOT_CUDA_TOPK=rows-one-block and with FOT_CUDA_TOPK=rows,
+#              top-k 64k again with FOT_CUDA_TOPK=rows-one-block, FOT_CUDA_TOPK=rows and
+#              FOT_CUDA_TOPK_TC=0,
 #              fast dense 64k again with FOT_CUDA_ATTN_MT=1 (the ordinary launches, the GEMV
 #              without split-K, the add + RMSNorm as a launch of its own, the one-block top-k
-#              select, the score-rows top-k prefill instead of the filtered one and the
+#              select, the score-rows top-k prefill instead of the filtered one, fp32 top-k
+#              scores instead of the tensor cores and the
 #              64-query tensor-core attention blocks, for comparison), top-k 128k;
 #              per-phase tables (FOT_BENCH_ARGS replaces these runs with one)
 #   sass       cuobjdump -sass of the attention kernels: HMMA present, no local-memory spills
@@ -85,7 +87,7 @@ bench_runs=("--precision fast --retrieval dense --lengths 16k,64k,128k --decode-
 # Every op test and CUDA-specific test, and the attention/top-k cases that reach each kernel
 # path (tiled, decode with key splits, tensor-core, top-k scoring, filtered top-k) at a moderate
 # size.
-sanitize_filter="${FOT_SANITIZE_FILTER:-Conformance/BackendOps.*:CudaBackendTest.*:Conformance/BackendTopk.*D100_T40*:CudaTopkPaths.Filtered*:Conformance/BackendAttention.*exact_D100_T200_at10_S3000*:Conformance/BackendAttention.*exact_D100_T1_at37*:Conformance/BackendTopk.*D100_T4*:Conformance/BackendAttention.*fast_D100_T70*:Conformance/BackendAttention.*fast_D16_T64*:Conformance/BackendAttention.*fast_D128_T130_at10_S1000*}"
+sanitize_filter="${FOT_SANITIZE_FILTER:-Conformance/BackendOps.*:CudaBackendTest.*:Conformance/BackendTopk.*D100_T40*:CudaTopkPaths.Filtered*:CudaTopkPaths.TensorCore*:Conformance/BackendAttention.*exact_D100_T200_at10_S3000*:Conformance/BackendAttention.*exact_D100_T1_at37*:Conformance/BackendTopk.*D100_T4*:Conformance/BackendAttention.*fast_D100_T70*:Conformance/BackendAttention.*fast_D16_T64*:Conformance/BackendAttention.*fast_D128_T130_at10_S1000*}"
 build="${BUILD_DIR:-$root/build-gpu-check}"
 
 # ---- --make-bundle: build here, copy binaries and the non-system, non-CUDA libraries --------
@@ -172,7 +174,8 @@ for r in "${bench_runs[@]}"; do bench_cmd="$bench_cmd $bench_bin $r || rc=1;"; d
 # (FOT_CUDA_GEMV_NORM=0), against the first run's 16k decode; top-k at 64k with one select block per row
 # (FOT_CUDA_TOPK=rows-one-block) against the sliced select of the top-k 64k run, and with the
 # prefill's top-k through score rows (FOT_CUDA_TOPK=rows: every score written and re-read, the
-# default before the filtered path) against its filtered prefill; prefill at 64k
+# default before the filtered path) and with fp32 tile scores instead of the tensor cores
+# (FOT_CUDA_TOPK_TC=0) against its filtered prefill; prefill at 64k
 # with the tensor-core attention at one m-tile per warp (FOT_CUDA_ATTN_MT=1, session 9's
 # 64-query blocks) against the first run's 64k prefill; then top-k at
 # 128k (the target "top-k decode <= dense decode at 128k memory"), last because its prefill
@@ -187,6 +190,8 @@ FOT_CUDA_GEMV_NORM=0 $bench_bin --precision fast \
 FOT_CUDA_TOPK=rows-one-block $bench_bin --precision fast \
 --retrieval topk --k 128 --lengths 64k --decode-steps 16 --no-ceilings || rc=1; \
 FOT_CUDA_TOPK=rows $bench_bin --precision fast \
+--retrieval topk --k 128 --lengths 64k --decode-steps 4 --no-ceilings || rc=1; \
+FOT_CUDA_TOPK_TC=0 $bench_bin --precision fast \
 --retrieval topk --k 128 --lengths 64k --decode-steps 4 --no-ceilings || rc=1; \
 FOT_CUDA_ATTN_MT=1 $bench_bin --precision fast \
 --retrieval dense --lengths 64k --decode-steps 4 --no-ceilings || rc=1; \

@@ -233,8 +233,11 @@ constexpr int64_t kSharedTopK = 1024;
 int64_t memory_topk_row_scratch(int64_t S, int64_t K);
 
 // As kernels::cpu::memory_topk: per (h, t) the K best keys (score desc, position asc), sorted
-// best first, absent slots (-inf, -1, -1). Several paths, the same results bit for bit (same fp32
-// scores, exact selection):
+// best first, absent slots (-inf, -1, -1). Scores are fp32 dot products: <= 8 queries in the
+// call (decode) and keys not in bf16 by an fmaf chain over d; prefill calls over bf16 keys (when
+// tc_scores) on the tensor cores with q split in three bf16 pieces (fp32-accurate: both are
+// within ~1e-6 relative of the exact score, but not the same bits). Within one call every path
+// and scratch size gives the same bits (same scorer, exact selection):
 //  - score rows: the scores of a group of (h, t) rows go to `scratch` (a lane-per-key kernel over
 //    warp-staged rows for <= 8 queries, else the tiled kernel), then one block per row
 //    radix-selects the K-th best and bitonic-sorts the survivors. Any K.
@@ -246,8 +249,8 @@ int64_t memory_topk_row_scratch(int64_t S, int64_t K);
 //  - filtered (K <= kSharedTopK, a sample of >= 4K keys): every 8th tile of 32 keys is scored
 //    and selected first; the K-th best of that sample bounds the row's K-th best, so the other
 //    keys are scored and only those better than the bound are kept (at most 32K per row; a row
-//    that overflows is selected over all keys, scored on the fly). Scratch holds an eighth of
-//    the scores, or the candidates (topk.cu).
+//    that overflows makes the call start again through score rows, after one wait for the
+//    stream). Scratch holds an eighth of the scores, or the candidates (topk.cu).
 // kAuto takes the filtered path when it applies and more than 8 queries are scored (prefill),
 // else the score-rows path. `scratch`
 // needs memory_topk_row_scratch(S, K) floats per row (at least one row); more lets a pass take more
@@ -269,7 +272,7 @@ void memory_topk(float* scores, int64_t* rows, int64_t* positions,     // (H, T,
                  const int64_t* row_pos,                               // (S)
                  int64_t H, int64_t T, int64_t S, int64_t D, int64_t K, float scale, float* scratch,
                  int64_t scratch_floats, void* stream, TopkPath path,
-                 TopkFilterStats* stats = nullptr);
+                 TopkFilterStats* stats = nullptr, bool tc_scores = true);
 void memory_topk(float* scores, int64_t* rows, int64_t* positions,     // (H, T, K) each
                  const float* q, int64_t q_stride,                     // (T, H, D)
                  const void* k, DType k_dtype, int64_t k_head_stride,  // (H, *, D)

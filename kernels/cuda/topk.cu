@@ -1,8 +1,9 @@
 // Exact top-k memory retrieval on the GPU (docs/architecture.md §6.3), same contracts as
 // kernels/cpu/topk.cpp. Candidate order: higher score first, then lower global position.
-//  - memory_topk, score-rows path: a tiled fp32 kernel (tile.cuh; for <= 8 queries a
-//    lane-per-key kernel over warp-staged rows that reads each key once) writes the scores of a
-//    group of (head, query) rows into scratch [rows, S]; then one block per row finds the K-th best
+//  - memory_topk, score-rows path: a tiled fp32 kernel (tile.cuh; for prefill over bf16 keys
+//    the tensor-core scorer below; for <= 8 queries a lane-per-key kernel over warp-staged rows
+//    that reads each key once) writes the scores of a group of (head, query) rows into scratch
+//    [rows, S]; then one block per row finds the K-th best
 //    candidate by an MSB-first radix select over the 96-bit key (order-preserving score bits, then
 //    the position), gathers the candidates at or before it and bitonic-sorts them (in shared memory
 //    up to kSharedTopK slots, in the caller's scratch beyond).
@@ -12,8 +13,9 @@
 //  - topk_threshold: the same radix select over the R x K gathered candidates of each row.
 //  - attn_accumulate_selected: one block per row; candidates are folded in slot order, as the
 //    CPU does.
-// Scores equal the CPU's up to the order of the fp32 dot-product sum, so near-ties may select
-// differently; exact ties are broken by position exactly as on the CPU.
+// Scores equal the CPU's up to fp32 rounding (the order of the dot-product sum; prefill over
+// bf16 keys sums on the tensor cores, see "tensor-core scores"), so near-ties may select
+// differently; exact ties (identical keys) are broken by position exactly as on the CPU.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -234,7 +236,7 @@ __global__ void __launch_bounds__(kTileThreads)
     // Rows of the chunk beyond Tc load as zero queries and are not written.
     const int64_t t_end = min64(T, t0 + Tc);
     tile::load_query_tile(Qs, q, q_stride, h, t0 + tq0, t_end, D);
-    epi.begin(hh, h, tq0 + tq * 4);
+    epi.begin(hh, h, tq0 + tq * 4, 1);
     const E* kh = k + h * k_head_stride;
     for (int64_t u = u0; u < u1; ++u) {
         const int64_t j0 = epi.key_tile(u) * kTileK;
@@ -259,7 +261,7 @@ __global__ void __launch_bounds__(kTileThreads)
 struct RowsOut {
     float* out;  // [hc, Tc, S]
     int64_t Tc, S;
-    __device__ void begin(int64_t, int64_t, int64_t) {}
+    __device__ void begin(int64_t, int64_t, int64_t, int) {}
     __device__ int64_t key_tile(int64_t u) const { return u; }
     __device__ void put(int64_t hh, int64_t tr, int, int64_t, int64_t j0, int c, float s) {
         out[(hh * Tc + tr) * S + j0 + c] = s;
@@ -576,13 +578,14 @@ __global__ void __launch_bounds__(kSliceThreads)
 //     a key that is not better than it has K better keys in the sample alone.
 //  2. Filter: the other tiles are scored and only keys better than the bound are appended
 //     to the row's candidate list (an atomic count per row, at most cap entries kept).
-//  3. Select: filtered_select_kernel picks the K best of the sample's K and the row's appended
-//     keys. A row whose list overflowed (count > cap: adversarial data, e.g. scores rising
-//     with the key index) is selected over all S keys instead, scoring each key on the fly
-//     with the same fmaf chain: the same result, slowly.
-// Scores are score_kernel's in every step and the selection is exact, so the outputs equal
-// the score-rows path's bit for bit. For iid scores a row appends about K x (S - n_s) / n_s =
-// 7K keys; cap is 32K.
+//  3. Select: select_kernel<Filtered> picks the K best of the sample's K and the row's
+//     appended keys.
+// A list that overflows (count > cap: adversarial data, e.g. scores rising with the key index)
+// raises a flag in scratch; memory_topk reads it once the call's passes are queued (waiting for
+// the stream: one round trip per call) and then redoes the whole call through score rows.
+// The scores are the same tile scorer's in every step and the selection is exact, so the
+// outputs equal the score-rows path's bit for bit. For iid scores a row appends about
+// K x (S - n_s) / n_s = 7K keys; cap is 32K.
 constexpr int64_t kSampleEvery = 8;
 constexpr int64_t kFilterCapPerK = 32;
 
@@ -594,7 +597,7 @@ __host__ __device__ __forceinline__ int64_t sampled_key(int64_t i) {
 struct SampleOut {
     float* out;  // [hc, Tc, n]
     int64_t Tc, n;
-    __device__ void begin(int64_t, int64_t, int64_t) {}
+    __device__ void begin(int64_t, int64_t, int64_t, int) {}
     __device__ int64_t key_tile(int64_t u) const { return u * kSampleEvery; }
     __device__ void put(int64_t hh, int64_t tr, int, int64_t u, int64_t, int c, float s) {
         out[(hh * Tc + tr) * n + u * kTileK + c] = s;
@@ -608,14 +611,16 @@ struct FilterAppend {
     float* cand_s;    // [hc * Tc, cap]
     int32_t* cand_r;  // [hc * Tc, cap]
     int* counts;      // [hc * Tc], zero before the launch
+    int* overflow;    // set to 1 when a list overflows
     int64_t t0, Tc, T, K, cap;
     uint32_t ts[4];
     uint64_t tp[4];
-    // The bounds of the thread's 4 rows tr0 .. tr0 + 3.
-    __device__ void begin(int64_t, int64_t h, int64_t tr0) {
+    // The bounds of the thread's rows tr0 + i * step (slots i < 4; the tensor-core scorer's
+    // lanes own 2 rows, 8 apart).
+    __device__ void begin(int64_t, int64_t h, int64_t tr0, int step) {
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
-            const int64_t tr = tr0 + i;
+            const int64_t tr = tr0 + i * step;
             ts[i] = 0;  // rows beyond the chunk are never put
             tp[i] = 0;
             if (tr < Tc && t0 + tr < T) {
@@ -639,6 +644,8 @@ struct FilterAppend {
         if (n < cap) {
             cand_s[r * cap + n] = s;
             cand_r[r * cap + n] = static_cast<int32_t>(j);
+        } else if (n == cap) {
+            *overflow = 1;
         }
     }
 };
@@ -678,46 +685,219 @@ struct Filtered {
     __device__ uint64_t pos(int64_t i) const { return static_cast<uint64_t>(row_pos[row_of(i)]); }
 };
 
-// Every key of one row, scored when read (the overflow fallback): score_kernel's bits.
-template <typename E>
-struct OnTheFly {
-    const float* q;  // the row's query [D]
-    const E* kh;     // the head's keys [S, D]
-    const int64_t* row_pos;
-    int D;
-    float scale;
-    __device__ bool get(int64_t i, float* s, int64_t* row) const {
-        const E* kr = kh + i * D;
-        float dot = 0.f;
-        for (int d = 0; d < D; ++d) dot = fmaf(q[d], to_f32(kr[d]), dot);
-        *s = dot * scale;
-        *row = i;
-        return true;
-    }
-    __device__ uint64_t pos(int64_t i) const { return static_cast<uint64_t>(row_pos[i]); }
-};
+// ---- tensor-core scores (bf16 keys) -------------------------------------------------------------
+// The tiled scores on the tensor cores, fp32-accurate: each query value is split into three bf16
+// pieces, q = q0 + q1 + q2 + e with |e| <= 2^-24 |q| (q0 = bf16(q), q1 = bf16(q - q0), q2 =
+// bf16(q - q0 - q1); every difference is exact in fp32), and each piece is multiplied by the
+// bf16 keys with mma.sync m16n8k16 (exact products, fp32 accumulation; q2, q1, q0 in that order
+// per k-step). The scores differ from score_kernel's fmaf chain only by accumulation rounding
+// (~1e-7 relative; the conformance tolerance for scores is 1e-5), at ~3 bf16 mma per product
+// instead of one fp32 FMA: on an H200 the fp32 tile kernel was the bulk of a filtered top-k
+// prefill. Same blocks as score_kernel: 128 threads, 64 queries (a warp's 16 rows are its
+// m-tile), logical tiles of kTileK keys mapped by the epilogue, keys double-buffered through
+// cp.async. A lane holds its rows' A fragments of all three pieces (3 x DP / 16 x 4 registers).
+constexpr int tc_score_ld(int DP) {
+    return DP + 8;  // bf16 per shared-memory key row: B-fragment loads are conflict-free
+}
 
-// One block per row (hh, tr): the K best of the row's filtered candidates, or of all S keys
-// when its list overflowed.
-template <int kThreads, typename E>
-__global__ void __launch_bounds__(kThreads)
-    filtered_select_kernel(float* scores_out, int64_t* rows_out, int64_t* pos_out, Filtered items,
-                           const float* __restrict__ q, int64_t q_stride, const E* __restrict__ k,
-                           int64_t k_head_stride, int64_t h0, int64_t t0, int64_t Tc, int64_t T,
-                           int64_t S, int D, float scale, int Kp) {
-    pdl_start();
-    extern __shared__ float4 smem4[];
-    float* cand = reinterpret_cast<float*>(smem4);
-    const int64_t hh = blockIdx.y, tr = blockIdx.x, h = h0 + hh, t = t0 + tr;
-    const int64_t o = h * T + t, r = hh * Tc + tr, K = items.K;
-    if (items.counts[r] > items.cap) {  // uniform over the block
-        const OnTheFly<E> all{q + t * q_stride + h * D, k + h * k_head_stride, items.row_pos, D,
-                              scale};
-        select_row(scores_out, rows_out, pos_out, all, S, o * K, K, Kp, cand);
-        return;
+template <int DP>
+size_t score_tc_smem() {
+    return sizeof(uint16_t) * 2 * kTileK * tc_score_ld(DP);
+}
+
+// Launch bounds of 2 blocks per SM: without a minimum ptxas capped the DP 112 / 128 instances
+// at 168 registers and the filter epilogue spilled 4 bytes.
+template <int DP, typename Epi>
+__global__ void __launch_bounds__(kTileThreads, 2)
+    score_tc_kernel(Epi epi, const float* __restrict__ q, int64_t q_stride,
+                    const uint16_t* __restrict__ k, int64_t k_head_stride, int64_t h0, int64_t t0,
+                    int64_t Tc, int64_t T, int64_t S, int64_t n_tiles, int D, float scale,
+                    int chunk) {
+    constexpr int kLd = tc_score_ld(DP);
+    constexpr int kKs = DP / 16;
+    extern __shared__ uint4 smem_tc[];
+    uint16_t* Ks = reinterpret_cast<uint16_t*>(smem_tc);  // [2][kTileK][kLd]
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int g = lane >> 2, c4 = lane & 3;
+    const int64_t hh = blockIdx.z, h = h0 + hh;
+    const int64_t tq0 = static_cast<int64_t>(blockIdx.y) * kTileQ;  // within the chunk
+    const int64_t u0 = static_cast<int64_t>(blockIdx.x) * kScoreTilesPerBlock;
+    const int64_t u1 = min64(n_tiles, u0 + kScoreTilesPerBlock);
+    const uint16_t* kh = k + h * k_head_stride;
+    // Copies of a stage: rows of D elements in pieces of `chunk` bytes; thread t copies piece
+    // t % per_row of rows t / per_row, + row_step, ...
+    const int per_row = D * 2 / chunk, row_step = kTileThreads / per_row;
+    const int col = (tid % per_row) * (chunk / 2), row0 = tid / per_row;
+    auto load_stage = [&](int stage, int64_t u) {
+        const int64_t j0 = epi.key_tile(u) * kTileK;
+        const int nk = static_cast<int>(min64(kTileK, S - j0));
+        uint16_t* dst = Ks + stage * kTileK * kLd;
+        if (row0 >= row_step) return;  // threads beyond row_step * per_row copy nothing
+        for (int r = row0; r < kTileK; r += row_step) {
+            const bool ok = r < nk;
+            const uint16_t* src = ok ? kh + (j0 + r) * D + col : kh;
+            if (chunk == 16) {
+                mma::cp_async<16>(dst + r * kLd + col, src, ok);
+            } else if (chunk == 8) {
+                mma::cp_async<8>(dst + r * kLd + col, src, ok);
+            } else {
+                mma::cp_async<4>(dst + r * kLd + col, src, ok);
+            }
+        }
+    };
+    if (u0 < u1) load_stage(0, u0);
+    mma::cp_async_commit();
+    if (D < DP) {  // pad columns of both stages (never copied): zero, so 0 * pad adds nothing
+        for (int r = tid; r < 2 * kTileK; r += kTileThreads) {
+            for (int c = D; c < DP; ++c) Ks[r * kLd + c] = 0;
+        }
     }
-    const Filtered src = items.for_row(r, 0, o);
-    select_row(scores_out, rows_out, pos_out, src, src.size(0), o * K, K, Kp, cand);
+    // A fragments: register i of k-step ks holds row g + 8 (i & 1), columns ks * 16 + 8 (i >> 1)
+    // + 2 c4 + {0, 1}; rows past the chunk or T and columns past D are zero.
+    const int64_t t_end = min64(T, t0 + Tc);
+    const int64_t tr_g = tq0 + warp * 16 + g;  // this lane's first row within the chunk
+    uint32_t a[3][kKs][4];
+#pragma unroll
+    for (int ks = 0; ks < kKs; ++ks) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const int64_t t = t0 + tr_g + 8 * (i & 1);
+            const int d = ks * 16 + 8 * (i >> 1) + 2 * c4;
+            float x[2];
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                x[e] = t < t_end && d + e < D ? q[t * q_stride + h * D + d + e] : 0.f;
+            }
+            float p0[2], p1[2], p2[2];
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                p0[e] = attn::round_bf16(x[e]);
+                const float r1 = x[e] - p0[e];
+                p1[e] = attn::round_bf16(r1);
+                p2[e] = attn::round_bf16(r1 - p1[e]);
+            }
+            a[0][ks][i] = mma::pack_bf16(p0[0], p0[1]);
+            a[1][ks][i] = mma::pack_bf16(p1[0], p1[1]);
+            a[2][ks][i] = mma::pack_bf16(p2[0], p2[1]);
+        }
+    }
+    epi.begin(hh, h, tr_g, 8);
+    for (int64_t u = u0; u < u1; ++u) {
+        const int stage = static_cast<int>((u - u0) & 1);
+        if (u + 1 < u1) load_stage(stage ^ 1, u + 1);
+        mma::cp_async_commit();
+        mma::cp_async_wait<1>();  // this thread's copies of stage `stage` are done
+        __syncthreads();          // and everyone's (and the pad columns)
+        const uint16_t* ks_tile = Ks + stage * kTileK * kLd;
+        float c[kTileK / 8][4];
+#pragma unroll
+        for (int nt = 0; nt < kTileK / 8; ++nt) c[nt][0] = c[nt][1] = c[nt][2] = c[nt][3] = 0.f;
+#pragma unroll
+        for (int ks = 0; ks < kKs; ++ks) {
+            // B fragments: key nt * 8 + g, columns ks * 16 + 2 c4 + {0, 1} and + 8.
+            uint32_t b[kTileK / 8][2];
+#pragma unroll
+            for (int nt = 0; nt < kTileK / 8; ++nt) {
+                const uint16_t* kr = ks_tile + (nt * 8 + g) * kLd + ks * 16 + 2 * c4;
+                b[nt][0] = *reinterpret_cast<const uint32_t*>(kr);
+                b[nt][1] = *reinterpret_cast<const uint32_t*>(kr + 8);
+            }
+            // Pieces smallest first; consecutive mma go to the 4 independent accumulators.
+#pragma unroll
+            for (int p = 2; p >= 0; --p) {
+#pragma unroll
+                for (int nt = 0; nt < kTileK / 8; ++nt) mma::mma_bf16_16816(c[nt], a[p][ks], b[nt]);
+            }
+        }
+        const int64_t j0 = epi.key_tile(u) * kTileK;
+        const int nk = static_cast<int>(min64(kTileK, S - j0));
+#pragma unroll
+        for (int nt = 0; nt < kTileK / 8; ++nt) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const int slot = i >> 1;  // row g, then g + 8
+                const int64_t tr = tr_g + 8 * slot;
+                const int key = nt * 8 + 2 * c4 + (i & 1);
+                if (tr < Tc && t0 + tr < T && key < nk) {
+                    epi.put(hh, tr, slot, u, j0, key, c[nt][i] * scale);
+                }
+            }
+        }
+        __syncthreads();  // stage `stage` is read; the next iteration's load may overwrite it
+    }
+}
+
+// The padded head dim the tensor-core scorer uses for D (0: D is not supported).
+int score_tc_dp(int64_t D) {
+    if (D < 2 || D % 2 != 0) return 0;
+    if (D <= 16) return 16;
+    if (D <= 32) return 32;
+    if (D <= 64) return 64;
+    if (D <= 112) return 112;
+    return D <= 128 ? 128 : 0;
+}
+
+// Bytes per cp.async for rows of D bf16 at `k` with head stride k_head_stride (0: none fits).
+int score_tc_chunk(const void* k, int64_t k_head_stride, int64_t D) {
+    const uintptr_t base = reinterpret_cast<uintptr_t>(k);
+    for (int c : {16, 8, 4}) {
+        if ((D * 2) % c == 0 && base % c == 0 && (k_head_stride * 2) % c == 0) return c;
+    }
+    return 0;
+}
+
+// The tile scores of one pass: score_tc_kernel when `tc` (bf16 keys whose rows allow cp.async),
+// else score_kernel.
+struct TileScorer {
+    bool tc;
+    int dp, chunk;
+};
+TileScorer tile_scorer(bool want_tc, DType k_dtype, const void* k, int64_t k_head_stride,
+                       int64_t D) {
+    const int dp = score_tc_dp(D), chunk = score_tc_chunk(k, k_head_stride, D);
+    return {want_tc && k_dtype == DType::kBF16 && dp > 0 && chunk > 0, dp, chunk};
+}
+
+template <typename E, typename Epi>
+void launch_tile_scores(const TileScorer& sc, const Epi& epi, int64_t n_tiles, const float* q,
+                        int64_t q_stride, const E* k, int64_t k_head_stride, int64_t h0, int64_t t0,
+                        int64_t nt, int64_t nh, int64_t T, int64_t S, int64_t D, float scale,
+                        cudaStream_t st) {
+    if constexpr (std::is_same_v<E, __nv_bfloat16>) {
+        if (sc.tc) {
+            if (n_tiles <= 0) return;
+            const dim3 grid(
+                static_cast<unsigned>((n_tiles + kScoreTilesPerBlock - 1) / kScoreTilesPerBlock),
+                static_cast<unsigned>((nt + kTileQ - 1) / kTileQ), static_cast<unsigned>(nh));
+            auto launch = [&](auto dp_tag) {
+                constexpr int DP = decltype(dp_tag)::value;
+                score_tc_kernel<DP, Epi><<<grid, kTileThreads, score_tc_smem<DP>(), st>>>(
+                    epi, q, q_stride, reinterpret_cast<const uint16_t*>(k), k_head_stride, h0, t0,
+                    nt, T, S, n_tiles, static_cast<int>(D), scale, sc.chunk);
+            };
+            switch (sc.dp) {
+                case 16:
+                    launch(std::integral_constant<int, 16>{});
+                    break;
+                case 32:
+                    launch(std::integral_constant<int, 32>{});
+                    break;
+                case 64:
+                    launch(std::integral_constant<int, 64>{});
+                    break;
+                case 112:
+                    launch(std::integral_constant<int, 112>{});
+                    break;
+                default:
+                    launch(std::integral_constant<int, 128>{});
+                    break;
+            }
+            FOT_CUDA_CHECK(cudaGetLastError());
+            return;
+        }
+    }
+    launch_scores<E>(epi, n_tiles, q, q_stride, k, k_head_stride, h0, t0, nt, nh, T, S, D, scale,
+                     st);
 }
 
 struct FilterShape {
@@ -861,16 +1041,20 @@ namespace {
 
 // The filtered path's passes: rows (whole heads, or slices of one head's queries) whose sample
 // scores, or candidate lists, fit the scratch; per pass a sample scoring, a select over it, the
-// filter scoring and the final select.
-void memory_topk_filtered(float* scores, int64_t* rows, int64_t* positions, const float* q,
+// filter scoring and the final select. Returns whether a list overflowed (then the outputs are
+// not the top-k): it waits for the stream to know.
+bool memory_topk_filtered(float* scores, int64_t* rows, int64_t* positions, const float* q,
                           int64_t q_stride, const void* k, DType k_dtype, int64_t k_head_stride,
                           const int64_t* row_pos, int64_t H, int64_t T, int64_t S, int64_t D,
                           int64_t K, float scale, float* scratch, int64_t scratch_floats,
-                          cudaStream_t st, TopkFilterStats* stats) {
+                          cudaStream_t st, TopkFilterStats* stats, const TileScorer& scorer) {
     const FilterShape f = filter_shape(S, K);
     if (stats) stats->cap = f.cap;
     const int64_t stride = f.stride();
-    const int64_t rows_fit = scratch_floats / (stride + 1);
+    // The overflow flag takes the scratch's last float.
+    int* overflow = reinterpret_cast<int*>(scratch + scratch_floats - 1);
+    FOT_CUDA_CHECK(cudaMemsetAsync(overflow, 0, sizeof(int), st));
+    const int64_t rows_fit = (scratch_floats - 1) / (stride + 1);
     int64_t hc, Tc;
     if (rows_fit >= T) {
         hc = std::min(H, rows_fit / T);
@@ -898,11 +1082,13 @@ void memory_topk_filtered(float* scores, int64_t* rows, int64_t* positions, cons
             dispatch_float_dtype(k_dtype, "cuda memory_topk keys", [&](auto* tag) {
                 using E = std::remove_pointer_t<decltype(tag)>;
                 const E* ke = static_cast<const E*>(k);
-                launch_scores<E>(SampleOut{region, nt, f.n_s}, f.sample_tiles, q, q_stride, ke,
-                                 k_head_stride, h0, t0, nt, nh, T, S, D, scale, st);
+                launch_tile_scores<E>(scorer, SampleOut{region, nt, f.n_s}, f.sample_tiles, q,
+                                      q_stride, ke, k_head_stride, h0, t0, nt, nh, T, S, D, scale,
+                                      st);
                 const SampledRows sample{region, row_pos};
-                const FilterAppend append{scores, positions, row_pos, cand_s, cand_r, counts, t0,
-                                          nt,     T,         K,       f.cap,  {},     {}};
+                const FilterAppend append{scores, positions, row_pos, cand_s, cand_r,
+                                          counts, overflow,  t0,      nt,     T,
+                                          K,      f.cap,     {},      {}};
                 const Filtered filtered{scores, rows, cand_s, cand_r, counts, row_pos, K, f.cap, 0};
                 auto selects = [&](auto threads) {
                     constexpr int kThreads = decltype(threads)::value;
@@ -911,11 +1097,10 @@ void memory_topk_filtered(float* scores, int64_t* rows, int64_t* positions, cons
                                nullptr);
                     FOT_CUDA_CHECK(cudaGetLastError());
                     FOT_CUDA_CHECK(cudaMemsetAsync(counts, 0, sizeof(int) * n_rows, st));
-                    launch_scores<E>(append, f.other_tiles, q, q_stride, ke, k_head_stride, h0, t0,
-                                     nt, nh, T, S, D, scale, st);
-                    launch_pdl(filtered_select_kernel<kThreads, E>, grid, kThreads, select_smem, st,
-                               scores, rows, positions, filtered, q, q_stride, ke, k_head_stride,
-                               h0, t0, nt, T, S, static_cast<int>(D), scale, Kp);
+                    launch_tile_scores<E>(scorer, append, f.other_tiles, q, q_stride, ke,
+                                          k_head_stride, h0, t0, nt, nh, T, S, D, scale, st);
+                    launch_pdl(select_kernel<kThreads, Filtered>, grid, kThreads, select_smem, st,
+                               scores, rows, positions, filtered, h0, t0, nt, T, 0, K, Kp, nullptr);
                     FOT_CUDA_CHECK(cudaGetLastError());
                 };
                 if (n_rows <= kFewSelectRows) {
@@ -938,6 +1123,10 @@ void memory_topk_filtered(float* scores, int64_t* rows, int64_t* positions, cons
             }
         }
     }
+    int flag = 0;
+    FOT_CUDA_CHECK(cudaMemcpyAsync(&flag, overflow, sizeof(int), cudaMemcpyDeviceToHost, st));
+    FOT_CUDA_CHECK(cudaStreamSynchronize(st));
+    return flag != 0;
 }
 
 }  // namespace
@@ -949,8 +1138,9 @@ int64_t memory_topk_row_scratch(int64_t S, int64_t K) {
     const int64_t slices = select_slices(std::max<int64_t>(S, 1), K);
     const int64_t score_rows =
         S + (Kp > kSharedTopK ? kCandFloats * Kp : (slices > 1 ? 2 * slices * K : 0));
-    // The filtered path: sample scores or candidates, and a count.
-    const int64_t filtered = S >= 1 && K >= 1 ? filter_shape(S, K).stride() + 1 : 0;
+    // The filtered path: sample scores or candidates, and a count (and the call's overflow
+    // flag).
+    const int64_t filtered = S >= 1 && K >= 1 ? filter_shape(S, K).stride() + 2 : 0;
     return std::max(score_rows, filtered);
 }
 
@@ -973,7 +1163,8 @@ void memory_topk(float* scores, int64_t* rows, int64_t* positions, const float* 
 void memory_topk(float* scores, int64_t* rows, int64_t* positions, const float* q, int64_t q_stride,
                  const void* k, DType k_dtype, int64_t k_head_stride, const int64_t* row_pos,
                  int64_t H, int64_t T, int64_t S, int64_t D, int64_t K, float scale, float* scratch,
-                 int64_t scratch_floats, void* stream, TopkPath path, TopkFilterStats* stats) {
+                 int64_t scratch_floats, void* stream, TopkPath path, TopkFilterStats* stats,
+                 bool tc_scores) {
     FOT_CHECK(K >= 1 && K <= (int64_t{1} << 28), "cuda memory_topk: k=", K, " is out of range");
     FOT_CHECK(H <= 65535, "cuda memory_topk: ", H, " heads exceed the grid limit");
     if (H <= 0 || T <= 0) return;
@@ -989,6 +1180,9 @@ void memory_topk(float* scores, int64_t* rows, int64_t* positions, const float* 
     const int64_t row_floats = memory_topk_row_scratch(S, K);
     FOT_CHECK(scratch != nullptr && scratch_floats >= row_floats, "cuda memory_topk: scratch of ",
               scratch_floats, " floats is below one row (", row_floats, ")");
+    // One scorer for every pass of the call, whatever a pass's size: the paths and scratch
+    // sizes then agree bit for bit.
+    const TileScorer scorer = tile_scorer(tc_scores, k_dtype, k, k_head_stride, D);
     const bool filtered_ok = memory_topk_filtered_supported(S, D, K);
     FOT_CHECK(path != TopkPath::kFiltered || filtered_ok,
               "cuda memory_topk: the filtered path does not take S=", S, ", k=", K,
@@ -999,9 +1193,12 @@ void memory_topk(float* scores, int64_t* rows, int64_t* positions, const float* 
     // warp-serial list sorts.)
     if (path == TopkPath::kFiltered ||
         (path == TopkPath::kAuto && T > kDecodeRows && filtered_ok)) {
-        memory_topk_filtered(scores, rows, positions, q, q_stride, k, k_dtype, k_head_stride,
-                             row_pos, H, T, S, D, K, scale, scratch, scratch_floats, st, stats);
-        return;
+        if (!memory_topk_filtered(scores, rows, positions, q, q_stride, k, k_dtype, k_head_stride,
+                                  row_pos, H, T, S, D, K, scale, scratch, scratch_floats, st, stats,
+                                  scorer)) {
+            return;
+        }
+        path = TopkPath::kScoreRows;  // a list overflowed: the call again, through score rows
     }
     const int Kp = next_pow2(std::min(K, S));  // candidate storage: at most min(K, S)
     const bool shared = Kp <= kSharedTopK;
@@ -1023,10 +1220,10 @@ void memory_topk(float* scores, int64_t* rows, int64_t* positions, const float* 
     const int64_t slices = path == TopkPath::kScoreRowsOneBlock ? 1 : select_slices(S, K);
     float* slice_s = score_rows + hc * Tc * S;
     int32_t* slice_r = reinterpret_cast<int32_t*>(slice_s + hc * Tc * slices * K);
-    // Few queries per head: the lane-per-key scoring kernel over staged rows, when the key
-    // rows allow 8-byte copies.
+    // Few queries in the call (decode): the lane-per-key scoring kernel over staged rows, when the
+    // key rows allow 8-byte copies.
     const int64_t esz = static_cast<int64_t>(dtype_size(k_dtype));
-    const bool decode_scores = Tc <= kDecodeRows && reinterpret_cast<uintptr_t>(k) % 8 == 0 &&
+    const bool decode_scores = T <= kDecodeRows && reinterpret_cast<uintptr_t>(k) % 8 == 0 &&
                                (D * esz) % 8 == 0 && (k_head_stride * esz) % 8 == 0;
     for (int64_t h0 = 0; h0 < H; h0 += hc) {
         const int64_t nh = std::min(hc, H - h0);
@@ -1054,9 +1251,9 @@ void memory_topk(float* scores, int64_t* rows, int64_t* positions, const float* 
                     }
                     return;
                 }
-                launch_scores<E>(RowsOut{score_rows, nt, S}, (S + kTileK - 1) / kTileK, q, q_stride,
-                                 static_cast<const E*>(k), k_head_stride, h0, t0, nt, nh, T, S, D,
-                                 scale, st);
+                launch_tile_scores<E>(scorer, RowsOut{score_rows, nt, S}, (S + kTileK - 1) / kTileK,
+                                      q, q_stride, static_cast<const E*>(k), k_head_stride, h0, t0,
+                                      nt, nh, T, S, D, scale, st);
             });
             FOT_CUDA_CHECK(cudaGetLastError());
             const dim3 grid(static_cast<unsigned>(nt), static_cast<unsigned>(nh));

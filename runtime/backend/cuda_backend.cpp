@@ -831,6 +831,12 @@ void CudaBackend::memory_topk(TensorView scores, TensorView rows, TensorView pos
     float* sc = static_cast<float*>(scratch(*topk_scratch_, want * sizeof(float)));
     const int64_t avail = static_cast<int64_t>(topk_scratch_->bytes / sizeof(float));
     static const kc::TopkPath path = topk_path_from_env();
+    // FOT_CUDA_TOPK_TC=0: prefill scores of bf16 keys on the fp32 tile kernel instead of the
+    // tensor cores (benchmark comparisons; scores differ by fp32 rounding).
+    static const bool tc_scores = [] {
+        const char* e = std::getenv("FOT_CUDA_TOPK_TC");
+        return !(e && std::string(e) == "0");
+    }();
     // A forced filtered path falls back to score rows where it does not apply (K > 1024 or
     // fewer than 4K sampled keys).
     const kc::TopkPath use =
@@ -839,7 +845,7 @@ void CudaBackend::memory_topk(TensorView scores, TensorView rows, TensorView pos
             : path;
     kc::memory_topk(scores.as<float>(), rows.as<int64_t>(), positions.as<int64_t>(), q.as<float>(),
                     row_width(q), k.data, k.dtype, k.shape[1] * D, row_pos.as<int64_t>(), H, T, S,
-                    D, K, scale, sc, avail, stream_, use);
+                    D, K, scale, sc, avail, stream_, use, nullptr, tc_scores);
 }
 
 void CudaBackend::topk_threshold(TensorView thr_score, TensorView thr_pos, TensorView scores,

@@ -159,7 +159,7 @@ class CudaTopkPaths : public CudaBackendTest {
         std::vector<int64_t> r, p;
     };
     Result run(const TopkPathCase& c, kernels::cuda::TopkPath path, int64_t scratch_rows,
-               kernels::cuda::TopkFilterStats* stats = nullptr) {
+               kernels::cuda::TopkFilterStats* stats = nullptr, bool tc_scores = true) {
         const int64_t H = c.H, T = c.T, S = c.S, D = c.D, K = c.K;
         std::vector<float> kv = random_floats(H * S * D, 60, -1.f, 1.f);
         if (c.ties) {
@@ -172,10 +172,10 @@ class CudaTopkPaths : public CudaBackendTest {
                ps = gpu_->alloc(DType::kI64, {H, T, K});
         const int64_t row = kernels::cuda::memory_topk_row_scratch(S, K);
         Buffer scratch = gpu_->alloc(DType::kF32, {scratch_rows * row});
-        kernels::cuda::memory_topk(sc.as<float>(), rw.as<int64_t>(), ps.as<int64_t>(),
-                                   q.as<float>(), H * D, k.data(), c.dtype, S * D,
-                                   pos.as<int64_t>(), H, T, S, D, K, 0.2f, scratch.as<float>(),
-                                   scratch_rows * row, gpu_->stream().handle, path, stats);
+        kernels::cuda::memory_topk(
+            sc.as<float>(), rw.as<int64_t>(), ps.as<int64_t>(), q.as<float>(), H * D, k.data(),
+            c.dtype, S * D, pos.as<int64_t>(), H, T, S, D, K, 0.2f, scratch.as<float>(),
+            scratch_rows * row, gpu_->stream().handle, path, stats, tc_scores);
         return {gpu_f32(sc), fetch_i64(*gpu_, rw.view()), fetch_i64(*gpu_, ps.view())};
     }
 };
@@ -296,6 +296,60 @@ TEST_F(CudaTopkPaths, FilteredGivesTheScoreRowsResultBitForBit) {
     EXPECT_TRUE(kernels::cuda::memory_topk_filtered_supported(3000, 100, 96));
     EXPECT_THROW(run({1, 12, 3000, 16, 128, DType::kF32, false, {}}, TopkPath::kFiltered, 12),
                  Error);
+}
+
+TEST_F(CudaTopkPaths, TensorCoreScoresAreFp32Accurate) {
+    // Prefill passes over bf16 keys score on the tensor cores (q in three bf16 pieces, fp32
+    // accumulation). Against the fp32 tile kernel: the same selection, and scores about as
+    // close to the exact ones (in double) as the fp32 kernel's own: the largest error at most 4x
+    // the fp32 kernel's largest (under the emulator 0.8-1.5x: 6e-8 to 8e-7 relative; a GPU's
+    // accumulator may round less well) and below 1e-5 relative (the conformance tolerance); but
+    // not the same bits everywhere (the tensor-core path ran). Cases: head dims 100 (padded to
+    // 112), 128, 16 and 30 (4-byte copies), partial query and key tiles, both prefill paths.
+    using kernels::cuda::TopkPath;
+    const std::vector<TopkPathCase> cases = {
+        {2, 70, 3000, 100, 64, DType::kBF16, false},
+        {1, 20, 1000, 128, 16, DType::kBF16, false},
+        {1, 12, 700, 16, 8, DType::kBF16, false},
+        {1, 9, 500, 30, 8, DType::kBF16, false},
+    };
+    for (const TopkPathCase& c : cases) {
+        const int64_t H = c.H, T = c.T, S = c.S, D = c.D, K = c.K;
+        // run()'s inputs: keys stored in bf16, queries in f32.
+        std::vector<float> kv = random_floats(H * S * D, 60, -1.f, 1.f);
+        for (float& x : kv) x = round_bf16(x);
+        const std::vector<float> qv = random_floats(T * H * D, 61);
+        for (TopkPath path : {TopkPath::kScoreRows, TopkPath::kFiltered}) {
+            SCOPED_TRACE(::testing::Message() << "H" << H << " T" << T << " S" << S << " D" << D
+                                              << " K" << K << " path " << static_cast<int>(path));
+            ASSERT_TRUE(kernels::cuda::memory_topk_filtered_supported(S, D, K));
+            const Result tc = run(c, path, H * T, nullptr, true);
+            const Result fp = run(c, path, H * T, nullptr, false);
+            ASSERT_EQ(tc.r, fp.r);
+            ASSERT_EQ(tc.p, fp.p);
+            double tc_err = 0, fp_err = 0;
+            int64_t differ = 0;
+            for (int64_t h = 0; h < H; ++h) {
+                for (int64_t t = 0; t < T; ++t) {
+                    for (int64_t i = 0; i < K; ++i) {
+                        const int64_t o = (h * T + t) * K + i, r = tc.r[o];
+                        double exact = 0;
+                        for (int64_t d = 0; d < D; ++d) {
+                            exact += double(qv[t * H * D + h * D + d]) * kv[(h * S + r) * D + d];
+                        }
+                        exact *= 0.2f;  // run()'s scale
+                        const double mag = std::max(1.0, std::fabs(exact));
+                        tc_err = std::max(tc_err, std::fabs(tc.s[o] - exact) / mag);
+                        fp_err = std::max(fp_err, std::fabs(fp.s[o] - exact) / mag);
+                        differ += fetch_bits({tc.s[o]}) != fetch_bits({fp.s[o]});
+                    }
+                }
+            }
+            EXPECT_LE(tc_err, std::max(4 * fp_err, 1e-7)) << "fp32 kernel's error " << fp_err;
+            EXPECT_LT(tc_err, 1e-5);
+            EXPECT_GT(differ, 0) << "the same bits as the fp32 kernel: did the tensor cores run?";
+        }
+    }
 }
 
 TEST_F(CudaBackendTest, TopkOnAnUnallocatedShardLeavesThePartialAlone) {
