@@ -231,8 +231,8 @@ TEST_F(CudaTopkPaths, FilteredGivesTheScoreRowsResultBitForBit) {
     // position bit for bit. Cases: partial query tiles, a partial last sampled tile (1037 keys),
     // samples of exactly 4K keys (2007), K 1000 (a 1024-slot sort), D 16-128 in f32/bf16/f16,
     // every score tied (the order is the positions'; K 16 keeps 156 of the others), lists that
-    // overflow (ties at K 4: 152 keys beat the bound, the cap is 32K = 128, so every row is
-    // selected over all keys scored on the fly), and passes of whole heads, 65 rows, 5, 3 or 1.
+    // overflow (ties at K 4: 152 keys beat the bound, the cap is 32K = 128, so the call is redone
+    // through score rows), and passes of whole heads, 65 rows, 5, 3 or 1.
     using kernels::cuda::TopkPath;
     const std::vector<TopkPathCase> cases = {
         {2, 70, 3000, 100, 64, DType::kBF16, false, {65}},
