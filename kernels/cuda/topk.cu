@@ -945,6 +945,7 @@ __global__ void __launch_bounds__(kSmallThreads)
 
 // ---- attention over the selected candidates ----------------------------------------------------
 constexpr int kSelChunk = 1024;  // candidates staged in shared memory at a time
+constexpr int kSelBatch = 8;     // value rows loaded before they are summed
 
 // One block per (h, t); thread d owns output dim d (D <= blockDim.x). Pass 1 finds the new
 // running max over the passing candidates; then chunks of candidates are staged (weight,
@@ -998,11 +999,26 @@ __global__ void __launch_bounds__(kSmallThreads)
             p[i] = ok ? expf(scores[base + c0 + i] - m_new) : 0.f;
         }
         __syncthreads();
-        for (int64_t i = 0; i < nc; ++i) {
-            if (vrow[i] < 0) continue;
-            if (d < D) a += p[i] * to_f32(vh[vrow[i] * D + d]);
+        // kSelBatch value rows in flight before they are summed (in slot order, as before): one
+        // block per (h, t) is few blocks in decode (32 on 132 SMs), and a load-then-add per
+        // candidate waited one memory round trip per candidate.
+        auto fold = [&](int64_t i, float v) {
+            if (vrow[i] < 0) return;
+            if (d < D) a += p[i] * v;
             if (threadIdx.x == 0) l += p[i];
+        };
+        int64_t i = 0;
+        for (; i + kSelBatch <= nc; i += kSelBatch) {
+            float v[kSelBatch];
+#pragma unroll
+            for (int u = 0; u < kSelBatch; ++u) {
+                const int64_t r = vrow[i + u];
+                v[u] = r >= 0 && d < D ? to_f32(vh[r * D + d]) : 0.f;
+            }
+#pragma unroll
+            for (int u = 0; u < kSelBatch; ++u) fold(i + u, v[u]);
         }
+        for (; i < nc; ++i) fold(i, vrow[i] >= 0 && d < D ? to_f32(vh[vrow[i] * D + d]) : 0.f);
     }
     if (d < D) st[d] = a;
     if (threadIdx.x == 0) {
