@@ -943,6 +943,46 @@ __global__ void __launch_bounds__(kSmallThreads)
     }
 }
 
+// One rank (R == 1, every decode step without memory parallelism): the K-th best of K items is
+// the worst real one when all K are real, else nothing is cut. One warp per (h, t) row finds
+// it in one pass instead of a block's radix passes (32 rows in decode: a latency, not a load).
+constexpr int kThresholdWarps = 4;
+__global__ void __launch_bounds__(kThresholdWarps * 32)
+    threshold_one_rank_kernel(float* thr_score, int64_t* thr_pos, const float* __restrict__ scores,
+                              const int64_t* __restrict__ positions, int64_t rows, int64_t K) {
+    pdl_start();
+    const int lane = threadIdx.x & 31;
+    const int64_t row = static_cast<int64_t>(blockIdx.x) * kThresholdWarps + (threadIdx.x >> 5);
+    if (row >= rows) return;  // warp-uniform; no block barrier follows
+    // The largest (worst) key of the real items; (0, 0) is below every key.
+    int64_t n = 0;
+    uint32_t ws = 0;
+    uint64_t wp = 0;
+    for (int64_t c = lane; c < K; c += 32) {
+        const int64_t p = positions[row * K + c];
+        if (p < 0) continue;
+        const uint32_t sk = score_key(scores[row * K + c]);
+        ++n;
+        if (key_less(ws, wp, sk, static_cast<uint64_t>(p))) {
+            ws = sk;
+            wp = static_cast<uint64_t>(p);
+        }
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        n += __shfl_xor_sync(0xffffffffu, n, o);
+        const uint32_t os = __shfl_xor_sync(0xffffffffu, ws, o);
+        const uint64_t op = __shfl_xor_sync(0xffffffffu, wp, o);
+        if (key_less(ws, wp, os, op)) {
+            ws = os;
+            wp = op;
+        }
+    }
+    if (lane == 0) {
+        thr_score[row] = n == K ? score_from_key(ws) : kNegInf;
+        thr_pos[row] = n == K ? static_cast<int64_t>(wp) : INT64_MAX;
+    }
+}
+
 // ---- attention over the selected candidates ----------------------------------------------------
 constexpr int kSelChunk = 1024;  // candidates staged in shared memory at a time
 constexpr int kSelBatch = 8;     // value rows loaded before they are summed
@@ -1308,6 +1348,15 @@ void topk_threshold(float* thr_score, int64_t* thr_pos, const float* scores,
                     void* stream) {
     FOT_CHECK(H <= 65535, "cuda topk_threshold: ", H, " heads exceed the grid limit");
     if (H <= 0 || T <= 0) return;
+    if (R == 1) {
+        const int64_t rows = H * T;
+        launch_pdl(threshold_one_rank_kernel,
+                   dim3(static_cast<unsigned>((rows + kThresholdWarps - 1) / kThresholdWarps)),
+                   kThresholdWarps * 32, 0, as_stream(stream), thr_score, thr_pos, scores,
+                   positions, rows, K);
+        FOT_CUDA_CHECK(cudaGetLastError());
+        return;
+    }
     const dim3 grid(static_cast<unsigned>(T), static_cast<unsigned>(H));
     launch_pdl(threshold_kernel, grid, kSmallThreads, 0, as_stream(stream), thr_score, thr_pos,
                scores, positions, R, H, T, K);

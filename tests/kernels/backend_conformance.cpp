@@ -1297,33 +1297,36 @@ TEST_P(BackendOps, TopkThresholdIsExact) {
     const int64_t H = 2, T = 3;
     for (int64_t R : {1, 3}) {
         for (int64_t K : {1, 8, 128}) {
-            SCOPED_TRACE(::testing::Message() << "R=" << R << " K=" << K);
-            const int64_t n = R * H * T * K;
-            // Few distinct scores (many ties), unique positions, some absent candidates and
-            // one (h, t) with fewer than K real candidates.
-            auto sv = random_floats(n, 60, -2.f, 2.f);
-            std::vector<int64_t> pv(n);
-            std::iota(pv.begin(), pv.end(), int64_t{0});
-            std::mt19937 rng(61);
-            std::shuffle(pv.begin(), pv.end(), rng);
-            for (int64_t i = 0; i < n; ++i) {
-                sv[i] = std::round(sv[i] * 4.f) / 4.f;
-                const int64_t ht = (i / K) % (H * T);
-                if (i % 5 == 3 || (ht == 4 && i % K != 0)) {
-                    sv[i] = -kInf;
-                    pv[i] = -1;
+            for (bool holes : {true, false}) {
+                SCOPED_TRACE(::testing::Message() << "R=" << R << " K=" << K << " holes " << holes);
+                const int64_t n = R * H * T * K;
+                // Few distinct scores (many ties), unique positions, one (h, t) with fewer than K
+                // real candidates and (holes) absent candidates everywhere. Without holes one
+                // rank's rows have K real candidates: the threshold is their worst.
+                auto sv = random_floats(n, 60, -2.f, 2.f);
+                std::vector<int64_t> pv(n);
+                std::iota(pv.begin(), pv.end(), int64_t{0});
+                std::mt19937 rng(61);
+                std::shuffle(pv.begin(), pv.end(), rng);
+                for (int64_t i = 0; i < n; ++i) {
+                    sv[i] = std::round(sv[i] * 4.f) / 4.f;
+                    const int64_t ht = (i / K) % (H * T);
+                    if ((holes && i % 5 == 3) || (ht == 4 && i % K != 0)) {
+                        sv[i] = -kInf;
+                        pv[i] = -1;
+                    }
                 }
+                Buffer s = make_buffer(be(), kF32, {R, H, T, K}, sv);
+                Buffer p = make_i64_buffer(be(), {R, H, T, K}, pv);
+                Buffer ts = be().alloc(kF32, {H, T});
+                Buffer tp = be().alloc(DType::kI64, {H, T});
+                be().topk_threshold(ts.view(), tp.view(), s.view(), p.view());
+                std::vector<float> want_s;
+                std::vector<int64_t> want_p;
+                naive::topk_threshold(sv, pv, R, H, T, K, &want_s, &want_p);
+                EXPECT_TRUE(all_close(fetch(be(), ts), want_s, kBitExact));
+                EXPECT_EQ(fetch_i64(be(), tp.view()), want_p);
             }
-            Buffer s = make_buffer(be(), kF32, {R, H, T, K}, sv);
-            Buffer p = make_i64_buffer(be(), {R, H, T, K}, pv);
-            Buffer ts = be().alloc(kF32, {H, T});
-            Buffer tp = be().alloc(DType::kI64, {H, T});
-            be().topk_threshold(ts.view(), tp.view(), s.view(), p.view());
-            std::vector<float> want_s;
-            std::vector<int64_t> want_p;
-            naive::topk_threshold(sv, pv, R, H, T, K, &want_s, &want_p);
-            EXPECT_TRUE(all_close(fetch(be(), ts), want_s, kBitExact));
-            EXPECT_EQ(fetch_i64(be(), tp.view()), want_p);
         }
     }
 }
