@@ -842,18 +842,29 @@ TEST_F(CudaBackendTest, TheAddRmsNormEpilogueNeedsItsTicketBarrier) {
 // The same for the top-k scoring kernel's barriers (the filtered path runs it twice, sampling
 // and filtering; the score-rows path once).
 TEST_F(CudaTopkPaths, EveryBarrierOfTheTopkScoringKernelIsNeeded) {
+    // The fp32 tile kernel (f32 keys) and the tensor-core one (bf16 keys: its stages arrive by
+    // cp.async, and the next tile's copy overwrites the stage read two tiles before).
     using kernels::cuda::TopkPath;
     const std::string rel = "kernels/cuda/topk.cu";
-    const std::vector<int> lines = barrier_lines(rel, "score_kernel(Epi epi", "struct RowsOut {");
-    ASSERT_EQ(lines.size(), 2u) << "expected the two barriers of the key-tile loop in " << rel;
-    const TopkPathCase c{1, 64, 1100, 64, 16, DType::kF32, false, {}};
-    const Result want = run(c, TopkPath::kScoreRowsOneBlock, c.T);
-    ASSERT_EQ(run(c, TopkPath::kFiltered, c.T).r, want.r) << "the intact kernel";
-    for (int line : lines) {
-        expect_barrier_needed(rel, line, [&] {
-            const Result got = run(c, TopkPath::kFiltered, c.T);
-            return got.r != want.r || fetch_bits(got.s) != fetch_bits(want.s);
-        });
+    struct Kernel {
+        const char *begin, *end;
+        DType dtype;
+    };
+    for (const Kernel& kern :
+         {Kernel{"score_kernel(Epi epi", "struct RowsOut {", DType::kF32},
+          Kernel{"score_tc_kernel(Epi epi", "int score_tc_dp(", DType::kBF16}}) {
+        SCOPED_TRACE(kern.begin);
+        const std::vector<int> lines = barrier_lines(rel, kern.begin, kern.end);
+        ASSERT_EQ(lines.size(), 2u) << "expected the two barriers of the key-tile loop in " << rel;
+        const TopkPathCase c{1, 64, 1100, 64, 16, kern.dtype, false, {}};
+        const Result want = run(c, TopkPath::kScoreRowsOneBlock, c.T);
+        ASSERT_EQ(run(c, TopkPath::kFiltered, c.T).r, want.r) << "the intact kernel";
+        for (int line : lines) {
+            expect_barrier_needed(rel, line, [&] {
+                const Result got = run(c, TopkPath::kFiltered, c.T);
+                return got.r != want.r || fetch_bits(got.s) != fetch_bits(want.s);
+            });
+        }
     }
 }
 
