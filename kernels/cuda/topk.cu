@@ -687,13 +687,14 @@ struct Filtered {
 
 // ---- tensor-core scores (bf16 keys) -------------------------------------------------------------
 // The tiled scores on the tensor cores, fp32-accurate: each query value is split into three bf16
-// pieces, q = q0 + q1 + q2 + e with |e| <= 2^-24 |q| (q0 = bf16(q), q1 = bf16(q - q0), q2 =
+// pieces, q = q0 + q1 + q2 + e with |e| <= 2^-27 |q| (q0 = bf16(q), q1 = bf16(q - q0), q2 =
 // bf16(q - q0 - q1); every difference is exact in fp32), and each piece is multiplied by the
 // bf16 keys with mma.sync m16n8k16 (exact products, fp32 accumulation; q2, q1, q0 in that order
 // per k-step). The scores differ from score_kernel's fmaf chain only by accumulation rounding
-// (~1e-7 relative; the conformance tolerance for scores is 1e-5), at ~3 bf16 mma per product
-// instead of one fp32 FMA: on an H200 the fp32 tile kernel was the bulk of a filtered top-k
-// prefill. Same blocks as score_kernel: 128 threads, 64 queries (a warp's 16 rows are its
+// (under the emulator both are within 1e-6 relative of the exact score; the conformance
+// tolerance for scores is 1e-5), at ~3 bf16 mma per product instead of one fp32 FMA: with the
+// filtered path the fp32 tile kernel would be the bulk of a top-k prefill (an estimate, ~1.6e14
+// FLOP at 128k: 3-5 s at its ~33-50 TFLOP/s). Same blocks as score_kernel: 128 threads, 64 queries (a warp's 16 rows are its
 // m-tile), logical tiles of kTileK keys mapped by the epilogue, keys double-buffered through
 // cp.async. A lane holds its rows' A fragments of all three pieces (3 x DP / 16 x 4 registers).
 constexpr int tc_score_ld(int DP) {
