@@ -29,7 +29,8 @@
 #   ncu        when Nsight Compute is there: SpeedOfLight and Occupancy of the first decode
 #              step's GEMVs (layers 0-1: q|k|v, o, gate|up with SiLU-mul, down), of its
 #              top-k scoring launches (fast top-k 16k) and, with pipe use and warp stalls, of
-#              two tensor-core attention launches of a 16k prefill
+#              two tensor-core attention launches of a 16k prefill and two launches of the
+#              top-k prefill's tensor-core scorer
 #
 # Where the binaries come from:
 #   - default: configure and build build-gpu-check/ here with -DFOT_CUDA=ON (needs fotrt's
@@ -207,13 +208,16 @@ if [ -x "$ncu_bin" ] || [ "$dry_run" = 1 ]; then
     ncu_run="$ncu_bin --section SpeedOfLight --section Occupancy"
     ncu_app="$bench_bin --precision fast --retrieval topk --k 128 --lengths 16k --decode-steps 1 --no-ceilings"
     # Prefill attention: two tensor-core launches of a 16k prefill past its first windows
-    # (local and memory attention over >= 4k keys), with the pipes' use and the warps' stalls.
+    # (local and memory attention over >= 4k keys), with the pipes' use and the warps' stalls;
+    # the same for two launches of the top-k prefill's tensor-core scorer (sample, filter).
     ncu_attn="$ncu_run --section ComputeWorkloadAnalysis --section WarpStateStats"
     ncu_attn_app="$bench_bin --precision fast --retrieval dense --lengths 16k --decode-steps 1 --no-ceilings"
     add_step ncu 150 ncu.log "rc=0; $ncu_run --kernel-name regex:gemv_kernel --launch-skip 1" \
         "--launch-count 8 $ncu_app || rc=1; $ncu_run --kernel-name regex:score_decode_kernel" \
         "--launch-count 3 $ncu_app || rc=1; $ncu_attn --kernel-name regex:attn_tc_kernel" \
-        "--launch-skip 60 --launch-count 2 $ncu_attn_app || rc=1; exit \$rc"
+        "--launch-skip 60 --launch-count 2 $ncu_attn_app || rc=1; $ncu_attn" \
+        "--kernel-name regex:score_tc_kernel --launch-skip 20 --launch-count 2 $ncu_app || rc=1;" \
+        "exit \$rc"
 fi
 
 if [ "$dry_run" = 1 ]; then
