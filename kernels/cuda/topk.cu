@@ -131,32 +131,51 @@ __device__ bool block_radix_kth(int64_t n, int64_t k, ScoreF valid_score, PosF p
             }
         }
         __syncthreads();
-        if (threadIdx.x == 0) {
-            int64_t total = 0;
-            if (pass == 0) {
-                for (int b = 0; b < 256; ++b) total += sm.hist[b];
+        // The bin that holds the krem-th item: warp 0 scans the 256 counts, 8 per lane, with a
+        // warp prefix sum (one lane walking all 256 took ~1 us per pass with the block idle).
+        // Same bin and count as a serial walk: the sums are integers.
+        if (threadIdx.x < 32) {
+            unsigned v[8], sum = 0;
+#pragma unroll
+            for (int b = 0; b < 8; ++b) {
+                v[b] = sm.hist[lane * 8 + b];
+                sum += v[b];
             }
+            unsigned incl = sum;  // counts of bins [0, lane * 8 + 8)
+#pragma unroll
+            for (int o = 1; o < 32; o <<= 1) {
+                const unsigned t = __shfl_sync(0xffffffffu, incl, lane - o);
+                if (lane >= o) incl += t;
+            }
+            const int64_t total = __shfl_sync(0xffffffffu, incl, 31);
+            const int64_t krem = sm.krem;
             if (pass == 0 && total < k) {
-                sm.state = 2;
+                if (lane == 0) sm.state = 2;
             } else {
-                int64_t cum = 0;
-                int chosen = 255;
-                for (int b = 0; b < 256; ++b) {
-                    if (cum + sm.hist[b] >= sm.krem) {
-                        chosen = b;
-                        break;
+                // The first lane whose bins reach krem (none: the last, as the walk ends on 255).
+                const unsigned reach =
+                    __ballot_sync(0xffffffffu, static_cast<int64_t>(incl) >= krem);
+                const int owner = reach ? __ffs(reach) - 1 : 31;
+                if (lane == owner) {
+                    int64_t cum = static_cast<int64_t>(incl) - sum;
+                    int chosen = 255;
+                    for (int b = 0; b < 8; ++b) {
+                        if (cum + v[b] >= krem) {
+                            chosen = lane * 8 + b;
+                            break;
+                        }
+                        cum += v[b];
                     }
-                    cum += sm.hist[b];
+                    sm.krem = krem - cum;
+                    if (score_pass) {
+                        sm.sprefix |= static_cast<uint32_t>(chosen) << shift;
+                        sm.smask |= 255u << shift;
+                    } else {
+                        sm.pprefix |= static_cast<uint64_t>(chosen) << shift;
+                        sm.pmask |= uint64_t{255} << shift;
+                    }
+                    if (sm.hist[chosen] == 1) sm.state = 1;
                 }
-                sm.krem -= cum;
-                if (score_pass) {
-                    sm.sprefix |= static_cast<uint32_t>(chosen) << shift;
-                    sm.smask |= 255u << shift;
-                } else {
-                    sm.pprefix |= static_cast<uint64_t>(chosen) << shift;
-                    sm.pmask |= uint64_t{255} << shift;
-                }
-                if (sm.hist[chosen] == 1) sm.state = 1;
             }
         }
         __syncthreads();
@@ -694,9 +713,10 @@ struct Filtered {
 // (under the emulator both are within 1e-6 relative of the exact score; the conformance
 // tolerance for scores is 1e-5), at ~3 bf16 mma per product instead of one fp32 FMA: with the
 // filtered path the fp32 tile kernel would be the bulk of a top-k prefill (an estimate, ~1.6e14
-// FLOP at 128k: 3-5 s at its ~33-50 TFLOP/s). Same blocks as score_kernel: 128 threads, 64 queries (a warp's 16 rows are its
-// m-tile), logical tiles of kTileK keys mapped by the epilogue, keys double-buffered through
-// cp.async. A lane holds its rows' A fragments of all three pieces (3 x DP / 16 x 4 registers).
+// FLOP at 128k: 3-5 s at its ~33-50 TFLOP/s). Same blocks as score_kernel: 128 threads, 64 queries
+// (a warp's 16 rows are its m-tile), logical tiles of kTileK keys mapped by the epilogue, keys
+// double-buffered through cp.async. A lane holds its rows' A fragments of all three pieces (3 x DP
+// / 16 x 4 registers).
 constexpr int tc_score_ld(int DP) {
     return DP + 8;  // bf16 per shared-memory key row: B-fragment loads are conflict-free
 }
