@@ -9,9 +9,11 @@
 // large device-to-device copy (bytes read + written). Timings use the host clock around
 // CudaBackend::synchronize(), after a warm-up forward. Per-phase tables (GEMMs, local
 // attention, memory attention, top-k, collectives, other) come from CUDA events around each
-// backend op (CudaBackend::set_profiling) with analytic FLOP/byte counts per op; the prefill
+// backend op (CudaBackend::set_profiling) with analytic FLOP/byte counts per op, each followed
+// by the same interval per op (what "other" is made of); the prefill
 // is timed with profiling on (its ops are milliseconds long), decode ms/token without it
-// and its phase table from a second, profiled set of steps.
+// (so with step graphs, unless FOT_CUDA_GRAPH=0) and its phase table from a second, profiled
+// set of steps (ordinary launches: profiling turns step graphs off).
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -243,6 +245,22 @@ void print_phases(const char* what, const PhaseStats& ph, double wall_s, double 
     std::fflush(stdout);
 }
 
+// The same interval per backend op, most time first: what each phase, "other" above all, is
+// made of.
+void print_ops(const std::vector<OpStat>& ops, double steps) {
+    double total = 0;
+    for (const OpStat& o : ops) total += o.stat.seconds;
+    std::printf("    | op | phase | calls | s | %% | GB/s |\n    |---|---|---|---|---|---|\n");
+    for (const OpStat& o : ops) {
+        const PhaseStat& p = o.stat;
+        std::printf("    | %s | %s | %lld | %.4f | %.1f | %.0f |\n", o.op.c_str(),
+                    phase_name(o.phase), static_cast<long long>(p.calls), p.seconds / steps,
+                    total > 0 ? 100.0 * p.seconds / total : 0.0,
+                    p.seconds > 0 ? p.bytes / p.seconds / 1e9 : 0.0);
+    }
+    std::fflush(stdout);
+}
+
 struct Ceilings {
     double tflops = 0, gbps = 0;
 };
@@ -354,10 +372,12 @@ int run(const Options& o) {
         forward(ids);
         const double ps = t.seconds();
         const PhaseStats prefill_phases = backend.take_phase_stats();
+        const std::vector<OpStat> prefill_ops = backend.op_stats();
         backend.set_profiling(false);
         const double pf = prefill_flops(mc, o.lcl, n);
         // Decode: greedy steps from the prefill's last logits.
         double bytes = 0, flops = 0;
+        const int64_t graphs_before = backend.graph_launches();
         Timer d;
         for (int64_t s = 0; s < o.decode_steps; ++s) {
             const int32_t next =
@@ -378,6 +398,9 @@ int run(const Options& o) {
         }
         const double ds = d.seconds();
         const double steps = static_cast<double>(std::max<int64_t>(o.decode_steps, 1));
+        // Step graphs (CudaBackend::graph_begin): 0 when FOT_CUDA_GRAPH=0 or a capture failed.
+        const double graphs_per_step =
+            static_cast<double>(backend.graph_launches() - graphs_before) / steps;
         // A few more steps with profiling on, for the decode phase table.
         const int64_t prof_steps = std::min<int64_t>(8, std::max<int64_t>(o.decode_steps, 1));
         backend.set_profiling(true);
@@ -388,17 +411,20 @@ int run(const Options& o) {
         }
         const double dps = dp.seconds();
         const PhaseStats decode_phases = backend.take_phase_stats();
+        const std::vector<OpStat> decode_ops = backend.op_stats();
         backend.set_profiling(false);
         rows.push_back({n, ps, pf / ps / 1e12, 1e3 * ds / steps, bytes / ds / 1e9,
                         flops / ds / 1e12, seq.memory_tokens()});
         std::printf(
             "  n=%-7lld prefill %8.3f s  %7.1f TFLOP/s | decode %8.3f ms/token  "
-            "%7.1f GB/s (memory %lld tokens)\n",
+            "%7.1f GB/s (memory %lld tokens; %.1f graph launches per token)\n",
             (long long)n, ps, rows.back().prefill_tflops, rows.back().decode_ms,
-            rows.back().decode_gbps, (long long)seq.memory_tokens());
+            rows.back().decode_gbps, (long long)seq.memory_tokens(), graphs_per_step);
         print_phases("prefill", prefill_phases, ps, 1);
+        print_ops(prefill_ops, 1);
         print_phases("decode (profiled steps)", decode_phases, dps,
                      static_cast<double>(prof_steps));
+        print_ops(decode_ops, static_cast<double>(prof_steps));
     }
     const double peak_mem = static_cast<double>(backend.peak_allocated_bytes());
 

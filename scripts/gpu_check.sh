@@ -16,10 +16,12 @@
 #              tests (kernels_backend_conformance_cuda, filtered by FOT_SANITIZE_FILTER)
 #   bench      fot_gpu_bench, 3B shape: fast dense prefill 16k/64k/128k and decode after each,
 #              exact dense 16k, fast top-k (k 128) 16k and 64k, fast dense 16k again with
-#              FOT_CUDA_PDL=0, with FOT_CUDA_GEMV_SPLIT=1 and with FOT_CUDA_GEMV_NORM=0,
+#              FOT_CUDA_PDL=0, FOT_CUDA_GRAPH=0, with FOT_CUDA_GEMV_SPLIT=1 and with
+#              FOT_CUDA_GEMV_NORM=0,
 #              top-k 64k again with FOT_CUDA_TOPK=rows-one-block, FOT_CUDA_TOPK=rows and
 #              FOT_CUDA_TOPK_TC=0,
-#              fast dense 64k again with FOT_CUDA_ATTN_MT=1 (the ordinary launches, the GEMV
+#              fast dense 64k again with FOT_CUDA_ATTN_MT=1 (the ordinary launches, no step
+#              graphs, the GEMV
 #              without split-K, the add + RMSNorm as a launch of its own, the one-block top-k
 #              select, the score-rows top-k prefill instead of the filtered one, fp32 top-k
 #              scores instead of the tensor cores and the
@@ -169,7 +171,8 @@ for tool in memcheck racecheck synccheck initcheck; do
 done
 bench_cmd="rc=0;"
 for r in "${bench_runs[@]}"; do bench_cmd="$bench_cmd $bench_bin $r || rc=1;"; done
-# Decode at 16k with programmatic dependent launch off (kernels/cuda/pdl.cuh), and with the
+# Decode at 16k with programmatic dependent launch off (kernels/cuda/pdl.cuh), with step
+# graphs off (FOT_CUDA_GRAPH=0: every op its own launches, ~170 per token), and with the
 # decode GEMV one warp per row pair over all of K (FOT_CUDA_GEMV_SPLIT=1, session 9's kernel),
 # and with the residual add + RMSNorm after o_proj / down_proj as launches of their own
 # (FOT_CUDA_GEMV_NORM=0), against the first run's 16k decode; top-k at 64k with one select block per row
@@ -183,6 +186,8 @@ for r in "${bench_runs[@]}"; do bench_cmd="$bench_cmd $bench_bin $r || rc=1;"; d
 # (40 s in session 9) is the longest: if the step's limit ends it, the runs before it are in
 # bench.log already.
 [ -z "${FOT_BENCH_ARGS:-}" ] && bench_cmd="$bench_cmd FOT_CUDA_PDL=0 $bench_bin --precision fast \
+--retrieval dense --lengths 16k --decode-steps 32 --no-ceilings || rc=1; \
+FOT_CUDA_GRAPH=0 $bench_bin --precision fast \
 --retrieval dense --lengths 16k --decode-steps 32 --no-ceilings || rc=1; \
 FOT_CUDA_GEMV_SPLIT=1 $bench_bin --precision fast \
 --retrieval dense --lengths 16k --decode-steps 32 --no-ceilings || rc=1; \
@@ -205,7 +210,8 @@ add_step bench "${FOT_BENCH_LIMIT:-240}" bench.log "$bench_cmd exit \$rc"
 # memory layers only.
 ncu_bin="$(command -v ncu || echo /usr/local/cuda/bin/ncu)"
 if [ -x "$ncu_bin" ] || [ "$dry_run" = 1 ]; then
-    ncu_run="$ncu_bin --section SpeedOfLight --section Occupancy"
+    # Kernels as ordinary launches (FOT_CUDA_GRAPH=0): the launch counts below are of those.
+    ncu_run="FOT_CUDA_GRAPH=0 $ncu_bin --section SpeedOfLight --section Occupancy"
     ncu_app="$bench_bin --precision fast --retrieval topk --k 128 --lengths 16k --decode-steps 1 --no-ceilings"
     # Prefill attention: two tensor-core launches of a 16k prefill past its first windows
     # (local and memory attention over >= 4k keys), with the pipes' use and the warps' stalls;

@@ -31,13 +31,20 @@ __global__ void silu_mul_kernel(O* out, const float* gate, const float* up, int6
     }
 }
 
-// One block row-loop per token.
-template <typename T>
-__global__ void embedding_kernel(float* out, const int32_t* ids, const T* table, int64_t T_,
-                                 int64_t C, int64_t row_begin, int64_t rows) {
+__device__ __forceinline__ int32_t id_at(const int32_t* ids, int64_t t) {
+    return ids[t];
+}
+__device__ __forceinline__ int32_t id_at(const InlineIds& ids, int64_t t) {
+    return ids.v[t];
+}
+
+// One block row-loop per token. Ids: a device array, or InlineIds.
+template <typename T, typename Ids>
+__global__ void embedding_kernel(float* out, Ids ids, const T* table, int64_t T_, int64_t C,
+                                 int64_t row_begin, int64_t rows) {
     pdl_start();
     for (int64_t t = blockIdx.x; t < T_; t += gridDim.x) {
-        const int64_t r = static_cast<int64_t>(ids[t]) - row_begin;
+        const int64_t r = static_cast<int64_t>(id_at(ids, t)) - row_begin;
         float* dst = out + t * C;
         if (r < 0 || r >= rows) {
             for (int64_t c = threadIdx.x; c < C; c += blockDim.x) dst[c] = 0.f;
@@ -114,16 +121,30 @@ void silu_mul(void* out, DType out_dtype, const float* gate, const float* up, in
     FOT_CUDA_CHECK(cudaGetLastError());
 }
 
-void embedding(float* out, const int32_t* ids, const void* table, DType table_dtype, int64_t T,
-               int64_t C, int64_t row_begin, int64_t rows, void* stream) {
+namespace {
+template <typename Ids>
+void launch_embedding(float* out, const Ids& ids, const void* table, DType table_dtype, int64_t T,
+                      int64_t C, int64_t row_begin, int64_t rows, void* stream) {
     if (T <= 0 || C <= 0) return;
     dispatch_float_dtype(table_dtype, "cuda embedding table", [&](auto* tag) {
         using E = std::remove_pointer_t<decltype(tag)>;
         const int blocks = static_cast<int>(T < 65535 ? T : 65535);
-        launch_pdl(embedding_kernel<E>, blocks, kThreads, 0, as_stream(stream), out, ids,
+        launch_pdl(embedding_kernel<E, Ids>, blocks, kThreads, 0, as_stream(stream), out, ids,
                    static_cast<const E*>(table), T, C, row_begin, rows);
     });
     FOT_CUDA_CHECK(cudaGetLastError());
+}
+}  // namespace
+
+void embedding(float* out, const int32_t* ids, const void* table, DType table_dtype, int64_t T,
+               int64_t C, int64_t row_begin, int64_t rows, void* stream) {
+    launch_embedding(out, ids, table, table_dtype, T, C, row_begin, rows, stream);
+}
+
+void embedding_inline(float* out, const InlineIds& ids, const void* table, DType table_dtype,
+                      int64_t T, int64_t C, int64_t row_begin, int64_t rows, void* stream) {
+    FOT_ASSERT(T <= kInlineIds);
+    launch_embedding(out, ids, table, table_dtype, T, C, row_begin, rows, stream);
 }
 
 void convert_from_f32(void* dst, DType dst_dtype, const float* src, int64_t n, void* stream) {

@@ -36,6 +36,14 @@ void embedding(float* out,          // (T, C)
                const void* table,   // (rows, C) in table_dtype
                DType table_dtype, int64_t T, int64_t C, int64_t row_begin, int64_t rows,
                void* stream);
+// The same with up to kInlineIds ids passed by value (a decode step's): no host staging and
+// no copy, and a graph captured around it keeps the ids as a kernel parameter.
+constexpr int64_t kInlineIds = 8;
+struct InlineIds {
+    int32_t v[kInlineIds];
+};
+void embedding_inline(float* out, const InlineIds& ids, const void* table, DType table_dtype,
+                      int64_t T, int64_t C, int64_t row_begin, int64_t rows, void* stream);
 // dst[i] = src[i] converted to dst_dtype (f32, bf16 or f16), rounding to nearest even.
 void convert_from_f32(void* dst, DType dst_dtype, const float* src, int64_t n, void* stream);
 // x (T, H, D) rows of x_stride -> dst (H, *, D) with head stride dst_head_stride, rows

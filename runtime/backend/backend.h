@@ -204,6 +204,21 @@ class Backend {
                                           TensorView thr_score, TensorView thr_pos) = 0;
 
     virtual void synchronize() = 0;
+
+    // ---- step graphs ----
+    // A device backend may record the ops of a piece of a step and run them as one graph
+    // (CudaBackend: a CUDA graph per piece, updated in place from step to step, so that a
+    // decoded token costs a handful of launches instead of ~170). The caller brackets the
+    // piece: graph_begin(rows) (rows: of the step) returns false when the backend does not
+    // record (then the ops run as usual and nothing else is called), else the ops that follow
+    // are recorded until graph_end(piece) runs them, `piece` numbering the pieces of a step.
+    // Between the two only ops may be called: no upload, download or synchronize, nothing
+    // that reads results on the host, no collective. graph_end() returning false means that
+    // nothing ran (the recording failed, and the backend records no more): the caller enqueues
+    // the same ops again. graph_abort() ends a recording whose ops threw; nothing runs.
+    virtual bool graph_begin(int64_t /*rows*/) { return false; }
+    virtual bool graph_end(int64_t /*piece*/) { return true; }
+    virtual void graph_abort() {}
     // The stream the ops are ordered on; callers pass it to every Communicator collective on
     // this backend's buffers (NCCL then runs in order with the ops, no device-wide sync).
     // Stream{} on the CPU, where every op completes before returning.

@@ -7,11 +7,15 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
+#include <vector>
 
 #include "kernels/cuda/blas.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/ops.h"
 #include "runtime/backend/cuda_phase_profiler.h"
+#include "runtime/core/logging.h"
 #include "runtime/core/status.h"
 
 namespace fot {
@@ -47,8 +51,11 @@ class DeviceGuard {
 // Brackets one op with the profiler's events when profiling is on (set_profiling).
 class ProfileScope {
   public:
-    ProfileScope(PhaseProfiler* p, Phase phase, double flops = 0, double bytes = 0) : p_(p) {
-        if (p_) slot_ = p_->begin(phase, flops, bytes);
+    // op: the op's name in the per-op lines (by default the enclosing function's).
+    ProfileScope(PhaseProfiler* p, Phase phase, double flops = 0, double bytes = 0,
+                 const char* op = __builtin_FUNCTION())
+        : p_(p) {
+        if (p_) slot_ = p_->begin(phase, flops, bytes, op);
     }
     ~ProfileScope() {
         if (p_) p_->end(slot_);
@@ -77,6 +84,20 @@ struct CudaBackend::Stats {
     // The backend's stream while the backend lives (buffers free stream-ordered on it), then
     // null (a buffer that outlives the backend frees with cudaFree).
     std::atomic<void*> stream{nullptr};
+    // While a graph piece is captured, frees are held here (a cudaFreeAsync on the capturing
+    // stream would become a node of the graph) and enqueued after the piece.
+    std::atomic<bool> capturing{false};
+    std::mutex held_mutex;
+    std::vector<void*> held;
+    // Frees p stream-ordered on the backend's stream, or holds it during a capture.
+    void free_on_stream(void* p, void* live) {
+        if (capturing.load()) {
+            std::lock_guard<std::mutex> lock(held_mutex);
+            held.push_back(p);
+            return;
+        }
+        cudaFreeAsync(p, static_cast<cudaStream_t>(live));
+    }
     void add(int64_t b) {
         const int64_t now = bytes.fetch_add(b) + b;
         int64_t p = peak.load();
@@ -91,6 +112,25 @@ struct CudaBackend::Stats {
 struct CudaBackend::Scratch {
     void* ptr = nullptr;
     size_t bytes = 0;
+};
+
+struct CudaBackend::Graphs {
+    bool enabled = true;
+    bool capturing = false;
+    int64_t rows = 0;  // of the piece being captured
+    // Instantiated graphs by (piece, rows), and how many times in a row each was
+    // re-instantiated because the update was refused.
+    std::map<std::pair<int64_t, int64_t>, cudaGraphExec_t> exec;
+    std::map<std::pair<int64_t, int64_t>, int> refused;
+    int64_t launches = 0, instantiations = 0;
+    cudaStream_t side = nullptr;  // allocations during a capture
+
+    void disable(const char* what, cudaError_t e) {
+        if (!enabled) return;
+        enabled = false;
+        FOT_LOG(kWarn) << "CUDA graphs off for this backend: " << what << " failed ("
+                       << cudaGetErrorString(e) << "); decoding with ordinary launches";
+    }
 };
 
 CudaBackend::CudaBackend(int device_index) : device_(device_index), stats_(new Stats) {
@@ -125,11 +165,17 @@ CudaBackend::CudaBackend(int device_index) : device_(device_index), stats_(new S
     ids_scratch_ = std::make_unique<Scratch>();
     tickets_ = std::make_unique<Scratch>();
     blas_ = std::make_unique<kc::Blas>(stream_);
+    graphs_ = std::make_unique<Graphs>();
+    const char* g = std::getenv("FOT_CUDA_GRAPH");
+    graphs_->enabled = !(g && std::strcmp(g, "0") == 0);
 }
 
 CudaBackend::~CudaBackend() {
     DeviceGuard g(device_);
+    if (graphs_->capturing) graph_abort();
     cudaStreamSynchronize(static_cast<cudaStream_t>(stream_));
+    for (auto& [key, e] : graphs_->exec) cudaGraphExecDestroy(e);
+    if (graphs_->side) cudaStreamDestroy(graphs_->side);
     stats_->stream = nullptr;
     blas_.reset();
     for (Scratch* s : {gemm_scratch_.get(), attn_scratch_.get(), topk_scratch_.get(),
@@ -175,14 +221,13 @@ void* CudaBackend::scratch(Scratch& s, size_t bytes) {
     // Stream-ordered: the old buffer is freed after the work already enqueued that uses it,
     // and the new one is valid for work enqueued after this call; no synchronisation.
     const size_t want = std::max(bytes, s.bytes + s.bytes / 2);
-    auto st = static_cast<cudaStream_t>(stream_);
     if (s.ptr) {
-        FOT_CUDA_CHECK(cudaFreeAsync(s.ptr, st));
+        stats_->free_on_stream(s.ptr, stream_);
         stats_->sub(static_cast<int64_t>(s.bytes));
         s.ptr = nullptr;
         s.bytes = 0;
     }
-    cudaError_t rc = cudaMallocAsync(&s.ptr, want, st);
+    cudaError_t rc = cudaMallocAsync(&s.ptr, want, static_cast<cudaStream_t>(alloc_stream()));
     if (rc != cudaSuccess) {
         cudaGetLastError();
         s.ptr = nullptr;
@@ -191,7 +236,31 @@ void* CudaBackend::scratch(Scratch& s, size_t bytes) {
     }
     s.bytes = want;
     stats_->add(static_cast<int64_t>(want));
+    // Work on the backend's stream may use it now (a side-stream allocation must be done).
+    if (graphs_->capturing) FOT_CUDA_CHECK(cudaStreamSynchronize(graphs_->side));
     return s.ptr;
+}
+
+void* CudaBackend::alloc_stream() {
+    if (!graphs_->capturing) return stream_;
+    if (!graphs_->side)
+        FOT_CUDA_CHECK(cudaStreamCreateWithFlags(&graphs_->side, cudaStreamNonBlocking));
+    return graphs_->side;
+}
+
+void CudaBackend::zero_fill(void* p, size_t bytes) {
+    auto st = static_cast<cudaStream_t>(alloc_stream());
+    FOT_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, st));
+    if (graphs_->capturing) FOT_CUDA_CHECK(cudaStreamSynchronize(st));
+}
+
+void CudaBackend::release_held_frees() {
+    std::vector<void*> held;
+    {
+        std::lock_guard<std::mutex> lock(stats_->held_mutex);
+        held.swap(stats_->held);
+    }
+    for (void* p : held) cudaFreeAsync(p, static_cast<cudaStream_t>(stream_));
 }
 
 void CudaBackend::check_gemm_input(const TensorView& x, DType w_dtype) const {
@@ -206,9 +275,7 @@ unsigned* CudaBackend::split_tickets(int64_t H) {
     const size_t bytes = sizeof(unsigned) * static_cast<size_t>(std::max<int64_t>(H, 1));
     const bool grow = bytes > tickets_->bytes;
     void* p = scratch(*tickets_, bytes);
-    if (grow) {
-        FOT_CUDA_CHECK(cudaMemsetAsync(p, 0, tickets_->bytes, static_cast<cudaStream_t>(stream_)));
-    }
+    if (grow) zero_fill(p, tickets_->bytes);
     return static_cast<unsigned*>(p);
 }
 
@@ -237,7 +304,7 @@ Buffer CudaBackend::alloc_impl(DType dtype, Shape shape, bool zero) {
     const Device dev = Device::cuda(device_);
     if (bytes == 0) return Buffer(nullptr, dtype, std::move(shape), dev, [](void*) {});
     void* p = nullptr;
-    auto st = static_cast<cudaStream_t>(stream_);
+    auto st = static_cast<cudaStream_t>(alloc_stream());
     cudaError_t rc = cudaMallocAsync(&p, bytes, st);
     if (rc != cudaSuccess) {
         cudaGetLastError();
@@ -252,6 +319,8 @@ Buffer CudaBackend::alloc_impl(DType dtype, Shape shape, bool zero) {
     stats_->add(static_cast<int64_t>(bytes));
     // Zero-fill on our stream: later ops on it see zeros (other streams must order after it).
     rc = zero ? cudaMemsetAsync(p, 0, bytes, st) : cudaSuccess;
+    // During a capture the buffer is made on the side stream: done before work uses it.
+    if (rc == cudaSuccess && graphs_->capturing) rc = cudaStreamSynchronize(st);
     if (rc != cudaSuccess) {
         cudaFreeAsync(p, st);
         stats_->sub(static_cast<int64_t>(bytes));
@@ -264,7 +333,7 @@ Buffer CudaBackend::alloc_impl(DType dtype, Shape shape, bool zero) {
         // Stream-ordered on the backend's stream (after the work enqueued on q; no device
         // sync). Once the backend is gone its stream was synchronised: plain cudaFree.
         if (void* live = stats->stream.load()) {
-            cudaFreeAsync(q, static_cast<cudaStream_t>(live));
+            stats->free_on_stream(q, live);
         } else {
             cudaFree(q);
         }
@@ -335,7 +404,9 @@ void CudaBackend::download(void* host_dst, TensorView src, size_t bytes) {
 }
 
 void CudaBackend::copy_rows(TensorView dst, int64_t dst_row, TensorView src, int64_t rows) {
-    ProfileScope prof(profiler_.get(), Phase::kOther);
+    ProfileScope prof(profiler_.get(), Phase::kOther, 0,
+                      2.0 * static_cast<double>(rows) * static_cast<double>(src.nbytes()) /
+                          static_cast<double>(std::max<int64_t>(rows_of(src), 1)));
     check_device(dst, "copy destination");
     check_device(src, "copy source");
     FOT_ASSERT(dst.dtype == src.dtype && row_width(dst) == row_width(src));
@@ -382,7 +453,7 @@ const int32_t* CudaBackend::upload_ids(const int32_t* host_ids, int64_t T) {
 
 void CudaBackend::logsoftmax_parts(TensorView parts, TensorView logits, const int32_t* host_targets,
                                    int64_t vocab_begin) {
-    ProfileScope prof(profiler_.get(), Phase::kOther);
+    ProfileScope prof(profiler_.get(), Phase::kOther, 0, static_cast<double>(logits.nbytes()));
     check_f32(parts, "log-softmax parts");
     check_f32(logits, "logits");
     const int64_t T = rows_of(logits);
@@ -395,19 +466,27 @@ void CudaBackend::logsoftmax_parts(TensorView parts, TensorView logits, const in
 
 void CudaBackend::embedding(TensorView out, const int32_t* host_ids, TensorView table,
                             int64_t row_begin) {
-    ProfileScope prof(profiler_.get(), Phase::kOther);
+    ProfileScope prof(profiler_.get(), Phase::kOther, 0, static_cast<double>(2 * out.nbytes()));
     check_f32(out, "embedding output");
     check_device(table, "embedding table");
     FOT_ASSERT(table.shape.size() == 2 && row_width(out) == table.shape[1]);
     const int64_t T = rows_of(out);
     if (T == 0) return;
+    if (T <= kc::kInlineIds) {
+        kc::InlineIds ids = {};
+        std::copy(host_ids, host_ids + T, ids.v);
+        kc::embedding_inline(out.as<float>(), ids, table.data, table.dtype, T, table.shape[1],
+                             row_begin, table.shape[0], stream_);
+        return;
+    }
     const int32_t* ids_dev = upload_ids(host_ids, T);
     kc::embedding(out.as<float>(), ids_dev, table.data, table.dtype, T, table.shape[1], row_begin,
                   table.shape[0], stream_);
 }
 
 void CudaBackend::rmsnorm(TensorView out, TensorView x, TensorView w, float eps) {
-    ProfileScope prof(profiler_.get(), Phase::kOther);
+    ProfileScope prof(profiler_.get(), Phase::kOther, 0,
+                      static_cast<double>(x.nbytes() + out.nbytes() + w.nbytes()));
     check_float(out, "rmsnorm output");
     check_f32(x, "rmsnorm input");
     check_f32(w, "rmsnorm weight");
@@ -417,7 +496,8 @@ void CudaBackend::rmsnorm(TensorView out, TensorView x, TensorView w, float eps)
 }
 
 void CudaBackend::add_rmsnorm(TensorView out, TensorView x, TensorView r, TensorView w, float eps) {
-    ProfileScope prof(profiler_.get(), Phase::kOther);
+    ProfileScope prof(profiler_.get(), Phase::kOther, 0,
+                      static_cast<double>(2 * x.nbytes() + r.nbytes() + out.nbytes() + w.nbytes()));
     check_float(out, "add_rmsnorm output");
     check_f32(x, "add_rmsnorm residual stream");
     check_f32(r, "add_rmsnorm addend");
@@ -603,14 +683,15 @@ bool CudaBackend::matmul_batched(TensorView x, std::initializer_list<MatmulTarge
 }
 
 void CudaBackend::rope(TensorView x, int64_t H, int64_t D, int64_t first_pos, float theta) {
-    ProfileScope prof(profiler_.get(), Phase::kOther);
+    ProfileScope prof(profiler_.get(), Phase::kOther, 0, static_cast<double>(2 * x.nbytes()));
     check_f32(x, "rope input");
     FOT_ASSERT(row_width(x) >= H * D && D % 2 == 0);
     kc::rope(x.as<float>(), rows_of(x), H, D, row_width(x), first_pos, theta, stream_);
 }
 
 void CudaBackend::silu_mul(TensorView out, TensorView gate, TensorView up) {
-    ProfileScope prof(profiler_.get(), Phase::kOther);
+    ProfileScope prof(profiler_.get(), Phase::kOther, 0,
+                      static_cast<double>(gate.nbytes() + up.nbytes() + out.nbytes()));
     check_float(out, "silu_mul output");
     check_f32(gate, "silu_mul gate");
     check_f32(up, "silu_mul up");
@@ -619,7 +700,8 @@ void CudaBackend::silu_mul(TensorView out, TensorView gate, TensorView up) {
 }
 
 void CudaBackend::add(TensorView out, TensorView a, TensorView b) {
-    ProfileScope prof(profiler_.get(), Phase::kOther);
+    ProfileScope prof(profiler_.get(), Phase::kOther, 0,
+                      static_cast<double>(a.nbytes() + b.nbytes() + out.nbytes()));
     check_f32(out, "add output");
     check_f32(a, "add input a");
     check_f32(b, "add input b");
@@ -630,7 +712,7 @@ void CudaBackend::add(TensorView out, TensorView a, TensorView b) {
 // ---- attention ---------------------------------------------------------------------------------
 
 void CudaBackend::attn_partial_init(TensorView part) {
-    ProfileScope prof(profiler_.get(), Phase::kOther);
+    ProfileScope prof(profiler_.get(), Phase::kOther, 0, static_cast<double>(part.nbytes()));
     check_f32(part, "attention partial");
     FOT_ASSERT(part.shape.size() == 3);
     kc::attn_partial_init(part.as<float>(), part.shape[0], part.shape[1], part.shape[2] - 2,
@@ -670,7 +752,8 @@ void CudaBackend::attn_accumulate(TensorView part, TensorView q, TensorView k, T
 }
 
 void CudaBackend::attn_partial_merge(TensorView out, TensorView parts) {
-    ProfileScope prof(profiler_.get(), Phase::kOther);
+    ProfileScope prof(profiler_.get(), Phase::kOther, 0,
+                      static_cast<double>(parts.nbytes() + out.nbytes()));
     check_f32(out, "attention partial");
     check_f32(parts, "attention partials");
     FOT_ASSERT(out.shape.size() == 3 && parts.shape.size() == 4);
@@ -680,7 +763,8 @@ void CudaBackend::attn_partial_merge(TensorView out, TensorView parts) {
 }
 
 void CudaBackend::attn_partial_finalize(TensorView out, TensorView part) {
-    ProfileScope prof(profiler_.get(), Phase::kOther);
+    ProfileScope prof(profiler_.get(), Phase::kOther, 0,
+                      static_cast<double>(part.nbytes() + out.nbytes()));
     check_float(out, "attention output");
     check_f32(part, "attention partial");
     FOT_ASSERT(part.shape.size() == 3);
@@ -716,7 +800,7 @@ void CudaBackend::attn_one_store(TensorView out, TensorView part, TensorView q, 
         return ProfileScope(
             profiler_.get(), causal_offset < S ? Phase::kLocalAttention : Phase::kMemoryAttention,
             profiler_ ? 4.0 * static_cast<double>(H * D) * visible_pairs(T, S, causal_offset) : 0.0,
-            2.0 * static_cast<double>(H * S * D) * dtype_size(k.dtype));
+            2.0 * static_cast<double>(H * S * D) * dtype_size(k.dtype), "attn_one_store");
     };
     if (tc && splits == 1) {
         auto prof = profile();
@@ -743,7 +827,7 @@ void CudaBackend::attn_one_store(TensorView out, TensorView part, TensorView q, 
 }
 
 void CudaBackend::scatter_heads(TensorView store, int64_t at, TensorView x) {
-    ProfileScope prof(profiler_.get(), Phase::kOther);
+    ProfileScope prof(profiler_.get(), Phase::kOther, 0, 2.0 * static_cast<double>(x.nbytes()));
     check_device(store, "key/value store");
     check_f32(x, "key/value rows");
     FOT_ASSERT(store.shape.size() == 3);
@@ -762,7 +846,8 @@ void CudaBackend::rope_store_kv(TensorView q, TensorView k, TensorView v, Tensor
         Backend::rope_store_kv(q, k, v, k_store, v_store, at, theta, rotate);
         return;
     }
-    ProfileScope prof(profiler_.get(), Phase::kOther);
+    ProfileScope prof(profiler_.get(), Phase::kOther, 0,
+                      static_cast<double>(2 * q.nbytes() + 2 * k.nbytes() + 2 * v.nbytes()));
     check_f32(q, "rope_store_kv q");
     check_f32(k, "rope_store_kv k");
     check_f32(v, "rope_store_kv v");
@@ -895,6 +980,104 @@ void CudaBackend::synchronize() {
     FOT_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)));
 }
 
+// ---- step graphs -------------------------------------------------------------------------------
+
+bool CudaBackend::graph_begin(int64_t rows) {
+    Graphs& g = *graphs_;
+    FOT_ASSERT(!g.capturing);
+    if (!g.enabled || profiler_ || rows < 1 || rows > kc::kGemvMaxT) return false;
+    // Relaxed: the ops may still call what is harmless during a capture (a side-stream
+    // allocation, cudaFuncSetAttribute).
+    const cudaError_t rc =
+        cudaStreamBeginCapture(static_cast<cudaStream_t>(stream_), cudaStreamCaptureModeRelaxed);
+    if (rc != cudaSuccess) {
+        (void)cudaGetLastError();
+        g.disable("cudaStreamBeginCapture", rc);
+        return false;
+    }
+    g.capturing = true;
+    g.rows = rows;
+    stats_->capturing = true;
+    return true;
+}
+
+bool CudaBackend::graph_end(int64_t piece) {
+    Graphs& g = *graphs_;
+    FOT_ASSERT(g.capturing);
+    auto st = static_cast<cudaStream_t>(stream_);
+    cudaGraph_t graph = nullptr;
+    cudaError_t rc = cudaStreamEndCapture(st, &graph);
+    g.capturing = false;
+    stats_->capturing = false;
+    const char* what = "cudaStreamEndCapture";
+    if (rc == cudaSuccess) {
+        const std::pair<int64_t, int64_t> key{piece, g.rows};
+        cudaGraphExec_t& exec = g.exec[key];
+        if (exec) {
+            cudaGraphExecUpdateResultInfo info = {};
+            if (cudaGraphExecUpdate(exec, graph, &info) == cudaSuccess) {
+                g.refused[key] = 0;
+            } else {
+                // Another shape of step (a flush, another kernel instance): a new graph.
+                (void)cudaGetLastError();
+                cudaGraphExecDestroy(exec);
+                exec = nullptr;
+                ++g.refused[key];
+            }
+        }
+        if (!exec) {
+            what = "cudaGraphInstantiate";
+            rc = cudaGraphInstantiate(&exec, graph, 0);
+            if (rc == cudaSuccess)
+                ++g.instantiations;
+            else
+                exec = nullptr;
+        }
+        if (rc == cudaSuccess) {
+            what = "cudaGraphLaunch";
+            rc = cudaGraphLaunch(exec, st);
+        }
+        if (rc == cudaSuccess) ++g.launches;
+        // A piece whose graph changes at every step gains nothing from graphs and pays an
+        // instantiation per step.
+        if (rc == cudaSuccess && g.refused[key] >= 8) {
+            g.disable("updating a graph in place (8 steps in a row)",
+                      cudaErrorGraphExecUpdateFailure);
+        }
+    }
+    if (graph) cudaGraphDestroy(graph);
+    release_held_frees();
+    if (rc != cudaSuccess) {
+        (void)cudaGetLastError();
+        g.disable(what, rc);
+        return false;
+    }
+    return true;
+}
+
+void CudaBackend::graph_abort() {
+    Graphs& g = *graphs_;
+    if (!g.capturing) return;
+    cudaGraph_t graph = nullptr;
+    cudaStreamEndCapture(static_cast<cudaStream_t>(stream_), &graph);
+    (void)cudaGetLastError();
+    if (graph) cudaGraphDestroy(graph);
+    g.capturing = false;
+    stats_->capturing = false;
+    release_held_frees();
+}
+
+int64_t CudaBackend::graph_launches() const {
+    return graphs_->launches;
+}
+int64_t CudaBackend::graph_instantiations() const {
+    return graphs_->instantiations;
+}
+void CudaBackend::set_graphs(bool on) {
+    FOT_ASSERT(!graphs_->capturing);
+    graphs_->enabled = on;
+}
+
 // ---- extras ------------------------------------------------------------------------------------
 
 void CudaBackend::row_max_sumexp(TensorView max_out, TensorView sum_out, TensorView logits) {
@@ -914,6 +1097,10 @@ void CudaBackend::fill_uniform(TensorView dst, uint64_t seed, float scale) {
 void CudaBackend::set_profiling(bool on) {
     if (on && !profiler_) profiler_ = std::make_unique<PhaseProfiler>(stream_);
     if (!on) profiler_.reset();
+}
+
+std::vector<OpStat> CudaBackend::op_stats() const {
+    return profiler_ ? profiler_->ops() : std::vector<OpStat>{};
 }
 
 PhaseStats CudaBackend::take_phase_stats() {

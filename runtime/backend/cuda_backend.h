@@ -25,8 +25,8 @@
 // (docs/cuda.md). upload() and download() synchronise the stream (NOTE: hidden syncs), so
 // host memory passed in may be reused as soon as they return; a collective that never
 // completes cannot hang them for good: the NCCL watchdog (parallel/nccl_watchdog.h) aborts
-// the communicators and the world. embedding() stages its ids in pinned memory and does not
-// synchronise.
+// the communicators and the world. embedding() passes up to 8 ids as a kernel parameter and
+// stages more in pinned memory; it does not synchronise.
 //
 // Threads: one thread at a time; the constructor makes the device current on the calling
 // thread and ops assume it stays current (one GPU per rank).
@@ -36,6 +36,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "runtime/backend/backend.h"
 #include "runtime/backend/cuda_phase_profiler.h"
@@ -107,6 +108,24 @@ class CudaBackend final : public Backend {
 
     void synchronize() override;
 
+    // Step graphs (backend.h): each piece is stream-captured and run as a CUDA graph, the
+    // graph of the same piece (and row count) at the previous step updated in place
+    // (cudaGraphExecUpdate keeps the instantiated graph and takes the new parameters). Only
+    // for steps of at most kernels::cuda::kGemvMaxT rows (decode; their GEMMs are GEMV launches)
+    // and while profiling is off. FOT_CUDA_GRAPH=0 turns them off; a capture or launch that fails
+    // turns them off for the backend's life, with a warning. Buffers allocated while a piece
+    // is captured are allocated and zeroed on a side stream that is waited for; frees are
+    // held back until the piece has been launched.
+    bool graph_begin(int64_t rows) override;
+    bool graph_end(int64_t piece) override;
+    void graph_abort() override;
+    // Graph launches and instantiations so far (tests: a steady decode updates, it does not
+    // instantiate).
+    int64_t graph_launches() const;
+    int64_t graph_instantiations() const;
+    // Step graphs on or off (tests, benchmarks); on by default unless FOT_CUDA_GRAPH=0.
+    void set_graphs(bool on);
+
     // ---- CUDA-only extras (benchmarks, tests, vocab-parallel scoring) ----------------------
     // The backend's stream (a cudaStream_t); the model passes it to every collective.
     Stream stream() const override { return Stream{stream_}; }
@@ -128,6 +147,8 @@ class CudaBackend final : public Backend {
     // statistics since the last call (all zero when profiling is off).
     void set_profiling(bool on);
     PhaseStats take_phase_stats();
+    // The same interval per op (its name and phase), most time first (what "other" is made of).
+    std::vector<OpStat> op_stats() const;
 
   private:
     // matmul_group as one strided-batched GEMM, when weights and outputs each lie one stride
@@ -147,6 +168,14 @@ class CudaBackend final : public Backend {
     const int32_t* upload_ids(const int32_t* host_ids, int64_t T);
     // At least H zeroed split-merge counters (the kernels leave them zeroed).
     unsigned* split_tickets(int64_t H);
+    // The stream allocations and their zero fills go on: the backend's, or while a graph
+    // piece is captured a side stream (then zero_fill waits for it).
+    void* alloc_stream();
+    void zero_fill(void* p, size_t bytes);
+    // Frees held back during a capture, enqueued on the stream (after the piece).
+    void release_held_frees();
+    struct Graphs;
+    std::unique_ptr<Graphs> graphs_;
 
     int device_ = 0;
     int sm_count_ = 1;

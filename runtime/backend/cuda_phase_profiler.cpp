@@ -2,6 +2,8 @@
 
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
+
 #include "kernels/cuda/check.h"
 
 namespace fot {
@@ -33,7 +35,17 @@ PhaseProfiler::~PhaseProfiler() {
     }
 }
 
-size_t PhaseProfiler::begin(Phase phase, double flops, double bytes) {
+namespace {
+OpStat& op_line(std::vector<OpStat>& ops, const std::string& op, Phase phase) {
+    for (OpStat& o : ops) {
+        if (o.phase == phase && o.op == op) return o;
+    }
+    ops.push_back({op, phase, {}});
+    return ops.back();
+}
+}  // namespace
+
+size_t PhaseProfiler::begin(Phase phase, double flops, double bytes, const char* op) {
     if (used_ == slots_.size()) {
         Slot s;
         cudaEvent_t a = nullptr, b = nullptr;
@@ -45,10 +57,13 @@ size_t PhaseProfiler::begin(Phase phase, double flops, double bytes) {
     }
     Slot& s = slots_[used_];
     s.phase = phase;
-    PhaseStat& st = pending_[static_cast<size_t>(phase)];
-    ++st.calls;
-    st.flops += flops;
-    st.bytes += bytes;
+    s.op = op;
+    for (PhaseStat* st :
+         {&pending_[static_cast<size_t>(phase)], &op_line(pending_ops_, op, phase).stat}) {
+        ++st->calls;
+        st->flops += flops;
+        st->bytes += bytes;
+    }
     FOT_CUDA_CHECK(
         cudaEventRecord(static_cast<cudaEvent_t>(s.start), static_cast<cudaStream_t>(stream_)));
     return used_++;
@@ -67,9 +82,14 @@ PhaseStats PhaseProfiler::take() {
         FOT_CUDA_CHECK(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(slots_[i].start),
                                             static_cast<cudaEvent_t>(slots_[i].stop)));
         out[static_cast<size_t>(slots_[i].phase)].seconds += 1e-3 * ms;
+        op_line(pending_ops_, slots_[i].op, slots_[i].phase).stat.seconds += 1e-3 * ms;
     }
     used_ = 0;
     pending_ = {};
+    ops_.swap(pending_ops_);
+    pending_ops_.clear();
+    std::sort(ops_.begin(), ops_.end(),
+              [](const OpStat& a, const OpStat& b) { return a.stat.seconds > b.stat.seconds; });
     return out;
 }
 

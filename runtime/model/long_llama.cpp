@@ -228,23 +228,46 @@ void LongLlama::run_step(const std::vector<Segment>& segs, int64_t rows, int64_t
     if (opts.before_window) opts.before_window(row0);
     for (const Segment& seg : segs) flush_into_memory(seg);
 
-    // Every segment's ids are contiguous in the step's rows.
+    // The step's device work runs in pieces of layers (1, 2, 4, then kMaxPieceLayers), each of
+    // which a device backend may run as one graph (Backend::graph_begin): a decoded token is
+    // then a handful of launches. Small first pieces get the device going while the later
+    // ones are recorded. Host work (flushes, block appends, cache lengths, the logits
+    // callback) stays outside the pieces, so a piece can be enqueued again as it is when its
+    // recording fails. Graphs need what a recording cannot hold to be absent: collectives (tp
+    // or mp > 1) and host callbacks between ops (on_hidden, the layer hook).
+    constexpr int64_t kMaxPieceLayers = 6;
+    const bool graphs = tp_.size() == 1 && mp_.size() == 1 && !opts.on_hidden && !layer_hook_;
+    const int64_t L = config_.num_hidden_layers;
     TensorView x = rows_view(x_, rows);
-    for (const Segment& seg : segs) {
-        backend_.embedding(rows_view(x_, seg.row, seg.T), seg.ids, weights_.embed.view(),
-                           weights_.vocab_begin);
-    }
-    if (tp_.size() > 1) tp_.all_reduce_sum(x, backend_.stream());
-    if (opts.on_hidden) opts.on_hidden(0, row0, x);
-
-    // A layer's last residual add waits for the next layer's first RMSNorm (one pass for
-    // both), unless a hook wants each layer's output or it is the last layer.
     Residual in = Residual::kAdded;
-    for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
-        if (layer_hook_) layer_hook_(l);
-        const bool defer_add = !opts.on_hidden && l + 1 < config_.num_hidden_layers;
-        in = layer(l, segs, rows, in, defer_add);
-        if (opts.on_hidden) opts.on_hidden(l + 1, row0, x);
+    TensorView logits;
+    int64_t logits_row = -1;  // none asked for
+    for (int64_t piece = 0, l0 = 0; l0 < L || piece == 0; ++piece) {
+        const int64_t l1 = std::min(L, l0 + std::min(int64_t{1} << piece, kMaxPieceLayers));
+        const Residual in0 = in;
+        auto body = [&] {
+            in = in0;
+            if (piece == 0) {
+                // Every segment's ids are contiguous in the step's rows.
+                for (const Segment& seg : segs) {
+                    backend_.embedding(rows_view(x_, seg.row, seg.T), seg.ids,
+                                       weights_.embed.view(), weights_.vocab_begin);
+                }
+                if (tp_.size() > 1) tp_.all_reduce_sum(x, backend_.stream());
+                if (opts.on_hidden) opts.on_hidden(0, row0, x);
+            }
+            // A layer's last residual add waits for the next layer's first RMSNorm (one pass
+            // for both), unless a hook wants each layer's output or it is the last layer.
+            for (int64_t l = l0; l < l1; ++l) {
+                if (layer_hook_) layer_hook_(l);
+                const bool defer_add = !opts.on_hidden && l + 1 < L;
+                in = layer(l, segs, rows, in, defer_add);
+                if (opts.on_hidden) opts.on_hidden(l + 1, row0, x);
+            }
+            if (l1 == L) logits = lm_head(segs, rows, row0, opts, &logits_row);
+        };
+        run_piece(graphs, rows, piece, body);
+        l0 = l1;
     }
 
     for (const Segment& seg : segs) {
@@ -252,7 +275,23 @@ void LongLlama::run_step(const std::vector<Segment>& segs, int64_t rows, int64_t
         for (auto& lc : seg.seq->local_) lc.len = seg.use_cache ? lc.len + seg.T : 0;
         seg.seq->next_pos_ += seg.T;
     }
-    lm_head(segs, rows, row0, opts);
+    if (logits_row >= 0) opts.on_logits(row0 + logits_row, logits);
+}
+
+void LongLlama::run_piece(bool graphs, int64_t rows, int64_t piece,
+                          const std::function<void()>& body) {
+    if (graphs && backend_.graph_begin(rows)) {
+        try {
+            body();
+        } catch (...) {
+            backend_.graph_abort();
+            throw;
+        }
+        if (backend_.graph_end(piece)) return;
+        // Nothing ran (and the backend records no more): the same ops again, as they are. The
+        // retriever's statistics count this piece's memory layers twice, once.
+    }
+    body();
 }
 
 // Mode B: a sequence with a past whose local cache cannot take the new tokens flushes all of
@@ -379,8 +418,8 @@ void LongLlama::attention(int64_t l, const Segment& seg) {
     backend_.attn_partial_finalize(rows_view(attn_, seg.row, T), part);
 }
 
-void LongLlama::lm_head(const std::vector<Segment>& segs, int64_t rows, int64_t row0,
-                        const ForwardOptions& opts) {
+TensorView LongLlama::lm_head(const std::vector<Segment>& segs, int64_t rows, int64_t row0,
+                              const ForwardOptions& opts, int64_t* first_row) {
     const float eps = static_cast<float>(config_.rms_norm_eps);
     TensorView x = rows_view(x_, rows);
     if (opts.on_hidden) {
@@ -388,7 +427,7 @@ void LongLlama::lm_head(const std::vector<Segment>& segs, int64_t rows, int64_t 
         backend_.rmsnorm(xn, x, weights_.norm.view(), eps);
         opts.on_hidden(config_.num_hidden_layers + 1, row0, xn);
     }
-    if (opts.logits == LogitsRows::kNone || !opts.on_logits) return;
+    if (opts.logits == LogitsRows::kNone || !opts.on_logits) return {};
     // kLast: the last row of each segment. One segment: its last row; a decode step (one
     // token per segment): every row.
     int64_t first = 0, n = rows;
@@ -403,7 +442,8 @@ void LongLlama::lm_head(const std::vector<Segment>& segs, int64_t rows, int64_t 
     backend_.rmsnorm(xsn, rows_view(x_, first, n), weights_.norm.view(), eps);
     TensorView lg = rows_view(logits_, n);
     backend_.matmul(lg, xsn, weights_.lm_head.view());
-    opts.on_logits(row0 + first, lg);
+    *first_row = first;
+    return lg;
 }
 
 }  // namespace fot

@@ -155,8 +155,15 @@ class LongLlama {
     DType layer_gemm_input_dtype();
     void attention(int64_t l, const Segment& seg);
     void append_window_block(const Segment& seg);
-    void lm_head(const std::vector<Segment>& segs, int64_t rows, int64_t row0,
-                 const ForwardOptions& opts);
+    // Runs body, as one recorded graph piece of the step when `graphs` and the backend
+    // records (Backend::graph_begin); again as ordinary ops if the recording fails.
+    void run_piece(bool graphs, int64_t rows, int64_t piece, const std::function<void()>& body);
+    // The final norm and the logits rows the call asked for, for run_step to deliver to
+    // opts.on_logits after the step's device work; *first_row = the index of their first row
+    // within the step (left alone, and the view empty, when none are asked for). on_hidden
+    // gets the final norm here.
+    TensorView lm_head(const std::vector<Segment>& segs, int64_t rows, int64_t row0,
+                       const ForwardOptions& opts, int64_t* first_row);
     // Appends rows [0, len) of the raw key/value caches of every memory layer as the next
     // memory block (on the rank that owns it) and advances the block counters.
     void append_block(Sequence& seq, int64_t len);

@@ -480,6 +480,61 @@ TEST_F(CudaBackendTest, RepeatedStepsDoNotAllocate) {
     EXPECT_GE(gpu_->peak_allocated_bytes(), bytes);
 }
 
+// set_profiling: every op adds its call, FLOPs and bytes to its phase and to its own line of
+// op_stats() (named after the op), the lines add up to the phases, and step graphs are off
+// while profiling is on (the events must bracket each op's own launches).
+TEST_F(CudaBackendTest, ProfilingCountsEachOpInItsPhaseAndInItsOwnLine) {
+    const int64_t T = 2, C = 64, N = 32;
+    Buffer x = gpu_->alloc(DType::kF32, {T, C}), xn = gpu_->alloc(DType::kF32, {T, C});
+    Buffer w = gpu_->alloc(DType::kF32, {N, C}), nw = gpu_->alloc(DType::kF32, {C});
+    Buffer out = gpu_->alloc(DType::kF32, {T, N});
+    gpu_->fill_uniform(x.view(), 1, 1.f);
+    gpu_->fill_uniform(w.view(), 2, 1.f);
+    gpu_->fill_uniform(nw.view(), 3, 1.f);
+    gpu_->set_profiling(true);
+    EXPECT_FALSE(gpu_->graph_begin(T));
+    gpu_->rmsnorm(xn.view(), x.view(), nw.view(), 1e-5f);
+    gpu_->rmsnorm(xn.view(), x.view(), nw.view(), 1e-5f);
+    gpu_->add(x.view(), x.view(), xn.view());
+    gpu_->matmul(out.view(), xn.view(), w.view());
+    const PhaseStats phases = gpu_->take_phase_stats();
+    const std::vector<OpStat> ops = gpu_->op_stats();
+    EXPECT_EQ(phases[static_cast<size_t>(Phase::kOther)].calls, 3);
+    EXPECT_EQ(phases[static_cast<size_t>(Phase::kGemm)].calls, 1);
+    auto line = [&](const std::string& op) {
+        for (const OpStat& o : ops) {
+            if (o.op == op) return o;
+        }
+        ADD_FAILURE() << "no line for " << op;
+        return OpStat{};
+    };
+    const double norm_bytes =
+        static_cast<double>(x.view().nbytes() + xn.view().nbytes() + nw.view().nbytes());
+    EXPECT_EQ(line("rmsnorm").stat.calls, 2);
+    EXPECT_EQ(line("rmsnorm").phase, Phase::kOther);
+    EXPECT_DOUBLE_EQ(line("rmsnorm").stat.bytes, 2 * norm_bytes);
+    EXPECT_EQ(line("add").stat.calls, 1);
+    EXPECT_EQ(line("matmul").phase, Phase::kGemm);
+    EXPECT_DOUBLE_EQ(line("matmul").stat.flops, 2.0 * T * N * C);
+    PhaseStats sums{};
+    for (const OpStat& o : ops) {
+        PhaseStat& p = sums[static_cast<size_t>(o.phase)];
+        p.calls += o.stat.calls;
+        p.bytes += o.stat.bytes;
+        p.seconds += o.stat.seconds;
+    }
+    for (size_t i = 0; i < phases.size(); ++i) {
+        EXPECT_EQ(sums[i].calls, phases[i].calls) << phase_name(static_cast<Phase>(i));
+        EXPECT_DOUBLE_EQ(sums[i].bytes, phases[i].bytes) << phase_name(static_cast<Phase>(i));
+        EXPECT_NEAR(sums[i].seconds, phases[i].seconds, 1e-9);
+    }
+    gpu_->take_phase_stats();
+    EXPECT_TRUE(gpu_->op_stats().empty()) << "a take without ops kept the last lines";
+    gpu_->set_profiling(false);
+    ASSERT_TRUE(gpu_->graph_begin(T));
+    gpu_->graph_abort();
+}
+
 // Decode attention with key splits merges them in the kernel's last block per head, counting
 // finished blocks in per-head tickets that each launch must leave zeroed: launches of 3, then
 // 5 heads (the tickets grow), then 3 again, each twice, all match the CPU backend (a ticket

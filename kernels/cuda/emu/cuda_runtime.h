@@ -15,6 +15,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <tuple>
 #include <utility>
 
@@ -58,11 +60,39 @@ enum cudaError_t {
     cudaErrorInvalidValue = 1,
     cudaErrorMemoryAllocation = 2,
     cudaErrorNoDevice = 100,
-    cudaErrorNotReady = 600
+    cudaErrorNotReady = 600,
+    cudaErrorStreamCaptureUnsupported = 900,
+    cudaErrorStreamCaptureInvalidated = 901,
+    cudaErrorCapturedEvent = 907,
+    cudaErrorGraphExecUpdateFailure = 910
 };
 using cudaStream_t = struct EmuStream*;
 using cudaEvent_t = struct EmuEvent*;
 using cudaMemPool_t = struct EmuMemPool*;
+using cudaGraph_t = struct EmuGraph*;
+using cudaGraphExec_t = struct EmuGraphExec*;
+enum cudaStreamCaptureMode {
+    cudaStreamCaptureModeGlobal = 0,
+    cudaStreamCaptureModeThreadLocal = 1,
+    cudaStreamCaptureModeRelaxed = 2
+};
+enum cudaStreamCaptureStatus {
+    cudaStreamCaptureStatusNone = 0,
+    cudaStreamCaptureStatusActive = 1,
+    cudaStreamCaptureStatusInvalidated = 2
+};
+enum cudaGraphExecUpdateResult {
+    cudaGraphExecUpdateSuccess = 0,
+    cudaGraphExecUpdateError = 1,
+    cudaGraphExecUpdateErrorTopologyChanged = 2,
+    cudaGraphExecUpdateErrorNodeTypeChanged = 3,
+    cudaGraphExecUpdateErrorFunctionChanged = 4
+};
+struct cudaGraphExecUpdateResultInfo {
+    cudaGraphExecUpdateResult result;
+    void* errorNode;
+    void* errorFromNode;
+};
 enum cudaMemPoolAttr { cudaMemPoolAttrReleaseThreshold = 4 };
 enum cudaMemcpyKind {
     cudaMemcpyHostToHost,
@@ -110,6 +140,22 @@ cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t stop)
 cudaError_t cudaEventDestroy(cudaEvent_t e);
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s);
 cudaError_t cudaEventSynchronize(cudaEvent_t e);
+// CUDA graphs through stream capture. While a stream captures, what is enqueued on it (kernels,
+// cuBLAS calls, cudaMemcpyAsync, cudaMemsetAsync) is recorded, not run; synchronising it (or
+// the device) invalidates the capture, as on a GPU; stream-ordered allocation on it aborts
+// (the backend's buffers must never be graph allocations). A graph runs its records in order
+// and counts as one launch in emu::launches(). cudaGraphExecUpdate succeeds when the records
+// match one for one in kind and kernel (the strictest rule a device applies), and then takes
+// the new records' parameters.
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t* g);
+cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus* status);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* e, cudaGraph_t g, unsigned long long flags = 0);
+cudaError_t cudaGraphExecUpdate(cudaGraphExec_t e, cudaGraph_t g,
+                                cudaGraphExecUpdateResultInfo* info);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s);
+cudaError_t cudaGraphDestroy(cudaGraph_t g);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e);
 
 namespace emu {
 // Dynamic shared memory of the running block (what `extern __shared__ T x[]` becomes).
@@ -124,6 +170,16 @@ uint64_t launches();
 // cuBLAS GEMM calls so far (cublasGemmEx and cublasGemmStridedBatchedEx: one each).
 uint64_t gemm_calls();
 // Runs `body` as grid x block fibers; checks the launch configuration first.
+// Whether `s` is capturing a graph; record() appends to its capture what would run now: a
+// kernel launch (kernel = its function), or a copy, fill or cuBLAS call (kernel = null).
+bool capturing(cudaStream_t s);
+void record(cudaStream_t s, const void* kernel, std::function<void()> run);
+// Graphs instantiated so far (cudaGraphInstantiate calls): tests check that decode steps
+// update their graphs in place instead of instantiating new ones.
+uint64_t graph_instantiations();
+// Fault injection: after `after` more captures end normally, the next n end invalidated
+// (cudaStreamEndCapture fails), as when an op synchronised a capturing stream on a device.
+void fail_captures(int after, int n);
 // pdl: a programmatic dependent launch (kernels/cuda/pdl.cuh): every thread must call
 // pdl_wait() (pdl_start), else the launch aborts.
 void run_grid(const void* kernel, dim3 grid, dim3 block, size_t smem, void (*body)(void*),
@@ -175,17 +231,31 @@ inline dim3 as_dim3(int64_t v) {
 struct Launch {
     dim3 grid, block;
     size_t smem;
+    cudaStream_t stream;
     bool pdl;
     template <typename G, typename B>
-    Launch(G g, B b, size_t s = 0, cudaStream_t = nullptr, bool programmatic = false)
-        : grid(as_dim3(g)), block(as_dim3(b)), smem(s), pdl(programmatic) {}
+    Launch(G g, B b, size_t s = 0, cudaStream_t st = nullptr, bool programmatic = false)
+        : grid(as_dim3(g)), block(as_dim3(b)), smem(s), stream(st), pdl(programmatic) {}
     template <typename... P, typename... A>
     void operator()(void (*kernel)(P...), A&&... args) const {
-        std::tuple<P...> params(std::forward<A>(args)...);
+        if (stream && capturing(stream)) {
+            // A graph keeps the parameters the launch had when it was captured.
+            auto params = std::make_shared<const std::tuple<P...>>(std::forward<A>(args)...);
+            const Launch self = *this;
+            record(stream, reinterpret_cast<const void*>(kernel),
+                   [self, kernel, params] { self.run(kernel, *params); });
+            return;
+        }
+        const std::tuple<P...> params(std::forward<A>(args)...);
+        run(kernel, params);
+    }
+    template <typename... P>
+    void run(void (*kernel)(P...), const std::tuple<P...>& params) const {
+        std::tuple<P...> copy = params;
         struct Ctx {
             void (*k)(P...);
             std::tuple<P...>* p;
-        } ctx{kernel, &params};
+        } ctx{kernel, &copy};
         run_grid(
             reinterpret_cast<const void*>(kernel), grid, block, smem,
             [](void* c) {

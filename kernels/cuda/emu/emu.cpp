@@ -80,6 +80,7 @@ std::vector<unsigned char> g_smem;
 std::map<const void*, int> g_max_smem;
 uint64_t g_launches = 0;    // kernel launches and cuBLAS calls (emulated kernels run one at a time)
 uint64_t g_gemm_calls = 0;  // of which cuBLAS GEMM calls
+bool g_replaying = false;   // a graph's records run: the graph counted as one launch
 constexpr int kDefaultSmem = 48 * 1024;
 constexpr int kOptInSmem = 227 * 1024;
 
@@ -260,7 +261,7 @@ void run_grid(const void* kernel, dim3 grid, dim3 block, size_t smem, void (*bod
             " bytes of dynamic shared memory, the kernel's limit is " + std::to_string(limit));
     }
     if (g_run) die("nested kernel launch");
-    ++g_launches;
+    if (!g_replaying) ++g_launches;
     g_pdl_waits = 0;
     BlockRun run;
     run.body = body;
@@ -401,9 +402,53 @@ unsigned warp_match_any(unsigned mask, uint64_t value) {
 }  // namespace emu
 
 // ---- runtime -----------------------------------------------------------------------------------
-struct EmuStream {};
-struct EmuEvent {};
-struct EmuCublas {};
+struct EmuGraph {
+    struct Node {
+        const void* kernel;  // null: a copy, fill or cuBLAS call
+        std::function<void()> run;
+    };
+    std::vector<Node> nodes;
+};
+struct EmuGraphExec {
+    std::vector<EmuGraph::Node> nodes;
+};
+struct EmuStream {
+    EmuGraph* capture = nullptr;  // non-null while capturing
+    bool invalidated = false;
+};
+struct EmuEvent {
+    bool captured = false;  // last recorded while its stream captured
+};
+struct EmuCublas {
+    cudaStream_t stream = nullptr;
+};
+
+namespace emu {
+namespace {
+std::vector<cudaStream_t> g_capturing;  // streams capturing now
+uint64_t g_instantiations = 0;
+int g_captures_before_failing = 0, g_failed_captures = 0;  // fail_captures
+// A call that waits for a capturing stream: on a device it invalidates the capture.
+cudaError_t invalidate(cudaStream_t s) {
+    s->invalidated = true;
+    return cudaErrorStreamCaptureUnsupported;
+}
+}  // namespace
+
+bool capturing(cudaStream_t s) {
+    return s != nullptr && s->capture != nullptr;
+}
+void record(cudaStream_t s, const void* kernel, std::function<void()> run) {
+    s->capture->nodes.push_back({kernel, std::move(run)});
+}
+uint64_t graph_instantiations() {
+    return g_instantiations;
+}
+void fail_captures(int after, int n) {
+    g_captures_before_failing = after;
+    g_failed_captures = n;
+}
+}  // namespace emu
 
 const char* cudaGetErrorString(cudaError_t e) {
     return e == cudaSuccess ? "no error" : "emulated error";
@@ -436,10 +481,12 @@ cudaError_t cudaFree(void* p) {
     std::free(p);
     return cudaSuccess;
 }
-cudaError_t cudaMallocAsync(void** p, size_t bytes, cudaStream_t) {
+cudaError_t cudaMallocAsync(void** p, size_t bytes, cudaStream_t st) {
+    if (emu::capturing(st)) emu::die("cudaMallocAsync on a capturing stream (a graph allocation)");
     return cudaMalloc(p, bytes);
 }
-cudaError_t cudaFreeAsync(void* p, cudaStream_t) {
+cudaError_t cudaFreeAsync(void* p, cudaStream_t st) {
+    if (emu::capturing(st)) emu::die("cudaFreeAsync on a capturing stream (a graph free)");
     return cudaFree(p);
 }
 cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t* pool, int device) {
@@ -465,14 +512,22 @@ cudaError_t cudaMemcpy(void* d, const void* s, size_t n, cudaMemcpyKind) {
     std::memcpy(d, s, n);
     return cudaSuccess;
 }
-cudaError_t cudaMemcpyAsync(void* d, const void* s, size_t n, cudaMemcpyKind, cudaStream_t) {
+cudaError_t cudaMemcpyAsync(void* d, const void* s, size_t n, cudaMemcpyKind, cudaStream_t st) {
     const char* a = static_cast<const char*>(s);
     char* b = static_cast<char*>(d);
     if (b < a + n && a < b + n) emu::die("cudaMemcpyAsync between overlapping ranges");
+    if (emu::capturing(st)) {
+        emu::record(st, nullptr, [d, s, n] { std::memcpy(d, s, n); });
+        return cudaSuccess;
+    }
     std::memcpy(d, s, n);
     return cudaSuccess;
 }
-cudaError_t cudaMemsetAsync(void* d, int v, size_t n, cudaStream_t) {
+cudaError_t cudaMemsetAsync(void* d, int v, size_t n, cudaStream_t st) {
+    if (emu::capturing(st)) {
+        emu::record(st, nullptr, [d, v, n] { std::memset(d, v, n); });
+        return cudaSuccess;
+    }
     std::memset(d, v, n);
     return cudaSuccess;
 }
@@ -484,17 +539,19 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
     return cudaStreamCreate(s);
 }
 cudaError_t cudaStreamDestroy(cudaStream_t s) {
+    if (emu::capturing(s)) emu::die("cudaStreamDestroy of a capturing stream");
     delete s;
     return cudaSuccess;
 }
-cudaError_t cudaStreamSynchronize(cudaStream_t) {
-    return cudaSuccess;
+cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+    return emu::capturing(s) ? emu::invalidate(s) : cudaSuccess;
 }
-cudaError_t cudaStreamQuery(cudaStream_t) {
-    return cudaSuccess;
+cudaError_t cudaStreamQuery(cudaStream_t s) {
+    return emu::capturing(s) ? emu::invalidate(s) : cudaSuccess;
 }
 cudaError_t cudaDeviceSynchronize() {
-    return cudaSuccess;
+    for (cudaStream_t s : emu::g_capturing) emu::invalidate(s);
+    return emu::g_capturing.empty() ? cudaSuccess : cudaErrorStreamCaptureUnsupported;
 }
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) {
     *e = new EmuEvent;
@@ -511,10 +568,86 @@ cudaError_t cudaEventDestroy(cudaEvent_t e) {
     delete e;
     return cudaSuccess;
 }
-cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) {
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
+    e->captured = emu::capturing(s);
     return cudaSuccess;
 }
-cudaError_t cudaEventSynchronize(cudaEvent_t) {
+cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+    return e->captured ? cudaErrorCapturedEvent : cudaSuccess;
+}
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode) {
+    if (s == nullptr || emu::capturing(s)) return cudaErrorStreamCaptureUnsupported;
+    s->capture = new EmuGraph;
+    s->invalidated = false;
+    emu::g_capturing.push_back(s);
+    return cudaSuccess;
+}
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t* g) {
+    if (!emu::capturing(s)) return cudaErrorInvalidValue;
+    auto& c = emu::g_capturing;
+    c.erase(std::find(c.begin(), c.end(), s));
+    EmuGraph* graph = s->capture;
+    s->capture = nullptr;
+    if (emu::g_captures_before_failing > 0) {
+        --emu::g_captures_before_failing;
+    } else if (emu::g_failed_captures > 0) {
+        --emu::g_failed_captures;
+        s->invalidated = true;
+    }
+    if (s->invalidated) {
+        delete graph;
+        *g = nullptr;
+        return cudaErrorStreamCaptureInvalidated;
+    }
+    *g = graph;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus* status) {
+    *status = !emu::capturing(s) ? cudaStreamCaptureStatusNone
+              : s->invalidated   ? cudaStreamCaptureStatusInvalidated
+                                 : cudaStreamCaptureStatusActive;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* e, cudaGraph_t g, unsigned long long) {
+    if (g == nullptr) return cudaErrorInvalidValue;
+    ++emu::g_instantiations;
+    *e = new EmuGraphExec{g->nodes};
+    return cudaSuccess;
+}
+cudaError_t cudaGraphExecUpdate(cudaGraphExec_t e, cudaGraph_t g,
+                                cudaGraphExecUpdateResultInfo* info) {
+    cudaGraphExecUpdateResult r = cudaGraphExecUpdateSuccess;
+    if (e->nodes.size() != g->nodes.size()) {
+        r = cudaGraphExecUpdateErrorTopologyChanged;
+    } else {
+        for (size_t i = 0; i < g->nodes.size() && r == cudaGraphExecUpdateSuccess; ++i) {
+            const void *a = e->nodes[i].kernel, *b = g->nodes[i].kernel;
+            if ((a == nullptr) != (b == nullptr))
+                r = cudaGraphExecUpdateErrorNodeTypeChanged;
+            else if (a != b)
+                r = cudaGraphExecUpdateErrorFunctionChanged;
+        }
+    }
+    if (info) *info = {r, nullptr, nullptr};
+    if (r != cudaGraphExecUpdateSuccess) return cudaErrorGraphExecUpdateFailure;
+    e->nodes = g->nodes;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s) {
+    if (emu::capturing(s)) emu::die("cudaGraphLaunch into a capturing stream");
+    ++emu::g_launches;
+    emu::g_replaying = true;
+    for (const EmuGraph::Node& n : e->nodes) n.run();
+    emu::g_replaying = false;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphDestroy(cudaGraph_t g) {
+    delete g;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) {
+    delete e;
     return cudaSuccess;
 }
 
@@ -527,7 +660,8 @@ cublasStatus_t cublasDestroy(cublasHandle_t h) {
     delete h;
     return CUBLAS_STATUS_SUCCESS;
 }
-cublasStatus_t cublasSetStream(cublasHandle_t, cudaStream_t) {
+cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s) {
+    h->stream = s;
     return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasSetMathMode(cublasHandle_t, cublasMath_t) {
@@ -576,21 +710,35 @@ void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float
 }
 }  // namespace
 
-cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m,
+namespace {
+// A cuBLAS call runs now, or is recorded when the handle's stream captures (alpha and beta
+// are read at the call, as in host pointer mode).
+cublasStatus_t blas_call(cublasHandle_t h, std::function<void()> run) {
+    ++emu::g_gemm_calls;
+    if (emu::capturing(h->stream)) {
+        emu::record(h->stream, nullptr, std::move(run));
+        return CUBLAS_STATUS_SUCCESS;
+    }
+    ++emu::g_launches;
+    run();
+    return CUBLAS_STATUS_SUCCESS;
+}
+}  // namespace
+
+cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
                             int n, int k, const void* alpha, const void* A, cudaDataType_t at,
                             int lda, const void* B, cudaDataType_t bt, int ldb, const void* beta,
                             void* C, cudaDataType_t ct, int ldc, cublasComputeType_t,
                             cublasGemmAlgo_t) {
     if (ct != CUDA_R_32F || at != bt) return CUBLAS_STATUS_NOT_SUPPORTED;
-    ++emu::g_launches;
-    ++emu::g_gemm_calls;
-    gemm(ta, tb, m, n, k, *static_cast<const float*>(alpha), A, at, lda, B, bt, ldb,
-         *static_cast<const float*>(beta), static_cast<float*>(C), ldc);
-    return CUBLAS_STATUS_SUCCESS;
+    const float al = *static_cast<const float*>(alpha), be = *static_cast<const float*>(beta);
+    return blas_call(h, [=] {
+        gemm(ta, tb, m, n, k, al, A, at, lda, B, bt, ldb, be, static_cast<float*>(C), ldc);
+    });
 }
 
 cublasStatus_t cublasGemmStridedBatchedEx(
-    cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+    cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
     const void* alpha, const void* A, cudaDataType_t at, int lda, long long strideA, const void* B,
     cudaDataType_t bt, int ldb, long long strideB, const void* beta, void* C, cudaDataType_t ct,
     int ldc, long long strideC, int batch, cublasComputeType_t, cublasGemmAlgo_t) {
@@ -598,14 +746,14 @@ cublasStatus_t cublasGemmStridedBatchedEx(
     // The batch's outputs are written concurrently on a device: overlapping ones are a bug.
     if (batch > 1 && (strideC < 0 || strideC < static_cast<long long>(ldc) * n))
         emu::fail("cublasGemmStridedBatchedEx: the outputs of the batch overlap (strideC)");
-    ++emu::g_launches;
-    ++emu::g_gemm_calls;
-    const size_t ea = at == CUDA_R_32F ? 4 : 2, eb = bt == CUDA_R_32F ? 4 : 2;
-    for (int i = 0; i < batch; ++i) {
-        gemm(ta, tb, m, n, k, *static_cast<const float*>(alpha),
-             static_cast<const char*>(A) + static_cast<size_t>(i * strideA) * ea, at, lda,
-             static_cast<const char*>(B) + static_cast<size_t>(i * strideB) * eb, bt, ldb,
-             *static_cast<const float*>(beta), static_cast<float*>(C) + i * strideC, ldc);
-    }
-    return CUBLAS_STATUS_SUCCESS;
+    const float al = *static_cast<const float*>(alpha), be = *static_cast<const float*>(beta);
+    return blas_call(h, [=] {
+        const size_t ea = at == CUDA_R_32F ? 4 : 2, eb = bt == CUDA_R_32F ? 4 : 2;
+        for (int i = 0; i < batch; ++i) {
+            gemm(ta, tb, m, n, k, al,
+                 static_cast<const char*>(A) + static_cast<size_t>(i * strideA) * ea, at, lda,
+                 static_cast<const char*>(B) + static_cast<size_t>(i * strideB) * eb, bt, ldb, be,
+                 static_cast<float*>(C) + i * strideC, ldc);
+        }
+    });
 }
