@@ -44,20 +44,34 @@ __global__ void rmsnorm_kernel(O* out, float* x, const float* r, const float* w,
     }
 }
 
-// One thread per (t, h, i < D/2) pair of rotated dims.
+// The RoPE kernels' threads: one per (t, h, i < D/2) pair of rotated dims, blockIdx.y walking
+// the tokens and x the (h, i) pairs of a token, so that one 32-bit division finds h and i (a
+// flat 64-bit index took four 64-bit divisions, each a long software sequence).
+constexpr int kRopeThreads = 256;
+dim3 rope_grid(int64_t T, int64_t H, int64_t half) {
+    const int64_t x = (H * half + kRopeThreads - 1) / kRopeThreads;
+    return dim3(static_cast<unsigned>(x), static_cast<unsigned>(T < 65535 ? T : 65535));
+}
+// Calls f(t, h, i) for every pair of this thread.
+template <typename F>
+__device__ __forceinline__ void for_rope_pairs(int64_t T, int H, int half, F&& f) {
+    const unsigned j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= static_cast<unsigned>(H * half)) return;
+    const int h = static_cast<int>(j / static_cast<unsigned>(half));
+    const int i = static_cast<int>(j) - h * half;
+    for (int64_t t = blockIdx.y; t < T; t += gridDim.y) f(t, h, i);
+}
+
 __global__ void rope_kernel(float* x, int64_t T, int64_t H, int64_t D, int64_t stride,
                             int64_t first_pos, InvFreq inv) {
     pdl_start();
-    const int64_t half = D / 2, n = T * H * half;
-    int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-    const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
-    for (; idx < n; idx += step) {
-        const int64_t i = idx % half, th = idx / half, h = th % H, t = th / H;
+    const int half = static_cast<int>(D / 2);
+    for_rope_pairs(T, static_cast<int>(H), half, [&](int64_t t, int h, int i) {
         const float f = static_cast<float>(first_pos + t) * inv.v[i];
         const float cs = cosf(f), sn = sinf(f);
         float* xh = x + t * stride + h * D;
         rope_rotate(xh[i], xh[i + half], cs, sn, &xh[i], &xh[i + half]);
-    }
+    });
 }
 
 // rope_kernel on q and k (when rotate) and scatter_heads_kernel on k and v in one pass: one
@@ -69,11 +83,8 @@ __global__ void rope_store_kv_kernel(float* q, int64_t q_stride, const float* k,
                                      int64_t head_stride, int64_t at, int64_t T, int64_t H,
                                      int64_t D, bool rotate, InvFreq inv) {
     pdl_start();
-    const int64_t half = D / 2, n = T * H * half;
-    int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-    const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
-    for (; idx < n; idx += step) {
-        const int64_t i = idx % half, th = idx / half, h = th % H, t = th / H;
+    const int half = static_cast<int>(D / 2);
+    for_rope_pairs(T, static_cast<int>(H), half, [&](int64_t t, int h, int i) {
         const float* kh = k + t * k_stride + h * D;
         const float* vh = v + t * v_stride + h * D;
         float k1 = kh[i], k2 = kh[i + half];
@@ -89,7 +100,7 @@ __global__ void rope_store_kv_kernel(float* q, int64_t q_stride, const float* k,
         ks[row + i + half] = from_f32<E>(k2);
         vs[row + i] = from_f32<E>(vh[i]);
         vs[row + i + half] = from_f32<E>(vh[i + half]);
-    }
+    });
 }
 
 __global__ void row_max_sumexp_kernel(const float* logits, int64_t T, int64_t V, float* max_out,
@@ -182,9 +193,9 @@ void rope(float* x, int64_t T, int64_t H, int64_t D, int64_t stride, int64_t fir
           void* stream) {
     const InvFreq inv = inv_freq(D, theta, "cuda rope");
     if (T <= 0 || H <= 0 || D == 0) return;
-    const int64_t n = T * H * (D / 2);
-    launch_pdl(rope_kernel, grid_for(n, 256), 256, 0, as_stream(stream), x, T, H, D, stride,
-               first_pos, inv);
+    FOT_CHECK(H * D < (int64_t{1} << 30), "cuda rope: ", H, " heads of ", D, " are too many");
+    launch_pdl(rope_kernel, rope_grid(T, H, D / 2), kRopeThreads, 0, as_stream(stream), x, T, H, D,
+               stride, first_pos, inv);
     FOT_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -194,12 +205,14 @@ void rope_store_kv(float* q, int64_t q_stride, const float* k, int64_t k_stride,
                    bool rotate, void* stream) {
     const InvFreq inv = inv_freq(D, theta, "cuda rope_store_kv");
     if (T <= 0 || H <= 0 || D == 0) return;
-    const int64_t n = T * H * (D / 2);
+    FOT_CHECK(H * D < (int64_t{1} << 30), "cuda rope_store_kv: ", H, " heads of ", D,
+              " are too many");
     dispatch_float_dtype(store_dtype, "cuda rope_store_kv store", [&](auto* tag) {
         using E = std::remove_pointer_t<decltype(tag)>;
-        launch_pdl(rope_store_kv_kernel<E>, grid_for(n, 256), 256, 0, as_stream(stream), q,
-                   q_stride, k, k_stride, v, v_stride, static_cast<E*>(k_store),
-                   static_cast<E*>(v_store), head_stride, at, T, H, D, rotate, inv);
+        launch_pdl(rope_store_kv_kernel<E>, rope_grid(T, H, D / 2), kRopeThreads, 0,
+                   as_stream(stream), q, q_stride, k, k_stride, v, v_stride,
+                   static_cast<E*>(k_store), static_cast<E*>(v_store), head_stride, at, T, H, D,
+                   rotate, inv);
     });
     FOT_CUDA_CHECK(cudaGetLastError());
 }
