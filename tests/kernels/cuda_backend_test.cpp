@@ -480,6 +480,50 @@ TEST_F(CudaBackendTest, RepeatedStepsDoNotAllocate) {
     EXPECT_GE(gpu_->peak_allocated_bytes(), bytes);
 }
 
+// Ops that allocate while a graph piece is captured (CudaBackend::graph_begin): scratch that
+// grows (its old block freed) and a new buffer (zero-filled) come from a side stream that is
+// waited for, a buffer freed meanwhile is held until the piece has been launched (the
+// emulator aborts a stream-ordered allocation or free on a capturing stream), and the graph
+// gives what the same ops give as ordinary launches.
+TEST_F(CudaBackendTest, OpsThatAllocateWhileCapturedRunRightInTheGraph) {
+    const int64_t H = 2, D = 64, T = 1, K = 16, S_small = 300, S = 20000;
+    Buffer q = make_buffer(*gpu_, DType::kF32, {T, H * D}, random_floats(T * H * D, 90));
+    Buffer k = make_buffer(*gpu_, DType::kBF16, {H, S, D}, random_floats(H * S * D, 91));
+    Buffer pos = make_i64_buffer(*gpu_, {S}, reversed_positions(S));
+    struct Out {
+        Buffer sc, rw, ps;
+    };
+    auto outputs = [&] {
+        return Out{gpu_->alloc(DType::kF32, {H, T, K}), gpu_->alloc(DType::kI64, {H, T, K}),
+                   gpu_->alloc(DType::kI64, {H, T, K})};
+    };
+    auto topk = [&](Out& o, int64_t n) {
+        gpu_->memory_topk(o.sc.view(), o.rw.view(), o.ps.view(), q.view(), k.view(), pos.view(), n,
+                          0.125f);
+    };
+    Out small = outputs(), graph = outputs(), eager = outputs();
+    topk(small, S_small);  // sizes the top-k scratch for a small memory
+    gpu_->synchronize();
+    Buffer doomed = gpu_->alloc(DType::kF32, {1000});
+    const int64_t allocations = gpu_->allocation_count();
+    ASSERT_TRUE(gpu_->graph_begin(T));
+    topk(graph, S);  // grows the scratch: the old block is freed, a larger one made
+    Buffer fresh = gpu_->alloc(DType::kF32, {H, T, K});
+    gpu_->add(fresh.view(), fresh.view(), graph.sc.view());  // 0 + scores, if it was zeroed
+    doomed = Buffer();
+    ASSERT_TRUE(gpu_->graph_end(0));
+    EXPECT_EQ(gpu_->allocation_count(), allocations + 2) << "the scratch and the buffer";
+    EXPECT_EQ(gpu_->graph_launches(), 1);
+    topk(eager, S);
+    gpu_->synchronize();
+    EXPECT_EQ(fetch_bytes(*gpu_, graph.sc.view()), fetch_bytes(*gpu_, eager.sc.view()));
+    EXPECT_EQ(fetch_i64(*gpu_, graph.rw.view()), fetch_i64(*gpu_, eager.rw.view()));
+    EXPECT_EQ(fetch_i64(*gpu_, graph.ps.view()), fetch_i64(*gpu_, eager.ps.view()));
+    EXPECT_EQ(fetch_bytes(*gpu_, fresh.view()), fetch_bytes(*gpu_, eager.sc.view()));
+    EXPECT_NE(fetch_bytes(*gpu_, small.sc.view()), fetch_bytes(*gpu_, eager.sc.view()))
+        << "a memory of " << S_small << " keys gave the scores of " << S;
+}
+
 // set_profiling: every op adds its call, FLOPs and bytes to its phase and to its own line of
 // op_stats() (named after the op), the lines add up to the phases, and step graphs are off
 // while profiling is on (the events must bracket each op's own launches).
