@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "kernels/cpu/gemv_lowp.h"
 #include "kernels/cpu/ops.h"
 
 namespace fot::kernels::cpu {
@@ -101,6 +102,8 @@ void matmul(float* out, const float* x, const void* w, DType w_dtype, int64_t T,
             int64_t K) {
     if (T == 0 || N == 0) return;
     if (T <= kSmallT) {
+        // bf16/f16 rows widened in registers where the CPU has AVX2 or AVX-512 (one pass).
+        if (gemv_lowp(out, x, w, w_dtype, T, N, K)) return;
         matmul_small(out, x, w, w_dtype, T, N, K);
     } else if (w_dtype == DType::kF32) {
         matmul_f32(out, x, static_cast<const float*>(w), T, N, K);

@@ -9,6 +9,7 @@
 #include <set>
 #include <vector>
 
+#include "kernels/cpu/gemv_lowp.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/softmax_passes.h"
 #include "runtime/core/dtype.h"
@@ -68,6 +69,63 @@ TEST(CpuSoftmaxPasses, Avx512GivesTheAvx2BitsAndBothMatchTheScalarPasses) {
         ASSERT_EQ(std::memcmp(&s5, &s2, 4), 0) << s5 << " vs " << s2;
     }
     if (!avx512) GTEST_SKIP() << "no AVX-512F on this CPU: AVX2 against scalar only";
+}
+
+// The decode GEMV over bf16/f16 weights (gemv_lowp.h): AVX-512 gives the AVX2 bits (a result
+// does not depend on which one a machine has), both are within fp32 rounding of double math,
+// a token's row does not depend on how many tokens share the call, and matmul takes it for
+// T <= 4. Widths around the 16- and 32-element blocks.
+TEST(CpuGemvLowp, Avx512GivesTheAvx2BitsAndBothMatchDoubleMath) {
+    if (!gemv_lowp_isa_available(GemvIsa::kAvx2)) GTEST_SKIP() << "no AVX2/FMA/F16C on this CPU";
+    const bool avx512 = gemv_lowp_isa_available(GemvIsa::kAvx512);
+    auto bits = [](const std::vector<float>& v) {
+        std::vector<uint32_t> b(v.size());
+        std::memcpy(b.data(), v.data(), v.size() * 4);
+        return b;
+    };
+    uint32_t seed = 300;
+    for (DType dt : {DType::kBF16, DType::kF16}) {
+        for (int64_t K : {1, 8, 15, 16, 17, 31, 32, 33, 48, 100, 1030}) {
+            for (int64_t N : {1, 7}) {
+                SCOPED_TRACE(::testing::Message() << dtype_name(dt) << " K " << K << " N " << N);
+                const int64_t T = kGemvLowpMaxT;
+                const std::vector<float> x = randn(T * K, ++seed);
+                const std::vector<float> wf = randn(N * K, ++seed, 0.5f);
+                std::vector<uint16_t> w(wf.size());
+                convert_from_f32(wf.data(), w.data(), dt, wf.size());
+                std::vector<float> wide(w.size());
+                convert_to_f32(w.data(), dt, wide.data(), w.size());
+                std::vector<float> o2(T * N), o5(T * N), om(T * N);
+                ASSERT_TRUE(gemv_lowp(o2.data(), x.data(), w.data(), dt, T, N, K, GemvIsa::kAvx2));
+                for (int64_t t = 0; t < T; ++t) {
+                    for (int64_t n = 0; n < N; ++n) {
+                        double ref = 0, mag = 0;
+                        for (int64_t k = 0; k < K; ++k) {
+                            const double p = static_cast<double>(x[t * K + k]) * wide[n * K + k];
+                            ref += p;
+                            mag += std::fabs(p);
+                        }
+                        EXPECT_NEAR(o2[t * N + n], ref, 1e-6 * mag + 1e-30) << t << " " << n;
+                    }
+                    // The same token alone: the same bits.
+                    std::vector<float> one(N);
+                    ASSERT_TRUE(gemv_lowp(one.data(), x.data() + t * K, w.data(), dt, 1, N, K,
+                                          GemvIsa::kAvx2));
+                    EXPECT_EQ(bits(one), bits(std::vector<float>(o2.begin() + t * N,
+                                                                 o2.begin() + (t + 1) * N)));
+                }
+                matmul(om.data(), x.data(), w.data(), dt, T, N, K);
+                EXPECT_EQ(bits(om), bits(o2)) << "matmul did not take the GEMV";
+                if (!avx512) continue;
+                ASSERT_TRUE(
+                    gemv_lowp(o5.data(), x.data(), w.data(), dt, T, N, K, GemvIsa::kAvx512));
+                EXPECT_EQ(bits(o5), bits(o2));
+            }
+        }
+    }
+    EXPECT_FALSE(gemv_lowp(nullptr, nullptr, nullptr, DType::kF32, 1, 1, 1, GemvIsa::kAvx2));
+    EXPECT_FALSE(gemv_lowp(nullptr, nullptr, nullptr, DType::kBF16, 5, 1, 1, GemvIsa::kAvx2));
+    if (!avx512) GTEST_SKIP() << "no AVX-512F on this CPU: AVX2 against double math only";
 }
 
 std::vector<uint16_t> to_bf16(const std::vector<float>& v) {
