@@ -6,7 +6,10 @@
 //  - many queries (prefill windows): scores and the weighted value sums of a (query block,
 //    key block) tile are single-threaded BLAS GEMMs inside OpenMP work items, and the
 //    exponentials use a vectorisable exp (fast_exp, ~2 ulp);
-//  - few queries (decode): dot products per key, no tile set-up.
+//  - few queries (decode): dot products per key, no tile set-up. Over bf16 stores on CPUs with
+//    AVX2 or AVX-512 the key and value rows are widened in registers on their way into the
+//    FMAs (gemv_lowp.h: dot_rows_bf16, axpy_rows_bf16), not into a buffer first: decode reads
+//    the whole memory once per token, and the buffer pass doubled the work per byte.
 // Precision::kFast (`bf16_operands`, runtime/core/precision.h): q, k and v are rounded to bf16
 // (nearest even) as they enter the tiles, the products accumulate in fp32, the softmax
 // statistics (m, l) are fp32 and p = exp(s - m) is rounded to bf16 only as the operand of
@@ -22,6 +25,7 @@
 
 #include <cblas.h>
 
+#include "kernels/cpu/gemv_lowp.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/softmax_passes.h"
 
@@ -193,10 +197,13 @@ void attn_accumulate(float* part, const float* q, int64_t q_stride, const void* 
     }
     const int64_t nqb = (T + kQueryBlock - 1) / kQueryBlock;
     const int64_t row = D + 2;
+    // bf16 stores are already bf16 operands: the rounding of `fast` leaves them as they are.
+    const GemvIsa isa = kv_dtype == DType::kBF16 ? gemv_lowp_isa() : GemvIsa::kNone;
+    const bool in_registers = isa != GemvIsa::kNone;
 #pragma omp parallel if (H * T * S * D > kParallelMinWork)
     {
         std::vector<float> kbuf, vbuf, qbuf;
-        if (kv_dtype != DType::kF32 || bf16_operands) {
+        if (!in_registers && (kv_dtype != DType::kF32 || bf16_operands)) {
             kbuf.resize(static_cast<size_t>(kKeyBlock * D));
             vbuf.resize(static_cast<size_t>(kKeyBlock * D));
         }
@@ -212,10 +219,15 @@ void attn_accumulate(float* part, const float* q, int64_t q_stride, const void* 
                 const int64_t head_off = h * kv_head_stride;
                 for (int64_t j0 = 0; j0 <= jlast; j0 += kKeyBlock) {
                     const int64_t nk = std::min(kKeyBlock, jlast + 1 - j0);
-                    const float* kr =
-                        key_rows(k, kv_dtype, head_off, j0, nk, D, kbuf.data(), bf16_operands);
-                    const float* vr =
-                        key_rows(v, kv_dtype, head_off, j0, nk, D, vbuf.data(), bf16_operands);
+                    const float *kr = nullptr, *vr = nullptr;
+                    const uint16_t *kb = nullptr, *vb = nullptr;  // bf16 rows, in place
+                    if (in_registers) {
+                        kb = static_cast<const uint16_t*>(k) + head_off + j0 * D;
+                        vb = static_cast<const uint16_t*>(v) + head_off + j0 * D;
+                    } else {
+                        kr = key_rows(k, kv_dtype, head_off, j0, nk, D, kbuf.data(), bf16_operands);
+                        vr = key_rows(v, kv_dtype, head_off, j0, nk, D, vbuf.data(), bf16_operands);
+                    }
                     for (int64_t t = t0; t < t1; ++t) {
                         // Keys j <= t + causal_offset are visible.
                         int64_t jend = j0 + nk;
@@ -228,8 +240,9 @@ void attn_accumulate(float* part, const float* q, int64_t q_stride, const void* 
                             qt = qbuf.data();
                         }
                         float bmax = kNegInf;
+                        if (in_registers) dot_rows_bf16(scores, qt, kb, n, D, isa);
                         for (int64_t j = 0; j < n; ++j) {
-                            scores[j] = dot(qt, kr + j * D, D) * scale;
+                            scores[j] = (in_registers ? scores[j] : dot(qt, kr + j * D, D)) * scale;
                             bmax = std::max(bmax, scores[j]);
                         }
                         float* st = part + (h * T + t) * row;
@@ -245,11 +258,15 @@ void attn_accumulate(float* part, const float* q, int64_t q_stride, const void* 
                         if (corr != 1.f) {
                             for (int64_t d = 0; d < D; ++d) st[d] *= corr;
                         }
-                        for (int64_t j = 0; j < n; ++j) {
-                            const float p = scores[j];
-                            const float* vj = vr + j * D;
+                        if (in_registers) {
+                            axpy_rows_bf16(st, scores, vb, n, D, isa);
+                        } else {
+                            for (int64_t j = 0; j < n; ++j) {
+                                const float p = scores[j];
+                                const float* vj = vr + j * D;
 #pragma omp simd
-                            for (int64_t d = 0; d < D; ++d) st[d] += p * vj[d];
+                                for (int64_t d = 0; d < D; ++d) st[d] += p * vj[d];
+                            }
                         }
                         st[D] = m_new;
                         st[D + 1] = st[D + 1] * corr + lsum;

@@ -19,6 +19,7 @@
 
 #include "kernels/cpu/gemv_lowp.h"
 #include "kernels/cpu/ops.h"
+#include "runtime/core/status.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -141,6 +142,44 @@ __attribute__((target("avx512f,avx2,fma,f16c"))) void rows_avx512(float* out, co
     }
 }
 
+// ---- o[d] += sum_j p[j] * v_j[d] over bf16 rows: per d, one FMA per j in order (any
+// vector width gives the same bits) ----
+inline void axpy_tail(float* o, const float* p, const uint16_t* v, int64_t n, int64_t D,
+                      int64_t d0) {
+    for (int64_t d = d0; d < D; ++d) {
+        float acc = o[d];
+        for (int64_t j = 0; j < n; ++j) acc = std::fma(p[j], bf16_to_f32(v[j * D + d]), acc);
+        o[d] = acc;
+    }
+}
+
+__attribute__((target("avx2,fma,f16c"))) void axpy_avx2(float* o, const float* p, const uint16_t* v,
+                                                        int64_t n, int64_t D) {
+    int64_t d0 = 0;
+    for (; d0 + 8 <= D; d0 += 8) {
+        __m256 acc = _mm256_loadu_ps(o + d0);
+        for (int64_t j = 0; j < n; ++j) {
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), widen8<true>(v + j * D + d0), acc);
+        }
+        _mm256_storeu_ps(o + d0, acc);
+    }
+    axpy_tail(o, p, v, n, D, d0);
+}
+
+__attribute__((target("avx512f,avx2,fma,f16c"))) void axpy_avx512(float* o, const float* p,
+                                                                  const uint16_t* v, int64_t n,
+                                                                  int64_t D) {
+    int64_t d0 = 0;
+    for (; d0 + 16 <= D; d0 += 16) {
+        __m512 acc = _mm512_loadu_ps(o + d0);
+        for (int64_t j = 0; j < n; ++j) {
+            acc = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), widen16<true>(v + j * D + d0), acc);
+        }
+        _mm512_storeu_ps(o + d0, acc);
+    }
+    axpy_tail(o, p, v, n, D, d0);
+}
+
 #pragma GCC diagnostic pop
 
 using RowsFn = void (*)(float*, const float*, const uint16_t*, int64_t, int64_t, int64_t, int64_t);
@@ -201,6 +240,24 @@ bool gemv_lowp_isa_available(GemvIsa isa) {
     }
 #endif
     return false;
+}
+
+void dot_rows_bf16(float* out, const float* q, const uint16_t* k, int64_t n, int64_t D,
+                   GemvIsa isa) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (isa == GemvIsa::kAvx512) return rows_avx512<true, 1>(out, q, k, n, D, 0, n);
+    if (isa == GemvIsa::kAvx2) return rows_avx2<true, 1>(out, q, k, n, D, 0, n);
+#endif
+    FOT_ASSERT(false && "dot_rows_bf16 without AVX2 or AVX-512");
+}
+
+void axpy_rows_bf16(float* o, const float* p, const uint16_t* v, int64_t n, int64_t D,
+                    GemvIsa isa) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (isa == GemvIsa::kAvx512) return axpy_avx512(o, p, v, n, D);
+    if (isa == GemvIsa::kAvx2) return axpy_avx2(o, p, v, n, D);
+#endif
+    FOT_ASSERT(false && "axpy_rows_bf16 without AVX2 or AVX-512");
 }
 
 bool gemv_lowp(float* out, const float* x, const void* w, DType w_dtype, int64_t T, int64_t N,

@@ -25,4 +25,12 @@ bool gemv_lowp_isa_available(GemvIsa isa);
 bool gemv_lowp(float* out, const float* x, const void* w, DType w_dtype, int64_t T, int64_t N,
                int64_t K, GemvIsa isa = gemv_lowp_isa());
 
+// Single-threaded pieces of the decode attention over bf16 key/value rows (attention.cpp),
+// for an isa this CPU has (not kNone):
+// out[j] = sum_d q[d] * k_j[d] for the n rows k_j of D, in the sum order above (T = 1);
+void dot_rows_bf16(float* out, const float* q, const uint16_t* k, int64_t n, int64_t D,
+                   GemvIsa isa);
+// o[d] += sum_j p[j] * v_j[d], per d one FMA per row j in order (the same bits at any width).
+void axpy_rows_bf16(float* o, const float* p, const uint16_t* v, int64_t n, int64_t D, GemvIsa isa);
+
 }  // namespace fot::kernels::cpu

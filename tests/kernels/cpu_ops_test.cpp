@@ -134,6 +134,41 @@ std::vector<uint16_t> to_bf16(const std::vector<float>& v) {
     return o;
 }
 
+// The decode attention's pieces over bf16 rows (gemv_lowp.h): the scores are the GEMV's (T = 1)
+// bits, and o += P.V gives, on every instruction set, the bits of one fma per (row, dim) in
+// row order. Head dims around the 8- and 16-lane blocks.
+TEST(CpuGemvLowp, AttentionPiecesGiveTheSameBitsOnEveryInstructionSet) {
+    if (!gemv_lowp_isa_available(GemvIsa::kAvx2)) GTEST_SKIP() << "no AVX2/FMA/F16C on this CPU";
+    std::vector<GemvIsa> isas = {GemvIsa::kAvx2};
+    if (gemv_lowp_isa_available(GemvIsa::kAvx512)) isas.push_back(GemvIsa::kAvx512);
+    uint32_t seed = 400;
+    for (int64_t D : {8, 15, 16, 24, 64, 100, 128}) {
+        for (int64_t n : {1, 7, 128}) {
+            SCOPED_TRACE(::testing::Message() << "D " << D << " n " << n);
+            const std::vector<float> q = randn(D, ++seed);
+            const std::vector<uint16_t> kv = to_bf16(randn(n * D, ++seed));
+            const std::vector<float> p = randn(n, ++seed);
+            const std::vector<float> o0 = randn(D, ++seed);
+            std::vector<float> want_o = o0;
+            for (int64_t d = 0; d < D; ++d) {
+                for (int64_t j = 0; j < n; ++j) {
+                    want_o[d] = std::fma(p[j], bf16_to_f32(kv[j * D + d]), want_o[d]);
+                }
+            }
+            std::vector<float> want_s(n);
+            ASSERT_TRUE(gemv_lowp(want_s.data(), q.data(), kv.data(), DType::kBF16, 1, n, D,
+                                  GemvIsa::kAvx2));
+            for (GemvIsa isa : isas) {
+                std::vector<float> s(n), o = o0;
+                dot_rows_bf16(s.data(), q.data(), kv.data(), n, D, isa);
+                axpy_rows_bf16(o.data(), p.data(), kv.data(), n, D, isa);
+                EXPECT_EQ(0, std::memcmp(s.data(), want_s.data(), 4 * n));
+                EXPECT_EQ(0, std::memcmp(o.data(), want_o.data(), 4 * D));
+            }
+        }
+    }
+}
+
 TEST(CpuOps, RmsNorm) {
     const int64_t T = 3, C = 37;
     auto x = randn(T * C, 1), w = randn(C, 2);
