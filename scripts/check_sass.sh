@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Checks the machine code of the attention and GEMV kernels in a binary, object or static
 # library built for sm_90: every tensor-core attention kernel (attn_tc_kernel,
-# kernels/cuda/attention_tc.cu) must contain HMMA (tensor-core mma) instructions, and none of
+# kernels/cuda/attention_tc.cu) must contain HMMA (tensor-core mma) instructions, its wgmma
+# instances (kWg, mangled "Lb1E"; attention_wgmma.cu, sm_90a) HGMMA instead, and none of
 # attn_tc_kernel, decode_split_kernel (attention_decode.cu), gemv_kernel (gemv.cu) and
 # score_decode_kernel (topk.cu) may use
 # local memory (LDL/STL: a register array spilled or indexed at run time). Prints the
-# instruction mix per kernel (HMMA, LDSM = ldmatrix, LDGSTS = cp.async, BAR, LDL/STL).
+# instruction mix per kernel (HMMA, HGMMA = wgmma, LDSM = ldmatrix, LDGSTS = cp.async, BAR,
+# LDL/STL).
 #
 # usage: scripts/check_sass.sh FILE
 # Exit: 0 ok, 1 a check failed, 77 cuobjdump is not installed (ctest counts that as skipped).
@@ -22,6 +24,7 @@ fi
     /Function :/ { name = $3; next }
     name ~ /attn_tc_kernel|decode_split_kernel|gemv_kernel|score_decode_kernel/ {
         if ($0 ~ /HMMA/) hmma[name]++
+        if ($0 ~ /HGMMA/) hgmma[name]++
         if ($0 ~ /LDSM/) ldsm[name]++
         if ($0 ~ /LDGSTS/) cp[name]++
         if ($0 ~ /BAR\.SYNC/) bar[name]++
@@ -32,8 +35,9 @@ fi
         n = 0; bad = 0
         for (f in seen) {
             n++
-            printf "%s: HMMA %d, LDSM %d, LDGSTS %d, BAR %d, LDL/STL %d\n", f, hmma[f], ldsm[f], cp[f], bar[f], local[f]
-            if ((f ~ /attn_tc_kernel/ && hmma[f] == 0) || local[f] > 0) bad = 1
+            printf "%s: HMMA %d, HGMMA %d, LDSM %d, LDGSTS %d, BAR %d, LDL/STL %d\n", f, hmma[f], hgmma[f], ldsm[f], cp[f], bar[f], local[f]
+            wg = f ~ /attn_tc_kernel.*Lb1E/
+            if ((f ~ /attn_tc_kernel/ && !wg && hmma[f] == 0) || (wg && hgmma[f] == 0) || local[f] > 0) bad = 1
         }
         if (n == 0) { print "check_sass.sh: none of the checked kernels is in the SASS"; exit 1 }
         exit bad

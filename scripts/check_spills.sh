@@ -6,7 +6,8 @@
 # the limit: attn_tc_kernel with two m-tiles per warp takes 250-255 of 255 registers at
 # head dim 100, and any change to it can tip ptxas into spilling.
 #
-# usage: scripts/check_spills.sh NVCC ARCH FILE.cu...   (ARCH: e.g. 90)
+# usage: scripts/check_spills.sh NVCC ARCH FILE.cu[@ARCH]...   (ARCH: e.g. 90; a file's own
+#        @ARCH, e.g. attention_wgmma.cu@90a, replaces it for that file)
 # Exit: 0 no spills, 1 a kernel spills or a compile failed, 2 usage.
 set -uo pipefail
 [ $# -ge 3 ] || { echo "usage: check_spills.sh NVCC ARCH FILE.cu..." >&2; exit 2; }
@@ -16,10 +17,12 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 bad=0
-for f in "$@"; do
+for spec in "$@"; do
+    f="${spec%@*}" a="$arch"
+    [ "$f" != "$spec" ] && a="${spec##*@}"
     log="$tmp/$(basename "$f").log"
     if ! "$nvcc" -DFOT_HAVE_CUDA=1 -I"$root" -O3 -DNDEBUG -std=c++17 --expt-relaxed-constexpr \
-        --generate-code=arch=compute_"$arch",code=sm_"$arch" -Xptxas -v -x cu -c "$f" \
+        --generate-code=arch=compute_"$a",code=sm_"$a" -Xptxas -v -x cu -c "$f" \
         -o "$tmp/out.o" > "$log" 2>&1; then
         echo "check_spills.sh: $f does not compile:" >&2
         cat "$log" >&2

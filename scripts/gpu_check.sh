@@ -20,7 +20,9 @@
 #              FOT_CUDA_GEMV_NORM=0,
 #              top-k 64k again with FOT_CUDA_TOPK=rows-one-block, FOT_CUDA_TOPK=rows and
 #              FOT_CUDA_TOPK_TC=0,
-#              fast dense 64k again with FOT_CUDA_ATTN_MT=1 (the ordinary launches, no step
+#              fast dense 64k again with FOT_CUDA_ATTN_MT=1, fast dense 64k and 128k with
+#              FOT_CUDA_ATTN_WGMMA=1 (the wgmma attention kernel; off by default until this
+#              run says it wins) (the ordinary launches, no step
 #              graphs, the GEMV
 #              without split-K, the add + RMSNorm as a launch of its own, the one-block top-k
 #              select, the score-rows top-k prefill instead of the filtered one, fp32 top-k
@@ -146,12 +148,16 @@ if [ -n "$bundle" ]; then
     for t in "${test_bins[@]}"; do
         test_cmd="$test_cmd $bin_dir/$t --gtest_brief=1 || rc=1;"
     done
+    # Golden case_h fast again with the wgmma attention kernel as the default (off by default
+    # until measured; its own tests are CudaBackendTest.Wgmma*).
+    test_cmd="$test_cmd FOT_CUDA_ATTN_WGMMA=1 $bin_dir/kernels_cuda_golden_fast_test --gtest_brief=1 || rc=1;"
     test_cmd="$test_cmd exit \$rc"
     kernel_test="$bin_dir/kernels_backend_conformance_cuda"
     bench_bin="$bin_dir/fot_gpu_bench"
 else
     bin_dir="$build"
-    test_cmd="cd $build && ctest -L gpu --output-on-failure"
+    test_cmd="cd $build && ctest -L gpu --output-on-failure && FOT_CUDA_ATTN_WGMMA=1 \
+tests/kernels/kernels_cuda_golden_fast_test --gtest_brief=1"
     kernel_test="$build/tests/kernels/kernels_backend_conformance_cuda"
     bench_bin="$build/bench/fot_gpu_bench"
     gen=""
@@ -181,7 +187,8 @@ for r in "${bench_runs[@]}"; do bench_cmd="$bench_cmd $bench_bin $r || rc=1;"; d
 # default before the filtered path) and with fp32 tile scores instead of the tensor cores
 # (FOT_CUDA_TOPK_TC=0) against its filtered prefill; prefill at 64k
 # with the tensor-core attention at one m-tile per warp (FOT_CUDA_ATTN_MT=1, session 9's
-# 64-query blocks) against the first run's 64k prefill; then top-k at
+# 64-query blocks) against the first run's 64k prefill, and with the wgmma attention kernel
+# (FOT_CUDA_ATTN_WGMMA=1, attention_wgmma.cu; 64-query blocks too) at 64k and 128k; then top-k at
 # 128k (the target "top-k decode <= dense decode at 128k memory"), last because its prefill
 # (40 s in session 9) is the longest: if the step's limit ends it, the runs before it are in
 # bench.log already.
@@ -201,6 +208,8 @@ FOT_CUDA_TOPK_TC=0 $bench_bin --precision fast \
 --retrieval topk --k 128 --lengths 64k --decode-steps 4 --no-ceilings || rc=1; \
 FOT_CUDA_ATTN_MT=1 $bench_bin --precision fast \
 --retrieval dense --lengths 64k --decode-steps 4 --no-ceilings || rc=1; \
+FOT_CUDA_ATTN_WGMMA=1 $bench_bin --precision fast \
+--retrieval dense --lengths 64k,128k --decode-steps 4 --no-ceilings || rc=1; \
 $bench_bin --precision fast --retrieval topk --k 128 --lengths 128k --decode-steps 16 \
 --no-ceilings || rc=1;"
 add_step sass 30 sass.log "$root/scripts/check_sass.sh $kernel_test"
@@ -215,7 +224,8 @@ if [ -x "$ncu_bin" ] || [ "$dry_run" = 1 ]; then
     ncu_app="$bench_bin --precision fast --retrieval topk --k 128 --lengths 16k --decode-steps 1 --no-ceilings"
     # Prefill attention: two tensor-core launches of a 16k prefill past its first windows
     # (local and memory attention over >= 4k keys), with the pipes' use and the warps' stalls;
-    # the same for two launches of the top-k prefill's tensor-core scorer (sample, filter).
+    # the same for two launches of the top-k prefill's tensor-core scorer (sample, filter), and
+    # for two launches of the wgmma attention kernel (FOT_CUDA_ATTN_WGMMA=1).
     ncu_attn="$ncu_run --section ComputeWorkloadAnalysis --section WarpStateStats"
     ncu_attn_app="$bench_bin --precision fast --retrieval dense --lengths 16k --decode-steps 1 --no-ceilings"
     add_step ncu 150 ncu.log "rc=0; $ncu_run --kernel-name regex:gemv_kernel --launch-skip 1" \
@@ -223,7 +233,8 @@ if [ -x "$ncu_bin" ] || [ "$dry_run" = 1 ]; then
         "--launch-count 3 $ncu_app || rc=1; $ncu_attn --kernel-name regex:attn_tc_kernel" \
         "--launch-skip 60 --launch-count 2 $ncu_attn_app || rc=1; $ncu_attn" \
         "--kernel-name regex:score_tc_kernel --launch-skip 20 --launch-count 2 $ncu_app || rc=1;" \
-        "exit \$rc"
+        "FOT_CUDA_ATTN_WGMMA=1 $ncu_attn --kernel-name regex:attn_tc_kernel --launch-skip 60" \
+        "--launch-count 2 $ncu_attn_app || rc=1; exit \$rc"
 fi
 
 if [ "$dry_run" = 1 ]; then

@@ -42,6 +42,14 @@ __device__ __forceinline__ float fast_exp2(float x) {
 #endif
 }
 
+// `T* name` = the block's dynamic shared memory, in kernels that live in headers (preprocess.py
+// rewrites `extern __shared__` only in the .cu file it is given).
+#if defined(__CUDACC__)
+#define FOT_DYNAMIC_SMEM(T, name) extern __shared__ T name[]
+#else
+#define FOT_DYNAMIC_SMEM(T, name) T* name = ::emu::dynamic_smem<T>()
+#endif
+
 // ---- element conversions ---------------------------------------------------------------------
 __device__ __forceinline__ float to_f32(float x) {
     return x;

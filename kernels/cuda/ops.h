@@ -218,8 +218,30 @@ void attn_one_store_tc(void* out, DType out_dtype, int64_t out_stride, const flo
                        int64_t H, int64_t T, int64_t S, int64_t D, float scale,
                        int64_t causal_offset, void* stream, int m_tiles = 0);
 // The default m-tiles per warp for T queries of head dim D: FOT_CUDA_ATTN_MT (1 or 2) when
-// set, else 2 for T > 64 and D <= 104, 1 otherwise.
+// set, else 1 when the wgmma kernel is the default (attn_tc_wgmma_default), else 2 for T > 64
+// and D <= 104, 1 otherwise.
 int attn_tc_m_tiles(int64_t T, int64_t D);
+// m_tiles of attn_accumulate_tc / attn_one_store_tc that asks for the wgmma kernel
+// (attention_wgmma.cu: one warpgroup per 64 queries, wgmma.mma_async for Q.K^T and P.V; the
+// same partials, the same softmax). It needs attn_tc_wgmma_supported(D).
+constexpr int kAttnTcWgmma = -1;
+// The device is compute capability 9.0 (H100 / H200: sm_90a code runs there); cached per
+// process. The emulator reports 9.0.
+bool wgmma_device();
+// wgmma_device() and an instance for head dim D: 33-64, 65-104 or 113-128.
+bool attn_tc_wgmma_supported(int64_t D);
+// Whether m_tiles 0 takes the wgmma kernel: FOT_CUDA_ATTN_WGMMA=1 and
+// attn_tc_wgmma_supported(D). Off by default until a GPU run has measured it (docs/cuda.md).
+bool attn_tc_wgmma_default(int64_t D);
+// Overrides FOT_CUDA_ATTN_WGMMA for this process: 1 on, 0 off, -1 back to the variable (tests,
+// benchmark comparisons).
+void set_attn_tc_wgmma(int on);
+// Test probe of the wgmma wrappers (kernels/cuda/wgmma.cuh) on one warpgroup: out [64, N] f32
+// = a [64, K] (bf16, row-major) x B, B given as b [N, K] (K-major) or, with b_mn_major,
+// b [K, N] (MN-major), stored in shared memory as the attention kernel stores K and V tiles.
+// N in {64, 104, 128}, K a multiple of 16 up to 128; needs wgmma_device().
+void wgmma_probe(float* out, const void* a, const void* b, int N, int K, bool b_mn_major,
+                 void* stream);
 
 // out (H, T, D + 2) = merge of R partials (R, H, T, D + 2) in order; out may alias parts.
 void attn_partial_merge(float* out, const float* parts, int64_t R, int64_t H, int64_t T, int64_t D,

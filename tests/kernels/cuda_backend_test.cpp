@@ -25,6 +25,7 @@
 #include "runtime/backend/cuda_backend.h"
 #include "runtime/core/status.h"
 #include "tests/kernels/backend_conformance.h"
+#include "tests/kernels/backend_reference.h"
 #include "tests/kernels/cuda_test_util.h"
 
 #if defined(FOT_CUDA_EMU_BUILD)
@@ -703,6 +704,124 @@ TEST_F(CudaBackendTest, TensorCoreAttentionRowsDoNotDependOnTheMTilesPerWarp) {
     EXPECT_EQ(kernels::cuda::attn_tc_m_tiles(2048, 112), 1) << "head dim 112 would spill";
 }
 
+// The wgmma wrappers (kernels/cuda/wgmma.cuh) on one warpgroup, with B stored as the attention
+// kernel stores its key tiles (K-major) and value tiles (MN-major): every output against exact
+// sums of the bf16 products. On a GPU this checks the descriptor and fragment layouts that
+// the emulator implements (wgmma.cuh's header) against the hardware; products of bf16 are
+// exact in f32, so only the order of the f32 sums may differ.
+TEST_F(CudaBackendTest, WgmmaProbeMatchesExactSums) {
+    if (!kernels::cuda::wgmma_device()) GTEST_SKIP() << "wgmma needs compute capability 9.0";
+    for (int N : {64, 104, 128}) {
+        for (int K : {16, 112}) {
+            for (bool mn : {false, true}) {
+                SCOPED_TRACE(::testing::Message() << "N " << N << " K " << K << " MN-major " << mn);
+                const auto av = testing::naive::stored_values(
+                    DType::kBF16, random_floats(64 * K, 90 + N, -2.f, 2.f));
+                const auto bv = testing::naive::stored_values(
+                    DType::kBF16, random_floats(N * K, 91 + K, -2.f, 2.f));
+                Buffer a = make_buffer(*gpu_, DType::kBF16, {64, K}, av);
+                Buffer b = make_buffer(*gpu_, DType::kBF16, {mn ? K : N, mn ? N : K}, bv);
+                Buffer out = gpu_->alloc(DType::kF32, {64, N});
+                kernels::cuda::wgmma_probe(out.as<float>(), a.data(), b.data(), N, K, mn,
+                                           gpu_->stream().handle);
+                const std::vector<float> got = gpu_f32(out);
+                for (int r = 0; r < 64; ++r) {
+                    for (int n = 0; n < N; ++n) {
+                        double want = 0, mag = 0;
+                        for (int k = 0; k < K; ++k) {
+                            const double x =
+                                double(av[r * K + k]) * double(mn ? bv[k * N + n] : bv[n * K + k]);
+                            want += x;
+                            mag += std::fabs(x);
+                        }
+                        ASSERT_NEAR(got[r * N + n], want, 1e-6 * mag + 1e-30)
+                            << "row " << r << " column " << n;
+                    }
+                }
+            }
+        }
+    }
+}
+
+// The wgmma attention kernel (attention_wgmma.cu) against the mma.sync kernel with one m-tile
+// per warp (the same 64-query blocks, the same softmax): the MT test's cases plus head dims 128
+// and 40, from a partial that already holds a state. The emulator sums a wgmma's k-steps as
+// it sums mma.sync's, so there every bit is the same; a GPU's tensor cores may add the
+// products of a k-step in another order, so there the rows agree to rounding.
+TEST_F(CudaBackendTest, WgmmaAttentionGivesTheRowsOfTheMmaSyncKernel) {
+    if (!kernels::cuda::wgmma_device()) GTEST_SKIP() << "wgmma needs compute capability 9.0";
+    struct Case {
+        int64_t H, T, S, D, causal_offset;
+    };
+    const std::vector<Case> cases = {
+        {2, 130, 300, 100, 170},      // a local window: S = T + offset
+        {1, 200, 333, 104, kNoMask},  // memory: every key visible
+        {1, 257, 500, 64, 243},       // a last block of one row
+        {2, 150, 90, 40, 0},          // rows past the last key see all S keys
+        {1, 129, 200, 128, 40},      {1, 70, 64, 100, kNoMask},  // one key tile
+    };
+    for (const Case& c : cases) {
+        SCOPED_TRACE(::testing::Message() << "H " << c.H << " T " << c.T << " S " << c.S << " D "
+                                          << c.D << " offset " << c.causal_offset);
+        const int64_t H = c.H, T = c.T, S = c.S, D = c.D;
+        ASSERT_TRUE(kernels::cuda::attn_tc_wgmma_supported(D));
+        Buffer q =
+            make_buffer(*gpu_, DType::kF32, {T, H * D}, random_floats(T * H * D, 81, -2.f, 2.f));
+        Buffer k =
+            make_buffer(*gpu_, DType::kBF16, {H, S, D}, random_floats(H * S * D, 82, -2.f, 2.f));
+        Buffer v = make_buffer(*gpu_, DType::kBF16, {H, S, D}, random_floats(H * S * D, 83));
+        std::vector<float> state = random_floats(H * T * (D + 2), 84);
+        for (int64_t r = 0; r < H * T; ++r) {
+            float* st = state.data() + r * (D + 2);
+            st[D] = r % 5 == 0 ? -kInf : st[D] * 4.f;
+            st[D + 1] = r % 5 == 0 ? 0.f : 1.f + std::fabs(st[D + 1]);
+            if (r % 5 == 0) std::fill(st, st + D, 0.f);
+        }
+        auto run = [&](int m_tiles) {
+            Buffer part = make_buffer(*gpu_, DType::kF32, {H, T, D + 2}, state);
+            kernels::cuda::attn_accumulate_tc(part.as<float>(), q.as<float>(), H * D, k.data(),
+                                              v.data(), S * D, H, T, S, D, 0.1f, c.causal_offset, 1,
+                                              nullptr, gpu_->stream().handle, m_tiles);
+            return gpu_f32(part);
+        };
+        const std::vector<float> mma = run(1), wg = run(kernels::cuda::kAttnTcWgmma);
+        ASSERT_EQ(mma.size(), wg.size());
+        const std::vector<uint32_t> mma_bits = fetch_bits(mma), wg_bits = fetch_bits(wg);
+        for (size_t i = 0; i < mma.size(); ++i) {
+#if defined(FOT_CUDA_EMU_BUILD)
+            ASSERT_EQ(wg_bits[i], mma_bits[i])
+                << "row " << i / (D + 2) << " element " << i % (D + 2);
+#else
+            ASSERT_NEAR(wg[i], mma[i], 2e-3f * (1.f + std::fabs(mma[i])))
+                << "row " << i / (D + 2) << " element " << i % (D + 2);
+#endif
+        }
+        EXPECT_NE(state, wg) << "the keys changed nothing";
+    }
+    EXPECT_FALSE(kernels::cuda::attn_tc_wgmma_supported(16)) << "no wgmma instance below 33";
+    EXPECT_FALSE(kernels::cuda::attn_tc_wgmma_supported(108)) << "nor for 105-112";
+}
+
+// Through CudaBackend (the model's init / local / memory / finalize sequence) with the wgmma
+// kernel made the default: the fast attention cases against the naive rules, as the
+// conformance suite holds the mma.sync kernel.
+TEST_F(CudaBackendTest, WgmmaAttentionThroughTheBackendMatchesTheNaiveRules) {
+    if (!kernels::cuda::wgmma_device()) GTEST_SKIP() << "wgmma needs compute capability 9.0";
+    kernels::cuda::set_attn_tc_wgmma(1);
+    const std::vector<testing::AttnCase> cases = {
+        {Precision::kFast, 100, 64, 40, 330, DType::kBF16, DType::kBF16, 2},
+        {Precision::kFast, 100, 70, 0, 200, DType::kBF16, DType::kBF16, 1},
+        {Precision::kFast, 64, 130, 10, 100, DType::kBF16, DType::kBF16, 2},
+        {Precision::kFast, 128, 65, 3, 77, DType::kBF16, DType::kBF16, 1},
+        {Precision::kFast, 48, 9, 5, 70, DType::kBF16, DType::kBF16, 1},
+    };
+    for (const testing::AttnCase& c : cases) {
+        ASSERT_TRUE(kernels::cuda::attn_tc_wgmma_default(c.D)) << c;
+        EXPECT_TRUE(testing::attention_matches_naive(*gpu_, c)) << c;
+    }
+    kernels::cuda::set_attn_tc_wgmma(-1);
+}
+
 // Checkpoint loads ([F14]): row blocks through the two pinned staging buffers arrive in order,
 // cover every row once and land where they belong, for a tensor of many blocks and for rows
 // wider than the staging (which then grows to one row).
@@ -785,7 +904,7 @@ void expect_barrier_needed(const std::string& rel, int line, F&& wrong) {
 // half-written tile. A few seeds per barrier; every barrier must be caught by one of them.
 // The check is the conformance suite's fast attention against the naive rules.
 TEST(EmulatedFaults, EveryBarrierOfTheTensorCoreKernelIsNeeded) {
-    const std::string rel = "kernels/cuda/attention_tc.cu";
+    const std::string rel = "kernels/cuda/attention_tc_kernel.cuh";
     const std::vector<int> lines = barrier_lines(rel);
     ASSERT_GE(lines.size(), 3u) << "expected the kernel's barriers in " << rel;
 
@@ -806,6 +925,42 @@ TEST(EmulatedFaults, EveryBarrierOfTheTensorCoreKernelIsNeeded) {
             rel, line, [&](size_t i) { return !testing::attention_matches_naive(gpu, cases[i]); },
             cases.size());
     }
+}
+
+// The same for the wgmma kernel (the same source, kWg): each of its barriers and each
+// wgmma wait (emu_wgmma.h runs a wgmma at the wait that covers it; before it the accumulators
+// read as NaN) must be caught when deleted. Source lines of `wg::wait<` in the kernel.
+TEST(EmulatedFaults, EveryBarrierAndWgmmaWaitOfTheWgmmaAttentionIsNeeded) {
+    const std::string rel = "kernels/cuda/attention_tc_kernel.cuh";
+    std::vector<int> lines = barrier_lines(rel);
+    {
+        std::ifstream src(std::string(FOT_SOURCE_DIR) + "/" + rel);
+        std::string text;
+        int waits = 0;
+        for (int n = 1; std::getline(src, text); ++n) {
+            if (text.find("wg::wait<") != std::string::npos) {
+                lines.push_back(n);
+                ++waits;
+            }
+        }
+        ASSERT_EQ(waits, 2) << "expected the kernel's two wgmma waits (Q.K^T, P.V) in " << rel;
+    }
+    CudaBackend gpu(0);
+    kernels::cuda::set_attn_tc_wgmma(1);
+    // 64-query blocks over 2-3 local + 6 memory key tiles; head dims 100 and 64.
+    const std::vector<testing::AttnCase> cases = {
+        {Precision::kFast, 100, 64, 40, 330, DType::kBF16, DType::kBF16, 1},
+        {Precision::kFast, 64, 100, 30, 300, DType::kBF16, DType::kBF16, 1}};
+    for (const testing::AttnCase& c : cases) {
+        ASSERT_TRUE(kernels::cuda::attn_tc_wgmma_default(c.D)) << c;
+        ASSERT_TRUE(testing::attention_matches_naive(gpu, c)) << "the intact kernel: " << c;
+    }
+    for (int line : lines) {
+        expect_barrier_needed(
+            rel, line, [&](size_t i) { return !testing::attention_matches_naive(gpu, cases[i]); },
+            cases.size());
+    }
+    kernels::cuda::set_attn_tc_wgmma(-1);
 }
 
 // q|k|v in the model's layout (split_rows) is one cuBLAS call in prefill, and weights that do

@@ -105,7 +105,9 @@ enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 enum cudaDeviceAttr {
     cudaDevAttrMultiProcessorCount = 16,
     cudaDevAttrClockRate = 13,
-    cudaDevAttrMemoryClockRate = 36
+    cudaDevAttrMemoryClockRate = 36,
+    cudaDevAttrComputeCapabilityMajor = 75,
+    cudaDevAttrComputeCapabilityMinor = 76
 };
 constexpr unsigned cudaStreamNonBlocking = 1, cudaEventDisableTiming = 2, cudaHostAllocDefault = 0;
 
@@ -197,6 +199,19 @@ unsigned warp_ballot(unsigned mask, bool pred);
 unsigned warp_match_any(unsigned mask, uint64_t value);
 // All 32 lanes of the calling warp: lane l's `bytes` bytes land at all + l * bytes.
 void warp_all_gather(const void* mine, size_t bytes, void* all);
+// Warpgroup asynchronous operations (wgmma.mma_async), one warp's part at a time: the 32 lanes
+// of the calling warp (a warp collective; the block must be whole warpgroups of 128) pass their
+// `bytes` bytes of operands; `run` gets all 32 (lane l's at all + l * bytes) and runs once for
+// the warp, either at once or at the first warpgroup_wait of one of its lanes that covers the
+// issue (at random), so it may read shared memory at either moment, as the hardware may.
+// Groups as for cp.async.
+void warpgroup_issue(const void* mine, size_t bytes,
+                     const std::function<void(const unsigned char* all)>& run);
+void warpgroup_commit();
+// `file` / `line`: the call site, for fault injection (skip_barrier covers waits too).
+void warpgroup_wait(int pending, const char* file, int line);
+// Whether an operation this thread issued has not run yet.
+bool warpgroup_pending();
 // cp.async: copy `bytes` from src (zeros when src is null) to dst, completing at a random
 // moment no later than the cp_async_wait that covers its group.
 void cp_async(void* dst, const void* src, int bytes);
@@ -209,8 +224,8 @@ void poison_static(void* p, size_t bytes);
 // Seed of the schedule: the order of blocks, of threads between barriers, and of cp.async
 // completions. Default 1, or $FOT_EMU_SEED.
 void set_seed(uint64_t seed);
-// Fault injection: __syncthreads calls at `line` of a file whose path ends with
-// `file_suffix` return without waiting (as if the barrier were deleted). line 0 = none.
+// Fault injection: __syncthreads calls (and wgmma waits) at `line` of a file whose path ends
+// with `file_suffix` return without waiting (as if the barrier were deleted). line 0 = none.
 void skip_barrier(const char* file_suffix, int line);
 
 inline dim3 as_dim3(dim3 d) {

@@ -40,6 +40,15 @@ struct Copy {
     int bytes;
 };
 
+// One warp's part of an asynchronous warpgroup operation (wgmma.mma_async: each warp's rows
+// of D depend on its own rows of A and all of B): made when the warp's 32 lanes have issued
+// it, run once, then or at the first wgmma.wait_group of one of its lanes that covers it.
+struct AsyncOp {
+    bool done = false;
+    std::function<void()> run;
+};
+using AsyncOpPtr = std::shared_ptr<AsyncOp>;
+
 struct Fiber {
     ucontext_t ctx;
     unsigned tid = 0;
@@ -48,6 +57,8 @@ struct Fiber {
     uint64_t wait_gen = 0;
     std::vector<Copy> open;                 // cp.async copies not yet committed
     std::vector<std::vector<Copy>> groups;  // committed groups, oldest first
+    std::vector<AsyncOpPtr> wg_open;        // wgmma ops not yet committed
+    std::vector<std::vector<AsyncOpPtr>> wg_groups;  // committed wgmma groups, oldest first
 };
 
 // One barrier and exchange area per (warp, lane mask): lanes of a subset (e.g. a
@@ -57,11 +68,12 @@ struct WarpGroup {
     Barrier bar;
     uint64_t slot[32];
     std::vector<unsigned char> bytes;  // warp_all_gather
+    AsyncOpPtr op;                     // warpgroup_issue: the op made in barrier generation op_gen
+    uint64_t op_gen = ~uint64_t{0};
 };
 struct Warp {
     std::map<unsigned, WarpGroup> groups;
 };
-
 struct BlockRun {
     std::vector<Fiber> fibers;
     ucontext_t sched;
@@ -111,6 +123,8 @@ void fiber_main() {
     for (auto& c : f.open) perform(c);
     f.groups.clear();
     f.open.clear();
+    f.wg_open.clear();  // never waited for: the registers they would write are gone
+    f.wg_groups.clear();
     f.done = true;
     --r->live;
 }
@@ -297,13 +311,15 @@ void fail(const char* what) {
     die(what);
 }
 
+bool skipped(const char* file, int line) {
+    if (line != g_skip_line || g_skip_file.empty() || file == nullptr) return false;
+    const std::string f = file;
+    return f.size() >= g_skip_file.size() &&
+           f.compare(f.size() - g_skip_file.size(), g_skip_file.size(), g_skip_file) == 0;
+}
+
 void sync_block(const char* file, int line) {
-    if (line == g_skip_line && !g_skip_file.empty()) {
-        const std::string f = file;
-        if (f.size() >= g_skip_file.size() &&
-            f.compare(f.size() - g_skip_file.size(), g_skip_file.size(), g_skip_file) == 0)
-            return;  // injected fault: this barrier does not exist
-    }
+    if (skipped(file, line)) return;  // injected fault: this barrier does not exist
     arrive(g_run->block_bar, g_run->live);
 }
 
@@ -315,6 +331,66 @@ void warp_all_gather(const void* mine, size_t bytes, void* all) {
     arrive(w.bar, 32);
     std::memcpy(all, w.bytes.data(), 32 * bytes);
     arrive(w.bar, 32);
+}
+
+bool warpgroup_pending() {
+    const Fiber& f = me();
+    for (const AsyncOpPtr& op : f.wg_open)
+        if (!op->done) return true;
+    for (const auto& g : f.wg_groups)
+        for (const AsyncOpPtr& op : g)
+            if (!op->done) return true;
+    return false;
+}
+
+void warpgroup_issue(const void* mine, size_t bytes,
+                     const std::function<void(const unsigned char* all)>& run) {
+    if (blockDim.x * blockDim.y * blockDim.z % 128 != 0)
+        die("a warpgroup instruction in a block of " +
+            std::to_string(blockDim.x * blockDim.y * blockDim.z) +
+            " threads (not whole warpgroups of 128)");
+    WarpGroup& w = my_warp(0xffffffffu);
+    const unsigned lane = me().tid & 31u;
+    if (w.bytes.size() != 32 * bytes) w.bytes.assign(32 * bytes, 0);
+    std::memcpy(w.bytes.data() + lane * bytes, mine, bytes);
+    const uint64_t gen = w.bar.gen;
+    arrive(w.bar, 32);  // .sync: the warp's lanes issue together
+    // The first lane past the barrier makes the warp's operation from all lanes' operands; the
+    // others take the same one (the second barrier keeps the next issue from replacing it
+    // before all have). It runs now (reading shared memory now) or at the covering wait, at
+    // random, both being what hardware may do; never before an earlier pending one.
+    if (w.op_gen != gen + 1) {
+        auto all = std::make_shared<std::vector<unsigned char>>(w.bytes);
+        w.op = std::make_shared<AsyncOp>();
+        w.op->run = [all, run] { run(all->data()); };
+        w.op_gen = gen + 1;
+        if (!warpgroup_pending() && (g_rng() & 1)) {
+            w.op->done = true;
+            w.op->run();
+        }
+    }
+    me().wg_open.push_back(w.op);
+    arrive(w.bar, 32);
+}
+
+void warpgroup_commit() {
+    Fiber& f = me();
+    f.wg_groups.push_back(std::move(f.wg_open));
+    f.wg_open.clear();
+}
+
+void warpgroup_wait(int pending, const char* file, int line) {
+    if (skipped(file, line)) return;  // injected fault: this wait does not exist
+    Fiber& f = me();
+    while (static_cast<int>(f.wg_groups.size()) > pending) {
+        for (const AsyncOpPtr& op : f.wg_groups.front()) {
+            if (!op->done) {
+                op->done = true;
+                op->run();
+            }
+        }
+        f.wg_groups.erase(f.wg_groups.begin());
+    }
 }
 
 void cp_async(void* dst, const void* src, int bytes) {
@@ -468,7 +544,11 @@ cudaError_t cudaGetDevice(int* d) {
     return cudaSuccess;
 }
 cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) {
-    *v = a == cudaDevAttrMultiProcessorCount ? 132 : 1;
+    // An H100 (sm_90): 132 multiprocessors, compute capability 9.0.
+    *v = a == cudaDevAttrMultiProcessorCount      ? 132
+         : a == cudaDevAttrComputeCapabilityMajor ? 9
+         : a == cudaDevAttrComputeCapabilityMinor ? 0
+                                                  : 1;
     return cudaSuccess;
 }
 cudaError_t cudaMalloc(void** p, size_t bytes) {
