@@ -164,7 +164,7 @@ bool attn_tc_wgmma_default(int64_t D) {
 int attn_tc_m_tiles(int64_t T, int64_t D) {
     const int forced = forced_m_tiles();
     if (forced != 0) return forced;
-    if (attn_tc_wgmma_default(D)) return 1;  // 64-query blocks
+    if (attn_tc_wgmma_default(D)) return 2;  // 128-query blocks (two warpgroups)
     // A 128-query block over <= 64 queries would idle half its warps; at head dims above 104
     // two m-tiles' accumulators (2 x 14 or 2 x 16 n-tiles x 4 for O, 2 x 8 x 4 for S) leave
     // ptxas too few registers (it spills 36-92 bytes). LongLLaMA's head dims are 100 and 128.

@@ -3,15 +3,17 @@
 // mma.sync (kWg false, any sm_90 device) and attention_wgmma.cu with wgmma (kWg true: the
 // warpgroup-level instructions of sm_90a; that file is compiled for sm_90a alone).
 //
-// With kWg the block is one warpgroup (4 warps, 64 queries, one m-tile per warp) and:
-//   S = Q K^T   7 x wgmma.m64n64k16 per 64-key tile at head_dim 100 (Q's A fragments in
-//               registers, K read from shared memory by the tensor cores: no ldmatrix);
+// With kWg the block is two warpgroups (8 warps, 128 queries, one m-tile per warp: the two
+// share each K / V tile, which halves the shared-memory fill and L2 reads per FLOP) and:
+//   S = Q K^T   7 x wgmma.m64n64k16 per warpgroup and 64-key tile at head_dim 100, Q and K
+//               both read by the tensor cores from shared memory (no ldmatrix, and Q takes
+//               no registers: ~125 of them leave room for two blocks per SM);
 //   O += P V    4 x wgmma.m64nNk16 (N = 8 x n-tiles of O: 104 at head_dim 100), P's A
 //               fragments in registers as with mma.sync, V read from shared memory (MN-major);
-//   K and V stages are stored as 8 x 8 "core matrices" (wgmma.cuh) instead of skewed rows,
-//   one layout for both: element (key r, dim c) at ((r / 8) x DP / 8 + c / 8) x 64 +
-//   (r % 8) x 8 + c % 8. Every warp takes part in every tile's products (wgmma is a
-//   warpgroup instruction): a tile is skipped only when no row of the block sees it.
+//   Q, K and V are stored as 8 x 8 "core matrices" (wgmma.cuh) instead of skewed rows, one
+//   layout for all three: element (row r, dim c) at ((r / 8) x DP / 8 + c / 8) x 64 +
+//   (r % 8) x 8 + c % 8. Every warp of a warpgroup takes part in its products (wgmma is a
+//   warpgroup instruction): a warpgroup skips a tile only when none of its rows sees it.
 // The softmax, the masks and the partial's reads and writes are the same code.
 // Included by .cu files only.
 #pragma once
@@ -26,8 +28,14 @@
 namespace fot::kernels::cuda::attn_tc {
 
 constexpr int kTcK = 64;  // keys per tile
-constexpr int kTcThreads = 128;
+constexpr int kTcThreads = 128;  // mma.sync blocks
 constexpr int kTcWarps = kTcThreads / 32;
+constexpr int kWgThreads = 256;  // wgmma blocks: two warpgroups
+// Threads and warps of a block of either kind.
+template <bool kWg>
+constexpr int kBlockThreads = kWg ? kWgThreads : kTcThreads;
+template <bool kWg>
+constexpr int kBlockWarps = kBlockThreads<kWg> / 32;
 
 // MT = 16-row m-tiles per warp: the block takes 64 x MT queries. kWg: K and V stages as core
 // matrices (no skew; wgmma reads them).
@@ -35,8 +43,8 @@ template <int DP, int MT, bool kWg = false>
 struct TcShape {
     static_assert(DP % 16 == 0 && DP <= 128, "padded head dim");
     static_assert(MT == 1 || MT == 2, "one or two m-tiles per warp");
-    static_assert(!kWg || MT == 1, "a wgmma block is one warpgroup: 64 queries");
-    static constexpr int kQ = 16 * MT * kTcWarps;          // queries per block
+    static_assert(!kWg || MT == 1, "a wgmma block is two warpgroups of 64 queries");
+    static constexpr int kQ = 16 * MT * kBlockWarps<kWg>;  // queries per block
     static constexpr int kLd = DP + 8;                     // bf16 per row of Q (and skewed K / V)
     static constexpr int kTile = kTcK * (kWg ? DP : kLd);  // elements of one K or V stage
     static constexpr size_t kSmemBytes = sizeof(uint16_t) * (kQ * kLd + 4 * kTile);
@@ -96,14 +104,15 @@ __device__ __forceinline__ void load_tile_any(uint16_t* dst, int ld, const uint1
 // 8 row segments of 32 contiguous bytes.
 template <int DP, int kChunk>
 __device__ __forceinline__ void load_tile_wg(uint16_t* dst, const uint16_t* src, int valid, int D) {
-    constexpr int kElems = kChunk / 2;
+    constexpr int kElems = kChunk / 2, kSets = kWgThreads / 128;
     const int pieces = D / kElems;
-    const int t = static_cast<int>(threadIdx.x), r8 = t & 7, p0 = t >> 3;
+    // Thread t: row t % 8 of row groups t / 128, + kSets, ...; pieces (t / 8) % 16, + 16, ...
+    const int t = static_cast<int>(threadIdx.x), r8 = t & 7, p0 = (t >> 3) & 15;
 #pragma unroll
-    for (int rg = 0; rg < kTcK / 8; ++rg) {
+    for (int rg = t >> 7; rg < kTcK / 8; rg += kSets) {
         const int r = rg * 8 + r8;
         const bool ok = r < valid;
-        for (int p = p0; p < pieces; p += kTcThreads / 8) {
+        for (int p = p0; p < pieces; p += 16) {
             const int c = p * kElems;
             mma::cp_async<kChunk>(dst + core_offset(r, c, DP / 8),
                                   ok ? src + static_cast<int64_t>(r) * D + c : src, ok);
@@ -138,7 +147,7 @@ __device__ __forceinline__ void store_finalized(O* out, float o, float L) {
 }
 
 template <int DP, int MT, int NT, bool kWg = false>
-__global__ void __launch_bounds__(kTcThreads)
+__global__ void __launch_bounds__(kBlockThreads<kWg>)
     attn_tc_kernel(float* part, const float* __restrict__ q, int64_t q_stride,
                    const uint16_t* __restrict__ k, const uint16_t* __restrict__ v,
                    int64_t kv_head_stride, int64_t H, int64_t T, int64_t S, int D, float scale,
@@ -184,11 +193,12 @@ __global__ void __launch_bounds__(kTcThreads)
     mma::cp_async_commit();
     if (D < DP) {
         if constexpr (kWg) {
-            for (int r = tid; r < kQ; r += kTcThreads) {
-                for (int c = D; c < kLd; ++c) Qs[r * kLd + c] = 0;
+            // Q (core matrices too: wgmma reads it) and the 4 K / V stages: columns D .. DP - 1
+            // of each row.
+            for (int r = tid; r < kQ; r += kWgThreads) {
+                for (int c = D; c < DP; ++c) Qs[core_offset(r, c, DP / 8)] = 0;
             }
-            // The 4 K / V stages (contiguous): columns D .. DP - 1 of each row.
-            for (int r = tid; r < 4 * kTcK; r += kTcThreads) {
+            for (int r = tid; r < 4 * kTcK; r += kWgThreads) {
                 uint16_t* st = Ks + (r / kTcK) * Sh::kTile;
                 for (int c = D; c < DP; ++c) st[core_offset(r % kTcK, c, DP / 8)] = 0;
             }
@@ -199,10 +209,12 @@ __global__ void __launch_bounds__(kTcThreads)
         }
     }
     // The query tile, a row per warp at a time (coalesced along d, no division).
-    for (int r = warp; r < kQ; r += kTcWarps) {
+    for (int r = warp; r < kQ; r += kBlockWarps<kWg>) {
         const int64_t t = t0 + r;
         const float* qr = q + t * q_stride + h * D;
-        for (int d = lane; d < D; d += 32) Qs[r * kLd + d] = t < T ? f32_to_bf16_bits(qr[d]) : 0;
+        for (int d = lane; d < D; d += 32) {
+            Qs[kWg ? core_offset(r, d, DP / 8) : r * kLd + d] = t < T ? f32_to_bf16_bits(qr[d]) : 0;
+        }
     }
 
     // Softmax state and output of this lane's rows: g and g + 8 of each of the warp's m-tiles
@@ -254,7 +266,9 @@ __global__ void __launch_bounds__(kTcThreads)
             }
         });
     }
-    __syncthreads();  // Qs and the pad columns are written
+    // Qs and the pad columns are written (wgmma reads Q inside the key loop, after its
+    // barriers: no barrier needed here).
+    if constexpr (!kWg) __syncthreads();
 
     // The A fragments of Q (ldmatrix: matrix i / 8 of lane i is rows +0 / +8, columns +0 / +8).
     const int qmi = lane >> 3;
@@ -263,8 +277,8 @@ __global__ void __launch_bounds__(kTcThreads)
     // One m-tile keeps its fragments in registers for the whole split; two would need 56 more
     // registers at DP 112 (ptxas spills), so they are re-read per tile and k-step (14
     // ldmatrix.x4 per 216 mma at head_dim 100).
-    uint32_t qf[MT == 1 ? kKs : 1][4];
-    if constexpr (MT == 1) {
+    uint32_t qf[MT == 1 && !kWg ? kKs : 1][4];
+    if constexpr (MT == 1 && !kWg) {
 #pragma unroll
         for (int ks = 0; ks < kKs; ++ks) mma::ldmatrix_x4(qf[ks], qrow + ks * 16);
     }
@@ -288,8 +302,13 @@ __global__ void __launch_bounds__(kTcThreads)
     // skips that tile's products (its state would not change: p = 0 everywhere, corr = 1).
     // wgmma takes every warp of the warpgroup: the block skips a tile only when its last warp
     // with rows before T, which sees the most keys, does.
-    const int warp_end =
-        kWg ? end_of(t0 + (min64(T - t0, kQ) - 1) / kWarpRows * kWarpRows) : end_of(warp_t0);
+    // (wgmma takes every warp of a warpgroup: a warpgroup skips a tile only when its last warp
+    // with rows before T, which sees the most keys, does.)
+    const int64_t wg_t0 = t0 + (warp >> 2) * 64;
+    const int warp_end = !kWg ? end_of(warp_t0)
+                         : wg_t0 >= T
+                             ? 0
+                             : end_of(wg_t0 + (min64(T - wg_t0, 64) - 1) / kWarpRows * kWarpRows);
     const uint16_t* ks_src = kh + kr.kb * D;
     const uint16_t* vs_src = vh + kr.kb * D;
 
@@ -313,7 +332,7 @@ __global__ void __launch_bounds__(kTcThreads)
         mma::cp_async_wait<1>();                     // this thread's copies of tile `it` are done
         if constexpr (kWg) wg::fence_proxy_async();  // ... visible to the tensor cores' reads
         __syncthreads();                             // ... and everyone's
-        if (jr >= warp_end) continue;                // warp-uniform (block-uniform with kWg)
+        if (jr >= warp_end) continue;                // warp-uniform (warpgroup-uniform with kWg)
         const uint16_t* Kt = Ks + stage * Sh::kTile;
         const uint16_t* Vt = Vs + stage * Sh::kTile;
 
@@ -329,17 +348,19 @@ __global__ void __launch_bounds__(kTcThreads)
         }
         // K fragments: with one m-tile, two k-steps per ldmatrix.x4 (Q is in registers); with
         // two, one k-step per ldmatrix.x2 and Q's fragments for it (fewer live registers).
-        // wgmma: one instruction per k-step for the warpgroup's 64 x 64 scores, K read by the
-        // tensor cores (K-major: k = d in a core-matrix row; lbo to the next 8 d, sbo to the
-        // next 8 keys).
+        // wgmma: one instruction per k-step for the warpgroup's 64 x 64 scores, Q and K read by
+        // the tensor cores (K-major: k = d in a core-matrix row; lbo to the next 8 d, sbo to
+        // the next 8 rows).
         constexpr int kStep = MT == 1 ? 2 : 1;
         if constexpr (kWg) {
             float(&sf)[kTcK / 2] = reinterpret_cast<float(&)[kTcK / 2]>(s);
             wg::fence();
+            // Q of this warpgroup: rows (warp / 4) 64 .., K-major like K.
+            const uint16_t* qw = Qs + core_offset((warp >> 2) * 64, 0, DP / 8);
 #pragma unroll
             for (int ks = 0; ks < kKs; ++ks) {
-                wg::mma_rs<kTcK, false>(sf, qf[ks], wg::desc(Kt + ks * 2 * 64, 128, DP / 8 * 128),
-                                        ks > 0);
+                wg::mma_ss<kTcK>(sf, wg::desc(qw + ks * 2 * 64, 128, DP / 8 * 128),
+                                 wg::desc(Kt + ks * 2 * 64, 128, DP / 8 * 128), ks > 0);
             }
             wg::commit();
             wg::wait<0>();

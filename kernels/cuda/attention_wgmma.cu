@@ -28,7 +28,7 @@ void launch_wg(float* part, const float* q, int64_t q_stride, const void* k, con
                                         static_cast<int>(Sh::kSmemBytes)));
     const dim3 grid(static_cast<unsigned>((T + Sh::kQ - 1) / Sh::kQ), static_cast<unsigned>(H),
                     static_cast<unsigned>(splits));
-    attn_tc_kernel<DP, 1, NT, true><<<grid, kTcThreads, Sh::kSmemBytes, stream>>>(
+    attn_tc_kernel<DP, 1, NT, true><<<grid, kWgThreads, Sh::kSmemBytes, stream>>>(
         part, q, q_stride, static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v),
         kv_head_stride, H, T, S, D, scale, causal_offset, splits, scratch, chunk, out);
 }

@@ -218,12 +218,13 @@ void attn_one_store_tc(void* out, DType out_dtype, int64_t out_stride, const flo
                        int64_t H, int64_t T, int64_t S, int64_t D, float scale,
                        int64_t causal_offset, void* stream, int m_tiles = 0);
 // The default m-tiles per warp for T queries of head dim D: FOT_CUDA_ATTN_MT (1 or 2) when
-// set, else 1 when the wgmma kernel is the default (attn_tc_wgmma_default), else 2 for T > 64
-// and D <= 104, 1 otherwise.
+// set, else 2 when the wgmma kernel is the default (attn_tc_wgmma_default: its blocks are 128
+// queries too), else 2 for T > 64 and D <= 104, 1 otherwise. Callers size key splits by
+// blocks of 64 x attn_tc_m_tiles queries.
 int attn_tc_m_tiles(int64_t T, int64_t D);
 // m_tiles of attn_accumulate_tc / attn_one_store_tc that asks for the wgmma kernel
-// (attention_wgmma.cu: one warpgroup per 64 queries, wgmma.mma_async for Q.K^T and P.V; the
-// same partials, the same softmax). It needs attn_tc_wgmma_supported(D).
+// (attention_wgmma.cu: blocks of two warpgroups, 64 queries each, wgmma.mma_async for Q.K^T
+// and P.V; the same partials, the same softmax). It needs attn_tc_wgmma_supported(D).
 constexpr int kAttnTcWgmma = -1;
 // The device is compute capability 9.0 (H100 / H200: sm_90a code runs there); cached per
 // process. The emulator reports 9.0.

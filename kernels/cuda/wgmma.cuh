@@ -1,7 +1,8 @@
 // Warpgroup-level tensor-core instructions of sm_90a (wgmma.mma_async), wrapped like mma.cuh
 // so that the CUDA emulator (kernels/cuda/emu/emu_wgmma.h) implements each one from the PTX
 // ISA. Only what the tensor-core attention uses: bf16 operands, fp32 accumulators, A in
-// registers, B in shared memory without swizzling. Compiled into device code only for sm_90a
+// registers (mma_rs) or in shared memory (mma_ss, K-major, laid out as a K-major B with rows
+// m for n), B in shared memory, without swizzling. Compiled into device code only for sm_90a
 // (kernels/cuda/CMakeLists.txt builds the files that use it for that architecture alone).
 //
 // Layouts (PTX ISA "Asynchronous Warpgroup Level Matrix Multiply-Accumulate"):
@@ -255,6 +256,35 @@ __device__ __forceinline__ void mma_rs<128, true>(float (&d)[64], const uint32_t
           "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]),
           "+f"(d[63])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(static_cast<int>(acc)));
+#else
+    __trap();  // wgmma needs sm_90a device code
+#endif
+}
+
+// d (64 x N) = A (64 x 16, descriptor, K-major) * B (16 x N, descriptor, K-major) +
+// (acc ? d : 0); N = 64.
+template <int N>
+__device__ void mma_ss(float (&d)[N / 2], uint64_t desc_a, uint64_t desc_b, bool acc);
+
+template <>
+__device__ __forceinline__ void mma_ss<64>(float (&d)[32], uint64_t desc_a, uint64_t desc_b,
+                                           bool acc) {
+#if defined(FOT_WGMMA_PTX)
+    asm volatile(
+        "{\n.reg .pred p;\n"
+        "setp.ne.b32 p, %34, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {"
+        "%0, %1, %2, %3, %4, %5, %6, %7, "
+        "%8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, "
+        "%24, %25, %26, %27, %28, %29, %30, %31"
+        "}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
+          "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
+          "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
+          "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),
+          "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "l"(desc_a), "l"(desc_b), "r"(static_cast<int>(acc)));
 #else
     __trap();  // wgmma needs sm_90a device code
 #endif

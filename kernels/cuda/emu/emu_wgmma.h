@@ -126,4 +126,54 @@ inline void mma_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t desc_b, b
     });
 }
 
+template <int N>
+inline void mma_ss(float (&d)[N / 2], uint64_t desc_a, uint64_t desc_b, bool acc) {
+    static_assert(N % 8 == 0 && N >= 8 && N <= 256, "wgmma n");
+    struct Ops {
+        uint64_t desc_a, desc_b;
+        float* d;
+        int acc;
+        int chained;
+        int warp;  // of the warpgroup: rows 16 warp .. of A and D
+        float din[N / 2];
+    };
+    Ops mine;
+    mine.desc_a = desc_a;
+    mine.desc_b = desc_b;
+    mine.d = d;
+    mine.acc = acc ? 1 : 0;
+    mine.chained = ::emu::warpgroup_pending() ? 1 : 0;
+    mine.warp = static_cast<int>(threadIdx.x / 32 % 4);
+    std::memcpy(mine.din, d, sizeof(mine.din));
+    for (float& x : d) x = std::numeric_limits<float>::quiet_NaN();  // undefined until wait()
+    ::emu::warpgroup_issue(&mine, sizeof(Ops), [](const unsigned char* all) {
+        using namespace emu_detail;
+        Ops ops[32];
+        std::memcpy(ops, all, sizeof(ops));
+        for (int L = 0; L < 32; ++L) {
+            if (ops[L].desc_a != ops[0].desc_a || ops[L].desc_b != ops[0].desc_b ||
+                ops[L].acc != ops[0].acc)
+                ::emu::fail("wgmma: lanes of a warp passed different descriptors or scale-d");
+        }
+        float A[16][16];  // the warp's rows of A: element (m, k) is K-major B's (k, n = m)
+        for (int r = 0; r < 16; ++r) {
+            for (int k = 0; k < 16; ++k)
+                A[r][k] = b_elem(ops[0].desc_a, false, k, 16 * ops[0].warp + r);
+        }
+        static float B[16][N];
+        for (int k = 0; k < 16; ++k) {
+            for (int n = 0; n < N; ++n) B[k][n] = b_elem(ops[0].desc_b, false, k, n);
+        }
+        for (int L = 0; L < 32; ++L) {
+            const int row0 = L / 4, c = L % 4;
+            for (int i = 0; i < N / 2; ++i) {
+                const int row = row0 + ((i & 2) ? 8 : 0), col = 8 * (i / 4) + 2 * c + (i & 1);
+                float s = !ops[L].acc ? 0.f : ops[L].chained ? ops[L].d[i] : ops[L].din[i];
+                for (int k = 0; k < 16; ++k) s += A[row][k] * B[k][col];
+                ops[L].d[i] = s;
+            }
+        }
+    });
+}
+
 }  // namespace fot::kernels::cuda::wg
