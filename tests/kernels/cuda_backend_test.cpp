@@ -650,6 +650,19 @@ TEST_F(CudaBackendTest, DecodeOneQueryKernelGivesTheRowOfTheGeneralKernel) {
         << "the short case must not, on any device";
 }
 
+// A partial [rows, D + 2] that already holds a state from earlier keys: o, finite m and
+// positive l; every fifth row empty.
+std::vector<float> partial_state(int64_t rows, int64_t D, uint32_t seed) {
+    std::vector<float> state = random_floats(rows * (D + 2), seed);
+    for (int64_t r = 0; r < rows; ++r) {
+        float* st = state.data() + r * (D + 2);
+        st[D] = r % 5 == 0 ? -kInf : st[D] * 4.f;
+        st[D + 1] = r % 5 == 0 ? 0.f : 1.f + std::fabs(st[D + 1]);
+        if (r % 5 == 0) std::fill(st, st + D, 0.f);
+    }
+    return state;
+}
+
 // The tensor-core kernel with two 16-row m-tiles per warp (128-query blocks) gives each row the
 // bits of one m-tile per warp (64-query blocks), session 9's layout: a row's scores sum their
 // k-steps in the same order, its softmax sees the same tiles (those a warp skips are fully
@@ -677,14 +690,7 @@ TEST_F(CudaBackendTest, TensorCoreAttentionRowsDoNotDependOnTheMTilesPerWarp) {
         Buffer k =
             make_buffer(*gpu_, DType::kBF16, {H, S, D}, random_floats(H * S * D, 72, -2.f, 2.f));
         Buffer v = make_buffer(*gpu_, DType::kBF16, {H, S, D}, random_floats(H * S * D, 73));
-        // A state from earlier keys: o, finite m and positive l; every fifth row empty.
-        std::vector<float> state = random_floats(H * T * (D + 2), 74);
-        for (int64_t r = 0; r < H * T; ++r) {
-            float* st = state.data() + r * (D + 2);
-            st[D] = r % 5 == 0 ? -kInf : st[D] * 4.f;
-            st[D + 1] = r % 5 == 0 ? 0.f : 1.f + std::fabs(st[D + 1]);
-            if (r % 5 == 0) std::fill(st, st + D, 0.f);
-        }
+        const std::vector<float> state = partial_state(H * T, D, 74);
         auto run = [&](int m_tiles) {
             Buffer part = make_buffer(*gpu_, DType::kF32, {H, T, D + 2}, state);
             kernels::cuda::attn_accumulate_tc(part.as<float>(), q.as<float>(), H * D, k.data(),
@@ -770,13 +776,7 @@ TEST_F(CudaBackendTest, WgmmaAttentionGivesTheRowsOfTheMmaSyncKernel) {
         Buffer k =
             make_buffer(*gpu_, DType::kBF16, {H, S, D}, random_floats(H * S * D, 82, -2.f, 2.f));
         Buffer v = make_buffer(*gpu_, DType::kBF16, {H, S, D}, random_floats(H * S * D, 83));
-        std::vector<float> state = random_floats(H * T * (D + 2), 84);
-        for (int64_t r = 0; r < H * T; ++r) {
-            float* st = state.data() + r * (D + 2);
-            st[D] = r % 5 == 0 ? -kInf : st[D] * 4.f;
-            st[D + 1] = r % 5 == 0 ? 0.f : 1.f + std::fabs(st[D + 1]);
-            if (r % 5 == 0) std::fill(st, st + D, 0.f);
-        }
+        const std::vector<float> state = partial_state(H * T, D, 84);
         auto run = [&](int m_tiles) {
             Buffer part = make_buffer(*gpu_, DType::kF32, {H, T, D + 2}, state);
             kernels::cuda::attn_accumulate_tc(part.as<float>(), q.as<float>(), H * D, k.data(),

@@ -72,33 +72,67 @@ inline float hi(uint32_t r) {
 }
 }  // namespace emu_detail
 
+namespace emu_detail {
+// A lane's accumulators: where they live, scale-d, whether they come from a pending wgmma,
+// and their values at the issue.
+template <int N>
+struct Acc {
+    float* d;
+    int acc;
+    int chained;
+    float din[N / 2];
+};
+template <int N>
+inline Acc<N> take_acc(float (&d)[N / 2], bool acc) {
+    Acc<N> a;
+    a.d = d;
+    a.acc = acc ? 1 : 0;
+    a.chained = ::emu::warpgroup_pending() ? 1 : 0;
+    std::memcpy(a.din, d, sizeof(a.din));
+    for (float& x : d) x = std::numeric_limits<float>::quiet_NaN();  // undefined until wait()
+    return a;
+}
+// The warp's 16 rows of D = its rows of A times B (read through desc_b now), into each lane's
+// accumulators: ops[L].acc of lane L.
+template <int N, typename Ops>
+inline void warp_product(Ops* ops, const float (&A)[16][16], uint64_t desc_b, bool trans_b) {
+    static float B[16][N];
+    for (int k = 0; k < 16; ++k) {
+        for (int n = 0; n < N; ++n) B[k][n] = b_elem(desc_b, trans_b, k, n);
+    }
+    for (int L = 0; L < 32; ++L) {
+        const Acc<N>& a = ops[L].acc;
+        if (a.acc != ops[0].acc.acc) ::emu::fail("wgmma: lanes of a warp passed different scale-d");
+        const int row0 = L / 4, c = L % 4;
+        for (int i = 0; i < N / 2; ++i) {
+            const int row = row0 + ((i & 2) ? 8 : 0), col = 8 * (i / 4) + 2 * c + (i & 1);
+            float s = !a.acc ? 0.f : a.chained ? a.d[i] : a.din[i];
+            for (int k = 0; k < 16; ++k) s += A[row][k] * B[k][col];
+            a.d[i] = s;
+        }
+    }
+}
+}  // namespace emu_detail
+
 template <int N, bool kTransB>
 inline void mma_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t desc_b, bool acc) {
     static_assert(N % 8 == 0 && N >= 8 && N <= 256, "wgmma n");
     struct Ops {
         uint32_t a[4];
         uint64_t desc;
-        float* d;
-        int acc;
-        int chained;  // accumulates onto a pending wgmma's result: d when it runs
-        float din[N / 2];
-    };
-    Ops mine;
+        emu_detail::Acc<N> acc;
+    } mine;
     std::memcpy(mine.a, a, sizeof(mine.a));
     mine.desc = desc_b;
-    mine.d = d;
-    mine.acc = acc ? 1 : 0;
-    mine.chained = ::emu::warpgroup_pending() ? 1 : 0;
-    std::memcpy(mine.din, d, sizeof(mine.din));
-    for (float& x : d) x = std::numeric_limits<float>::quiet_NaN();  // undefined until wait()
+    mine.acc = emu_detail::take_acc<N>(d, acc);
     ::emu::warpgroup_issue(&mine, sizeof(Ops), [](const unsigned char* all) {
         using namespace emu_detail;
         Ops ops[32];
         std::memcpy(ops, all, sizeof(ops));
-        float A[16][16];  // the warp's rows of A
+        float A[16][16];  // the warp's rows of A, from its lanes' fragments
         for (int L = 0; L < 32; ++L) {
-            if (ops[L].desc != ops[0].desc || ops[L].acc != ops[0].acc)
-                ::emu::fail("wgmma: lanes of a warp passed different descriptors or scale-d");
+            if (ops[L].desc != ops[0].desc)
+                ::emu::fail("wgmma: lanes of a warp passed different descriptors");
             const int row = L / 4, c = L % 4;
             const uint32_t* f = ops[L].a;
             A[row][2 * c] = lo(f[0]);
@@ -110,19 +144,7 @@ inline void mma_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t desc_b, b
             A[row + 8][2 * c + 8] = lo(f[3]);
             A[row + 8][2 * c + 9] = hi(f[3]);
         }
-        static float B[16][N];
-        for (int k = 0; k < 16; ++k) {
-            for (int n = 0; n < N; ++n) B[k][n] = b_elem(ops[0].desc, kTransB, k, n);
-        }
-        for (int L = 0; L < 32; ++L) {
-            const int row0 = L / 4, c = L % 4;
-            for (int i = 0; i < N / 2; ++i) {
-                const int row = row0 + ((i & 2) ? 8 : 0), col = 8 * (i / 4) + 2 * c + (i & 1);
-                float s = !ops[L].acc ? 0.f : ops[L].chained ? ops[L].d[i] : ops[L].din[i];
-                for (int k = 0; k < 16; ++k) s += A[row][k] * B[k][col];
-                ops[L].d[i] = s;
-            }
-        }
+        warp_product<N>(ops, A, ops[0].desc, kTransB);
     });
 }
 
@@ -131,48 +153,27 @@ inline void mma_ss(float (&d)[N / 2], uint64_t desc_a, uint64_t desc_b, bool acc
     static_assert(N % 8 == 0 && N >= 8 && N <= 256, "wgmma n");
     struct Ops {
         uint64_t desc_a, desc_b;
-        float* d;
-        int acc;
-        int chained;
         int warp;  // of the warpgroup: rows 16 warp .. of A and D
-        float din[N / 2];
-    };
-    Ops mine;
+        emu_detail::Acc<N> acc;
+    } mine;
     mine.desc_a = desc_a;
     mine.desc_b = desc_b;
-    mine.d = d;
-    mine.acc = acc ? 1 : 0;
-    mine.chained = ::emu::warpgroup_pending() ? 1 : 0;
     mine.warp = static_cast<int>(threadIdx.x / 32 % 4);
-    std::memcpy(mine.din, d, sizeof(mine.din));
-    for (float& x : d) x = std::numeric_limits<float>::quiet_NaN();  // undefined until wait()
+    mine.acc = emu_detail::take_acc<N>(d, acc);
     ::emu::warpgroup_issue(&mine, sizeof(Ops), [](const unsigned char* all) {
         using namespace emu_detail;
         Ops ops[32];
         std::memcpy(ops, all, sizeof(ops));
         for (int L = 0; L < 32; ++L) {
-            if (ops[L].desc_a != ops[0].desc_a || ops[L].desc_b != ops[0].desc_b ||
-                ops[L].acc != ops[0].acc)
-                ::emu::fail("wgmma: lanes of a warp passed different descriptors or scale-d");
+            if (ops[L].desc_a != ops[0].desc_a || ops[L].desc_b != ops[0].desc_b)
+                ::emu::fail("wgmma: lanes of a warp passed different descriptors");
         }
-        float A[16][16];  // the warp's rows of A: element (m, k) is K-major B's (k, n = m)
+        float A[16][16];  // the warp's rows of A: element (m, k) as K-major B's (k, n = m)
         for (int r = 0; r < 16; ++r) {
             for (int k = 0; k < 16; ++k)
                 A[r][k] = b_elem(ops[0].desc_a, false, k, 16 * ops[0].warp + r);
         }
-        static float B[16][N];
-        for (int k = 0; k < 16; ++k) {
-            for (int n = 0; n < N; ++n) B[k][n] = b_elem(ops[0].desc_b, false, k, n);
-        }
-        for (int L = 0; L < 32; ++L) {
-            const int row0 = L / 4, c = L % 4;
-            for (int i = 0; i < N / 2; ++i) {
-                const int row = row0 + ((i & 2) ? 8 : 0), col = 8 * (i / 4) + 2 * c + (i & 1);
-                float s = !ops[L].acc ? 0.f : ops[L].chained ? ops[L].d[i] : ops[L].din[i];
-                for (int k = 0; k < 16; ++k) s += A[row][k] * B[k][col];
-                ops[L].d[i] = s;
-            }
-        }
+        warp_product<N>(ops, A, ops[0].desc_b, false);
     });
 }
 
