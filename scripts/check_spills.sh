@@ -6,10 +6,17 @@
 # the limit: attn_tc_kernel with two m-tiles per warp takes 250-255 of 255 registers at
 # head dim 100, and any change to it can tip ptxas into spilling.
 #
-# usage: scripts/check_spills.sh NVCC ARCH FILE.cu[@ARCH]...   (ARCH: e.g. 90; a file's own
-#        @ARCH, e.g. attention_wgmma.cu@90a, replaces it for that file)
+# usage: scripts/check_spills.sh [--cubins DIR] NVCC ARCH FILE.cu[@ARCH]...   (ARCH: e.g. 90;
+#        a file's own @ARCH, e.g. attention_wgmma.cu@90a, replaces it for that file;
+#        --cubins keeps each file's cubin as DIR/FILE.cubin, for check_sass.sh --cubin)
 # Exit: 0 no spills, 1 a kernel spills or a compile failed, 2 usage.
 set -uo pipefail
+keep=""
+if [ "${1:-}" = "--cubins" ]; then
+    keep="${2:?usage: check_spills.sh --cubins DIR NVCC ARCH FILE.cu...}"
+    shift 2
+    mkdir -p "$keep" || exit 2
+fi
 [ $# -ge 3 ] || { echo "usage: check_spills.sh NVCC ARCH FILE.cu..." >&2; exit 2; }
 nvcc="$1" arch="$2"
 shift 2
@@ -21,9 +28,11 @@ for spec in "$@"; do
     f="${spec%@*}" a="$arch"
     [ "$f" != "$spec" ] && a="${spec##*@}"
     log="$tmp/$(basename "$f").log"
+    cubin="${keep:-$tmp}/$(basename "$f" .cu).cubin"
+    rm -f "$cubin"
     if ! "$nvcc" -DFOT_HAVE_CUDA=1 -I"$root" -O3 -DNDEBUG -std=c++17 --expt-relaxed-constexpr \
-        --generate-code=arch=compute_"$a",code=sm_"$a" -Xptxas -v -x cu -c "$f" \
-        -o "$tmp/out.o" > "$log" 2>&1; then
+        --generate-code=arch=compute_"$a",code=sm_"$a" -Xptxas -v -x cu -cubin "$f" \
+        -o "$cubin" > "$log" 2>&1; then
         echo "check_spills.sh: $f does not compile:" >&2
         cat "$log" >&2
         bad=1
