@@ -56,68 +56,94 @@ __device__ __forceinline__ int core_offset(int r, int c, int groups) {
     return ((r >> 3) * groups + (c >> 3)) * 64 + (r & 7) * 8 + (c & 7);
 }
 
-// How this thread copies tiles: rows D elements long are cut into pieces of `chunk` bytes;
-// thread t copies piece t % per_row of rows t / per_row, + rows_step, ... (set up once per
-// kernel, so the per-tile loop has no division).
-struct TileCopy {
-    int chunk;     // bytes per cp.async: 16, 8 or 4
-    int col;       // first element of this thread's piece
-    int row0;      // first row
-    int row_step;  // rows per pass of the block
-    bool active;   // threads beyond rows_step * per_row copy nothing
-};
-
-__device__ __forceinline__ TileCopy tile_copy(int D, int chunk) {
-    const int per_row = D * 2 / chunk;
-    const int rows_step = kTcThreads / per_row;
-    const int t = static_cast<int>(threadIdx.x);
-    return {chunk, (t % per_row) * (chunk / 2), t / per_row, rows_step, t < rows_step * per_row};
-}
-
-// Issues the copies of rows [0, kTcK) of a tile (`valid` of them real, the rest zero-filled)
-// into dst rows of `ld` elements.
-template <int kChunk>
-__device__ __forceinline__ void load_tile(uint16_t* dst, int ld, const uint16_t* src, int valid,
-                                          int D, const TileCopy& tc) {
-    if (!tc.active) return;
-    for (int r = tc.row0; r < kTcK; r += tc.row_step) {
-        const bool ok = r < valid;
-        mma::cp_async<kChunk>(dst + r * ld + tc.col,
-                              ok ? src + static_cast<int64_t>(r) * D + tc.col : src, ok);
+// Tile copies. A tile's rows [0, kTcK) (`valid` of them real, the rest zero-filled) are cut
+// into pieces of kChunk bytes (16, 8 or 4: what the row length D x 2 allows); each thread
+// issues the cp.async of rows r0 + kRowStride i and pieces p0 + kPieceStride j. The loops have
+// compile-time trip counts: a row's pieces unroll into copies at constant offsets from one
+// source and one destination pointer, which step by a row stride (with runtime-bounded loops
+// and per-copy address arithmetic each 8-byte copy took 18-26 instructions, and at head_dim
+// 100 a tile's copies cost more issue slots than its softmax). Only a split's last tile has
+// rows past its keys (kPartial: predicated copies).
+template <int kChunk, int kRowSteps, int kRowStride, int kDstRow, int kPieceSteps, int kPieceStride,
+          int kDstPiece, bool kPartial>
+__device__ __forceinline__ void copy_pieces(uint16_t* d0, const uint16_t* src, int r0, int p0,
+                                            int valid, int D) {
+    constexpr int kElems = kChunk / 2;
+    const int pieces = D / kElems;
+    const uint16_t* s = src + (r0 * D + p0 * kElems);  // offsets < kTcK x DP: 32 bits
+    uint16_t* d = d0;
+    // The row loop stays a loop: unrolled, ptxas keeps every row's address live across the
+    // key loop, for each of the three chunk sizes (+40 registers at head_dim 32, spills at 64).
+#pragma unroll 1
+    for (int r = r0; r < r0 + kRowSteps * kRowStride; r += kRowStride) {
+        const bool ok = !kPartial || r < valid;
+#pragma unroll
+        for (int j = 0; j < kPieceSteps; ++j) {
+            if (p0 + kPieceStride * j >= pieces) break;
+            mma::cp_async<kChunk>(d + j * kDstPiece, ok ? s + kPieceStride * kElems * j : src, ok);
+        }
+        s += kRowStride * D;
+        d += kDstRow;
     }
 }
 
-__device__ __forceinline__ void load_tile_any(uint16_t* dst, int ld, const uint16_t* src, int valid,
-                                              int D, const TileCopy& tc) {
-    if (tc.chunk == 16) {
-        load_tile<16>(dst, ld, src, valid, D, tc);
-    } else if (tc.chunk == 8) {
-        load_tile<8>(dst, ld, src, valid, D, tc);
+template <int kChunk, int kRowSteps, int kRowStride, int kDstRow, int kPieceSteps, int kPieceStride,
+          int kDstPiece>
+__device__ __forceinline__ void copy_tile(uint16_t* d0, const uint16_t* src, int r0, int p0,
+                                          int valid, int D) {
+    if (valid == kTcK) {
+        copy_pieces<kChunk, kRowSteps, kRowStride, kDstRow, kPieceSteps, kPieceStride, kDstPiece,
+                    false>(d0, src, r0, p0, valid, D);
     } else {
-        load_tile<4>(dst, ld, src, valid, D, tc);
+        copy_pieces<kChunk, kRowSteps, kRowStride, kDstRow, kPieceSteps, kPieceStride, kDstPiece,
+                    true>(d0, src, r0, p0, valid, D);
     }
 }
 
-// The copies of a tile's rows [0, kTcK) into the core-matrix layout of DP / 8 column groups
-// (`valid` rows real, the rest zero-filled). Lane l of a warp copies row l % 8 of a row group,
-// so a warp writes whole 16-byte rows of 4 core matrices at once (no bank conflict) and reads
-// 8 row segments of 32 contiguous bytes.
+constexpr int pow2_at_least(int n) {
+    return n <= 1 ? 1 : 2 * pow2_at_least((n + 1) / 2);
+}
+
+// mma.sync stages: rows of kLd elements. kLanes consecutive threads copy consecutive pieces of
+// a row (at chunk 8 and D 100, a half-warp reads 128 contiguous bytes and writes them to one
+// row: no bank conflict beyond the two rows of a warp).
+template <int DP, int kLd, int kChunk>
+__device__ __forceinline__ void load_tile(uint16_t* dst, const uint16_t* src, int valid, int D) {
+    constexpr int kElems = kChunk / 2, kMaxPieces = DP / kElems;
+    constexpr int kLanes = kMaxPieces >= 16 ? 16 : pow2_at_least(kMaxPieces);
+    constexpr int kRows = kTcThreads / kLanes;  // rows per pass of the block
+    static_assert(kTcK % kRows == 0, "passes of whole rows");
+    const int t = static_cast<int>(threadIdx.x), r0 = t / kLanes, p0 = t % kLanes;
+    copy_tile<kChunk, kTcK / kRows, kRows, kRows * kLd, (kMaxPieces + kLanes - 1) / kLanes, kLanes,
+              kLanes * kElems>(dst + r0 * kLd + p0 * kElems, src, r0, p0, valid, D);
+}
+
+template <int DP, int kLd>
+__device__ __forceinline__ void load_tile_any(uint16_t* dst, const uint16_t* src, int valid, int D,
+                                              int chunk) {
+    if (chunk == 16) {
+        load_tile<DP, kLd, 16>(dst, src, valid, D);
+    } else if (chunk == 8) {
+        load_tile<DP, kLd, 8>(dst, src, valid, D);
+    } else {
+        load_tile<DP, kLd, 4>(dst, src, valid, D);
+    }
+}
+
+// wgmma stages: the core-matrix layout of DP / 8 column groups. Lane l of a warp copies row
+// l % 8 of a row group, so a warp writes whole 16-byte rows of 4 core matrices at once (no
+// bank conflict) and reads 8 row segments of 32 contiguous bytes. Thread t copies rows
+// t % 8 + 8 (t / 128) + 16 i and pieces (t / 8) % 16 + 16 j.
 template <int DP, int kChunk>
 __device__ __forceinline__ void load_tile_wg(uint16_t* dst, const uint16_t* src, int valid, int D) {
     constexpr int kElems = kChunk / 2, kSets = kWgThreads / 128;
-    const int pieces = D / kElems;
-    // Thread t: row t % 8 of row groups t / 128, + kSets, ...; pieces (t / 8) % 16, + 16, ...
-    const int t = static_cast<int>(threadIdx.x), r8 = t & 7, p0 = (t >> 3) & 15;
-#pragma unroll
-    for (int rg = t >> 7; rg < kTcK / 8; rg += kSets) {
-        const int r = rg * 8 + r8;
-        const bool ok = r < valid;
-        for (int p = p0; p < pieces; p += 16) {
-            const int c = p * kElems;
-            mma::cp_async<kChunk>(dst + core_offset(r, c, DP / 8),
-                                  ok ? src + static_cast<int64_t>(r) * D + c : src, ok);
-        }
-    }
+    const int t = static_cast<int>(threadIdx.x);
+    const int r0 = (t >> 7) * 8 + (t & 7), p0 = (t >> 3) & 15;
+    // Row + 8 kSets: kSets row groups on; piece + 16: 16 kElems / 8 column groups on.
+    constexpr int kRowStride = 8 * kSets, kDstRow = kSets * (DP / 8) * 64;
+    constexpr int kPieceSteps = (DP / kElems + 15) / 16, kDstPiece = 2 * kElems * 64;
+    copy_tile<kChunk, kTcK / kRowStride, kRowStride, kDstRow, kPieceSteps, 16, kDstPiece>(
+        dst + core_offset(r0, p0 * kElems, DP / 8), src, r0, p0, valid, D);
 }
 
 template <int DP>
@@ -147,7 +173,7 @@ __device__ __forceinline__ void store_finalized(O* out, float o, float L) {
 }
 
 template <int DP, int MT, int NT, bool kWg = false>
-__global__ void __launch_bounds__(kBlockThreads<kWg>)
+__global__ void __launch_bounds__(kBlockThreads<kWg>, kWg ? 2 : 0)
     attn_tc_kernel(float* part, const float* __restrict__ q, int64_t q_stride,
                    const uint16_t* __restrict__ k, const uint16_t* __restrict__ v,
                    int64_t kv_head_stride, int64_t H, int64_t T, int64_t S, int D, float scale,
@@ -177,7 +203,6 @@ __global__ void __launch_bounds__(kBlockThreads<kWg>)
     const int n_tiles = static_cast<int>((kr.ke - kr.kb + kTcK - 1) / kTcK);
     const uint16_t* kh = k + h * kv_head_stride;
     const uint16_t* vh = v + h * kv_head_stride;
-    const TileCopy tcopy = tile_copy(D, chunk);
 
     // Tile 0 starts loading first; the pad columns and the query tile are written meanwhile.
     if (n_tiles > 0) {
@@ -186,8 +211,8 @@ __global__ void __launch_bounds__(kBlockThreads<kWg>)
             load_tile_wg_any<DP>(Ks, kh + kr.kb * D, valid, D, chunk);
             load_tile_wg_any<DP>(Vs, vh + kr.kb * D, valid, D, chunk);
         } else {
-            load_tile_any(Ks, kLd, kh + kr.kb * D, valid, D, tcopy);
-            load_tile_any(Vs, kLd, vh + kr.kb * D, valid, D, tcopy);
+            load_tile_any<DP, kLd>(Ks, kh + kr.kb * D, valid, D, chunk);
+            load_tile_any<DP, kLd>(Vs, vh + kr.kb * D, valid, D, chunk);
         }
     }
     mma::cp_async_commit();
@@ -324,8 +349,8 @@ __global__ void __launch_bounds__(kBlockThreads<kWg>)
                 load_tile_wg_any<DP>(Ks + (stage ^ 1) * Sh::kTile, ks_src + off, valid, D, chunk);
                 load_tile_wg_any<DP>(Vs + (stage ^ 1) * Sh::kTile, vs_src + off, valid, D, chunk);
             } else {
-                load_tile_any(Ks + (stage ^ 1) * Sh::kTile, kLd, ks_src + off, valid, D, tcopy);
-                load_tile_any(Vs + (stage ^ 1) * Sh::kTile, kLd, vs_src + off, valid, D, tcopy);
+                load_tile_any<DP, kLd>(Ks + (stage ^ 1) * Sh::kTile, ks_src + off, valid, D, chunk);
+                load_tile_any<DP, kLd>(Vs + (stage ^ 1) * Sh::kTile, vs_src + off, valid, D, chunk);
             }
         }
         mma::cp_async_commit();

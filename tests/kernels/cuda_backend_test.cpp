@@ -765,6 +765,7 @@ TEST_F(CudaBackendTest, WgmmaAttentionGivesTheRowsOfTheMmaSyncKernel) {
         {1, 257, 500, 64, 243},       // a last block of one row
         {2, 150, 90, 40, 0},          // rows past the last key see all S keys
         {1, 129, 200, 128, 40},      {1, 70, 64, 100, kNoMask},  // one key tile
+        {1, 100, 171, 98, 71},  // 4-byte copies (rows of 196 bytes), a partial last tile
     };
     for (const Case& c : cases) {
         SCOPED_TRACE(::testing::Message() << "H " << c.H << " T " << c.T << " S " << c.S << " D "
