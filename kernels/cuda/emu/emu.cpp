@@ -1,7 +1,5 @@
-// CUDA emulator: the block scheduler (fibers on ucontext), barriers, warp collectives, host
+// CUDA emulator: the block scheduler (fibers: fiber.h), barriers, warp collectives, host
 // stand-ins for the runtime and cuBLAS calls. See cuda_runtime.h.
-#include <ucontext.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -15,6 +13,43 @@
 #include "cuda_bf16.h"
 #include "cuda_fp16.h"
 #include "cuda_runtime.h"
+#include "fiber.h"
+
+#if defined(FOT_EMU_FAST_FIBERS)
+// fiber.h's switch (System V x86-64): callee-saved registers, then MXCSR and the x87 control
+// word, pushed on the running stack, whose pointer goes to *save_sp (rdi); the same popped
+// from load_sp (rsi). A new fiber's stack (make_fiber) holds that frame with its entry point
+// as the return address.
+asm(R"(
+    .text
+    .globl fot_emu_switch_stack
+    .hidden fot_emu_switch_stack
+    .type fot_emu_switch_stack, @function
+fot_emu_switch_stack:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    subq $8, %rsp
+    stmxcsr (%rsp)
+    fnstcw 4(%rsp)
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    ldmxcsr (%rsp)
+    fldcw 4(%rsp)
+    addq $8, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size fot_emu_switch_stack, .-fot_emu_switch_stack
+)");
+#endif
 
 dim3 threadIdx, blockIdx, blockDim, gridDim;
 
@@ -50,7 +85,7 @@ struct AsyncOp {
 using AsyncOpPtr = std::shared_ptr<AsyncOp>;
 
 struct Fiber {
-    ucontext_t ctx;
+    FiberContext ctx;
     unsigned tid = 0;
     bool done = false;
     Barrier* waiting = nullptr;
@@ -76,7 +111,7 @@ struct Warp {
 };
 struct BlockRun {
     std::vector<Fiber> fibers;
-    ucontext_t sched;
+    FiberContext sched;
     int cur = -1;
     int live = 0;
     Barrier block_bar;
@@ -114,6 +149,7 @@ void perform(const Copy& c) {
     }
 }
 
+// A fiber's entry: the thread's kernel body, then back to the scheduler for good.
 void fiber_main() {
     BlockRun* r = g_run;
     r->body(r->ctx);
@@ -127,6 +163,8 @@ void fiber_main() {
     f.wg_groups.clear();
     f.done = true;
     --r->live;
+    switch_fiber(f.ctx, r->sched);  // never resumed
+    die("a finished fiber was resumed");
 }
 
 Fiber& me() {
@@ -143,7 +181,7 @@ void arrive(Barrier& b, int participants) {
     Fiber& f = me();
     f.waiting = &b;
     f.wait_gen = gen;
-    swapcontext(&f.ctx, &g_run->sched);
+    switch_fiber(f.ctx, g_run->sched);
 }
 
 WarpGroup& my_warp(unsigned mask) {
@@ -161,11 +199,7 @@ void run_block(unsigned nthreads) {
     for (unsigned i = 0; i < nthreads; ++i) {
         Fiber& f = r.fibers[i];
         f.tid = i;
-        getcontext(&f.ctx);
-        f.ctx.uc_stack.ss_sp = g_stacks[i].get();
-        f.ctx.uc_stack.ss_size = kStackBytes;
-        f.ctx.uc_link = &r.sched;
-        makecontext(&f.ctx, fiber_main, 0);
+        make_fiber(f.ctx, g_stacks[i].get(), kStackBytes, fiber_main, &r.sched);
     }
     r.live = static_cast<int>(nthreads);
     // Each step runs one runnable thread, picked at random, until it blocks: a warp can run
@@ -208,7 +242,7 @@ void run_block(unsigned nthreads) {
             r.cur = static_cast<int>(i);
             threadIdx =
                 dim3(i % blockDim.x, (i / blockDim.x) % blockDim.y, i / (blockDim.x * blockDim.y));
-            swapcontext(&r.sched, &f.ctx);
+            switch_fiber(r.sched, f.ctx);
             progressed = true;
             // A thread that exits no longer counts for __syncthreads.
             if (f.done && r.block_bar.count > 0 && r.block_bar.count >= r.live) {
