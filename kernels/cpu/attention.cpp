@@ -16,7 +16,9 @@
 // P.V (after it was summed into l). Exact mode takes none of these branches. On CPUs with
 // AMX, `fast` over bf16 stores runs both products on AMX tiles (the scores by matmul_bf16_dot
 // with the keys read in place, P.V by matmul_bf16_xv, added into o) instead of SGEMMs on the
-// widened operands: the same bf16 operands and fp32 sums, in another order.
+// widened operands: the same bf16 operands and fp32 sums, in another order. CPUs with
+// AVX512_BF16 and no AMX (AMD Zen 4/5) run them on vdpbf16ps the same way
+// (fast_bf16_dot_kernel(): the kernel that `fast` GEMMs take).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -88,9 +90,12 @@ void attn_accumulate_tiles(float* part, const float* q, int64_t q_stride, const 
                            bool bf16_operands) {
     const int64_t nqb = (T + kGemmQueryBlock - 1) / kGemmQueryBlock;
     const int64_t row = D + 2;
-    // `fast` over bf16 stores on a CPU with AMX: both products on AMX tiles (qh is then the
-    // contiguous rounded copy of the query block, as matmul_bf16_dot wants it).
-    const bool amx = bf16_operands && kv_dtype == DType::kBF16 && bf16_amx_available();
+    // `fast` over bf16 stores on a CPU with AMX or AVX512_BF16: both products on the bf16
+    // kernel (qh is then the contiguous rounded copy of the query block, as matmul_bf16_dot
+    // wants it).
+    const Bf16DotKernel dot_kernel = fast_bf16_dot_kernel();
+    const bool bf16_dot =
+        bf16_operands && kv_dtype == DType::kBF16 && dot_kernel != Bf16DotKernel::kEmulated;
 #pragma omp parallel if (H * T * S * D > kParallelMinWork)
     {
         std::vector<float> kbuf, vbuf, qbuf;
@@ -100,7 +105,7 @@ void attn_accumulate_tiles(float* part, const float* q, int64_t q_stride, const 
         }
         if (bf16_operands) qbuf.resize(static_cast<size_t>(kGemmQueryBlock * D));
         std::vector<float> sc(static_cast<size_t>(kGemmQueryBlock * kGemmKeyBlock));
-        std::vector<float> pv(amx ? static_cast<size_t>(kGemmQueryBlock * D) : 0);
+        std::vector<float> pv(bf16_dot ? static_cast<size_t>(kGemmQueryBlock * D) : 0);
 #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int64_t h = 0; h < H; ++h) {
             for (int64_t qb = 0; qb < nqb; ++qb) {
@@ -120,16 +125,16 @@ void attn_accumulate_tiles(float* part, const float* q, int64_t q_stride, const 
                 float* oh = part + (h * T + t0) * row;
                 for (int64_t j0 = 0; j0 <= jlast; j0 += kGemmKeyBlock) {
                     const int64_t nk = std::min(kGemmKeyBlock, jlast + 1 - j0);
-                    const float* vr = amx ? nullptr
-                                          : key_rows(v, kv_dtype, head_off, j0, nk, D, vbuf.data(),
-                                                     bf16_operands);
+                    const float* vr = bf16_dot ? nullptr
+                                               : key_rows(v, kv_dtype, head_off, j0, nk, D,
+                                                          vbuf.data(), bf16_operands);
                     // sc[nq, nk] = q_block . k_block^T
-                    if (amx) {
-                        // The bf16 keys read in place by AMX tiles (the same bf16 operands
-                        // with fp32 sums, in the tiles' order).
+                    if (bf16_dot) {
+                        // The bf16 keys read in place (the same bf16 operands with fp32 sums,
+                        // in the kernel's order).
                         matmul_bf16_dot(sc.data(), qh,
                                         static_cast<const uint16_t*>(k) + head_off + j0 * D, nq, nk,
-                                        D, Bf16DotKernel::kAmx);
+                                        D, dot_kernel);
                     } else {
                         const float* kr =
                             key_rows(k, kv_dtype, head_off, j0, nk, D, kbuf.data(), bf16_operands);
@@ -163,10 +168,10 @@ void attn_accumulate_tiles(float* part, const float* q, int64_t q_stride, const 
                         st[D + 1] = st[D + 1] * corr + lsum;
                     }
                     // o[nq, D] += p[nq, nk] . v_block[nk, D]
-                    if (amx) {  // the bf16 values read by the AMX kernel's packer
+                    if (bf16_dot) {  // the bf16 values read by the kernel's packer
                         matmul_bf16_xv(pv.data(), sc.data(),
                                        static_cast<const uint16_t*>(v) + head_off + j0 * D, D, nq,
-                                       D, nk, Bf16DotKernel::kAmx);
+                                       D, nk, dot_kernel);
                         for (int64_t i = 0; i < nq; ++i) {
                             float* o = oh + i * row;
                             const float* a = pv.data() + i * D;

@@ -195,17 +195,19 @@ __attribute__((target("amx-tile,amx-bf16"))) void micro_amx(float* out, int64_t 
     }
 }
 
-// out[t * ldo + n] = c[n * 16 + t] for a 16 x 16 block: 4 stages of AVX-512 unpacks and lane
+// out[t * ldo + n] = c[n * ldc + t] for a 16 x 16 block: 4 stages of AVX-512 unpacks and lane
 // shuffles instead of 256 scalar moves (with K = 64, attention's scores, the scalar
 // transposition took longer than the tiles' arithmetic).
 // GCC 12's AVX-512 headers trip its own -Wuninitialized here (GCC PR 105593).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-__attribute__((target("avx512f"))) void transpose16(const float* c, float* out, int64_t ldo) {
+__attribute__((target("avx512f"))) void transpose16(const float* c, float* out, int64_t ldo,
+                                                    int64_t ldc = 16) {
     __m512 t[16], u[16];
     for (int i = 0; i < 8; ++i) {
-        const __m512 a = _mm512_load_ps(c + 32 * i), b = _mm512_load_ps(c + 32 * i + 16);
+        const __m512 a = _mm512_loadu_ps(c + 2 * i * ldc),
+                     b = _mm512_loadu_ps(c + (2 * i + 1) * ldc);
         t[2 * i] = _mm512_unpacklo_ps(a, b);  // per 128-bit lane: a0 b0 a1 b1
         t[2 * i + 1] = _mm512_unpackhi_ps(a, b);
     }
@@ -230,7 +232,8 @@ __attribute__((target("avx512f"))) void transpose16(const float* c, float* out, 
 }
 #pragma GCC diagnostic pop
 
-// Vector packers for the native AMX drivers (every AMX CPU has AVX512_BF16 and AVX512BW).
+// Vector packers for the native drivers (every CPU with AVX512_BF16 has AVX512BW;
+// bf16_dot_available() checks both).
 // vcvtne2ps2bf16 rounds to nearest even like f32_to_bf16 but reads f32 denormals as zero;
 // a bf16 denormal is a zero to tdpbf16ps anyway, so the products are the same.
 // dst[kp] = pair (2kp, 2kp + 1) of x[0, K) for kp < K / 32 * 16; returns the pairs done.
@@ -358,7 +361,7 @@ struct Kernel {
     bool pad_rows;
     void (*begin)();
     void (*end)();
-    bool vector_pack;  // the AVX-512 packers (native AMX only)
+    bool vector_pack;  // the AVX-512 packers (native kernels only)
 };
 
 // w: [N][K] (a weight: row n holds column n's K values), or, with ldv > 0, [K][ldv] (row k
@@ -423,7 +426,21 @@ void gemm(float* out, const float* x, const uint16_t* w, int64_t T, int64_t N, i
                     std::fill(dst + cols, dst + kPanel, 0u);
                 }
             }
-            for (int c = 0; c < kPanel && ldv == 0; ++c) {
+            // A weight's full panel, K a multiple of 32: its 32 rows' pair words transposed in
+            // 16 x 16 blocks (attention's keys: the scalar loop cost as much as the products).
+            const bool transposed = ldv == 0 && kn.vector_pack && cols == kPanel && K % 32 == 0;
+#if defined(FOT_HAVE_BF16_DOT_KERNEL)
+            if (transposed) {
+                const auto* w32 = reinterpret_cast<const float*>(w + n0 * K);
+                auto* d32 = reinterpret_cast<float*>(wp.data());
+                for (int64_t kp = 0; kp < Kp; kp += 16) {
+                    transpose16(w32 + kp, d32 + kp * kPanel, kPanel, K / 2);
+                    transpose16(w32 + 16 * (K / 2) + kp, d32 + kp * kPanel + 16, kPanel, K / 2);
+                }
+                std::fill(wp.begin() + Kp * kPanel, wp.begin() + Kpa * kPanel, 0u);
+            }
+#endif
+            for (int c = 0; c < kPanel && ldv == 0 && !transposed; ++c) {
                 if (c >= cols) {
                     for (int64_t kp = 0; kp < Kpa; ++kp) wp[kp * kPanel + c] = 0;
                     continue;
@@ -509,7 +526,7 @@ constexpr Kernel kDotEmulated{micro_emulated, kRows, 1, false, nullptr, nullptr,
 constexpr Kernel kAmxEmulated{
     micro_amx_emulated, kAmxRows, kAmxPairs, true, nullptr, nullptr, false};
 #if defined(FOT_HAVE_BF16_DOT_KERNEL)
-constexpr Kernel kDotNative{micro_avx512, kRows, 1, false, nullptr, nullptr, false};
+constexpr Kernel kDotNative{micro_avx512, kRows, 1, false, nullptr, nullptr, true};
 constexpr Kernel kAmxNative{micro_amx, kAmxRows, kAmxPairs, true, amx_begin, amx_end, true};
 #endif
 
@@ -523,7 +540,8 @@ bool detect_bf16_dot() {
     if (opted_out("FOT_CPU_BF16_DOT")) return false;
 #if defined(FOT_HAVE_BF16_DOT_KERNEL)
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16") &&
+           __builtin_cpu_supports("avx512bw");
 #else
     return false;
 #endif
@@ -560,10 +578,12 @@ void matmul_bf16_xv(float* out, const float* x, const uint16_t* v, int64_t ldv, 
     if (kernel == Bf16DotKernel::kAmx && bf16_amx_available()) {
         return gemm(out, x, v, T, N, K, kAmxNative, ldv);
     }
+    if (kernel == Bf16DotKernel::kNative && bf16_dot_available()) {
+        return gemm(out, x, v, T, N, K, kDotNative, ldv);
+    }
 #endif
-    FOT_CHECK(kernel == Bf16DotKernel::kAmx || kernel == Bf16DotKernel::kAmxEmulated,
-              "matmul_bf16_xv: AMX kernels only");
-    gemm(out, x, v, T, N, K, kAmxEmulated, ldv);
+    const bool dot = kernel == Bf16DotKernel::kNative || kernel == Bf16DotKernel::kEmulated;
+    gemm(out, x, v, T, N, K, dot ? kDotEmulated : kAmxEmulated, ldv);
 }
 
 bool bf16_dot_available() {
@@ -579,6 +599,17 @@ bool bf16_amx_available() {
 bool cpu_has_amx_bf16() {
     static const bool yes = amx_in_cpuid();
     return yes;
+}
+
+Bf16DotKernel fast_bf16_dot_kernel() {
+    // AMX first: on a Xeon with both (2026-11-30) tdpbf16ps ran 3.5 TFLOP/s per core, vdpbf16ps
+    // 0.11, half of fp32 FMA, so there the dot-product kernel was slower than SGEMM. A CPU with
+    // AMX whose OS refuses the tile state (or FOT_CPU_AMX=0) therefore takes SGEMM, not
+    // vdpbf16ps; the dot-product kernel is for CPUs without AMX (Cooper Lake, AMD Zen 4/5:
+    // on a Zen 4 EPYC, 2026-12-02, it ran at one zmm vdpbf16ps per cycle, twice fp32 FMA).
+    if (bf16_amx_available()) return Bf16DotKernel::kAmx;
+    if (bf16_dot_available() && !cpu_has_amx_bf16()) return Bf16DotKernel::kNative;
+    return Bf16DotKernel::kEmulated;
 }
 
 void matmul_bf16_dot(float* out, const float* x, const uint16_t* w, int64_t T, int64_t N, int64_t K,

@@ -52,9 +52,13 @@ bool bf16_dot_available();
 bool bf16_amx_available();
 // CPUID reports AMX-TILE and AMX-BF16 (whether or not the OS grants them or FOT_CPU_AMX=0).
 bool cpu_has_amx_bf16();
+// The kernel that `fast` products of bf16 operands take on this CPU: kAmx when
+// bf16_amx_available(), else kNative when bf16_dot_available() and the CPU has no AMX at all,
+// else kEmulated, meaning none (SGEMM on rounded operands is faster than the scalar kernel).
+Bf16DotKernel fast_bf16_dot_kernel();
 // The same bf16 GEMM with the second operand in the other layout: out[t, n] =
 // sum_k bf16(x[t, k]) * v[k, n], v rows ldv apart (attention's P.V over a store's values).
-// kAmx (AMX when bf16_amx_available(), else the emulated kernel) or kAmxEmulated.
+// Any kernel: kNative and kAmx fall back to their emulated kernels like matmul_bf16_dot.
 void matmul_bf16_xv(float* out,         // (T, N)
                     const float* x,     // (T, K)
                     const uint16_t* v,  // (K, >= N) bf16 bits, rows ldv apart

@@ -113,13 +113,7 @@ void CpuBackend::rmsnorm(TensorView out, TensorView x, TensorView w, float eps) 
 // the weights, which the dot-product instruction does not change.
 
 kernels::cpu::Bf16DotKernel CpuBackend::fast_bf16_kernel() {
-    // AMX first: on a Xeon with both (2026-11-30) tdpbf16ps ran 3.5 TFLOP/s per core, vdpbf16ps
-    // 0.11, half of fp32 FMA, so there the dot-product kernel was slower than SGEMM. A CPU with
-    // AMX whose OS refuses the tile state (or FOT_CPU_AMX=0) therefore takes SGEMM, not
-    // vdpbf16ps; the dot-product kernel is for CPUs without AMX (Cooper Lake, AMD Zen 4/5).
-    if (k::bf16_amx_available()) return k::Bf16DotKernel::kAmx;
-    if (k::bf16_dot_available() && !k::cpu_has_amx_bf16()) return k::Bf16DotKernel::kNative;
-    return k::Bf16DotKernel::kEmulated;
+    return k::fast_bf16_dot_kernel();  // the policy and its measurements: matmul_bf16.cpp
 }
 
 void CpuBackend::matmul(TensorView out, TensorView x, TensorView w) {
