@@ -26,7 +26,8 @@
 #define FOT_EMU_ASAN 1
 #endif
 
-#if defined(__x86_64__) && !defined(FOT_EMU_ASAN)
+// FOT_EMU_FORCE_UCONTEXT: the fallback on x86-64 too (tests/kernels/emu_fiber_test.cpp).
+#if defined(__x86_64__) && !defined(FOT_EMU_ASAN) && !defined(FOT_EMU_FORCE_UCONTEXT)
 #define FOT_EMU_FAST_FIBERS 1
 #else
 #include <ucontext.h>
