@@ -11,6 +11,11 @@
 # fot_add_mpi_test(name SOURCES ... LIBS ... NP 2 4 LABELS ...)
 #   One executable with tests/mpi_gtest_main.cpp, one ctest entry per process count, run
 #   under mpirun with --oversubscribe, root allowed, and a timeout so a deadlock fails.
+# fot_add_baseline_isa_test(target label [gtest filter])
+#   One more ctest entry, <target>.baseline_isa, that runs the whole executable with the CPU
+#   kernels' run-time choices turned down to the baseline (no AMX, no AVX512_BF16, AVX2
+#   instead of AVX-512): CPUs differ between CI runs, and a machine with the newer
+#   instructions then also checks the paths that an AVX2-only machine takes.
 include(GoogleTest)
 find_package(GTest REQUIRED)
 
@@ -60,4 +65,14 @@ function(fot_add_mpi_test name)
       LABELS "mpi;${A_LABELS}" TIMEOUT ${A_TIMEOUT} PROCESSORS ${np}
       ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMP_NUM_THREADS=1")
   endforeach()
+endfunction()
+
+function(fot_add_baseline_isa_test target label)
+  set(args)
+  if(ARGC GREATER 2)
+    set(args --gtest_filter=${ARGV2})
+  endif()
+  add_test(NAME ${target}.baseline_isa COMMAND ${target} ${args})
+  set_tests_properties(${target}.baseline_isa PROPERTIES LABELS ${label} TIMEOUT 300
+    ENVIRONMENT "FOT_CPU_AMX=0;FOT_CPU_BF16_DOT=0;FOT_CPU_AVX512=0")
 endfunction()
