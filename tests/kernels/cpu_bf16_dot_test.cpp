@@ -163,24 +163,16 @@ std::vector<float> run_xv(const Problem& p, Bf16DotKernel kernel) {
     return out;
 }
 
-TEST(CpuBf16Dot, EmulatedAmxKernelOfValueRowsIsTheBf16DotProductForEveryEdge) {
-    for (int64_t T : {1, 33, 64}) {
-        for (int64_t N : {1, 17, 33, 100}) {
-            for (int64_t K : {1, 31, 256}) {
-                const Problem p = make(T, N, K, 1300 + T * 7 + N * 3 + K);
-                expect_close_to_exact(p, run_xv(p, Bf16DotKernel::kAmxEmulated));
-            }
-        }
-    }
-}
-
-TEST(CpuBf16Dot, EmulatedKernelOfValueRowsIsTheBf16DotProductForEveryEdge) {
-    // The vdpbf16ps blocking (8-row calls, 32-column panels, no pair padding) over value rows.
-    for (int64_t T : {1, 9, 64}) {
-        for (int64_t N : {1, 17, 33, 100}) {
-            for (int64_t K : {1, 31, 256}) {
-                const Problem p = make(T, N, K, 1500 + T * 7 + N * 3 + K);
-                expect_close_to_exact(p, run_xv(p, Bf16DotKernel::kEmulated));
+TEST(CpuBf16Dot, EmulatedKernelsOfValueRowsAreTheBf16DotProductForEveryEdge) {
+    // Both blockings over value rows: AMX (32-row blocks, 16-pair steps) and vdpbf16ps (8-row
+    // calls, 32-column panels, no pair padding).
+    for (const auto kernel : {Bf16DotKernel::kAmxEmulated, Bf16DotKernel::kEmulated}) {
+        for (int64_t T : {1, 9, 33, 64}) {
+            for (int64_t N : {1, 17, 33, 100}) {
+                for (int64_t K : {1, 31, 256}) {
+                    const Problem p = make(T, N, K, 1300 + T * 7 + N * 3 + K);
+                    expect_close_to_exact(p, run_xv(p, kernel));
+                }
             }
         }
     }
