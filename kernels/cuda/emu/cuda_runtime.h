@@ -32,16 +32,19 @@ struct dim3 {
     unsigned x = 1, y = 1, z = 1;
     dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
 };
-struct float4 {
+// Aligned as vector_types.h declares them: a vector load or store through a misaligned
+// pointer faults on a GPU ("misaligned address"), and the memcheck build's alignment check
+// reports it here.
+struct alignas(16) float4 {
     float x, y, z, w;
 };
-struct float2 {
+struct alignas(8) float2 {
     float x, y;
 };
-struct uint4 {
+struct alignas(16) uint4 {
     unsigned x, y, z, w;
 };
-struct uint2 {
+struct alignas(8) uint2 {
     unsigned x, y;
 };
 inline float4 make_float4(float x, float y, float z, float w) {

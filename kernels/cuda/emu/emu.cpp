@@ -15,6 +15,10 @@
 #include "cuda_runtime.h"
 #include "fiber.h"
 
+#if defined(FOT_EMU_ASAN)
+#include <sanitizer/asan_interface.h>
+#endif
+
 dim3 threadIdx, blockIdx, blockDim, gridDim;
 
 namespace emu {
@@ -54,9 +58,9 @@ struct Fiber {
     bool done = false;
     Barrier* waiting = nullptr;
     uint64_t wait_gen = 0;
-    std::vector<Copy> open;                 // cp.async copies not yet committed
-    std::vector<std::vector<Copy>> groups;  // committed groups, oldest first
-    std::vector<AsyncOpPtr> wg_open;        // wgmma ops not yet committed
+    std::vector<Copy> open;                          // cp.async copies not yet committed
+    std::vector<std::vector<Copy>> groups;           // committed groups, oldest first
+    std::vector<AsyncOpPtr> wg_open;                 // wgmma ops not yet committed
     std::vector<std::vector<AsyncOpPtr>> wg_groups;  // committed wgmma groups, oldest first
 };
 
@@ -84,10 +88,21 @@ struct BlockRun {
     void* ctx = nullptr;
 };
 
+#if defined(FOT_EMU_ASAN)
+constexpr size_t kStackBytes = 1024 * 1024;  // AddressSanitizer's redzones grow every frame
+#else
 constexpr size_t kStackBytes = 256 * 1024;
+#endif
 BlockRun* g_run = nullptr;
 std::vector<std::unique_ptr<char[]>> g_stacks;
-std::vector<unsigned char> g_smem;
+// A launch's dynamic shared memory, exactly as large as asked (at least a byte): in the
+// AddressSanitizer build a read or write past its end is reported, as compute-sanitizer's
+// memcheck would on a device. 128-byte aligned, as the kernels' shared layouts assume.
+struct FreeAligned {
+    void operator()(void* p) const { std::free(p); }
+};
+std::unique_ptr<unsigned char, FreeAligned> g_smem;
+size_t g_smem_bytes = 0;
 std::map<const void*, int> g_max_smem;
 uint64_t g_launches = 0;    // kernel launches and cuBLAS calls (emulated kernels run one at a time)
 uint64_t g_gemm_calls = 0;  // of which cuBLAS GEMM calls
@@ -104,6 +119,18 @@ uint64_t g_block_gen = 0;                    // counts blocks run, for poison_st
 std::map<const void*, uint64_t> g_poisoned;  // static shared array -> block it was poisoned in
 std::string g_skip_file;
 int g_skip_line = 0;
+
+// The memcheck build: a cp.async's source and destination must lie in memory the program owns
+// (this file is not instrumented, so the copy is checked here, when it is issued).
+void check_copy([[maybe_unused]] const Copy& c) {
+#if defined(FOT_EMU_ASAN)
+    const size_t n = static_cast<size_t>(c.bytes);
+    if (c.src && __asan_region_is_poisoned(const_cast<void*>(c.src), n))
+        die("memcheck: cp.async reads " + std::to_string(n) + " bytes outside their allocation");
+    if (__asan_region_is_poisoned(c.dst, n))
+        die("memcheck: cp.async writes " + std::to_string(n) + " bytes outside shared memory");
+#endif
+}
 
 void perform(const Copy& c) {
     if (c.src) {
@@ -127,8 +154,7 @@ void fiber_main() {
     f.wg_groups.clear();
     f.done = true;
     --r->live;
-    switch_fiber(f.ctx, r->sched);  // never resumed
-    die("a finished fiber was resumed");
+    exit_to(f.ctx, r->sched);  // never resumed
 }
 
 Fiber& me() {
@@ -232,7 +258,7 @@ void run_block(unsigned nthreads) {
 }  // namespace
 
 void* dynamic_smem_raw() {
-    return g_smem.data();
+    return g_smem.get();
 }
 
 void set_max_dynamic_smem(const void* kernel, int bytes) {
@@ -288,11 +314,17 @@ void run_grid(const void* kernel, dim3 grid, dim3 block, size_t smem, void (*bod
         }
     }
     std::shuffle(blocks.begin(), blocks.end(), g_rng);  // no kernel may rely on block order
+    if (!g_smem || g_smem_bytes != std::max<size_t>(smem, 1)) {
+        g_smem_bytes = std::max<size_t>(smem, 1);
+        void* p = nullptr;
+        if (posix_memalign(&p, 128, g_smem_bytes) != 0) die("out of host memory for shared memory");
+        g_smem.reset(static_cast<unsigned char*>(p));
+    }
     for (const dim3& b : blocks) {
         blockIdx = b;
         ++g_block_gen;
         // Uninitialised shared memory reads as NaN / 0xff..: catches reads before writes.
-        g_smem.assign(smem + 16, 0xff);
+        std::memset(g_smem.get(), 0xff, g_smem_bytes);
         run_block(nthreads);
     }
     g_run = nullptr;
@@ -393,6 +425,7 @@ void warpgroup_wait(int pending, const char* file, int line) {
 
 void cp_async(void* dst, const void* src, int bytes) {
     const Copy c{dst, src, bytes};
+    check_copy(c);
     // Completes now or at the covering wait, at random: both are what hardware may do.
     if (g_rng() & 1) {
         perform(c);
@@ -550,7 +583,14 @@ cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) {
     return cudaSuccess;
 }
 cudaError_t cudaMalloc(void** p, size_t bytes) {
+#if defined(FOT_EMU_ASAN)
+    // Exactly `bytes` (at least one): AddressSanitizer reports any access past the end, as
+    // compute-sanitizer's memcheck does on a device, where the allocation granularity hides it.
+    *p = nullptr;
+    if (posix_memalign(p, 256, std::max<size_t>(bytes, 1)) != 0) *p = nullptr;
+#else
     *p = std::aligned_alloc(256, (bytes + 255) / 256 * 256 + 256);
+#endif
     if (!*p) return cudaErrorMemoryAllocation;
     std::memset(*p, 0xa5, bytes);  // garbage, as cudaMalloc gives
     return cudaSuccess;
@@ -767,10 +807,41 @@ float load(const void* p, cudaDataType_t t, size_t i) {
 }  // namespace
 
 namespace {
+// The memcheck build (this file is not instrumented there: see kernels/cuda/emu/README.md):
+// the first to last element that a column-major GEMM touches in each matrix must lie in
+// memory the program owns (what compute-sanitizer would say of cuBLAS's reads and writes, up
+// to the gaps of a leading dimension).
+#if defined(FOT_EMU_ASAN)
+void check_gemm_extents(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                        const void* A, cudaDataType_t at, int lda, const void* B, cudaDataType_t bt,
+                        int ldb, const float* c, int ldc) {
+    if (m <= 0 || n <= 0) return;
+    auto check = [](const void* p, size_t last, size_t elem, const char* what) {
+        const size_t bytes = (last + 1) * elem;
+        if (__asan_region_is_poisoned(const_cast<void*>(p), bytes)) {
+            emu::fail((std::string("memcheck: cuBLAS GEMM ") + what + " (" + std::to_string(bytes) +
+                       " bytes from its pointer) runs outside its allocation")
+                          .c_str());
+        }
+    };
+    const size_t ea = at == CUDA_R_32F ? 4 : 2, eb = bt == CUDA_R_32F ? 4 : 2;
+    if (k > 0) {
+        const size_t M = m - 1, N = n - 1, K = k - 1;
+        check(A, ta == CUBLAS_OP_T ? M * lda + K : K * lda + M, ea, "A");
+        check(B, tb == CUBLAS_OP_T ? K * ldb + N : N * ldb + K, eb, "B");
+    }
+    check(c, static_cast<size_t>(n - 1) * ldc + (m - 1), 4, "C");
+}
+#else
+template <typename... Args>
+void check_gemm_extents(const Args&...) {}
+#endif
+
 // One column-major GEMM as cublasGemmEx defines it, with fp32 sums in k order.
 void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float al, const void* A,
           cudaDataType_t at, int lda, const void* B, cudaDataType_t bt, int ldb, float be, float* c,
           int ldc) {
+    check_gemm_extents(ta, tb, m, n, k, A, at, lda, B, bt, ldb, c, ldc);
     for (int j = 0; j < n; ++j) {
         for (int i = 0; i < m; ++i) {
             float acc = 0.f;
