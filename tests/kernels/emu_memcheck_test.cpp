@@ -9,6 +9,7 @@
 // off, or under FOT_SANITIZE) they skip.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -122,6 +123,20 @@ TEST_F(EmulatedMemcheck, AMisalignedVectorLoadAborts) {
     EXPECT_DEATH(emu::Launch(1, 32)(load_vector, out, in, 1), "misaligned address");
     cudaFree(in);
     cudaFree(out);
+}
+
+// Not the memcheck, every emulator build: device memory that was never written reads as NaN
+// (0xff bytes), so a kernel that uses it spreads NaN into what a test compares.
+TEST(EmulatedInitcheck, NeverWrittenDeviceMemoryReadsAsNaN) {
+    float* a = device_floats(64, 1.f);
+    void* fresh = nullptr;
+    ASSERT_EQ(cudaMalloc(&fresh, 64 * sizeof(float)), cudaSuccess);
+    float* out = device_floats(64, 0.f);
+    fot::kernels::cuda::add(out, a, static_cast<const float*>(fresh), 64, nullptr);
+    std::vector<float> got(64);
+    ASSERT_EQ(cudaMemcpy(got.data(), out, 64 * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
+    for (float v : got) EXPECT_TRUE(std::isnan(v)) << v;
+    for (void* p : {static_cast<void*>(a), fresh, static_cast<void*>(out)}) cudaFree(p);
 }
 
 }  // namespace

@@ -592,7 +592,7 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
     *p = std::aligned_alloc(256, (bytes + 255) / 256 * 256 + 256);
 #endif
     if (!*p) return cudaErrorMemoryAllocation;
-    std::memset(*p, 0xa5, bytes);  // garbage, as cudaMalloc gives
+    std::memset(*p, 0xff, bytes);  // garbage, as cudaMalloc gives: NaN in f32, bf16 and f16
     return cudaSuccess;
 }
 cudaError_t cudaFree(void* p) {
