@@ -52,6 +52,13 @@ if [ -n "${BUNDLE_DIR:-}" ]; then
       esac
     done
   done
+  # cuBLAS is loaded at run time (kernels/cuda/cublas_api.h), so ldd does not list it: copy it
+  # from beside libcudart.
+  cudart=$(ldd "$build/bench/fot_gpu_bench" | awk '/libcudart/{print $3}')
+  if [ -n "$cudart" ]; then
+    cp -Ln "$(dirname "$cudart")"/libcublas.so.* "$(dirname "$cudart")"/libcublasLt.so.* \
+      "$BUNDLE_DIR/lib/" 2>/dev/null || true
+  fi
   echo "gpu_bench.sh: bundle in $BUNDLE_DIR (run with LD_LIBRARY_PATH=$BUNDLE_DIR/lib;" \
        "copy tests/data too and set FOT_TEST_DATA to it for the golden test)"
   exit 0

@@ -1,12 +1,12 @@
 // cuBLAS GEMMs for CudaBackend (see blas.h for the precision contract).
 #include "kernels/cuda/blas.h"
 
-#include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
 #include <climits>
 
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/cublas_api.h"
 #include "kernels/cuda/ops.h"
 #include "runtime/core/status.h"
 
@@ -20,7 +20,7 @@ constexpr size_t kWorkspaceBytes = size_t{32} << 20;
         cublasStatus_t fot_st_ = (expr);                                                     \
         if (fot_st_ != CUBLAS_STATUS_SUCCESS) {                                              \
             FOT_THROW("cuBLAS error: ", #expr, " failed at ", __FILE__, ":", __LINE__, ": ", \
-                      cublasGetStatusString(fot_st_));                                       \
+                      cublas_api().status_string(fot_st_));                                  \
         }                                                                                    \
     } while (0)
 
@@ -31,24 +31,25 @@ cublasHandle_t as_handle(void* h) {
 }  // namespace
 
 Blas::Blas(void* stream) : stream_(stream) {
+    const CublasApi& api = cublas_api();  // loads cuBLAS on first use
     cublasHandle_t h = nullptr;
-    FOT_CUBLAS_CHECK(cublasCreate(&h));
+    FOT_CUBLAS_CHECK(api.create(&h));
     handle_ = h;
     try {
-        FOT_CUBLAS_CHECK(cublasSetStream(h, static_cast<cudaStream_t>(stream)));
+        FOT_CUBLAS_CHECK(api.set_stream(h, static_cast<cudaStream_t>(stream)));
         // Default math mode: COMPUTE_32F stays true fp32 (no TF32), tensor cores for bf16/f16.
-        FOT_CUBLAS_CHECK(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH));
+        FOT_CUBLAS_CHECK(api.set_math_mode(h, CUBLAS_DEFAULT_MATH));
         FOT_CUDA_CHECK(cudaMalloc(&workspace_, kWorkspaceBytes));
-        FOT_CUBLAS_CHECK(cublasSetWorkspace(h, workspace_, kWorkspaceBytes));
+        FOT_CUBLAS_CHECK(api.set_workspace(h, workspace_, kWorkspaceBytes));
     } catch (...) {
         if (workspace_) cudaFree(workspace_);
-        cublasDestroy(h);
+        api.destroy(h);
         throw;
     }
 }
 
 Blas::~Blas() {
-    if (handle_) cublasDestroy(as_handle(handle_));
+    if (handle_) cublas_api().destroy(as_handle(handle_));
     if (workspace_) cudaFree(workspace_);
 }
 
@@ -96,13 +97,13 @@ void Blas::matmul_batched(float* out, int64_t out_stride, const void* x, DType x
     // Column-major view: out^T [N, T] = w [N, K] (op T of the col-major [K, N]) * x^T [K, T].
     const int n = static_cast<int>(N), t = static_cast<int>(T), k = static_cast<int>(K);
     if (batch == 1) {
-        FOT_CUBLAS_CHECK(cublasGemmEx(as_handle(handle_), CUBLAS_OP_T, CUBLAS_OP_N, n, t, k, &alpha,
-                                      w, wt, k, xb, wt, k, &beta, out, CUDA_R_32F, n,
-                                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        FOT_CUBLAS_CHECK(cublas_api().gemm_ex(as_handle(handle_), CUBLAS_OP_T, CUBLAS_OP_N, n, t, k,
+                                              &alpha, w, wt, k, xb, wt, k, &beta, out, CUDA_R_32F,
+                                              n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
         return;
     }
     // x is shared: stride 0.
-    FOT_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+    FOT_CUBLAS_CHECK(cublas_api().gemm_strided_batched_ex(
         as_handle(handle_), CUBLAS_OP_T, CUBLAS_OP_N, n, t, k, &alpha, w, wt, k, w_stride, xb, wt,
         k, 0, &beta, out, CUDA_R_32F, n, out_stride, static_cast<int>(batch), CUBLAS_COMPUTE_32F,
         CUBLAS_GEMM_DEFAULT));
