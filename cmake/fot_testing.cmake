@@ -52,8 +52,14 @@ function(fot_add_mpi_test name)
   if(NOT A_TIMEOUT)
     set(A_TIMEOUT 120)
   endif()
-  add_executable(${name} ${A_SOURCES} ${PROJECT_SOURCE_DIR}/tests/mpi_gtest_main.cpp)
-  target_link_libraries(${name} PRIVATE ${A_LIBS} GTest::gtest MPI::MPI_CXX fot_options)
+  # The shared main, compiled once for all of them.
+  if(NOT TARGET fot_mpi_gtest_main)
+    add_library(fot_mpi_gtest_main STATIC ${PROJECT_SOURCE_DIR}/tests/mpi_gtest_main.cpp)
+    target_link_libraries(fot_mpi_gtest_main PUBLIC GTest::gtest MPI::MPI_CXX fot_core fot_options)
+  endif()
+  add_executable(${name} ${A_SOURCES})
+  target_link_libraries(${name} PRIVATE ${A_LIBS} fot_mpi_gtest_main GTest::gtest MPI::MPI_CXX
+                        fot_options)
   target_compile_definitions(${name} PRIVATE
     FOT_SOURCE_DIR="${PROJECT_SOURCE_DIR}" FOT_TEST_DATA="${FOT_TEST_DATA}"
     FOT_BINARY_DIR="${PROJECT_BINARY_DIR}" FOTRT_EXE="$<TARGET_FILE:fotrt>")
