@@ -334,8 +334,15 @@ inline int __ffs(unsigned x) {
 inline int __popc(unsigned x) {
     return __builtin_popcount(x);
 }
+// The racecheck build (-fsanitize=thread instrumentation, racecheck.h) must not see atomics as
+// plain reads and writes: concurrent atomics on one address are no hazard.
+#if defined(__SANITIZE_THREAD__)
+#define FOT_EMU_ATOMIC __attribute__((no_sanitize_thread, noinline))
+#else
+#define FOT_EMU_ATOMIC inline
+#endif
 template <typename T>
-T atomicAdd(T* p, T v) {
+FOT_EMU_ATOMIC T atomicAdd(T* p, T v) {
     const T old = *p;  // one OS thread runs the whole block: plain read-modify-write
     *p = old + v;
     return old;

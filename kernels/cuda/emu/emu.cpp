@@ -14,6 +14,7 @@
 #include "cuda_fp16.h"
 #include "cuda_runtime.h"
 #include "fiber.h"
+#include "racecheck.h"
 
 #if defined(FOT_EMU_ASAN)
 #include <sanitizer/asan_interface.h>
@@ -36,11 +37,14 @@ struct Barrier {
     const char* what = "";
 };
 
-// One cp.async copy; src null = zero fill.
+// One cp.async copy; src null = zero fill. It may be done at its issue (`done`); the racecheck
+// still counts it as in flight until the wait that covers it.
 struct Copy {
     void* dst;
     const void* src;
     int bytes;
+    bool done = false;
+    uint32_t issued_in = 0;  // the racecheck's barrier generation at the issue
 };
 
 // One warp's part of an asynchronous warpgroup operation (wgmma.mma_async: each warp's rows
@@ -133,11 +137,18 @@ void check_copy([[maybe_unused]] const Copy& c) {
 }
 
 void perform(const Copy& c) {
+    if (c.done) return;
     if (c.src) {
         std::memcpy(c.dst, c.src, static_cast<size_t>(c.bytes));
     } else {
         std::memset(c.dst, 0, static_cast<size_t>(c.bytes));
     }
+}
+
+// A copy's wait: done now if it was not at its issue.
+void land(const Copy& c, unsigned tid) {
+    perform(c);
+    race::copy_landed(c.dst, static_cast<size_t>(c.bytes), tid, c.issued_in);
 }
 
 // A fiber's entry: the thread's kernel body, then back to the scheduler for good.
@@ -146,8 +157,8 @@ void fiber_main() {
     r->body(r->ctx);
     Fiber& f = r->fibers[r->cur];
     for (auto& g : f.groups)
-        for (auto& c : g) perform(c);
-    for (auto& c : f.open) perform(c);
+        for (auto& c : g) land(c, f.tid);
+    for (auto& c : f.open) land(c, f.tid);
     f.groups.clear();
     f.open.clear();
     f.wg_open.clear();  // never waited for: the registers they would write are gone
@@ -166,6 +177,11 @@ void arrive(Barrier& b, int participants) {
     if (++b.count >= participants) {
         b.count = 0;
         ++b.gen;
+        if (&b == &g_run->block_bar) {
+            race::block_synced();
+        } else {
+            race::warp_synced(me().tid / 32u);
+        }
         return;
     }
     Fiber& f = me();
@@ -230,6 +246,7 @@ void run_block(unsigned nthreads) {
             if (!runnable(f)) continue;
             f.waiting = nullptr;
             r.cur = static_cast<int>(i);
+            race::set_thread(i);
             threadIdx =
                 dim3(i % blockDim.x, (i / blockDim.x) % blockDim.y, i / (blockDim.x * blockDim.y));
             switch_fiber(r.sched, f.ctx);
@@ -238,6 +255,7 @@ void run_block(unsigned nthreads) {
             if (f.done && r.block_bar.count > 0 && r.block_bar.count >= r.live) {
                 r.block_bar.count = 0;
                 ++r.block_bar.gen;
+                race::block_synced();
             }
         }
         if (!progressed) {
@@ -325,8 +343,10 @@ void run_grid(const void* kernel, dim3 grid, dim3 block, size_t smem, void (*bod
         ++g_block_gen;
         // Uninitialised shared memory reads as NaN / 0xff..: catches reads before writes.
         std::memset(g_smem.get(), 0xff, g_smem_bytes);
+        race::begin_block(g_smem.get(), smem, nthreads);
         run_block(nthreads);
     }
+    race::end_launch();
     g_run = nullptr;
     const uint64_t threads = uint64_t{nthreads} * grid.x * grid.y * grid.z;
     if (pdl && g_pdl_waits != threads) {
@@ -424,14 +444,15 @@ void warpgroup_wait(int pending, const char* file, int line) {
 }
 
 void cp_async(void* dst, const void* src, int bytes) {
-    const Copy c{dst, src, bytes};
+    Copy c{dst, src, bytes};
     check_copy(c);
+    c.issued_in = race::copy_issued(dst, static_cast<size_t>(bytes), __builtin_return_address(0));
     // Completes now or at the covering wait, at random: both are what hardware may do.
     if (g_rng() & 1) {
         perform(c);
-    } else {
-        me().open.push_back(c);
+        c.done = true;
     }
+    me().open.push_back(c);
 }
 
 void cp_async_commit() {
@@ -443,7 +464,7 @@ void cp_async_commit() {
 void cp_async_wait(int pending) {
     Fiber& f = me();
     while (static_cast<int>(f.groups.size()) > pending) {
-        for (const Copy& c : f.groups.front()) perform(c);
+        for (const Copy& c : f.groups.front()) land(c, f.tid);
         f.groups.erase(f.groups.begin());
     }
 }
@@ -453,6 +474,7 @@ void poison_static(void* p, size_t bytes) {
     if (gen == g_block_gen) return;  // another thread of this block got here first
     gen = g_block_gen;
     std::memset(p, 0xff, bytes);
+    race::add_static(p, bytes);
 }
 
 void set_seed(uint64_t seed) {

@@ -26,13 +26,15 @@ compile() {  # source object
   fi
   objs+=("$2")
 }
-for cu in elementwise rowwise attention attention_tc attention_decode gemv topk; do
+for cu in elementwise rowwise attention attention_tc attention_wgmma attention_decode gemv topk; do
   python3 "$emu/preprocess.py" "$root/kernels/cuda/$cu.cu" "$out/$cu.emu.cpp.new"
   if ! cmp -s "$out/$cu.emu.cpp.new" "$out/$cu.emu.cpp"; then mv "$out/$cu.emu.cpp.new" "$out/$cu.emu.cpp"; else rm "$out/$cu.emu.cpp.new"; fi
   compile "$out/$cu.emu.cpp" "$out/$cu.o"
 done
 compile "$emu/emu.cpp" "$out/emu.o"
+compile "$emu/fiber.cpp" "$out/fiber.o"
 compile "$root/kernels/cuda/blas.cpp" "$out/blas.o"
+compile "$root/kernels/cuda/cublas_api.cpp" "$out/cublas_api.o"
 compile "$root/runtime/backend/cuda_backend.cpp" "$out/cuda_backend.o"
 compile "$root/runtime/backend/cuda_phase_profiler.cpp" "$out/cuda_phase_profiler.o"
 compile "$root/runtime/backend/backend_factory.cpp" "$out/backend_factory.o"

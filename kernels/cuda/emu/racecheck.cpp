@@ -1,0 +1,288 @@
+// The emulator's shared-memory racecheck (see racecheck.h). Compiled only with
+// FOT_EMU_RACECHECK, into the build whose kernels carry -fsanitize=thread instrumentation.
+#include "racecheck.h"
+
+#if defined(FOT_EMU_RACECHECK)
+
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "cuda_runtime.h"
+
+namespace emu::race {
+namespace {
+
+constexpr uint16_t kNobody = 0xffff;
+
+// One access: who, and in which block-barrier and warp-sync generation.
+struct Access {
+    uint32_t bar = 0;
+    uint16_t wsync = 0;
+    uint16_t tid = kNobody;
+};
+// One shared byte. `gen` is the block it was last touched in: a stale cell is empty, so no
+// clearing between blocks.
+struct Cell {
+    uint32_t gen = 0;
+    Access write, read, other_read;  // other_read: a second reader since the write, not `read`'s
+};
+struct Region {
+    uintptr_t lo = 0;
+    size_t bytes = 0;
+    std::vector<Cell> cells;
+    const char* what = "";
+};
+
+bool g_active = false;
+uint32_t g_gen = 0;  // blocks begun
+uint32_t g_bar = 0;  // __syncthreads completed in this block
+unsigned g_tid = 0;
+unsigned g_nthreads = 0;
+std::vector<uint16_t> g_wsync;  // per warp: warp syncs completed
+Region g_dynamic;
+std::vector<Region> g_statics;  // reused across blocks; `bytes` 0 = unused this block
+size_t g_nstatics = 0;
+uintptr_t g_static_lo = 0, g_static_hi = 0;
+
+Access now() {
+    Access a;
+    a.bar = g_bar;
+    a.wsync = g_wsync[g_tid / 32];
+    a.tid = static_cast<uint16_t>(g_tid);
+    return a;
+}
+
+// `prev` and `cur` (by different threads) may run in either order: no block barrier between
+// them since `since_bar` (the current generation, or a cp.async's issue), and no warp sync
+// between them when they are lanes of one warp.
+bool concurrent(const Access& prev, const Access& cur, uint32_t since_bar) {
+    if (prev.tid == kNobody || prev.tid == cur.tid) return false;
+    if (prev.bar < since_bar) return false;
+    if (prev.bar == cur.bar && prev.tid / 32 == cur.tid / 32 && prev.wsync != cur.wsync)
+        return false;
+    return true;
+}
+
+std::string where(const void* pc) {
+    char buf[512];
+    Dl_info info{};
+    if (pc && dladdr(pc, &info) != 0 && info.dli_fname) {
+        const uintptr_t off =
+            reinterpret_cast<uintptr_t>(pc) - reinterpret_cast<uintptr_t>(info.dli_fbase);
+        std::snprintf(buf, sizeof buf, "code address %p (addr2line -Cfie %s 0x%lx)", pc,
+                      info.dli_fname, static_cast<unsigned long>(off - 1));
+    } else {
+        std::snprintf(buf, sizeof buf, "code address %p", pc);
+    }
+    return buf;
+}
+
+[[noreturn]] void report(const char* kind, const Region& r, size_t byte, const Access& prev,
+                         const char* prev_did, const Access& cur, const char* cur_does,
+                         const void* pc) {
+    const std::string at = pc ? " at " + where(pc) : "";
+    std::fprintf(stderr,
+                 "cuda emulator: racecheck: %s hazard on byte %zu of %s in block (%u,%u,%u): "
+                 "thread %u (warp %u) %s%s; thread %u (warp %u) %s it, and no __syncthreads (in "
+                 "one warp: __syncwarp) orders the two\n",
+                 kind, byte, r.what, blockIdx.x, blockIdx.y, blockIdx.z, unsigned{cur.tid},
+                 cur.tid / 32u, cur_does, at.c_str(), unsigned{prev.tid}, prev.tid / 32u, prev_did);
+    std::fflush(stderr);
+    std::abort();
+}
+
+void check(Region& r, uintptr_t a, size_t n, bool write, const Access& cur, uint32_t since_bar,
+           const void* pc, const char* writes = "writes it") {
+    const size_t off = a - r.lo;
+    n = std::min(n, r.bytes - off);
+    for (size_t i = 0; i < n; ++i) {
+        Cell& c = r.cells[off + i];
+        if (c.gen != g_gen) c = Cell{g_gen, {}, {}, {}};
+        if (concurrent(c.write, cur, since_bar)) {
+            report(write ? "write-after-write" : "read-after-write", r, off + i, c.write, "wrote",
+                   cur, write ? writes : "reads it", pc);
+        }
+        if (write) {
+            for (const Access* rd : {&c.read, &c.other_read}) {
+                if (concurrent(*rd, cur, since_bar))
+                    report("write-after-read", r, off + i, *rd, "read", cur, writes, pc);
+            }
+            c.write = cur;
+            c.read = c.other_read = Access{};
+        } else if (c.read.tid != cur.tid) {
+            if (c.read.tid != kNobody) c.other_read = c.read;
+            c.read = cur;
+        } else {
+            c.read = cur;
+        }
+    }
+}
+
+Region* region_of(uintptr_t a) {
+    if (a - g_dynamic.lo < g_dynamic.bytes) return &g_dynamic;
+    if (a < g_static_lo || a >= g_static_hi) return nullptr;
+    for (size_t i = 0; i < g_nstatics; ++i) {
+        if (a - g_statics[i].lo < g_statics[i].bytes) return &g_statics[i];
+    }
+    return nullptr;
+}
+
+inline void access(const void* p, size_t n, bool write, const void* pc) {
+    if (!g_active) return;
+    const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    if (Region* r = region_of(a)) check(*r, a, n, write, now(), g_bar, pc);
+}
+
+}  // namespace
+
+void begin_block(void* dynamic_smem, size_t bytes, unsigned nthreads) {
+    ++g_gen;
+    g_bar = 0;
+    g_tid = 0;
+    g_nthreads = nthreads;
+    g_wsync.assign((nthreads + 31) / 32, 0);
+    g_dynamic.lo = reinterpret_cast<uintptr_t>(dynamic_smem);
+    g_dynamic.bytes = bytes;
+    g_dynamic.what = "dynamic shared memory";
+    if (g_dynamic.cells.size() < bytes) g_dynamic.cells.resize(bytes);
+    g_nstatics = 0;
+    g_static_lo = g_static_hi = 0;
+    g_active = true;
+}
+
+void end_launch() {
+    g_active = false;
+}
+
+void add_static(void* p, size_t bytes) {
+    const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    for (size_t i = 0; i < g_nstatics; ++i)
+        if (g_statics[i].lo == a) return;
+    if (g_nstatics == g_statics.size()) g_statics.emplace_back();
+    Region& r = g_statics[g_nstatics++];
+    r.lo = a;
+    r.bytes = bytes;
+    r.what = "a static __shared__ array";
+    if (r.cells.size() < bytes) r.cells.resize(bytes);
+    std::fill(r.cells.begin(), r.cells.begin() + static_cast<std::ptrdiff_t>(bytes), Cell{});
+    g_static_lo = g_nstatics == 1 ? a : std::min(g_static_lo, a);
+    g_static_hi = std::max(g_static_hi, a + bytes);
+}
+
+void set_thread(unsigned tid) {
+    g_tid = tid;
+}
+
+void block_synced() {
+    ++g_bar;
+}
+
+void warp_synced(unsigned warp) {
+    if (warp < g_wsync.size()) ++g_wsync[warp];
+}
+
+uint32_t copy_issued(void* dst, size_t bytes, const void* pc) {
+    access(dst, bytes, true, pc);
+    return g_bar;
+}
+
+void copy_landed(void* dst, size_t bytes, unsigned tid, uint32_t issued_in) {
+    if (!g_active) return;
+    const unsigned running = g_tid;
+    g_tid = tid;
+    const uintptr_t a = reinterpret_cast<uintptr_t>(dst);
+    if (Region* r = region_of(a)) {
+        check(*r, a, bytes, true, now(), issued_in, nullptr, "waits for its cp.async into it");
+    }
+    g_tid = running;
+}
+
+}  // namespace emu::race
+
+// ---- the hooks GCC's -fsanitize=thread instrumentation calls ----------------------------------
+#define FOT_RACE_HOOKS(N)                                            \
+    extern "C" void __tsan_read##N(void* p) {                        \
+        emu::race::access(p, N, false, __builtin_return_address(0)); \
+    }                                                                \
+    extern "C" void __tsan_write##N(void* p) {                       \
+        emu::race::access(p, N, true, __builtin_return_address(0));  \
+    }                                                                \
+    extern "C" void __tsan_unaligned_read##N(void* p) {              \
+        emu::race::access(p, N, false, __builtin_return_address(0)); \
+    }                                                                \
+    extern "C" void __tsan_unaligned_write##N(void* p) {             \
+        emu::race::access(p, N, true, __builtin_return_address(0));  \
+    }
+FOT_RACE_HOOKS(1)
+FOT_RACE_HOOKS(2)
+FOT_RACE_HOOKS(4)
+FOT_RACE_HOOKS(8)
+FOT_RACE_HOOKS(16)
+#undef FOT_RACE_HOOKS
+
+extern "C" void __tsan_read_range(void* p, unsigned long n) {
+    emu::race::access(p, n, false, __builtin_return_address(0));
+}
+extern "C" void __tsan_write_range(void* p, unsigned long n) {
+    emu::race::access(p, n, true, __builtin_return_address(0));
+}
+// Atomics (std::shared_ptr's counts, std::function's managers in the launch wrappers): done
+// as asked, sequentially consistent; never on shared memory in the kernels.
+#define FOT_RACE_ATOMICS(N, T)                                                                    \
+    extern "C" T __tsan_atomic##N##_load(const volatile T* a, int) {                              \
+        return __atomic_load_n(a, __ATOMIC_SEQ_CST);                                              \
+    }                                                                                             \
+    extern "C" void __tsan_atomic##N##_store(volatile T* a, T v, int) {                           \
+        __atomic_store_n(a, v, __ATOMIC_SEQ_CST);                                                 \
+    }                                                                                             \
+    extern "C" T __tsan_atomic##N##_exchange(volatile T* a, T v, int) {                           \
+        return __atomic_exchange_n(a, v, __ATOMIC_SEQ_CST);                                       \
+    }                                                                                             \
+    extern "C" T __tsan_atomic##N##_fetch_add(volatile T* a, T v, int) {                          \
+        return __atomic_fetch_add(a, v, __ATOMIC_SEQ_CST);                                        \
+    }                                                                                             \
+    extern "C" T __tsan_atomic##N##_fetch_sub(volatile T* a, T v, int) {                          \
+        return __atomic_fetch_sub(a, v, __ATOMIC_SEQ_CST);                                        \
+    }                                                                                             \
+    extern "C" T __tsan_atomic##N##_fetch_and(volatile T* a, T v, int) {                          \
+        return __atomic_fetch_and(a, v, __ATOMIC_SEQ_CST);                                        \
+    }                                                                                             \
+    extern "C" T __tsan_atomic##N##_fetch_or(volatile T* a, T v, int) {                           \
+        return __atomic_fetch_or(a, v, __ATOMIC_SEQ_CST);                                         \
+    }                                                                                             \
+    extern "C" T __tsan_atomic##N##_fetch_xor(volatile T* a, T v, int) {                          \
+        return __atomic_fetch_xor(a, v, __ATOMIC_SEQ_CST);                                        \
+    }                                                                                             \
+    extern "C" int __tsan_atomic##N##_compare_exchange_strong(volatile T* a, T* c, T v, int,      \
+                                                              int) {                              \
+        return __atomic_compare_exchange_n(a, c, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);   \
+    }                                                                                             \
+    extern "C" int __tsan_atomic##N##_compare_exchange_weak(volatile T* a, T* c, T v, int, int) { \
+        return __atomic_compare_exchange_n(a, c, v, true, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);    \
+    }                                                                                             \
+    extern "C" T __tsan_atomic##N##_compare_exchange_val(volatile T* a, T c, T v, int, int) {     \
+        __atomic_compare_exchange_n(a, &c, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);         \
+        return c;                                                                                 \
+    }
+FOT_RACE_ATOMICS(8, unsigned char)
+FOT_RACE_ATOMICS(16, unsigned short)
+FOT_RACE_ATOMICS(32, int)
+FOT_RACE_ATOMICS(64, long)
+#undef FOT_RACE_ATOMICS
+extern "C" void __tsan_atomic_thread_fence(int) {
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+extern "C" void __tsan_atomic_signal_fence(int) {}
+
+extern "C" void __tsan_init() {}
+extern "C" void __tsan_func_entry(void*) {}
+extern "C" void __tsan_func_exit() {}
+extern "C" void __tsan_vptr_update(void**, void*) {}
+extern "C" void __tsan_vptr_read(void**) {}
+
+#endif  // FOT_EMU_RACECHECK
