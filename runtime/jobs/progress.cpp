@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "runtime/core/logging.h"
+#include "runtime/core/progress.h"
 #include "runtime/core/status.h"
 
 namespace fot {
@@ -18,22 +19,6 @@ Progress::Progress(std::string label, int64_t total_docs, int64_t total_cost, do
       interval_s_(interval_s),
       tty_(::isatty(STDERR_FILENO) == 1),
       quiet_(quiet) {}
-
-std::string Progress::format_duration(double s) {
-    if (!std::isfinite(s) || s < 0) return "?";
-    const int64_t t = static_cast<int64_t>(std::llround(s));
-    char buf[64];
-    if (t >= 3600) {
-        std::snprintf(buf, sizeof(buf), "%lldh%02lldm", static_cast<long long>(t / 3600),
-                      static_cast<long long>(t % 3600 / 60));
-    } else if (t >= 60) {
-        std::snprintf(buf, sizeof(buf), "%lldm%02llds", static_cast<long long>(t / 60),
-                      static_cast<long long>(t % 60));
-    } else {
-        std::snprintf(buf, sizeof(buf), "%llds", static_cast<long long>(t));
-    }
-    return buf;
-}
 
 std::string Progress::format_rate(double r) {
     char buf[64];
@@ -54,10 +39,10 @@ std::string Progress::line() const {
                          : cost_ > 0 && elapsed > 0 ? static_cast<double>(total_cost_ - cost_) *
                                                           elapsed / static_cast<double>(cost_)
                                                     : -1.0;
-    const std::string eta = format_duration(eta_s);
+    const std::string eta = ProgressLine::format_duration(eta_s);
     return str(label_, ": ", docs_, "/", total_docs_, " documents", errors_ ? " (" : "",
                errors_ ? std::to_string(errors_) + " errors)" : "", ", ", format_rate(rate),
-               " tokens/s, elapsed ", format_duration(elapsed), ", ETA ", eta);
+               " tokens/s, elapsed ", ProgressLine::format_duration(elapsed), ", ETA ", eta);
 }
 
 void Progress::print(bool final) {

@@ -28,9 +28,7 @@ class Progress {
     // Prints the final state (ends the terminal line).
     void finish();
 
-    // "3m12s", "1h02m", "45s".
-    static std::string format_duration(double seconds);
-    // "45.2k", "1.3M", "870".
+    // "45.2k", "1.3M", "870" (durations: ProgressLine::format_duration).
     static std::string format_rate(double per_second);
 
   private:

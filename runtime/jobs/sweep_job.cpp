@@ -25,10 +25,10 @@
 #include "runtime/core/cpu_threads.h"
 #include "runtime/core/host_memory.h"
 #include "runtime/core/logging.h"
+#include "runtime/core/progress.h"
 #include "runtime/core/timer.h"
 #include "runtime/jobs/perf_model.h"
 #include "runtime/jobs/phase_timer.h"
-#include "runtime/jobs/progress.h"
 #include "runtime/model/long_llama.h"
 #include "runtime/model/random_weights.h"
 
@@ -679,7 +679,7 @@ SweepSummary run_sweep(const SweepConfig& cfg, parallel::Communicator& world,
                 const double eta = clock.seconds() / double(step + 1) * double(n_steps - step - 1);
                 std::printf("[round %d/%d] [%zu/%zu] %s: %.4f s, ETA %s\n", round + 1, cfg.rounds,
                             i + 1, n_points, point_label(p).c_str(), rounds_of[i].back()[0].total,
-                            Progress::format_duration(eta).c_str());
+                            ProgressLine::format_duration(eta).c_str());
                 std::fflush(stdout);
             }
             continue;
@@ -779,10 +779,11 @@ SweepSummary run_sweep(const SweepConfig& cfg, parallel::Communicator& world,
             std::printf("%-44s %10.4f %10.4f %+6.0f%%  %s\n", label, r0.total, pred_total,
                         r0.total > 0 ? (pred_total / r0.total - 1) * 100 : 0.0, detail.c_str());
         }
-        std::printf(
-            "[%zu/%zu] %s: %.4f s (phases %.4f s, comm %.0f%%), %.2f GFLOP/s, ETA %s\n", i + 1,
-            n_points, label, r0.total, phases, r0.total > 0 ? comm / r0.total * 100 : 0.0,
-            r0.total > 0 ? flops / r0.total / 1e9 : 0.0, Progress::format_duration(eta).c_str());
+        std::printf("[%zu/%zu] %s: %.4f s (phases %.4f s, comm %.0f%%), %.2f GFLOP/s, ETA %s\n",
+                    i + 1, n_points, label, r0.total, phases,
+                    r0.total > 0 ? comm / r0.total * 100 : 0.0,
+                    r0.total > 0 ? flops / r0.total / 1e9 : 0.0,
+                    ProgressLine::format_duration(eta).c_str());
         std::fflush(stdout);
     }
     if (root) {
