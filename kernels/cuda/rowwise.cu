@@ -103,20 +103,28 @@ __global__ void rope_store_kv_kernel(float* q, int64_t q_stride, const float* k,
     });
 }
 
+// The row's max and sum of exp(x - max) (in double), in every thread of the block.
+__device__ void row_max_sumexp(const float* r, int64_t V, float* redf, double* redd, float& m,
+                               double& s) {
+    m = kNegInf;
+    for (int64_t i = threadIdx.x; i < V; i += blockDim.x) m = r[i] > m ? r[i] : m;
+    m = block_max(m, redf);
+    s = 0.0;
+    for (int64_t i = threadIdx.x; i < V; i += blockDim.x) {
+        s += exp(static_cast<double>(r[i] - m));
+    }
+    s = block_sum(s, redd);
+}
+
 __global__ void row_max_sumexp_kernel(const float* logits, int64_t T, int64_t V, float* max_out,
                                       float* sum_out) {
     __shared__ float redf[32];
     __shared__ double redd[32];
     for (int64_t t = blockIdx.x; t < T; t += gridDim.x) {
         const float* r = logits + t * V;
-        float m = kNegInf;
-        for (int64_t i = threadIdx.x; i < V; i += blockDim.x) m = r[i] > m ? r[i] : m;
-        m = block_max(m, redf);
-        double s = 0.0;
-        for (int64_t i = threadIdx.x; i < V; i += blockDim.x) {
-            s += exp(static_cast<double>(r[i] - m));
-        }
-        s = block_sum(s, redd);
+        float m;
+        double s;
+        row_max_sumexp(r, V, redf, redd, m, s);
         if (threadIdx.x == 0) {
             max_out[t] = m;
             sum_out[t] = static_cast<float>(s);
@@ -130,14 +138,9 @@ __global__ void logsoftmax_parts_kernel(const float* logits, int64_t T, int64_t 
     __shared__ double redd[32];
     for (int64_t t = blockIdx.x; t < T; t += gridDim.x) {
         const float* r = logits + t * V;
-        float m = kNegInf;
-        for (int64_t i = threadIdx.x; i < V; i += blockDim.x) m = r[i] > m ? r[i] : m;
-        m = block_max(m, redf);
-        double s = 0.0;
-        for (int64_t i = threadIdx.x; i < V; i += blockDim.x) {
-            s += exp(static_cast<double>(r[i] - m));
-        }
-        s = block_sum(s, redd);
+        float m;
+        double s;
+        row_max_sumexp(r, V, redf, redd, m, s);
         if (threadIdx.x == 0) {
             const int64_t col = targets[t] < 0 ? -1 : targets[t] - vocab_begin;
             parts[3 * t] = m;
