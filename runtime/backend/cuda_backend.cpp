@@ -655,8 +655,11 @@ bool CudaBackend::matmul_batched(TensorView x, std::initializer_list<MatmulTarge
     const auto at = [](const TensorView& v) { return reinterpret_cast<intptr_t>(v.data); };
     const intptr_t w_step = at(t[1].w) - at(w0), o_step = at(t[1].out) - at(o0);
     const int64_t esz = static_cast<int64_t>(dtype_size(w0.dtype));
-    bool ok = w0.shape[1] == K && rows_of(o0) == T && row_width(o0) == N && w_step % esz == 0 &&
-              o_step % 4 == 0 && o_step >= T * N * 4;
+    // Weights back to back only (split_rows): two separately allocated matrices are always "one
+    // stride apart", and whether a pair then took this path would depend on where the allocator
+    // put them (a negative or arbitrary stride, and other bits than two GEMMs).
+    bool ok = w0.shape[1] == K && rows_of(o0) == T && row_width(o0) == N &&
+              w_step == N * K * esz && o_step % 4 == 0 && o_step >= T * N * 4;
     for (int64_t i = 0; ok && i < n; ++i) {
         ok = t[i].w.dtype == w0.dtype && t[i].w.shape == w0.shape && t[i].out.dtype == o0.dtype &&
              t[i].out.shape == o0.shape && at(t[i].w) == at(w0) + i * w_step &&

@@ -640,9 +640,20 @@ TEST_P(BackendOps, MatmulSiluMulIsMatmulGroupThenSiluMul) {
                     SCOPED_TRACE(::testing::Message() << precision_name(p) << " " << dtype_name(wt)
                                                       << " K " << K << " T " << T);
                     const int64_t I = 37;
-                    Buffer wg = make_buffer(be(), wt, {I, K}, random_floats(I * K, 170));
-                    Buffer wu = make_buffer(be(), wt, {I, K}, random_floats(I * K, 171));
-                    Buffer g = be().alloc(kF32, {T, I}), u = be().alloc(kF32, {T, I});
+                    // The model's layout (split_rows) on both sides, so that CudaBackend's
+                    // prefill rows take its strided-batched GEMM in want and got alike,
+                    // whatever addresses the allocator hands out.
+                    std::vector<Buffer> wgu = split_rows(be().alloc(wt, {2 * I, K}), 2);
+                    for (int i = 0; i < 2; ++i) {
+                        const auto wv = random_floats(I * K, 170 + static_cast<uint32_t>(i));
+                        std::vector<unsigned char> bytes(wv.size() * dtype_size(wt));
+                        convert_from_f32(wv.data(), bytes.data(), wt, wv.size());
+                        be().upload(wgu[static_cast<size_t>(i)].view(), bytes.data(),
+                                    bytes.size());
+                    }
+                    const Buffer &wg = wgu[0], &wu = wgu[1];
+                    std::vector<Buffer> gu = split_rows(be().alloc(kF32, {2 * T, I}), 2);
+                    const Buffer &g = gu[0], &u = gu[1];
                     const auto xv = random_floats(T * K, 172 + T, -2.f, 2.f);
                     // x and act: f32, and the GEMM input dtype when it is another.
                     std::vector<DType> dts = {kF32};
@@ -653,18 +664,19 @@ TEST_P(BackendOps, MatmulSiluMulIsMatmulGroupThenSiluMul) {
                         for (DType ad : dts) {
                             Buffer want = be().alloc(ad, {T, I}), got = be().alloc(ad, {T, I});
                             be().silu_mul(want.view(), g.view(), u.view());
-                            Buffer g2 = be().alloc(kF32, {T, I}), u2 = be().alloc(kF32, {T, I});
-                            be().matmul_silu_mul(got.view(), g2.view(), u2.view(), x.view(),
-                                                 wg.view(), wu.view());
+                            std::vector<Buffer> gu2 = split_rows(be().alloc(kF32, {2 * T, I}), 2);
+                            be().matmul_silu_mul(got.view(), gu2[0].view(), gu2[1].view(),
+                                                 x.view(), wg.view(), wu.view());
                             EXPECT_EQ(fetch_bytes(be(), got.view()), fetch_bytes(be(), want.view()))
                                 << "x " << dtype_name(xd) << " act " << dtype_name(ad);
                         }
-                        Buffer g2 = be().alloc(kF32, {T, I}), u2 = be().alloc(kF32, {T, I});
+                        std::vector<Buffer> gu2 = split_rows(be().alloc(kF32, {2 * T, I}), 2);
+                        const TensorView g2 = gu2[0].view();
                         Buffer want = be().alloc(kF32, {T, I});
                         be().silu_mul(want.view(), g.view(), u.view());
-                        be().matmul_silu_mul(g2.view(), g2.view(), u2.view(), x.view(), wg.view(),
+                        be().matmul_silu_mul(g2, g2, gu2[1].view(), x.view(), wg.view(),
                                              wu.view());
-                        EXPECT_EQ(fetch_bytes(be(), g2.view()), fetch_bytes(be(), want.view()))
+                        EXPECT_EQ(fetch_bytes(be(), g2), fetch_bytes(be(), want.view()))
                             << "act aliasing gate, x " << dtype_name(xd);
                     }
                 }

@@ -973,7 +973,7 @@ TEST(EmulatedFaults, EveryBarrierAndWgmmaWaitOfTheWgmmaAttentionIsNeeded) {
 }
 
 // q|k|v in the model's layout (split_rows) is one cuBLAS call in prefill, and weights that do
-// not lie one stride apart fall back to one call each; either way the emulator's GEMM gives
+// not lie back to back fall back to one call each; either way the emulator's GEMM gives
 // matmul's bits (on a GPU the batched kernel may sum in another order: the conformance suite's
 // MatmulGroupOfSplitRowsMatchesEachMatmul holds both to a GEMM tolerance).
 TEST(EmulatedCuda, MatmulGroupOfSplitRowsIsOneLaunch) {
@@ -1010,6 +1010,12 @@ TEST(EmulatedCuda, MatmulGroupOfSplitRowsIsOneLaunch) {
     before = emu::launches();
     gpu.matmul_group(x.view(), {{sep[0], apart[0]}, {sep[1], apart[1]}, {sep[2], apart[2]}});
     EXPECT_EQ(emu::launches() - before, 3u) << "uneven weights: one GEMM each";
+    // Two matrices are always one stride apart; with a gap between them (as between two
+    // separate allocations) they are not the model's layout either: the path must not depend
+    // on where an allocator put them.
+    before = emu::launches();
+    gpu.matmul_group(x.view(), {{sep[0], apart[0]}, {sep[1], apart[1]}});
+    EXPECT_EQ(emu::launches() - before, 2u) << "weights N + 3 rows apart: one GEMM each";
     for (int i = 0; i < 3; ++i)
         EXPECT_EQ(fetch_bytes(gpu, grp[i].view()), fetch_bytes(gpu, sep[i])) << i;
 }
