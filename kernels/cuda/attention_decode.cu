@@ -283,7 +283,9 @@ __global__ void __launch_bounds__(kThreads, 2)
         if (M == kNegInf) continue;  // nothing visible anywhere: the state stays
         const float w0 = m0 == kNegInf ? 0.f : expf(m0 - M);
         const float wc = mc == kNegInf ? 0.f : expf(mc - M);
-        st[d] = st[d] * w0 + o * wc;
+        // Which product an `a * b + c * d` fuses is the compiler's choice, and may differ
+        // between this kernel's instances: spelled out (nvcc 13's choice).
+        st[d] = fmaf(st[d], w0, __fmul_rn(o, wc));
     }
     if (out != nullptr && splits == 1) return;  // written out above
     __syncthreads();  // every o of a row was updated with the old m before m changes
@@ -300,7 +302,7 @@ __global__ void __launch_bounds__(kThreads, 2)
             if (M != kNegInf) {
                 const float w0 = m0 == kNegInf ? 0.f : expf(m0 - M);
                 const float wc = mc == kNegInf ? 0.f : expf(mc - M);
-                st[D + 1] = st[D + 1] * w0 + lc * wc;
+                st[D + 1] = fmaf(st[D + 1], w0, __fmul_rn(lc, wc));
                 st[D] = M;
             }
         }

@@ -23,7 +23,7 @@ struct InvFreq {
 // The rotation of one pair (x1, x2) by (cos, sin), rounded after every product and sum: nvcc
 // would otherwise contract a * b - c * d into an FMA, and could pick the product to fuse
 // differently in two kernels, so rope_kernel and rope_store_kv_kernel gave other bits for the
-// same k (seen on an H200). Without contraction it is also the CPU's arithmetic.
+// same k (seen on an H200). It is also the emulator's arithmetic (built without contraction).
 __device__ __forceinline__ void rope_rotate(float x1, float x2, float cs, float sn, float* y1,
                                             float* y2) {
     *y1 = __fsub_rn(__fmul_rn(x1, cs), __fmul_rn(x2, sn));

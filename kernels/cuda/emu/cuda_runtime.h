@@ -357,8 +357,8 @@ T __ldcg(const T* p) {
 }
 // Blocks run one at a time here: every write of a finished block is already visible.
 inline void __threadfence() {}
-// Round-to-nearest arithmetic that the compiler never contracts into an FMA (host code here is
-// built without contraction; volatile keeps it so at any flag).
+// Round-to-nearest arithmetic that the compiler never contracts into an FMA (the emulated
+// builds have -ffp-contract=off; volatile keeps it so at any flag).
 inline float __fmul_rn(float a, float b) {
     volatile float r = a * b;
     return r;

@@ -13,7 +13,7 @@ shift
 out="$build/cuda_emu"
 mkdir -p "$out"
 emu="$root/kernels/cuda/emu"
-cxx=(g++ -std=c++20 -O2 -g -fno-strict-aliasing -fopenmp -I"$emu" -I"$root" -DFOT_HAVE_CUDA=1 -DFOT_HAVE_NCCL=0 -DFOT_CUDA_EMU_BUILD=1
+cxx=(g++ -std=c++20 -O2 -g -fno-strict-aliasing -ffp-contract=off -fopenmp -I"$emu" -I"$root" -DFOT_HAVE_CUDA=1 -DFOT_HAVE_NCCL=0 -DFOT_CUDA_EMU_BUILD=1
      -Wno-unknown-pragmas -I/usr/include/x86_64-linux-gnu/openblas-pthread
      -DFOT_SOURCE_DIR="\"$root\"" -DFOT_TEST_DATA="\"$root/tests/data\""
      -DFOT_BINARY_DIR="\"$build\"" -DFOTRT_EXE="\"$build/launch/fotrt\"")
