@@ -196,6 +196,9 @@ ModelWeights random_weights(CudaBackend& b, const ModelConfig& c, DType t) {
     w.lm_head = random_buffer(b, t, {V, C}, seed++, s);
     w.bytes = static_cast<int64_t>(dtype_size(t)) *
               (2 * V * C + c.num_hidden_layers * (4 * C * C + 3 * C * I));
+    // The decode GEMV reads weights before its programmatic-launch wait (kernels/cuda/pdl.cuh:
+    // weights are never written while the model runs); these were just written by kernels.
+    b.synchronize();
     return w;
 }
 
