@@ -4,16 +4,19 @@
 #
 # usage:
 #   scripts/gpu_check.sh [--dry-run] [--bundle DIR|DIR.tar.gz] [--out DIR] [--skip STEP[,...]]
+#                        [--deadline SECONDS]
 #   scripts/gpu_check.sh --make-bundle DIR      # build here, copy what a GPU machine needs
 #
-# Steps (each with its own time limit; a step that fails or times out is recorded and the
-# next one still runs):
+# Steps, in this order (each with its own time limit; a step that fails or times out is
+# recorded and the next one still runs). --deadline (default 540 s, or FOT_GPU_CHECK_DEADLINE;
+# 0: none) bounds the run after the build step: a step gets at most the time left before it, and a step that would get
+# under 20 s is skipped and recorded as skipped-deadline, so the run ends, with its summary,
+# before a lease tool's per-command limit (600 s for the project's device tool) kills it. The
+# order puts what a session needs most first: the tests, then the benchmark (the targets).
 #   device     nvidia-smi, compute-sanitizer --version
 #   tests      the GPU test suite: `ctest -L gpu` in a build tree, or the same test binaries
 #              run directly from a bundle (the backend conformance suite on CudaBackend vs
 #              CpuBackend, golden cases with --backend cuda, the factory test)
-#   sanitize   compute-sanitizer memcheck, racecheck, synccheck and initcheck over the kernel
-#              tests (kernels_backend_conformance_cuda, filtered by FOT_SANITIZE_FILTER)
 #   bench      fot_gpu_bench, 3B shape: fast dense prefill 16k/64k/128k and decode after each,
 #              exact dense 16k, fast top-k (k 128) 16k and 64k, fast dense 16k again with
 #              FOT_CUDA_PDL=0, FOT_CUDA_GRAPH=0, with FOT_CUDA_GEMV_SPLIT=1 and with
@@ -29,12 +32,15 @@
 #              scores instead of the tensor cores and the
 #              64-query tensor-core attention blocks, for comparison), top-k 128k;
 #              per-phase tables (FOT_BENCH_ARGS replaces these runs with one)
-#   sass       cuobjdump -sass of the attention kernels: HMMA present, no local-memory spills
+#   sanitize   compute-sanitizer memcheck, racecheck, synccheck and initcheck over the kernel
+#              tests (kernels_backend_conformance_cuda, filtered by FOT_SANITIZE_FILTER)
 #   ncu        when Nsight Compute is there: SpeedOfLight and Occupancy of the first decode
 #              step's GEMVs (layers 0-1: q|k|v, o, gate|up with SiLU-mul, down), of its
 #              top-k scoring launches (fast top-k 16k) and, with pipe use and warp stalls, of
 #              two tensor-core attention launches of a 16k prefill and two launches of the
 #              top-k prefill's tensor-core scorer
+#   sass       cuobjdump -sass of the attention kernels: HMMA present, no local-memory spills
+#              (last: CI checks the same code with nvdisasm, so it is the least news here)
 #
 # Where the binaries come from:
 #   - default: configure and build build-gpu-check/ here with -DFOT_CUDA=ON (needs fotrt's
@@ -49,7 +55,7 @@
 #
 # Output: every log and summary.json go to --out DIR, else $OUT, else ./gpu-check-out
 # (at most 8 files, so a lease tool that returns few files gets them all). Exit status: 0
-# when every step that ran passed, 1 otherwise, 2 for usage errors.
+# when every step passed, 1 otherwise (a step skipped for the deadline too), 2 for usage errors.
 set -uo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -58,9 +64,11 @@ bundle="${FOT_GPU_BUNDLE:-}"
 make_bundle=""
 out="${OUT:-}"
 skip=","
+deadline="${FOT_GPU_CHECK_DEADLINE:-540}"
+min_step_s=20
 
 usage() {
-    sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,/^[^#]/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 die() {
@@ -75,12 +83,14 @@ while [ $# -gt 0 ]; do
     --make-bundle) [ $# -ge 2 ] || die "--make-bundle needs a directory"; make_bundle="$2"; shift ;;
     --out) [ $# -ge 2 ] || die "--out needs a directory"; out="$2"; shift ;;
     --skip) [ $# -ge 2 ] || die "--skip needs a list of steps"; skip=",$2,"; shift ;;
+    --deadline) [ $# -ge 2 ] || die "--deadline needs a number of seconds"; deadline="$2"; shift ;;
     -h | --help) usage 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
     esac
     shift
 done
 out="${out:-$PWD/gpu-check-out}"
+case "$deadline" in '' | *[!0-9]*) die "--deadline: '$deadline' is not a whole number of seconds" ;; esac
 for s in $(echo "$skip" | tr ',' ' '); do
     case "$s" in build | device | tests | sanitize | sass | bench | ncu) ;; *) die "--skip: unknown step '$s' (build, device, tests, sanitize, sass, bench, ncu)" ;; esac
 done
@@ -188,11 +198,6 @@ fi
 add_step device 30 device.log "nvidia-smi; nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv;" \
     "compute-sanitizer --version || echo 'compute-sanitizer not found'"
 add_step tests "${FOT_TESTS_LIMIT:-150}" tests.log "$test_cmd"
-for tool in memcheck racecheck synccheck initcheck; do
-    add_step "sanitize:$tool" "${FOT_SANITIZE_LIMIT:-45}" "sanitize.log" \
-        "compute-sanitizer --tool $tool --error-exitcode 86 --print-limit 20 $kernel_test" \
-        "--gtest_brief=1 '--gtest_filter=$sanitize_filter'"
-done
 bench_cmd="rc=0;"
 for r in "${bench_runs[@]}"; do bench_cmd="$bench_cmd $bench_bin $r || rc=1;"; done
 # Decode at 16k with programmatic dependent launch off (kernels/cuda/pdl.cuh), with step
@@ -230,8 +235,12 @@ FOT_CUDA_ATTN_WGMMA=1 $bench_bin --precision fast \
 --retrieval dense --lengths 64k,128k --decode-steps 4 --no-ceilings || rc=1; \
 $bench_bin --precision fast --retrieval topk --k 128 --lengths 128k --decode-steps 16 \
 --no-ceilings || rc=1;"
-add_step sass 30 sass.log "$root/scripts/check_sass.sh $kernel_test"
 add_step bench "${FOT_BENCH_LIMIT:-240}" bench.log "$bench_cmd exit \$rc"
+for tool in memcheck racecheck synccheck initcheck; do
+    add_step "sanitize:$tool" "${FOT_SANITIZE_LIMIT:-45}" "sanitize.log" \
+        "compute-sanitizer --tool $tool --error-exitcode 86 --print-limit 20 $kernel_test" \
+        "--gtest_brief=1 '--gtest_filter=$sanitize_filter'"
+done
 # Per-kernel figures for what the bench cannot separate. The prefill's only GEMV is the last
 # row's LM head (skipped); decode then runs 4 GEMVs per layer; top-k scoring runs in the
 # memory layers only.
@@ -255,6 +264,8 @@ if [ -x "$ncu_bin" ] || [ "$dry_run" = 1 ]; then
         "--launch-count 2 $ncu_attn_app || rc=1; exit \$rc"
 fi
 
+add_step sass 30 sass.log "$root/scripts/check_sass.sh $kernel_test"
+
 if [ "$dry_run" = 1 ]; then
     echo "gpu_check.sh --dry-run: would write logs and summary.json to $out and run:"
     total=0
@@ -264,6 +275,10 @@ if [ "$dry_run" = 1 ]; then
         total=$((total + step_limits[i]))
     done
     echo "  worst case ${total} s (the step limits added up)"
+    if [ "$deadline" -gt 0 ]; then
+        echo "  deadline ${deadline} s after the build (--deadline): a step gets at most the time" \
+            "left before it; one that would get under ${min_step_s} s is skipped (skipped-deadline)"
+    fi
     exit 0
 fi
 
@@ -271,6 +286,7 @@ fi
 mkdir -p "$out" || die "cannot create output folder $out"
 summary="$out/summary.json"
 started=$(date +%s)
+clock=$started  # where --deadline counts from: after the build step, if there is one
 overall=0
 entries=()
 json_str() { printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g'; }
@@ -278,12 +294,27 @@ for i in "${!step_names[@]}"; do
     name="${step_names[$i]}"
     log="$out/${step_logs[$i]}"
     limit="${step_limits[$i]}"
-    echo "== gpu_check: $name (limit ${limit}s)" | tee -a "$log"
-    t0=$(date +%s)
-    timeout --kill-after=10 "$limit" bash -c "${step_cmds[$i]}" >>"$log" 2>&1
-    rc=$?
-    secs=$(($(date +%s) - t0))
-    if [ $rc -eq 0 ]; then
+    left=$((deadline - ($(date +%s) - clock)))
+    if [ "$deadline" -gt 0 ] && [ "$name" != build ] && [ "$left" -lt "$limit" ]; then
+        # The kill of a timed-out step takes up to 10 s more (--kill-after).
+        limit=$((left - 10))
+    fi
+    if [ "$limit" -lt "$min_step_s" ]; then
+        echo "== gpu_check: $name: not run, ${left}s of the ${deadline}s deadline left" >>"$log"
+        rc=-1
+        secs=0
+        status=skipped-deadline
+    else
+        echo "== gpu_check: $name (limit ${limit}s)" | tee -a "$log"
+        t0=$(date +%s)
+        timeout --kill-after=10 "$limit" bash -c "${step_cmds[$i]}" >>"$log" 2>&1
+        rc=$?
+        secs=$(($(date +%s) - t0))
+    fi
+    [ "$name" = build ] && clock=$(date +%s)
+    if [ $rc -eq -1 ]; then
+        :
+    elif [ $rc -eq 0 ]; then
         status=pass
     elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
         status=timeout
@@ -299,6 +330,7 @@ for i in "${!step_names[@]}"; do
             grep -cE 'kernels4cuda|fot::kernels' || true)
         [ "$ours" = 0 ] && status=cublas-findings-only
     fi
+    # A step skipped for time is not a pass: the run did not check what it checks.
     case "$status" in pass | cublas-findings-only) ;; *) overall=1 ;; esac
     echo "== gpu_check: $name: $status (rc $rc, ${secs}s)" | tee -a "$log"
     extra=""
