@@ -141,11 +141,12 @@ void CpuBackend::matmul(TensorView out, TensorView x, TensorView w) {
                            fast_bf16_kernel());
         return;
     }
-    if (precision() == Precision::kFast) {
-        // bf16 GEMM operands (f16 for f16 weights), fp32 accumulation.
+    const DType operand = w.dtype == DType::kF16 ? DType::kF16 : DType::kBF16;
+    if (precision() == Precision::kFast && x.dtype != operand) {
+        // bf16 GEMM operands (f16 for f16 weights), fp32 accumulation. An x already in the
+        // operand type was widened exactly above: rounding it again would change no bit.
         x_round_.resize(static_cast<size_t>(T * K));
-        k::round_to_dtype(x_round_.data(), xp, T * K,
-                          w.dtype == DType::kF16 ? DType::kF16 : DType::kBF16);
+        k::round_to_dtype(x_round_.data(), xp, T * K, operand);
         xp = x_round_.data();
     }
     k::matmul(out.as<float>(), xp, w.data, w.dtype, T, N, K);
