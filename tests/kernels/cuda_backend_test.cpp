@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <set>
@@ -301,7 +302,8 @@ TEST_F(CudaTopkPaths, FilteredGivesTheScoreRowsResultBitForBit) {
 
 TEST_F(CudaTopkPaths, TensorCoreScoresAreFp32Accurate) {
     // Prefill passes over bf16 keys score on the tensor cores (q in three bf16 pieces, fp32
-    // accumulation). Against the fp32 tile kernel: the same selection, and scores about as
+    // accumulation). Against the fp32 tile kernel: the same selection up to near-ties (the
+    // same keys under the emulator), and scores about as
     // close to the exact ones (in double) as the fp32 kernel's own: the largest error at most 4x
     // the fp32 kernel's largest (under the emulator 0.8-1.5x: 6e-8 to 8e-7 relative; a GPU's
     // accumulator may round less well) and below 1e-5 relative (the conformance tolerance); but
@@ -326,26 +328,53 @@ TEST_F(CudaTopkPaths, TensorCoreScoresAreFp32Accurate) {
             ASSERT_TRUE(kernels::cuda::memory_topk_filtered_supported(S, D, K));
             const Result tc = run(c, path, H * T, nullptr, true);
             const Result fp = run(c, path, H * T, nullptr, false);
-            ASSERT_EQ(tc.r, fp.r);
-            ASSERT_EQ(tc.p, fp.p);
+            // The selections may differ only between keys whose exact scores are closer than the
+            // two kernels' rounding (the closest pair here is ~1e-6 apart, as large as an fp32
+            // error): every selected key of either is within 1e-5 (relative) of the exact k-th
+            // best. Under the emulator they are the same keys.
             double tc_err = 0, fp_err = 0;
-            int64_t differ = 0;
+            int64_t differ = 0, rows_differ = 0;
+            std::vector<double> exact(static_cast<size_t>(S)), sorted;
             for (int64_t h = 0; h < H; ++h) {
                 for (int64_t t = 0; t < T; ++t) {
-                    for (int64_t i = 0; i < K; ++i) {
-                        const int64_t o = (h * T + t) * K + i, r = tc.r[o];
-                        double exact = 0;
+                    for (int64_t r = 0; r < S; ++r) {
+                        double e = 0;
                         for (int64_t d = 0; d < D; ++d) {
-                            exact += double(qv[t * H * D + h * D + d]) * kv[(h * S + r) * D + d];
+                            e += double(qv[t * H * D + h * D + d]) * kv[(h * S + r) * D + d];
                         }
-                        exact *= 0.2f;  // run()'s scale
-                        const double mag = std::max(1.0, std::fabs(exact));
-                        tc_err = std::max(tc_err, std::fabs(tc.s[o] - exact) / mag);
-                        fp_err = std::max(fp_err, std::fabs(fp.s[o] - exact) / mag);
+                        exact[static_cast<size_t>(r)] = e * 0.2f;  // run()'s scale
+                    }
+                    sorted = exact;
+                    std::nth_element(sorted.begin(), sorted.begin() + (K - 1), sorted.end(),
+                                     std::greater<double>());
+                    const double kth = sorted[static_cast<size_t>(K - 1)];
+                    const double tol = 1e-5 * std::max(1.0, std::fabs(kth));
+                    bool same = true;
+                    for (int64_t i = 0; i < K; ++i) {
+                        const int64_t o = (h * T + t) * K + i;
+                        same = same && tc.r[o] == fp.r[o];
+                        for (const Result* res : {&tc, &fp}) {
+                            const int64_t r = res->r[o];
+                            ASSERT_TRUE(r >= 0 && r < S) << "row " << r;
+                            const double e = exact[static_cast<size_t>(r)];
+                            EXPECT_GE(e, kth - tol) << "h " << h << " t " << t << ": row " << r
+                                                    << " is not among the k best";
+                            double& worst = res == &tc ? tc_err : fp_err;
+                            worst = std::max(
+                                worst, std::fabs(res->s[o] - e) / std::max(1.0, std::fabs(e)));
+                        }
                         differ += fetch_bits({tc.s[o]}) != fetch_bits({fp.s[o]});
                     }
+                    rows_differ += !same;
                 }
             }
+#if defined(FOT_CUDA_EMU_BUILD)
+            EXPECT_EQ(rows_differ, 0) << "the emulator's selections differ";
+            ASSERT_EQ(tc.r, fp.r);
+            ASSERT_EQ(tc.p, fp.p);
+#else
+            EXPECT_LE(rows_differ, H * T / 10) << "selections differ in many (head, query) rows";
+#endif
             EXPECT_LE(tc_err, std::max(4 * fp_err, 1e-7)) << "fp32 kernel's error " << fp_err;
             EXPECT_LT(tc_err, 1e-5);
             EXPECT_GT(differ, 0) << "the same bits as the fp32 kernel: did the tensor cores run?";
