@@ -195,8 +195,9 @@ tests/kernels/kernels_cuda_golden_fast_test --gtest_brief=1"
         "cmake --build $build -j$(nproc) --target fot_gpu_bench fotrt ${test_bins[*]}"
 fi
 
-add_step device 30 device.log "nvidia-smi; nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv;" \
-    "compute-sanitizer --version || echo 'compute-sanitizer not found'"
+# Fails without a visible GPU (the tests then skip and would read as passed).
+add_step device 30 device.log "rc=0; nvidia-smi || rc=1; nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv;" \
+    "compute-sanitizer --version || echo 'compute-sanitizer not found'; exit \$rc"
 add_step tests "${FOT_TESTS_LIMIT:-150}" tests.log "$test_cmd"
 bench_cmd="rc=0;"
 for r in "${bench_runs[@]}"; do bench_cmd="$bench_cmd $bench_bin $r || rc=1;"; done
