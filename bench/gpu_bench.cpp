@@ -432,21 +432,33 @@ int run(const Options& o) {
     const double peak_mem = static_cast<double>(backend.peak_allocated_bytes());
 
     Ceilings c;
-    if (o.ceilings) c = measure_ceilings(backend);
-    std::printf(
-        "\nceilings measured on this device: bf16 GEMM %.0f TFLOP/s (8192^3 through "
-        "CudaBackend::matmul), device copy %.0f GB/s (read + write)\n",
-        c.tflops, c.gbps);
+    if (o.ceilings) {
+        c = measure_ceilings(backend);
+        std::printf(
+            "\nceilings measured on this device: bf16 GEMM %.0f TFLOP/s (8192^3 through "
+            "CudaBackend::matmul), device copy %.0f GB/s (read + write)\n",
+            c.tflops, c.gbps);
+    } else {
+        std::printf("\nceilings not measured (--no-ceilings): no %% of peak below\n");
+    }
     std::printf("peak device memory held by the backend during the model runs: %.2f GiB\n\n",
                 peak_mem / (1ull << 30));
     std::printf(
         "| tokens | prefill s | TFLOP/s | %% GEMM peak | decode ms/token | GB/s | %% copy "
         "peak | memory tokens |\n|---|---|---|---|---|---|---|---|\n");
+    const auto percent = [](double v, double peak) {
+        char buf[32];
+        if (peak > 0) {
+            std::snprintf(buf, sizeof(buf), "%.1f", 100.0 * v / peak);
+        } else {
+            std::snprintf(buf, sizeof(buf), "-");
+        }
+        return std::string(buf);
+    };
     for (const Row& r : rows) {
-        std::printf("| %lld | %.3f | %.1f | %.1f | %.3f | %.0f | %.1f | %lld |\n", (long long)r.n,
-                    r.prefill_s, r.prefill_tflops,
-                    c.tflops > 0 ? 100.0 * r.prefill_tflops / c.tflops : 0.0, r.decode_ms,
-                    r.decode_gbps, c.gbps > 0 ? 100.0 * r.decode_gbps / c.gbps : 0.0,
+        std::printf("| %lld | %.3f | %.1f | %s | %.3f | %.0f | %s | %lld |\n", (long long)r.n,
+                    r.prefill_s, r.prefill_tflops, percent(r.prefill_tflops, c.tflops).c_str(),
+                    r.decode_ms, r.decode_gbps, percent(r.decode_gbps, c.gbps).c_str(),
                     (long long)r.mem_tokens);
     }
     return 0;
