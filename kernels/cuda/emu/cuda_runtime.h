@@ -196,6 +196,9 @@ void pdl_wait();
 // Barriers and warp collectives (participants: the lanes of `mask`). `file`/`line` name the
 // __syncthreads call site, for fault injection (skip_barrier).
 void sync_block(const char* file, int line);
+// __threadfence (blocks run one at a time here: every write of a finished block is visible
+// already); the racecheck's device-memory check counts it, and skip_barrier can delete it.
+void thread_fence(const char* file, int line);
 void sync_warp(unsigned mask);
 uint64_t warp_exchange(unsigned mask, uint64_t mine, int src_lane);
 unsigned warp_ballot(unsigned mask, bool pred);
@@ -227,8 +230,9 @@ void poison_static(void* p, size_t bytes);
 // Seed of the schedule: the order of blocks, of threads between barriers, and of cp.async
 // completions. Default 1, or $FOT_EMU_SEED.
 void set_seed(uint64_t seed);
-// Fault injection: __syncthreads calls (and wgmma waits) at `line` of a file whose path ends
-// with `file_suffix` return without waiting (as if the barrier were deleted). line 0 = none.
+// Fault injection: __syncthreads calls (and wgmma waits, and __threadfence) at `line` of a file
+// whose path ends with `file_suffix` return without waiting (as if the barrier were deleted).
+// line 0 = none.
 void skip_barrier(const char* file_suffix, int line);
 
 inline dim3 as_dim3(dim3 d) {
@@ -336,15 +340,22 @@ inline int __popc(unsigned x) {
 }
 // The racecheck build (-fsanitize=thread instrumentation, racecheck.h) must not see atomics as
 // plain reads and writes: concurrent atomics on one address are no hazard.
+// Atomics and fences are reported to it: they order device memory between blocks (racecheck.h).
 #if defined(__SANITIZE_THREAD__)
 #define FOT_EMU_ATOMIC __attribute__((no_sanitize_thread, noinline))
+namespace emu::race {
+void atomic_done();
+}  // namespace emu::race
+#define FOT_EMU_RACE(call) ::emu::race::call()
 #else
 #define FOT_EMU_ATOMIC inline
+#define FOT_EMU_RACE(call) (void)0
 #endif
 template <typename T>
 FOT_EMU_ATOMIC T atomicAdd(T* p, T v) {
     const T old = *p;  // one OS thread runs the whole block: plain read-modify-write
     *p = old + v;
+    FOT_EMU_RACE(atomic_done);
     return old;
 }
 template <typename T>
@@ -356,7 +367,9 @@ T __ldcg(const T* p) {
     return *p;
 }
 // Blocks run one at a time here: every write of a finished block is already visible.
-inline void __threadfence() {}
+inline void __threadfence(const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+    emu::thread_fence(file, line);
+}
 // Round-to-nearest arithmetic that the compiler never contracts into an FMA (the emulated
 // builds have -ffp-contract=off; volatile keeps it so at any flag).
 inline float __fmul_rn(float a, float b) {

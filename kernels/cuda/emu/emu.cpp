@@ -368,6 +368,10 @@ bool skipped(const char* file, int line) {
            f.compare(f.size() - g_skip_file.size(), g_skip_file.size(), g_skip_file) == 0;
 }
 
+void thread_fence(const char* file, int line) {
+    if (!skipped(file, line)) race::fence();
+}
+
 void sync_block(const char* file, int line) {
     if (skipped(file, line)) return;  // injected fault: this barrier does not exist
     arrive(g_run->block_bar, g_run->live);
@@ -615,9 +619,11 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
 #endif
     if (!*p) return cudaErrorMemoryAllocation;
     std::memset(*p, 0xff, bytes);  // garbage, as cudaMalloc gives: NaN in f32, bf16 and f16
+    emu::race::device_alloc(*p, bytes);
     return cudaSuccess;
 }
 cudaError_t cudaFree(void* p) {
+    emu::race::device_free(p);
     std::free(p);
     return cudaSuccess;
 }

@@ -9,7 +9,10 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
+#include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "cuda_runtime.h"
@@ -48,6 +51,93 @@ Region g_dynamic;
 std::vector<Region> g_statics;  // reused across blocks; `bytes` 0 = unused this block
 size_t g_nstatics = 0;
 uintptr_t g_static_lo = 0, g_static_hi = 0;
+
+std::string where(const void* pc);
+
+// ---- device memory, between the blocks of a launch ----
+constexpr size_t kPageBytes = 4096;
+constexpr uint32_t kMaxBlocks = 0xfffe;  // block ids + 1 fit 16 bits
+// One device byte in launch `launch`: the block (id + 1; 0 = none) that last wrote it, and the
+// last two blocks that read it since.
+struct GCell {
+    uint32_t launch = 0;
+    uint16_t w = 0, r = 0, r2 = 0;
+};
+struct Page {
+    GCell cells[kPageBytes];
+};
+std::map<uintptr_t, size_t> g_device;  // cudaMalloc'd: start -> bytes
+uintptr_t g_dev_lo = 0, g_dev_hi = 0;  // the allocation found last
+std::unordered_map<uintptr_t, std::unique_ptr<Page>> g_pages;
+bool g_new_launch = true;
+uint32_t g_launch = 0;             // launches begun
+bool g_check_device = false;       // this launch has at most kMaxBlocks blocks
+uint16_t g_block = 0;              // the running block's id + 1
+std::vector<uint8_t> g_published;  // per block id + 1: fence, then atomic
+bool g_fenced = false, g_atomic = false, g_acquired = false;  // the running block's
+
+bool in_device(uintptr_t a) {
+    if (a - g_dev_lo < g_dev_hi - g_dev_lo) return true;
+    auto it = g_device.upper_bound(a);
+    if (it == g_device.begin()) return false;
+    --it;
+    if (a - it->first >= it->second) return false;
+    g_dev_lo = it->first;
+    g_dev_hi = it->first + it->second;
+    return true;
+}
+
+std::string block_name(uint16_t id) {
+    const unsigned b = id - 1u, gx = gridDim.x, gy = gridDim.y;
+    return "(" + std::to_string(b % gx) + "," + std::to_string(b / gx % gy) + "," +
+           std::to_string(b / gx / gy) + ")";
+}
+
+[[noreturn]] void report_device(const char* kind, uintptr_t a, uint16_t other,
+                                const char* other_did, const char* cur_does, const void* pc) {
+    const std::string at = pc ? " at " + where(pc) : "";
+    auto it = g_device.upper_bound(a);
+    --it;
+    std::fprintf(stderr,
+                 "cuda emulator: racecheck: %s hazard on byte %zu of device memory (an allocation "
+                 "of %zu bytes) in block %s: it %s%s; block %s %s it in the same launch, and no "
+                 "__threadfence + atomic ticket orders the two blocks\n",
+                 kind, static_cast<size_t>(a - it->first), it->second, block_name(g_block).c_str(),
+                 cur_does, at.c_str(), block_name(other).c_str(), other_did);
+    std::fflush(stderr);
+    std::abort();
+}
+
+void check_device(uintptr_t a, size_t n, bool write, const void* pc) {
+    Page* page = nullptr;
+    uintptr_t page_no = ~uintptr_t{0};
+    for (size_t i = 0; i < n; ++i) {
+        const uintptr_t b = a + i;
+        if (b / kPageBytes != page_no) {
+            page_no = b / kPageBytes;
+            std::unique_ptr<Page>& p = g_pages[page_no];
+            if (!p) p = std::make_unique<Page>();
+            page = p.get();
+        }
+        GCell& c = page->cells[b % kPageBytes];
+        if (c.launch != g_launch) c = GCell{g_launch, 0, 0, 0};
+        if (c.w != 0 && c.w != g_block && !(!write && g_published[c.w] && g_acquired)) {
+            report_device(write ? "write-after-write" : "read-after-write", b, c.w, "wrote",
+                          write ? "writes" : "reads", pc);
+        }
+        if (write) {
+            for (uint16_t rd : {c.r, c.r2}) {
+                if (rd != 0 && rd != g_block)
+                    report_device("write-after-read", b, rd, "read", "writes", pc);
+            }
+            c.w = g_block;
+            c.r = c.r2 = 0;
+        } else if (c.r != g_block) {
+            c.r2 = c.r;
+            c.r = g_block;
+        }
+    }
+}
 
 Access now() {
     Access a;
@@ -135,12 +225,28 @@ Region* region_of(uintptr_t a) {
 inline void access(const void* p, size_t n, bool write, const void* pc) {
     if (!g_active) return;
     const uintptr_t a = reinterpret_cast<uintptr_t>(p);
-    if (Region* r = region_of(a)) check(*r, a, n, write, now(), g_bar, pc);
+    if (Region* r = region_of(a)) {
+        check(*r, a, n, write, now(), g_bar, pc);
+    } else if (g_check_device && in_device(a)) {
+        check_device(a, n, write, pc);
+    }
 }
 
 }  // namespace
 
 void begin_block(void* dynamic_smem, size_t bytes, unsigned nthreads) {
+    const uint64_t blocks = uint64_t{gridDim.x} * gridDim.y * gridDim.z;
+    if (g_new_launch) {
+        g_new_launch = false;
+        ++g_launch;
+        g_check_device = blocks <= kMaxBlocks;
+        g_published.assign(g_check_device ? blocks + 1 : 0, 0);
+    }
+    if (g_check_device) {
+        g_block = static_cast<uint16_t>(
+            1 + blockIdx.x + gridDim.x * (blockIdx.y + uint64_t{gridDim.y} * blockIdx.z));
+    }
+    g_fenced = g_atomic = g_acquired = false;
     ++g_gen;
     g_bar = 0;
     g_tid = 0;
@@ -157,6 +263,36 @@ void begin_block(void* dynamic_smem, size_t bytes, unsigned nthreads) {
 
 void end_launch() {
     g_active = false;
+    g_new_launch = true;
+}
+
+void device_alloc(void* p, size_t bytes) {
+    g_device[reinterpret_cast<uintptr_t>(p)] = std::max<size_t>(bytes, 1);
+    g_dev_lo = g_dev_hi = 0;
+}
+
+void device_free(void* p) {
+    const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    auto it = g_device.find(a);
+    if (it == g_device.end()) return;
+    // The shadow of whole pages inside it goes (a later allocation there starts clean anyway:
+    // cells of earlier launches are empty).
+    for (uintptr_t pg = (a + kPageBytes - 1) / kPageBytes; (pg + 1) * kPageBytes <= a + it->second;
+         ++pg) {
+        g_pages.erase(pg);
+    }
+    g_device.erase(it);
+    g_dev_lo = g_dev_hi = 0;
+}
+
+void fence() {
+    if (g_atomic) g_acquired = true;  // an atomic, then the fence: what others published is seen
+    g_fenced = true;
+}
+
+void atomic_done() {
+    if (g_fenced && g_check_device && g_block < g_published.size()) g_published[g_block] = 1;
+    g_atomic = true;
 }
 
 void add_static(void* p, size_t bytes) {
