@@ -34,7 +34,7 @@ namespace {
 struct Barrier {
     int count = 0;
     uint64_t gen = 0;
-    const char* what = "";
+    std::vector<unsigned> waiters;  // threads blocked in this generation
 };
 
 // One cp.async copy; src null = zero fill. It may be done at its issue (`done`); the racecheck
@@ -81,8 +81,47 @@ struct WarpGroup {
 struct Warp {
     std::map<unsigned, WarpGroup> groups;
 };
+// The block's runnable threads (not exited, not blocked at a barrier), one bit each: a pick is
+// a find-next-bit, not a walk over the fibers with a division per step (with 1023 of 1024
+// threads at a barrier, each pick walked them all: a third of the emulated tests' time). The
+// picks are the walk's, bit for bit: same seed, same schedule.
+class ReadySet {
+  public:
+    void reset(unsigned n) {
+        words_.assign((n + 63) / 64, 0);
+        for (unsigned i = 0; i < n; ++i) set(i);
+    }
+    void set(unsigned i) { words_[i / 64] |= uint64_t{1} << (i % 64); }
+    void clear(unsigned i) { words_[i / 64] &= ~(uint64_t{1} << (i % 64)); }
+    // Of the n bits from `lo` (a multiple of 32: one warp's lanes), the first set one at or
+    // after lo + off, wrapping around within them; -1 when none is set.
+    int next_in_warp(unsigned lo, unsigned n, unsigned off) const {
+        uint64_t m = words_[lo / 64] >> (lo % 64);
+        m &= n >= 64 ? ~uint64_t{0} : (uint64_t{1} << n) - 1;
+        if (const uint64_t hi = m >> off) return static_cast<int>(lo + off + __builtin_ctzll(hi));
+        return m ? static_cast<int>(lo + __builtin_ctzll(m)) : -1;
+    }
+    // The first set bit at or after `start`, wrapping around; -1 when none is set.
+    int next_from(unsigned start) const {
+        const size_t nw = words_.size();
+        size_t w = start / 64;
+        uint64_t bits = words_[w] & (~uint64_t{0} << (start % 64));
+        for (size_t k = 0; k <= nw; ++k) {
+            if (bits)
+                return static_cast<int>(w * 64 + static_cast<unsigned>(__builtin_ctzll(bits)));
+            w = w + 1 == nw ? 0 : w + 1;
+            bits = words_[w];
+        }
+        return -1;
+    }
+
+  private:
+    std::vector<uint64_t> words_;
+};
+
 struct BlockRun {
     std::vector<Fiber> fibers;
+    ReadySet ready;
     FiberContext sched;
     int cur = -1;
     int live = 0;
@@ -164,6 +203,7 @@ void fiber_main() {
     f.wg_open.clear();  // never waited for: the registers they would write are gone
     f.wg_groups.clear();
     f.done = true;
+    r->ready.clear(f.tid);
     --r->live;
     exit_to(f.ctx, r->sched);  // never resumed
 }
@@ -172,11 +212,18 @@ Fiber& me() {
     return g_run->fibers[g_run->cur];
 }
 
+// A barrier's generation ends: its waiters may run again.
+void release(Barrier& b) {
+    b.count = 0;
+    ++b.gen;
+    for (unsigned t : b.waiters) g_run->ready.set(t);
+    b.waiters.clear();
+}
+
 void arrive(Barrier& b, int participants) {
     const uint64_t gen = b.gen;
     if (++b.count >= participants) {
-        b.count = 0;
-        ++b.gen;
+        release(b);
         if (&b == &g_run->block_bar) {
             race::block_synced();
         } else {
@@ -187,6 +234,8 @@ void arrive(Barrier& b, int participants) {
     Fiber& f = me();
     f.waiting = &b;
     f.wait_gen = gen;
+    b.waiters.push_back(f.tid);
+    g_run->ready.clear(f.tid);
     switch_fiber(f.ctx, g_run->sched);
 }
 
@@ -201,6 +250,7 @@ void run_block(unsigned nthreads) {
     r.fibers.assign(nthreads, Fiber{});
     r.warps.assign((nthreads + 31) / 32, Warp{});
     r.block_bar = Barrier{};
+    r.ready.reset(nthreads);
     while (g_stacks.size() < nthreads) g_stacks.emplace_back(new char[kStackBytes]);
     for (unsigned i = 0; i < nthreads; ++i) {
         Fiber& f = r.fibers[i];
@@ -215,9 +265,6 @@ void run_block(unsigned nthreads) {
     // so between two block barriers, chosen at random half of the time, one warp is favoured:
     // its lanes run first whenever one is runnable, as when a warp races ahead on hardware and
     // overwrites shared data that the others still read (a missing barrier at a loop's top).
-    auto runnable = [&](const Fiber& f) {
-        return !f.done && !(f.waiting && f.waiting->gen == f.wait_gen);
-    };
     const unsigned nwarps = (nthreads + 31) / 32;
     auto pick_favoured = [&] { return (g_rng() & 1u) ? static_cast<int>(g_rng() % nwarps) : -1; };
     int favoured = pick_favoured();
@@ -233,17 +280,15 @@ void run_block(unsigned nthreads) {
             const unsigned lo = static_cast<unsigned>(favoured) * 32u;
             const unsigned n = std::min(32u, nthreads - lo),
                            off = static_cast<unsigned>(g_rng() % n);
-            for (unsigned k = 0; k < n && first < 0; ++k) {
-                if (runnable(r.fibers[lo + (off + k) % n]))
-                    first = static_cast<int>(lo + (off + k) % n);
-            }
+            first = r.ready.next_in_warp(lo, n, off);
         }
         const unsigned start =
             first >= 0 ? static_cast<unsigned>(first) : static_cast<unsigned>(g_rng() % nthreads);
-        for (unsigned k = 0; k < nthreads && !progressed; ++k) {
-            const unsigned i = (start + k) % nthreads;
+        // The first runnable thread from `start` on, wrapping around.
+        const int next = r.ready.next_from(start);
+        if (next >= 0) {
+            const unsigned i = static_cast<unsigned>(next);
             Fiber& f = r.fibers[i];
-            if (!runnable(f)) continue;
             f.waiting = nullptr;
             r.cur = static_cast<int>(i);
             race::set_thread(i);
@@ -253,8 +298,7 @@ void run_block(unsigned nthreads) {
             progressed = true;
             // A thread that exits no longer counts for __syncthreads.
             if (f.done && r.block_bar.count > 0 && r.block_bar.count >= r.live) {
-                r.block_bar.count = 0;
-                ++r.block_bar.gen;
+                release(r.block_bar);
                 race::block_synced();
             }
         }
