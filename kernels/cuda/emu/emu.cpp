@@ -291,7 +291,7 @@ void run_block(unsigned nthreads) {
             Fiber& f = r.fibers[i];
             f.waiting = nullptr;
             r.cur = static_cast<int>(i);
-            race::set_thread(i);
+            race::set_thread(i, g_stacks[i].get(), kStackBytes);
             threadIdx =
                 dim3(i % blockDim.x, (i / blockDim.x) % blockDim.y, i / (blockDim.x * blockDim.y));
             switch_fiber(r.sched, f.ctx);

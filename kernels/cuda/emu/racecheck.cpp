@@ -45,6 +45,8 @@ bool g_active = false;
 uint32_t g_gen = 0;  // blocks begun
 uint32_t g_bar = 0;  // __syncthreads completed in this block
 unsigned g_tid = 0;
+uintptr_t g_stack_lo = 0;  // the running thread's stack: its register arrays
+size_t g_stack_bytes = 0;
 unsigned g_nthreads = 0;
 std::vector<uint16_t> g_wsync;  // per warp: warp syncs completed
 Region g_dynamic;
@@ -68,6 +70,9 @@ struct Page {
 };
 std::map<uintptr_t, size_t> g_device;  // cudaMalloc'd: start -> bytes
 uintptr_t g_dev_lo = 0, g_dev_hi = 0;  // the allocation found last
+// The gap between allocations found last (host memory the kernels read: a launch's arguments
+// and constants), so that not every such access is a map lookup.
+uintptr_t g_gap_lo = 0, g_gap_hi = 0;
 std::unordered_map<uintptr_t, std::unique_ptr<Page>> g_pages;
 bool g_new_launch = true;
 uint32_t g_launch = 0;             // launches begun
@@ -78,13 +83,22 @@ bool g_fenced = false, g_atomic = false, g_acquired = false;  // the running blo
 
 bool in_device(uintptr_t a) {
     if (a - g_dev_lo < g_dev_hi - g_dev_lo) return true;
+    if (a - g_gap_lo < g_gap_hi - g_gap_lo) return false;
     auto it = g_device.upper_bound(a);
-    if (it == g_device.begin()) return false;
-    --it;
-    if (a - it->first >= it->second) return false;
-    g_dev_lo = it->first;
-    g_dev_hi = it->first + it->second;
-    return true;
+    const uintptr_t next = it == g_device.end() ? ~uintptr_t{0} : it->first;
+    uintptr_t lo = 0;
+    if (it != g_device.begin()) {
+        --it;
+        if (a - it->first < it->second) {
+            g_dev_lo = it->first;
+            g_dev_hi = it->first + it->second;
+            return true;
+        }
+        lo = it->first + it->second;
+    }
+    g_gap_lo = lo;
+    g_gap_hi = next;
+    return false;
 }
 
 std::string block_name(uint16_t id) {
@@ -227,7 +241,7 @@ inline void access(const void* p, size_t n, bool write, const void* pc) {
     const uintptr_t a = reinterpret_cast<uintptr_t>(p);
     if (Region* r = region_of(a)) {
         check(*r, a, n, write, now(), g_bar, pc);
-    } else if (g_check_device && in_device(a)) {
+    } else if (g_check_device && a - g_stack_lo >= g_stack_bytes && in_device(a)) {
         check_device(a, n, write, pc);
     }
 }
@@ -268,7 +282,7 @@ void end_launch() {
 
 void device_alloc(void* p, size_t bytes) {
     g_device[reinterpret_cast<uintptr_t>(p)] = std::max<size_t>(bytes, 1);
-    g_dev_lo = g_dev_hi = 0;
+    g_dev_lo = g_dev_hi = g_gap_lo = g_gap_hi = 0;
 }
 
 void device_free(void* p) {
@@ -282,7 +296,7 @@ void device_free(void* p) {
         g_pages.erase(pg);
     }
     g_device.erase(it);
-    g_dev_lo = g_dev_hi = 0;
+    g_dev_lo = g_dev_hi = g_gap_lo = g_gap_hi = 0;
 }
 
 void fence() {
@@ -310,8 +324,10 @@ void add_static(void* p, size_t bytes) {
     g_static_hi = std::max(g_static_hi, a + bytes);
 }
 
-void set_thread(unsigned tid) {
+void set_thread(unsigned tid, const void* stack, size_t stack_bytes) {
     g_tid = tid;
+    g_stack_lo = reinterpret_cast<uintptr_t>(stack);
+    g_stack_bytes = stack_bytes;
 }
 
 void block_synced() {

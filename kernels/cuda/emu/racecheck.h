@@ -38,7 +38,8 @@ namespace emu::race {
 void begin_block(void* dynamic_smem, size_t bytes, unsigned nthreads);
 void end_launch();
 void add_static(void* p, size_t bytes);
-void set_thread(unsigned tid);
+// The running thread, and its fiber's stack (its registers: never shared, so not checked).
+void set_thread(unsigned tid, const void* stack, size_t stack_bytes);
 void block_synced();
 void warp_synced(unsigned warp);
 // A cp.async issued by the running thread: its destination's hazards are checked from the
@@ -54,7 +55,7 @@ void fence();
 inline void begin_block(void*, size_t, unsigned) {}
 inline void end_launch() {}
 inline void add_static(void*, size_t) {}
-inline void set_thread(unsigned) {}
+inline void set_thread(unsigned, const void*, size_t) {}
 inline void block_synced() {}
 inline void warp_synced(unsigned) {}
 inline uint32_t copy_issued(void*, size_t, const void*) {
